@@ -1,0 +1,45 @@
+//! Shared HTTP and OAuth plumbing for every VisitBridge crate that talks to an upstream.
+//!
+//! VisitBridge speaks to several upstreams (the EHR's SMART and FHIR endpoints, Entra ID, Microsoft
+//! Graph) and they all need the same few things done the same careful way, so they live here once:
+//!
+//! - [`build_client`] makes the one `reqwest` client configuration: rustls on aws-lc-rs, a connect
+//!   timeout and a total timeout on every call, and **no redirect following** (a redirect on a token
+//!   or FHIR call would be an SSRF and credential-leak risk).
+//! - [`RetryPolicy`] and [`send_idempotent`] retry idempotent calls on 429, 5xx and timeouts with
+//!   jittered exponential backoff, honouring `Retry-After`, bounded in attempts *and* total time.
+//!   Writes are never passed through it blindly.
+//! - [`OAuthHttpClient`] lets the `oauth2` crate use that same client (its own default would pull a
+//!   second reqwest version).
+//! - [`ClientAssertionKey`] signs `private_key_jwt` client assertions (SMART backend services,
+//!   Entra certificate credentials) and renders the public key as a JWK.
+//! - [`Secret`] holds tokens and client secrets; its `Debug` prints `[redacted]`.
+//!
+//! ```no_run
+//! use visitbridge_http::{HttpConfig, RetryPolicy, build_client, send_idempotent};
+//!
+//! # async fn read() -> Result<(), Box<dyn std::error::Error>> {
+//! let client = build_client(&HttpConfig::default())?;
+//! let policy = RetryPolicy::default();
+//! // A read: retried on 429/5xx/timeouts, within the policy's bounds.
+//! let response = send_idempotent(&policy, || {
+//!     client.get("https://ehr.example/api/FHIR/R4/metadata")
+//! })
+//! .await?;
+//! println!("{}", response.status());
+//! # Ok(())
+//! # }
+//! ```
+#![deny(missing_docs)]
+
+mod assertion;
+mod client;
+mod oauth;
+mod retry;
+mod secret;
+
+pub use assertion::{AssertionError, ClientAssertionKey, random_token};
+pub use client::{HttpConfig, HttpError, build_client};
+pub use oauth::OAuthHttpClient;
+pub use retry::{RetryPolicy, SendError, is_retryable_status, retry_after, send_idempotent};
+pub use secret::Secret;

@@ -1,0 +1,4 @@
+//! Integration tests of the shared HTTP plumbing against a local wiremock server.
+
+mod assertion;
+mod retry;
