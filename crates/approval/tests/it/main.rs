@@ -1,0 +1,7 @@
+//! Integration tests of visitbridge-approval, through its public API only.
+
+mod fixtures;
+mod invariants;
+mod machine;
+mod properties;
+mod records;

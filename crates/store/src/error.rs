@@ -1,0 +1,60 @@
+//! The store's error type.
+
+/// Why a storage operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The record changed since it was read (optimistic concurrency); reload and retry.
+    #[error("the {what} was changed by someone else; reload it and try again")]
+    Conflict {
+        /// What changed, e.g. "configuration".
+        what: &'static str,
+    },
+    /// A record with the same unique key exists.
+    #[error("{0}")]
+    AlreadyExists(&'static str),
+    /// The record to change does not exist.
+    #[error("the {what} does not exist")]
+    NotFound {
+        /// What was missing, e.g. "configuration".
+        what: &'static str,
+    },
+    /// The referenced tenant does not exist.
+    #[error("the tenant does not exist")]
+    UnknownTenant,
+    /// The caller passed something the store cannot keep as it is.
+    #[error("invalid record: {0}")]
+    InvalidRecord(&'static str),
+    /// A stored record could not be decoded. The detail names the kind of failure and where,
+    /// never the stored content.
+    #[error("stored {what} could not be decoded ({detail})")]
+    Corrupt {
+        /// Which kind of record.
+        what: &'static str,
+        /// The kind of failure and its position.
+        detail: String,
+    },
+    /// The database refused the operation.
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// Bringing the schema up to date failed.
+    #[error("database migration failed: {0}")]
+    Migration(#[from] rusqlite_migration::Error),
+    /// The blocking task running the operation failed (panicked or was cancelled).
+    #[error("storage task failed")]
+    Task,
+}
+
+impl StoreError {
+    pub(crate) fn corrupt(what: &'static str, e: &serde_json::Error) -> Self {
+        Self::Corrupt {
+            what,
+            detail: format!(
+                "{:?} error at line {} column {}",
+                e.classify(),
+                e.line(),
+                e.column()
+            ),
+        }
+    }
+}

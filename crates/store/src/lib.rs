@@ -1,0 +1,67 @@
+//! Durable state for VisitBridge: organisations, configurations with their full approval history,
+//! EHR-user ↔ Microsoft-user links, pending launches and sessions. Never PHI: only ids, URLs and
+//! settings.
+//!
+//! # Design choices
+//!
+//! - **Repository traits, one implementation today.** Callers program against the async traits
+//!   ([`ConfigurationRepo`], [`TenantRepo`], [`UserLinkRepo`], [`PendingRepo`],
+//!   [`SessionRepo`], bundled as [`Store`] for `Arc<dyn Store>`); [`SqliteStore`] implements them
+//!   all. A PostgreSQL backend can be added behind the same traits without touching callers. Only
+//!   this crate knows SQL.
+//! - **SQLite, carefully set up.** `rusqlite` with the bundled library. Pragmas in this order:
+//!   `busy_timeout` (first, so that even switching the journal mode waits for another process),
+//!   `journal_mode=WAL`, `synchronous=NORMAL`, `foreign_keys=ON`. STRICT tables. Versioned
+//!   migrations (`rusqlite_migration`, tracked in `user_version`) run at start-up.
+//! - **One writer, a few readers, never on the runtime.** One writer connection behind a mutex;
+//!   every write is one `BEGIN IMMEDIATE` transaction, which takes the write lock up front and so
+//!   cannot fail half-way on a lock upgrade. A small pool of read connections reads concurrently
+//!   thanks to WAL. All blocking work runs on `tokio::task::spawn_blocking`.
+//! - **Configurations** are stored as a few indexed columns (tenant, current URL and environment,
+//!   state, revision, and the *approved* URL and environment that launches look up) plus the whole
+//!   [`visitbridge_approval::Configuration`] as a JSON document. Writes take a
+//!   [`visitbridge_approval::Transitioned`] and store the configuration and its history entry in
+//!   one transaction, with an optimistic check that the stored revision is the one the transition
+//!   started from. Every read takes the tenant, so one organisation never sees another's.
+//! - **History is append-only**, enforced by the database: triggers refuse `UPDATE` and `DELETE`
+//!   on it, and a configuration with history cannot be deleted (foreign key).
+//! - **One approved configuration per FHIR base URL and environment**, across tenants (a unique
+//!   index on the approved columns), so a launch's `iss` leads to exactly one configuration.
+//! - **Pending items are single-use**: taking one deletes it in the same statement
+//!   (`DELETE … RETURNING`), so two concurrent takes cannot both succeed; expired items are never
+//!   returned. Times are passed in, for tests.
+//!
+//! # Example
+//!
+//! ```
+//! use chrono::{Duration, Utc};
+//! use visitbridge_store::{PendingRepo, SqliteStore};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let store = SqliteStore::open(dir.path().join("visitbridge.sqlite")).await?;
+//!
+//! let now = Utc::now();
+//! let payload = serde_json::json!({ "iss": "https://ehr.example.org/api/FHIR/R4" });
+//! store.put_pending("random-state", "launch", &payload, now + Duration::minutes(10)).await?;
+//! assert_eq!(store.take_pending("random-state", "launch", now).await?, Some(payload));
+//! // Single use.
+//! assert_eq!(store.take_pending("random-state", "launch", now).await?, None);
+//! # Ok(())
+//! # }
+//! ```
+#![deny(missing_docs)]
+
+mod error;
+mod ids;
+mod repo;
+mod sqlite;
+
+pub use error::StoreError;
+pub use ids::{MicrosoftObjectId, MicrosoftTenantId};
+pub use repo::{
+    ConfigurationRepo, PendingRepo, SessionRepo, Store, StoredSession, Tenant, TenantRepo,
+    UserLink, UserLinkRepo,
+};
+pub use sqlite::SqliteStore;

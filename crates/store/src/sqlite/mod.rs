@@ -1,0 +1,234 @@
+//! The SQLite implementation: connections, pragmas, migrations, and running work off the runtime.
+
+mod configurations;
+mod migrations;
+mod pending;
+mod sessions;
+mod tenants;
+mod user_links;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, ErrorCode, Transaction, TransactionBehavior};
+
+use crate::StoreError;
+
+/// How long a connection waits for another process's write lock before failing with `BUSY`.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Idle read connections kept open.
+const MAX_IDLE_READERS: usize = 4;
+
+/// All repositories on one SQLite database.
+///
+/// One writer connection behind a mutex (every write is a `BEGIN IMMEDIATE` transaction, so writes
+/// never deadlock on lock upgrades) plus a small pool of read connections, which WAL lets read
+/// while the writer writes. Every database call runs on `tokio::task::spawn_blocking`. Cloning is
+/// cheap and shares the connections.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    writer: Mutex<Connection>,
+    /// `None` for an in-memory database, whose other connections would see another database.
+    readers: Option<ReadPool>,
+}
+
+struct ReadPool {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let path = self.inner.readers.as_ref().map(|r| r.path.as_path());
+        f.debug_struct("SqliteStore").field("path", &path).finish()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file at `path`, sets it up and brings its schema
+    /// up to date.
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        blocking(move || {
+            let mut writer = Connection::open(&path)?;
+            setup_writer(&mut writer)?;
+            Ok(Self {
+                inner: Arc::new(Inner {
+                    writer: Mutex::new(writer),
+                    readers: Some(ReadPool {
+                        path,
+                        idle: Mutex::new(Vec::new()),
+                    }),
+                }),
+            })
+        })
+        .await
+    }
+
+    /// A private in-memory database, gone when the store is dropped. For tests only: it has a
+    /// single connection, and none of the file's durability.
+    pub async fn open_in_memory() -> Result<Self, StoreError> {
+        blocking(|| {
+            let mut writer = Connection::open_in_memory()?;
+            setup_writer(&mut writer)?;
+            Ok(Self {
+                inner: Arc::new(Inner {
+                    writer: Mutex::new(writer),
+                    readers: None,
+                }),
+            })
+        })
+        .await
+    }
+
+    /// The schema version (the number of migrations applied).
+    pub async fn schema_version(&self) -> Result<u32, StoreError> {
+        self.read(|conn| Ok(conn.pragma_query_value(None, "user_version", |row| row.get(0))?))
+            .await
+    }
+
+    /// Runs `work` in one `BEGIN IMMEDIATE` transaction on the writer connection, committing if it
+    /// returns `Ok`.
+    pub(crate) async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        blocking(move || {
+            // A panic inside a transaction rolls it back as the transaction drops, so the
+            // connection is still sound after poisoning.
+            let mut conn = inner.writer.lock().unwrap_or_else(PoisonError::into_inner);
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let value = work(&tx)?;
+            tx.commit()?;
+            Ok(value)
+        })
+        .await
+    }
+
+    /// Runs `work` on a read connection.
+    pub(crate) async fn read<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        blocking(move || match &inner.readers {
+            None => {
+                let conn = inner.writer.lock().unwrap_or_else(PoisonError::into_inner);
+                work(&conn)
+            }
+            Some(pool) => {
+                let idle = pool
+                    .idle
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .pop();
+                let conn = match idle {
+                    Some(conn) => conn,
+                    None => open_reader(&pool.path)?,
+                };
+                let result = work(&conn);
+                let mut idle = pool.idle.lock().unwrap_or_else(PoisonError::into_inner);
+                if idle.len() < MAX_IDLE_READERS {
+                    idle.push(conn);
+                }
+                result
+            }
+        })
+        .await
+    }
+}
+
+async fn blocking<T, F>(work: F) -> Result<T, StoreError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, StoreError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|_| StoreError::Task)?
+}
+
+/// Pragmas in the order that matters: the busy timeout first, so that even switching to WAL
+/// waits for another process instead of failing; WAL before anything else writes.
+fn setup_writer(conn: &mut Connection) -> Result<(), StoreError> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    let mode: String =
+        conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+    if mode != "wal" && mode != "memory" {
+        tracing::warn!(mode, "SQLite did not switch to WAL journal mode");
+    }
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    let before: u32 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    migrations::MIGRATIONS.to_latest(conn)?;
+    let after: u32 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    if after != before {
+        tracing::info!(from = before, to = after, "database schema migrated");
+    }
+    Ok(())
+}
+
+fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "query_only", "ON")?;
+    Ok(conn)
+}
+
+pub(crate) fn to_millis(at: DateTime<Utc>) -> i64 {
+    at.timestamp_millis()
+}
+
+pub(crate) fn from_millis(what: &'static str, ms: i64) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::from_timestamp_millis(ms).ok_or(StoreError::Corrupt {
+        what,
+        detail: "timestamp out of range".to_owned(),
+    })
+}
+
+/// Which constraint a failed statement violated, if any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Violation {
+    Unique,
+    ForeignKey,
+}
+
+pub(crate) fn violation(e: &rusqlite::Error) -> Option<(Violation, &str)> {
+    match e {
+        rusqlite::Error::SqliteFailure(err, message)
+            if err.code == ErrorCode::ConstraintViolation =>
+        {
+            let message = message.as_deref().unwrap_or("");
+            match err.extended_code {
+                rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY => Some((Violation::Unique, message)),
+                rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY => {
+                    Some((Violation::ForeignKey, message))
+                }
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+fn to_json<T: serde::Serialize>(what: &'static str, value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::corrupt(what, &e))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(
+    what: &'static str,
+    text: &str,
+) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::corrupt(what, &e))
+}

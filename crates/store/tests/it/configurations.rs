@@ -1,0 +1,356 @@
+//! Configurations, their history, approved lookups, optimistic concurrency and tenant isolation.
+
+use visitbridge_approval::*;
+use visitbridge_store::*;
+
+use crate::fixtures::*;
+
+#[tokio::test]
+async fn round_trip_with_history_that_replays() {
+    let (store, _dir) = store().await;
+    let t = with_tenant(&store, "contoso").await;
+    let config = create(&store, &t, "cfg-1", URL, Environment::Production).await;
+    assert_eq!(
+        store.get_configuration(&t, config.id()).await.unwrap(),
+        Some(config.clone())
+    );
+    let approved = approve(&store, config).await;
+    let stored = store
+        .get_configuration(&t, approved.id())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored, approved);
+
+    let history = store
+        .configuration_history(&t, approved.id())
+        .await
+        .unwrap();
+    let actions: Vec<_> = history.iter().map(|e| e.action.kind()).collect();
+    assert_eq!(
+        actions,
+        [
+            ActionKind::Create,
+            ActionKind::Submit,
+            ActionKind::RecordEhrValidation,
+            ActionKind::Approve
+        ]
+    );
+    assert_eq!(
+        Configuration::replay(stored.id(), stored.tenant(), &history).unwrap(),
+        stored
+    );
+}
+
+#[tokio::test]
+async fn launches_find_the_approved_version_only() {
+    let (store, _dir) = store().await;
+    let t = with_tenant(&store, "contoso").await;
+    let config = create(&store, &t, "cfg-1", URL, Environment::Production).await;
+    assert_eq!(
+        store
+            .find_approved(&url(URL), Environment::Production)
+            .await
+            .unwrap(),
+        None
+    );
+
+    let approved = approve(&store, config).await;
+    let found = store
+        .find_approved(&url(URL), Environment::Production)
+        .await
+        .unwrap();
+    assert_eq!(found.as_ref().map(|c| c.id()), Some(approved.id()));
+    // The launch came through the test record: no production/test confusion.
+    assert_eq!(
+        store
+            .find_approved(&url(URL), Environment::Test)
+            .await
+            .unwrap(),
+        None
+    );
+    let by_issuer = store.find_approved_by_issuer(&url(URL)).await.unwrap();
+    assert_eq!(by_issuer.len(), 1);
+    assert_eq!(
+        by_issuer[0].approved().unwrap().settings.environment,
+        Environment::Production
+    );
+
+    // An edit to another URL awaits approval: the old URL keeps serving, the new one doesn't yet.
+    let edited = approved
+        .edit(
+            &admin(&t),
+            settings(TEST_URL, Environment::Production),
+            at(10),
+        )
+        .unwrap();
+    store.update_configuration(&edited).await.unwrap();
+    let found = store
+        .find_approved(&url(URL), Environment::Production)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.state(), ApprovalState::AwaitingApproval);
+    assert_eq!(found.approved().unwrap().settings.fhir_base_url, url(URL));
+    assert_eq!(
+        store
+            .find_approved(&url(TEST_URL), Environment::Production)
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+#[tokio::test]
+async fn concurrent_edits_conflict_instead_of_overwriting() {
+    let (store, _dir) = store().await;
+    let t = with_tenant(&store, "contoso").await;
+    let config = create(&store, &t, "cfg-1", URL, Environment::Production).await;
+
+    // Two admins start from the same revision.
+    let first = config
+        .edit(
+            &admin(&t),
+            settings(TEST_URL, Environment::Production),
+            at(1),
+        )
+        .unwrap();
+    let second = config.submit(&admin(&t), at(2)).unwrap();
+    store.update_configuration(&first).await.unwrap();
+    let err = store.update_configuration(&second).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Conflict {
+                what: "configuration"
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "the configuration was changed by someone else; reload it and try again"
+    );
+
+    let stored = store
+        .get_configuration(&t, config.id())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored, first.configuration);
+    let history = store.configuration_history(&t, config.id()).await.unwrap();
+    assert_eq!(history.len(), 2);
+    assert_eq!(history[1], first.entry);
+}
+
+#[tokio::test]
+async fn refuses_inconsistent_or_unknown_writes() {
+    let (store, _dir) = store().await;
+    let t = with_tenant(&store, "contoso").await;
+    let config = create(&store, &t, "cfg-1", URL, Environment::Production).await;
+    let submitted = config.submit(&admin(&t), at(1)).unwrap();
+
+    // A later transition cannot be inserted, nor a creation updated.
+    assert!(matches!(
+        store.insert_configuration(&submitted).await,
+        Err(StoreError::InvalidRecord(_))
+    ));
+    // An entry that is not the configuration's.
+    let mut mismatched = submitted.clone();
+    mismatched.entry.revision = 7;
+    assert!(matches!(
+        store.update_configuration(&mismatched).await,
+        Err(StoreError::InvalidRecord(_))
+    ));
+
+    // A configuration that was never stored.
+    let ghost = Configuration::create(
+        &admin(&t),
+        ConfigurationId::new("ghost").unwrap(),
+        settings(TEST_URL, Environment::Test),
+        at(0),
+    )
+    .unwrap();
+    let ghost_submit = ghost.configuration.submit(&admin(&t), at(1)).unwrap();
+    assert!(matches!(
+        store.update_configuration(&ghost_submit).await,
+        Err(StoreError::NotFound { .. })
+    ));
+
+    // A tenant that does not exist.
+    let nowhere = tenant_id("nowhere");
+    let orphan = Configuration::create(
+        &admin(&nowhere),
+        ConfigurationId::new("orphan").unwrap(),
+        settings(URL, Environment::Test),
+        at(0),
+    )
+    .unwrap();
+    assert!(matches!(
+        store.insert_configuration(&orphan).await,
+        Err(StoreError::UnknownTenant)
+    ));
+
+    // save_configuration picks insert or update.
+    store.save_configuration(&submitted).await.unwrap();
+    assert_eq!(
+        store
+            .get_configuration(&t, config.id())
+            .await
+            .unwrap()
+            .unwrap()
+            .state(),
+        ApprovalState::AwaitingApproval
+    );
+}
+
+#[tokio::test]
+async fn one_configuration_per_url_and_environment() {
+    let (store, _dir) = store().await;
+    let contoso = with_tenant(&store, "contoso").await;
+    let fabrikam = with_tenant(&store, "fabrikam").await;
+    let first = create(&store, &contoso, "cfg-1", URL, Environment::Production).await;
+
+    // Same tenant, same URL and environment: refused. Other environment: fine.
+    let dup = Configuration::create(
+        &admin(&contoso),
+        ConfigurationId::new("cfg-2").unwrap(),
+        settings(URL, Environment::Production),
+        at(0),
+    )
+    .unwrap();
+    let err = store.insert_configuration(&dup).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "this organisation already has a configuration for this FHIR base URL and environment"
+    );
+    create(&store, &contoso, "cfg-3", URL, Environment::Test).await;
+
+    // The same id twice.
+    let same_id = Configuration::create(
+        &admin(&fabrikam),
+        ConfigurationId::new("cfg-1").unwrap(),
+        settings(TEST_URL, Environment::Test),
+        at(0),
+    )
+    .unwrap();
+    assert_eq!(
+        store
+            .insert_configuration(&same_id)
+            .await
+            .unwrap_err()
+            .to_string(),
+        "a configuration with this id already exists"
+    );
+
+    // Another tenant may draft the same URL, but only one configuration can be approved for it.
+    let theirs = create(&store, &fabrikam, "cfg-f", URL, Environment::Production).await;
+    approve(&store, first).await;
+    let t = theirs.submit(&admin(&fabrikam), at(1)).unwrap();
+    store.update_configuration(&t).await.unwrap();
+    let t = t
+        .configuration
+        .record_ehr_validation(
+            &approver(&fabrikam),
+            &url(URL),
+            EhrUserId::new("Practitioner/zzz").unwrap(),
+            at(2),
+        )
+        .unwrap();
+    store.update_configuration(&t).await.unwrap();
+    let approval = t
+        .configuration
+        .approve(&approver(&fabrikam), at(3))
+        .unwrap();
+    let err = store.update_configuration(&approval).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "another configuration is already approved for this FHIR base URL and environment"
+    );
+    // Nothing of the refused approval was kept.
+    let history = store
+        .configuration_history(&fabrikam, theirs.id())
+        .await
+        .unwrap();
+    assert_eq!(history.last().unwrap().to, ApprovalState::EhrValidated);
+}
+
+#[tokio::test]
+async fn tenants_are_isolated() {
+    let (store, _dir) = store().await;
+    let contoso = with_tenant(&store, "contoso").await;
+    let fabrikam = with_tenant(&store, "fabrikam").await;
+    let c1 = create(&store, &contoso, "c-1", URL, Environment::Production).await;
+    let c2 = create(&store, &contoso, "c-2", URL, Environment::Test).await;
+    let f1 = create(&store, &fabrikam, "f-1", TEST_URL, Environment::Test).await;
+
+    let ids = |v: Vec<Configuration>| {
+        v.into_iter()
+            .map(|c| c.id().as_str().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        ids(store.list_configurations(&contoso).await.unwrap()),
+        ["c-1", "c-2"]
+    );
+    assert_eq!(
+        ids(store.list_configurations(&fabrikam).await.unwrap()),
+        ["f-1"]
+    );
+
+    assert_eq!(
+        store.get_configuration(&fabrikam, c1.id()).await.unwrap(),
+        None
+    );
+    assert!(
+        store
+            .configuration_history(&fabrikam, c2.id())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .configuration_history(&fabrikam, f1.id())
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // A transition by another tenant's admin cannot even be built, and a forged one is not found.
+    assert_eq!(
+        c1.submit(&admin(&fabrikam), at(1)).unwrap_err(),
+        TransitionError::WrongTenant
+    );
+}
+
+#[tokio::test]
+async fn history_cannot_be_changed_or_deleted() {
+    let (store, dir) = store().await;
+    let t = with_tenant(&store, "contoso").await;
+    let config = create(&store, &t, "cfg-1", URL, Environment::Production).await;
+    let before = store.configuration_history(&t, config.id()).await.unwrap();
+
+    // Even with direct SQL access to the file.
+    let conn = rusqlite::Connection::open(dir.path().join("vb.sqlite")).unwrap();
+    conn.pragma_update(None, "foreign_keys", "ON").unwrap();
+    let err = conn
+        .execute(
+            "UPDATE configuration_history SET actor = 'mallory@example.org'",
+            [],
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("append-only"), "{err}");
+    let err = conn
+        .execute("DELETE FROM configuration_history", [])
+        .unwrap_err();
+    assert!(err.to_string().contains("append-only"), "{err}");
+    let err = conn.execute("DELETE FROM configurations", []).unwrap_err();
+    assert!(err.to_string().contains("FOREIGN KEY"), "{err}");
+
+    assert_eq!(
+        store.configuration_history(&t, config.id()).await.unwrap(),
+        before
+    );
+}

@@ -1,0 +1,10 @@
+//! Integration tests of visitbridge-store, on real SQLite files in temporary directories.
+
+mod concurrency;
+mod configurations;
+mod fixtures;
+mod migrations;
+mod pending;
+mod sessions;
+mod tenants;
+mod user_links;
