@@ -1,0 +1,272 @@
+//! Graph's webhook protocol without a web framework: the validation handshake, the `clientState`
+//! check, and notification parsing (plain or encrypted) into our events.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use visitbridge_http::Secret;
+
+use crate::{
+    crypto::{DecryptionKeys, EncryptedContent, decrypt},
+    error::GraphError,
+    events::{MeetingRef, ParticipantEvent, from_roster_payload, parse_time},
+    ids::SubscriptionId,
+};
+
+/// The `clientState` our subscriptions were created with; notifications carrying another are
+/// refused. A previous value can be accepted while subscriptions made with it are renewed away.
+#[derive(Debug, Clone)]
+pub struct ClientStateSecret {
+    current: Secret,
+    previous: Option<Secret>,
+}
+
+impl ClientStateSecret {
+    /// The current secret.
+    pub fn new(current: Secret) -> Self {
+        Self {
+            current,
+            previous: None,
+        }
+    }
+
+    /// Also accepts `previous` (during a rotation).
+    pub fn with_previous(mut self, previous: Secret) -> Self {
+        self.previous = Some(previous);
+        self
+    }
+
+    /// The value to put in new subscriptions.
+    pub fn current(&self) -> &Secret {
+        &self.current
+    }
+
+    /// Constant-time comparison with each accepted value.
+    pub fn matches(&self, candidate: &str) -> bool {
+        // Evaluate both comparisons so timing does not tell which one matched.
+        let current = self.current.constant_time_eq(candidate);
+        let previous = self
+            .previous
+            .as_ref()
+            .is_some_and(|p| !p.is_empty() & p.constant_time_eq(candidate));
+        (!self.current.is_empty() && current) | previous
+    }
+}
+
+/// The answer to Graph's validation request: `200`, this content type, this body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidationResponse {
+    /// Always `text/plain; charset=utf-8`: the token is echoed, so it must never be served as
+    /// HTML (send `X-Content-Type-Options: nosniff` too).
+    pub content_type: &'static str,
+    /// The decoded `validationToken`.
+    pub body: String,
+}
+
+/// Longest validation token echoed; Graph's are far shorter, and an endpoint that echoes
+/// arbitrary input should not echo a lot of it.
+const MAX_VALIDATION_TOKEN: usize = 1024;
+
+/// When the request's query string (without `?`) is Graph's validation handshake, the answer.
+///
+/// Graph sends `POST {notificationUrl}?validationToken=…` when a subscription is created and
+/// expects the decoded token back as `text/plain` within 10 seconds.
+pub fn validation_response(query: Option<&str>) -> Option<ValidationResponse> {
+    let query = query?;
+    let token = url::form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "validationToken")
+        .map(|(_, v)| v.into_owned())?;
+    if token.is_empty() || token.len() > MAX_VALIDATION_TOKEN {
+        return None;
+    }
+    Some(ValidationResponse {
+        content_type: "text/plain; charset=utf-8",
+        body: token,
+    })
+}
+
+/// A lifecycle event Graph sends about a subscription.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LifecycleEvent {
+    /// The subscription's authorization must be refreshed: call
+    /// `GraphClient::reauthorize_subscription` (or renew it).
+    ReauthorizationRequired,
+    /// Graph removed the subscription: create it again if the visit is still on.
+    SubscriptionRemoved,
+    /// Graph could not deliver some notifications: reconcile from the attendance report.
+    Missed,
+    /// A kind Graph added after this code was written.
+    Other(String),
+}
+
+/// One parsed notification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notification {
+    /// Call and roster events of a subscribed meeting.
+    Events {
+        /// The subscription it came through.
+        subscription_id: SubscriptionId,
+        /// The tenant it came from.
+        tenant_id: Option<String>,
+        /// The events, in payload order (may be empty for event types we ignore).
+        events: Vec<ParticipantEvent>,
+    },
+    /// A lifecycle notification.
+    Lifecycle {
+        /// The subscription concerned.
+        subscription_id: SubscriptionId,
+        /// What happened.
+        event: LifecycleEvent,
+        /// When the subscription expires, as Graph says.
+        subscription_expires_at: Option<DateTime<Utc>>,
+    },
+}
+
+#[derive(Deserialize)]
+struct Batch {
+    value: Vec<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Item {
+    subscription_id: String,
+    #[serde(default)]
+    client_state: Option<String>,
+    tenant_id: Option<String>,
+    #[serde(default)]
+    resource: String,
+    resource_data: Option<Value>,
+    encrypted_content: Option<EncryptedContent>,
+    lifecycle_event: Option<String>,
+    subscription_expiration_date_time: Option<String>,
+}
+
+/// Parses a notification POST body.
+///
+/// Every item's `clientState` is checked (in constant time) **before** anything else is looked at;
+/// one mismatch refuses the whole batch with [`GraphError::ClientStateMismatch`], since a batch
+/// mixing ours and someone else's is not from Graph. Encrypted content needs `keys`.
+/// Display names in the payload are dropped here.
+pub fn parse_notifications(
+    body: &[u8],
+    client_state: &ClientStateSecret,
+    keys: Option<&DecryptionKeys>,
+) -> Result<Vec<Notification>, GraphError> {
+    let batch: Batch =
+        serde_json::from_slice(body).map_err(|e| GraphError::parse("a notification batch", &e))?;
+    let items = batch
+        .value
+        .into_iter()
+        .map(|v| {
+            serde_json::from_value::<Item>(v).map_err(|e| GraphError::parse("a notification", &e))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if !items.iter().all(|i| {
+        i.client_state
+            .as_deref()
+            .is_some_and(|s| client_state.matches(s))
+    }) {
+        return Err(GraphError::ClientStateMismatch);
+    }
+    items
+        .into_iter()
+        .map(|item| parse_item(item, keys))
+        .collect()
+}
+
+fn parse_item(item: Item, keys: Option<&DecryptionKeys>) -> Result<Notification, GraphError> {
+    let subscription_id = SubscriptionId::new(item.subscription_id);
+    if let Some(event) = item.lifecycle_event {
+        let event = match event.as_str() {
+            e if e.eq_ignore_ascii_case("reauthorizationRequired") => {
+                LifecycleEvent::ReauthorizationRequired
+            }
+            e if e.eq_ignore_ascii_case("subscriptionRemoved") => {
+                LifecycleEvent::SubscriptionRemoved
+            }
+            e if e.eq_ignore_ascii_case("missed") => LifecycleEvent::Missed,
+            other => LifecycleEvent::Other(crate::error::shorten(other, 60)),
+        };
+        return Ok(Notification::Lifecycle {
+            subscription_id,
+            event,
+            subscription_expires_at: item
+                .subscription_expiration_date_time
+                .as_deref()
+                .and_then(parse_time),
+        });
+    }
+    let meeting = meeting_from_resource(&item.resource);
+    let payload = match (item.encrypted_content, item.resource_data) {
+        (Some(content), _) => {
+            let keys = keys.filter(|k| !k.is_empty()).ok_or(GraphError::Decrypt(
+                "encrypted content but no decryption key configured",
+            ))?;
+            let plain = decrypt(keys, &content)?;
+            serde_json::from_slice(&plain)
+                .map_err(|e| GraphError::parse("decrypted notification content", &e))?
+        }
+        (None, Some(data)) => data,
+        (None, None) => Value::Null,
+    };
+    Ok(Notification::Events {
+        subscription_id,
+        tenant_id: item.tenant_id,
+        events: from_roster_payload(&payload, &meeting)?,
+    })
+}
+
+/// Reads the join URL out of `…/onlineMeetings/?$filter=JoinWebUrl eq '<url>'`.
+fn meeting_from_resource(resource: &str) -> MeetingRef {
+    let lower = resource.to_ascii_lowercase();
+    let found = lower
+        .find("joinweburl eq '")
+        .map(|i| i + "joinweburl eq '".len());
+    match found {
+        Some(start) if resource.ends_with('\'') && start < resource.len() => {
+            MeetingRef::JoinWebUrl(resource[start..resource.len() - 1].replace("''", "'"))
+        }
+        _ => MeetingRef::Resource(resource.to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handshake_echoes_the_decoded_token_as_text() {
+        let r = validation_response(Some("validationToken=Validation%3A+Testing+%3Cb%3E")).unwrap();
+        assert_eq!(r.body, "Validation: Testing <b>");
+        assert!(r.content_type.starts_with("text/plain"));
+        assert_eq!(validation_response(Some("other=1")), None);
+        assert_eq!(validation_response(None), None);
+        let long = format!("validationToken={}", "a".repeat(2000));
+        assert_eq!(validation_response(Some(&long)), None);
+    }
+
+    #[test]
+    fn client_state_accepts_current_and_previous_only() {
+        let s = ClientStateSecret::new(Secret::new("new")).with_previous(Secret::new("old"));
+        assert!(s.matches("new"));
+        assert!(s.matches("old"));
+        assert!(!s.matches("other"));
+        assert!(!ClientStateSecret::new(Secret::new("")).matches(""));
+    }
+
+    #[test]
+    fn resource_gives_the_join_url() {
+        assert_eq!(
+            meeting_from_resource(
+                "communications/onlineMeetings/?$filter=JoinWebUrl eq 'https://t/x''y'"
+            ),
+            MeetingRef::JoinWebUrl("https://t/x'y".into())
+        );
+        assert_eq!(
+            meeting_from_resource("communications/calls/1"),
+            MeetingRef::Resource("communications/calls/1".into())
+        );
+    }
+}

@@ -1,0 +1,125 @@
+//! A small axum router for Graph's notification and lifecycle URLs, for the launch service to nest.
+
+use std::sync::Arc;
+
+use axum::{
+    Router,
+    body::Bytes,
+    extract::{DefaultBodyLimit, RawQuery, State},
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::post,
+};
+
+use crate::{
+    crypto::DecryptionKeys,
+    error::GraphError,
+    notifications::{ClientStateSecret, Notification, parse_notifications, validation_response},
+};
+
+/// Why a sink could not keep a batch (Graph will deliver it again).
+#[derive(Debug, thiserror::Error)]
+#[error("could not persist notifications: {0}")]
+pub struct SinkError(pub String);
+
+/// Where accepted notifications go. The webhook answers `202` only after `accept` returned `Ok`,
+/// so the sink must persist durably (an outbox row) and quickly: Graph wants an answer within 3
+/// seconds and throttles slow endpoints. Work that takes longer (write-back, reauthorizing a
+/// subscription) belongs after the answer, driven from what was stored.
+#[async_trait::async_trait]
+pub trait NotificationSink: Send + Sync + 'static {
+    /// Persists the batch.
+    async fn accept(&self, notifications: Vec<Notification>) -> Result<(), SinkError>;
+}
+
+/// What the webhook checks notifications with.
+#[derive(Debug)]
+pub struct WebhookConfig {
+    /// The subscriptions' `clientState`.
+    pub client_state: ClientStateSecret,
+    /// Keys for encrypted content (subscriptions with an encryption certificate).
+    pub decryption_keys: Option<DecryptionKeys>,
+    /// The largest body accepted (default 1 MiB; a roster batch is a few KiB).
+    pub max_body_bytes: usize,
+}
+
+impl WebhookConfig {
+    /// A configuration without decryption keys and with the default body limit.
+    pub fn new(client_state: ClientStateSecret) -> Self {
+        Self {
+            client_state,
+            decryption_keys: None,
+            max_body_bytes: 1024 * 1024,
+        }
+    }
+}
+
+struct WebhookState {
+    config: WebhookConfig,
+    sink: Arc<dyn NotificationSink>,
+}
+
+/// `POST /notifications` and `POST /lifecycle` (nest it, e.g. under `/graph`).
+///
+/// - `?validationToken=…`: `200`, `text/plain`, `X-Content-Type-Options: nosniff`, the token.
+/// - a `clientState` mismatch: `403` with an empty body (no hint for a prober).
+/// - a body that is not a notification batch, or cannot be decrypted: `400` (Graph does not
+///   retry 4xx, and retrying would not help).
+/// - the sink failed: `503`, so Graph delivers again later (for up to 4 hours).
+/// - otherwise: `202`.
+pub fn webhook_router(config: WebhookConfig, sink: Arc<dyn NotificationSink>) -> Router {
+    let limit = config.max_body_bytes;
+    let state = Arc::new(WebhookState { config, sink });
+    Router::new()
+        .route("/notifications", post(handle))
+        .route("/lifecycle", post(handle))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+async fn handle(
+    State(state): State<Arc<WebhookState>>,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> Response {
+    if let Some(validation) = validation_response(query.as_deref()) {
+        return (
+            StatusCode::OK,
+            [
+                (
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static(validation.content_type),
+                ),
+                (
+                    header::X_CONTENT_TYPE_OPTIONS,
+                    HeaderValue::from_static("nosniff"),
+                ),
+            ],
+            validation.body,
+        )
+            .into_response();
+    }
+    let parsed = parse_notifications(
+        &body,
+        &state.config.client_state,
+        state.config.decryption_keys.as_ref(),
+    );
+    let notifications = match parsed {
+        Ok(n) => n,
+        Err(GraphError::ClientStateMismatch) => {
+            tracing::warn!("refused a notification with a foreign clientState");
+            return StatusCode::FORBIDDEN.into_response();
+        }
+        Err(error) => {
+            tracing::warn!(error = %error, "refused an unreadable notification");
+            return StatusCode::BAD_REQUEST.into_response();
+        }
+    };
+    match state.sink.accept(notifications).await {
+        Ok(()) => StatusCode::ACCEPTED.into_response(),
+        Err(error) => {
+            tracing::error!(error = %error, "could not persist graph notifications");
+            StatusCode::SERVICE_UNAVAILABLE.into_response()
+        }
+    }
+}

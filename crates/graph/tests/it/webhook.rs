@@ -1,0 +1,190 @@
+//! The webhook router: handshake, clientState refusal, encrypted notifications, lifecycle flow.
+
+use std::sync::{Arc, Mutex};
+
+use axum::{
+    body::{Body, to_bytes},
+    http::{Request, StatusCode, header},
+};
+use serde_json::Value;
+use tower::ServiceExt as _;
+use visitbridge_graph::{
+    ClientStateSecret, LifecycleEvent, Notification, NotificationSink, SinkError,
+    SubscriptionConfig, WebhookConfig, webhook_router,
+};
+use visitbridge_http::Secret;
+use visitbridge_testkit::graph::{
+    acs_participant, encrypted_notification, lifecycle_notification, plain_notification,
+    roster_update,
+};
+
+use crate::{notifications::decryption_keys, world};
+
+const CLIENT_STATE: &str = "webhook-client-state";
+
+#[derive(Default)]
+struct Recorder {
+    batches: Mutex<Vec<Vec<Notification>>>,
+    fail: bool,
+}
+
+#[async_trait::async_trait]
+impl NotificationSink for Recorder {
+    async fn accept(&self, notifications: Vec<Notification>) -> Result<(), SinkError> {
+        if self.fail {
+            return Err(SinkError("database is read-only".into()));
+        }
+        self.batches.lock().unwrap().push(notifications);
+        Ok(())
+    }
+}
+
+fn router(sink: Arc<Recorder>) -> axum::Router {
+    let config = WebhookConfig {
+        decryption_keys: Some(decryption_keys()),
+        ..WebhookConfig::new(ClientStateSecret::new(Secret::new(CLIENT_STATE)))
+    };
+    webhook_router(config, sink)
+}
+
+fn post(uri: &str, body: &Value) -> Request<Body> {
+    Request::post(uri)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(serde_json::to_vec(body).unwrap()))
+        .unwrap()
+}
+
+fn roster() -> Value {
+    roster_update(
+        "2026-03-05T18:02:11Z",
+        vec![acs_participant("leg-1", "8:acs:patient", "Camila Lopez")],
+        vec![],
+    )
+}
+
+#[tokio::test]
+async fn the_validation_handshake_echoes_the_token_as_plain_text() {
+    let sink = Arc::new(Recorder::default());
+    let token = "Validation: Testing client application reachability <script>alert(1)</script>";
+    let uri = format!(
+        "/notifications?validationToken={}",
+        url::form_urlencoded::byte_serialize(token.as_bytes()).collect::<String>()
+    );
+    let response = router(sink.clone())
+        .oneshot(Request::post(uri).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()[header::CONTENT_TYPE],
+        "text/plain; charset=utf-8"
+    );
+    assert_eq!(
+        response.headers()[header::X_CONTENT_TYPE_OPTIONS],
+        "nosniff"
+    );
+    let body = to_bytes(response.into_body(), 4096).await.unwrap();
+    assert_eq!(&body[..], token.as_bytes());
+    assert!(sink.batches.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_client_state_mismatch_is_refused_without_details() {
+    let sink = Arc::new(Recorder::default());
+    let forged = plain_notification("sub-1", "guess", "https://t/x", roster());
+    let response = router(sink.clone())
+        .oneshot(post("/notifications", &forged))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let body = to_bytes(response.into_body(), 4096).await.unwrap();
+    assert!(body.is_empty());
+    assert!(sink.batches.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn an_encrypted_notification_is_persisted_then_acknowledged() {
+    let sink = Arc::new(Recorder::default());
+    let n = encrypted_notification("sub-1", CLIENT_STATE, "https://t/x", &roster());
+    let response = router(sink.clone())
+        .oneshot(post("/notifications", &n))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let batches = sink.batches.lock().unwrap();
+    match &batches[..] {
+        [batch] => match &batch[..] {
+            [Notification::Events { events, .. }] => assert_eq!(events.len(), 1),
+            other => panic!("{other:?}"),
+        },
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_sink_failure_makes_graph_retry() {
+    let sink = Arc::new(Recorder {
+        fail: true,
+        ..Recorder::default()
+    });
+    let n = plain_notification("sub-1", CLIENT_STATE, "https://t/x", roster());
+    let response = router(sink)
+        .oneshot(post("/notifications", &n))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[tokio::test]
+async fn garbage_is_a_bad_request() {
+    let sink = Arc::new(Recorder::default());
+    let response = router(sink)
+        .oneshot(
+            Request::post("/notifications")
+                .body(Body::from("<html>"))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn a_reauthorization_request_is_acknowledged_and_then_answered() {
+    let w = world().await;
+    let sub = w
+        .client
+        .subscribe_to_meeting(
+            &SubscriptionConfig::new(
+                "https://launch.example/graph/notifications"
+                    .parse()
+                    .unwrap(),
+                "https://launch.example/graph/lifecycle".parse().unwrap(),
+                Secret::new(CLIENT_STATE),
+            ),
+            "https://teams.microsoft.com/l/meetup-join/x",
+        )
+        .await
+        .expect("subscribed");
+    let sink = Arc::new(Recorder::default());
+    let n = lifecycle_notification(sub.id.as_str(), CLIENT_STATE, "reauthorizationRequired");
+    let response = router(sink.clone())
+        .oneshot(post("/lifecycle", &n))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let batch = sink.batches.lock().unwrap().remove(0);
+    let Notification::Lifecycle {
+        subscription_id,
+        event: LifecycleEvent::ReauthorizationRequired,
+        ..
+    } = &batch[0]
+    else {
+        panic!("{batch:?}");
+    };
+    w.client
+        .reauthorize_subscription(subscription_id)
+        .await
+        .expect("reauthorized");
+    assert_eq!(w.graph.reauthorized(), vec![sub.id.to_string()]);
+}
