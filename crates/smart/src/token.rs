@@ -40,6 +40,10 @@ pub enum ClientAuth {
     /// `private_key_jwt`: a signed client assertion (RFC 7523), fresh for every request, with a
     /// unique `jti` and at most five minutes of validity.
     PrivateKeyJwt(ClientAssertionKey),
+    /// A public client (`none`): only `client_id` in the body, protected by PKCE alone. For
+    /// native and command-line apps such as the Epic sandbox example; the launch service itself
+    /// is always a confidential client.
+    Public,
 }
 
 impl ClientAuth {
@@ -49,6 +53,7 @@ impl ClientAuth {
             Self::SecretBasic(_) => "client_secret_basic",
             Self::SecretPost(_) => "client_secret_post",
             Self::PrivateKeyJwt(_) => "private_key_jwt",
+            Self::Public => "none",
         }
     }
 }
@@ -186,7 +191,9 @@ impl TokenEndpoint<'_> {
             ClientAuth::SecretPost(secret) => client
                 .set_client_secret(ClientSecret::new(secret.expose().to_owned()))
                 .set_auth_type(AuthType::RequestBody),
-            ClientAuth::PrivateKeyJwt(_) => client.set_auth_type(AuthType::RequestBody),
+            ClientAuth::PrivateKeyJwt(_) | ClientAuth::Public => {
+                client.set_auth_type(AuthType::RequestBody)
+            }
         }
     }
 

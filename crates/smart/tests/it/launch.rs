@@ -166,6 +166,20 @@ async fn ehr_launch_through_the_post_form_with_client_secret_post() {
 }
 
 #[tokio::test]
+async fn public_clients_send_only_their_client_id_and_rely_on_pkce() {
+    let ehr = Ehr::start(ExpectedClientAuth::Any).await;
+    let client = ehr.client(ClientAuth::Public);
+    let done = ehr.launch(&client).await.expect("public launch");
+    assert!(done.ehr_user.is_some());
+    let request = &ehr.fake.token_requests()[0];
+    assert_eq!(request.form["client_id"], CLIENT_ID);
+    assert!(request.form.contains_key("code_verifier"));
+    assert!(!request.form.contains_key("client_secret"));
+    assert!(!request.form.contains_key("client_assertion"));
+    assert_eq!(request.authorization, None);
+}
+
+#[tokio::test]
 async fn standalone_launch_with_private_key_jwt_rs384() {
     let ehr = Ehr::start(expect_rsa_jwt()).await;
     let client = ehr.client(ClientAuth::PrivateKeyJwt(rsa_key()));
