@@ -1,12 +1,13 @@
 //! Durable state for VisitBridge: organisations, configurations with their full approval history,
-//! EHR-user ↔ Microsoft-user links, pending launches and sessions. Never PHI: only ids, URLs and
-//! settings.
+//! EHR-user ↔ Microsoft-user links, pending launches, sessions, and visits with their participant
+//! events and write-back outbox. Never PHI: only ids, URLs and settings.
 //!
 //! # Design choices
 //!
 //! - **Repository traits, one implementation today.** Callers program against the async traits
 //!   ([`ConfigurationRepo`], [`TenantRepo`], [`UserLinkRepo`], [`PendingRepo`],
-//!   [`SessionRepo`], bundled as [`Store`] for `Arc<dyn Store>`); [`SqliteStore`] implements them
+//!   [`SessionRepo`], [`VisitRepo`], [`AuditRepo`], [`OutboxRepo`], bundled as [`Store`] for
+//!   `Arc<dyn Store>`, the last three also as [`AuditStore`]); [`SqliteStore`] implements them
 //!   all. A PostgreSQL backend can be added behind the same traits without touching callers. Only
 //!   this crate knows SQL.
 //! - **SQLite, carefully set up.** `rusqlite` with the bundled library. Pragmas in this order:
@@ -30,6 +31,14 @@
 //! - **Pending items are single-use**: taking one deletes it in the same statement
 //!   (`DELETE … RETURNING`), so two concurrent takes cannot both succeed; expired items are never
 //!   returned. Times are passed in, for tests.
+//! - **Visits and write-back.** One visit row per (configuration, hashed visit key): concurrent
+//!   launches of one visit upsert the same row. A participant event is stored (keyed by its
+//!   deterministic id, so a repeat is a no-op) together with one outbox row per write-back sink, in
+//!   one transaction: an event is never kept without being scheduled, nor scheduled without being
+//!   kept. Workers claim due rows with a lease (a crashed worker's rows come back when it runs out;
+//!   the attempt count fences stale workers), deliveries about one participant of a visit to one
+//!   sink go out in event order, and rows that keep failing become visible, re-drivable dead
+//!   letters. No column holds a participant's name.
 //!
 //! # Example
 //!
@@ -57,6 +66,7 @@ mod error;
 mod ids;
 mod repo;
 mod sqlite;
+mod visits;
 
 pub use error::StoreError;
 pub use ids::{MicrosoftObjectId, MicrosoftTenantId};
@@ -65,3 +75,8 @@ pub use repo::{
     UserLink, UserLinkRepo,
 };
 pub use sqlite::SqliteStore;
+pub use visits::{
+    AuditRepo, AuditStore, ClaimedDelivery, EventId, EventOrigin, EventParticipant, MAX_ERROR_LEN,
+    NewDelivery, OutboxDepth, OutboxId, OutboxItem, OutboxRepo, OutboxState, ParticipantClass,
+    RecordOutcome, SinkName, StoredEvent, Visit, VisitEventKind, VisitId, VisitRepo,
+};

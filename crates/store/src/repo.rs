@@ -12,7 +12,7 @@ use visitbridge_approval::{
     Transitioned,
 };
 
-use crate::{MicrosoftObjectId, MicrosoftTenantId, StoreError};
+use crate::{AuditStore, MicrosoftObjectId, MicrosoftTenantId, StoreError};
 
 /// An organisation using VisitBridge.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -199,9 +199,18 @@ pub trait SessionRepo: Send + Sync {
 }
 
 /// Every repository, for callers that hold one `Arc<dyn Store>`.
-pub trait Store: ConfigurationRepo + TenantRepo + UserLinkRepo + PendingRepo + SessionRepo {}
+pub trait Store:
+    ConfigurationRepo + TenantRepo + UserLinkRepo + PendingRepo + SessionRepo + AuditStore
+{
+}
 
 impl<T> Store for T where
-    T: ConfigurationRepo + TenantRepo + UserLinkRepo + PendingRepo + SessionRepo + ?Sized
+    T: ConfigurationRepo
+        + TenantRepo
+        + UserLinkRepo
+        + PendingRepo
+        + SessionRepo
+        + AuditStore
+        + ?Sized
 {
 }

@@ -84,7 +84,79 @@ CREATE TABLE sessions (
 CREATE INDEX sessions_expiry ON sessions (expires_at);
 "#;
 
-const MIGRATIONS_SLICE: &[M<'static>] = &[M::up(V1)];
+/// Version 2: the visit registry, participant events (as FHIR AuditEvents) and the write-back
+/// outbox. No column holds a person's name.
+const V2: &str = r#"
+CREATE TABLE visits (
+    id TEXT PRIMARY KEY NOT NULL,
+    configuration_id TEXT NOT NULL REFERENCES configurations(id),
+    external_meeting_id TEXT NOT NULL,
+    graph_meeting_id TEXT,
+    join_web_url TEXT,
+    -- The join URL as compared: no query or fragment, percent-decoded (Graph echoes it variously).
+    join_url_key TEXT,
+    organizer_object_id TEXT,
+    practitioner_fhir_id TEXT,
+    appointment_fhir_id TEXT,
+    encounter_fhir_id TEXT,
+    patient_fhir_id TEXT,
+    conference_id TEXT,
+    created_at INTEGER NOT NULL,
+    ended_at INTEGER,
+    -- Two concurrent launches of one visit must give one row.
+    UNIQUE (configuration_id, external_meeting_id)
+) STRICT;
+CREATE INDEX visits_by_meeting ON visits (graph_meeting_id) WHERE graph_meeting_id IS NOT NULL;
+CREATE INDEX visits_by_join_url ON visits (join_url_key) WHERE join_url_key IS NOT NULL;
+CREATE INDEX visits_by_configuration ON visits (configuration_id, created_at);
+
+CREATE TABLE visit_events (
+    event_id TEXT PRIMARY KEY NOT NULL,
+    visit_id TEXT NOT NULL REFERENCES visits(id),
+    kind TEXT NOT NULL
+        CHECK (kind IN ('call-started', 'participant-in-lobby', 'participant-joined',
+                        'participant-left', 'call-ended')),
+    participant_class TEXT
+        CHECK (participant_class IN ('organization-user', 'anonymous', 'acs-guest', 'application')),
+    participant_id TEXT,
+    occurred_at INTEGER NOT NULL,
+    recorded_at INTEGER NOT NULL,
+    origin TEXT NOT NULL CHECK (origin IN ('notification', 'attendance-report')),
+    audit_event TEXT NOT NULL CHECK (json_valid(audit_event)),
+    CHECK ((participant_class IS NULL) = (participant_id IS NULL))
+) STRICT;
+CREATE INDEX visit_events_by_visit ON visit_events (visit_id, occurred_at);
+
+-- An audit trail is not edited.
+CREATE TRIGGER visit_events_no_update
+    BEFORE UPDATE ON visit_events
+BEGIN
+    SELECT RAISE(ABORT, 'visit events are immutable');
+END;
+
+CREATE TABLE outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id TEXT NOT NULL REFERENCES visit_events(event_id),
+    -- Copied from the event: deliveries of one visit, sink and participant go out in event order.
+    visit_id TEXT NOT NULL REFERENCES visits(id),
+    participant_key TEXT NOT NULL,
+    occurred_at INTEGER NOT NULL,
+    sink TEXT NOT NULL,
+    idempotency_key TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'dead')),
+    attempts INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+    next_attempt_at INTEGER NOT NULL,
+    lease_until INTEGER,
+    last_error TEXT,
+    created_at INTEGER NOT NULL,
+    delivered_at INTEGER,
+    UNIQUE (event_id, sink)
+) STRICT;
+CREATE INDEX outbox_due ON outbox (state, next_attempt_at);
+CREATE INDEX outbox_order ON outbox (visit_id, sink, participant_key, state, occurred_at);
+"#;
+
+const MIGRATIONS_SLICE: &[M<'static>] = &[M::up(V1), M::up(V2)];
 
 /// All migrations, oldest first.
 pub(crate) const MIGRATIONS: Migrations<'static> = Migrations::from_slice(MIGRATIONS_SLICE);

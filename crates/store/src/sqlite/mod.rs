@@ -2,10 +2,12 @@
 
 mod configurations;
 mod migrations;
+mod outbox;
 mod pending;
 mod sessions;
 mod tenants;
 mod user_links;
+mod visits;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};

@@ -1,0 +1,473 @@
+//! Participant events and the write-back outbox on SQLite.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rusqlite::{OptionalExtension, Row, params};
+
+use super::{
+    SqliteStore, Violation, from_json, from_millis, to_json, to_millis, violation,
+    visits::{RawVisit, VISIT_COLUMNS},
+};
+use crate::{
+    StoreError,
+    visits::{
+        AuditRepo, ClaimedDelivery, EventId, EventOrigin, EventParticipant, MAX_ERROR_LEN,
+        NewDelivery, OutboxDepth, OutboxId, OutboxItem, OutboxRepo, OutboxState, ParticipantClass,
+        RecordOutcome, SinkName, StoredEvent, VisitEventKind, VisitId, check_id,
+    },
+};
+
+const EVENT: &str = "visit event";
+const ITEM: &str = "outbox item";
+
+const EVENT_COLUMNS: &str = "e.event_id, e.visit_id, e.kind, e.participant_class, \
+     e.participant_id, e.occurred_at, e.recorded_at, e.origin, e.audit_event";
+const EVENT_COLUMN_COUNT: usize = 9;
+
+const ITEM_COLUMNS: &str = "o.id, o.event_id, o.visit_id, o.sink, o.idempotency_key, o.state, \
+     o.attempts, o.next_attempt_at, o.lease_until, o.last_error, o.created_at, o.delivered_at";
+const ITEM_COLUMN_COUNT: usize = 12;
+
+struct RawEvent {
+    event_id: String,
+    visit_id: String,
+    kind: String,
+    participant_class: Option<String>,
+    participant_id: Option<String>,
+    occurred_at: i64,
+    recorded_at: i64,
+    origin: String,
+    audit_event: String,
+}
+
+impl RawEvent {
+    fn from_row(row: &Row<'_>, at: usize) -> rusqlite::Result<Self> {
+        Ok(Self {
+            event_id: row.get(at)?,
+            visit_id: row.get(at + 1)?,
+            kind: row.get(at + 2)?,
+            participant_class: row.get(at + 3)?,
+            participant_id: row.get(at + 4)?,
+            occurred_at: row.get(at + 5)?,
+            recorded_at: row.get(at + 6)?,
+            origin: row.get(at + 7)?,
+            audit_event: row.get(at + 8)?,
+        })
+    }
+
+    fn into_event(self) -> Result<StoredEvent, StoreError> {
+        let corrupt = |detail: &str| StoreError::Corrupt {
+            what: EVENT,
+            detail: detail.to_owned(),
+        };
+        let participant = match (self.participant_class, self.participant_id) {
+            (Some(class), Some(id)) => Some(EventParticipant {
+                class: ParticipantClass::parse(&class)
+                    .ok_or_else(|| corrupt("unknown participant class"))?,
+                id,
+            }),
+            _ => None,
+        };
+        Ok(StoredEvent {
+            event_id: EventId::new(self.event_id)?,
+            visit_id: VisitId::new(self.visit_id)?,
+            kind: VisitEventKind::parse(&self.kind).ok_or_else(|| corrupt("unknown kind"))?,
+            participant,
+            occurred_at: from_millis(EVENT, self.occurred_at)?,
+            recorded_at: from_millis(EVENT, self.recorded_at)?,
+            origin: EventOrigin::parse(&self.origin).ok_or_else(|| corrupt("unknown origin"))?,
+            audit_event: from_json(EVENT, &self.audit_event)?,
+        })
+    }
+}
+
+struct RawItem {
+    id: i64,
+    event_id: String,
+    visit_id: String,
+    sink: String,
+    idempotency_key: String,
+    state: String,
+    attempts: i64,
+    next_attempt_at: i64,
+    lease_until: Option<i64>,
+    last_error: Option<String>,
+    created_at: i64,
+    delivered_at: Option<i64>,
+}
+
+impl RawItem {
+    fn from_row(row: &Row<'_>, at: usize) -> rusqlite::Result<Self> {
+        Ok(Self {
+            id: row.get(at)?,
+            event_id: row.get(at + 1)?,
+            visit_id: row.get(at + 2)?,
+            sink: row.get(at + 3)?,
+            idempotency_key: row.get(at + 4)?,
+            state: row.get(at + 5)?,
+            attempts: row.get(at + 6)?,
+            next_attempt_at: row.get(at + 7)?,
+            lease_until: row.get(at + 8)?,
+            last_error: row.get(at + 9)?,
+            created_at: row.get(at + 10)?,
+            delivered_at: row.get(at + 11)?,
+        })
+    }
+
+    fn into_item(self) -> Result<OutboxItem, StoreError> {
+        let corrupt = |detail: &str| StoreError::Corrupt {
+            what: ITEM,
+            detail: detail.to_owned(),
+        };
+        Ok(OutboxItem {
+            id: OutboxId(self.id),
+            event_id: EventId::new(self.event_id)?,
+            visit_id: VisitId::new(self.visit_id)?,
+            sink: SinkName::new(self.sink)?,
+            idempotency_key: self.idempotency_key,
+            state: OutboxState::parse(&self.state).ok_or_else(|| corrupt("unknown state"))?,
+            attempts: u32::try_from(self.attempts).map_err(|_| corrupt("attempts out of range"))?,
+            next_attempt_at: from_millis(ITEM, self.next_attempt_at)?,
+            lease_until: self.lease_until.map(|t| from_millis(ITEM, t)).transpose()?,
+            last_error: self.last_error,
+            created_at: from_millis(ITEM, self.created_at)?,
+            delivered_at: self
+                .delivered_at
+                .map(|t| from_millis(ITEM, t))
+                .transpose()?,
+        })
+    }
+}
+
+/// Cuts `error` to [`MAX_ERROR_LEN`] bytes on a character boundary and drops control characters,
+/// so one odd upstream message cannot bloat the table or a log line.
+fn short_error(error: &str) -> String {
+    let mut out = String::with_capacity(error.len().min(MAX_ERROR_LEN));
+    for c in error.chars() {
+        let c = if c.is_control() { ' ' } else { c };
+        if out.len() + c.len_utf8() > MAX_ERROR_LEN {
+            break;
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn check_event(event: &StoredEvent) -> Result<(), StoreError> {
+    if let Some(p) = &event.participant {
+        check_id(
+            &p.id,
+            "a participant id must be 1 to 512 characters without spaces",
+        )?;
+    }
+    if !event.audit_event.is_object() {
+        return Err(StoreError::InvalidRecord(
+            "an event's audit event must be a JSON object",
+        ));
+    }
+    Ok(())
+}
+
+fn millis_of(duration: std::time::Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+#[async_trait]
+impl AuditRepo for SqliteStore {
+    async fn record_event(
+        &self,
+        event: &StoredEvent,
+        deliveries: &[NewDelivery],
+    ) -> Result<RecordOutcome, StoreError> {
+        check_event(event)?;
+        let audit_event = to_json(EVENT, &event.audit_event)?;
+        let event = event.clone();
+        let deliveries = deliveries.to_vec();
+        self.write(move |tx| {
+            let inserted = tx
+                .execute(
+                    "INSERT INTO visit_events
+                         (event_id, visit_id, kind, participant_class, participant_id,
+                          occurred_at, recorded_at, origin, audit_event)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                     ON CONFLICT (event_id) DO NOTHING",
+                    params![
+                        event.event_id.as_str(),
+                        event.visit_id.as_str(),
+                        event.kind.as_str(),
+                        event.participant.as_ref().map(|p| p.class.as_str()),
+                        event.participant.as_ref().map(|p| p.id.as_str()),
+                        to_millis(event.occurred_at),
+                        to_millis(event.recorded_at),
+                        event.origin.as_str(),
+                        audit_event,
+                    ],
+                )
+                .map_err(|e| match violation(&e) {
+                    Some((Violation::ForeignKey, _)) => StoreError::NotFound { what: "visit" },
+                    _ => StoreError::Sqlite(e),
+                })?;
+            if inserted == 0 {
+                return Ok(RecordOutcome::Duplicate);
+            }
+            let now = to_millis(event.recorded_at);
+            // Call events have no participant: they are ordered among themselves.
+            let participant_key = event
+                .participant
+                .as_ref()
+                .map(|p| format!("{}:{}", p.class.as_str(), p.id))
+                .unwrap_or_default();
+            for delivery in &deliveries {
+                tx.execute(
+                    "INSERT INTO outbox
+                         (event_id, visit_id, participant_key, occurred_at, sink, idempotency_key,
+                          state, attempts, next_attempt_at, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', 0, ?7, ?7)",
+                    params![
+                        event.event_id.as_str(),
+                        event.visit_id.as_str(),
+                        participant_key,
+                        to_millis(event.occurred_at),
+                        delivery.sink.as_str(),
+                        delivery.idempotency_key,
+                        now,
+                    ],
+                )
+                .map_err(|e| match violation(&e) {
+                    Some((Violation::Unique, _)) => {
+                        StoreError::InvalidRecord("the same sink is listed twice for one event")
+                    }
+                    _ => StoreError::Sqlite(e),
+                })?;
+            }
+            if event.kind == VisitEventKind::CallEnded {
+                tx.execute(
+                    "UPDATE visits SET ended_at = MAX(COALESCE(ended_at, ?2), ?2) WHERE id = ?1",
+                    params![event.visit_id.as_str(), to_millis(event.occurred_at)],
+                )?;
+            }
+            Ok(RecordOutcome::Recorded)
+        })
+        .await
+    }
+
+    async fn events_for_visit(&self, visit: &VisitId) -> Result<Vec<StoredEvent>, StoreError> {
+        let visit = visit.as_str().to_owned();
+        self.read(move |conn| {
+            let sql = format!(
+                "SELECT {EVENT_COLUMNS} FROM visit_events e WHERE e.visit_id = ?1
+                 ORDER BY e.occurred_at, e.recorded_at, e.event_id"
+            );
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let rows = stmt.query_map(params![visit], |row| RawEvent::from_row(row, 0))?;
+            rows.map(|raw| raw?.into_event()).collect()
+        })
+        .await
+    }
+
+    async fn get_event(&self, id: &EventId) -> Result<Option<StoredEvent>, StoreError> {
+        let id = id.as_str().to_owned();
+        self.read(move |conn| {
+            let sql = format!("SELECT {EVENT_COLUMNS} FROM visit_events e WHERE e.event_id = ?1");
+            let raw = conn
+                .prepare_cached(&sql)?
+                .query_row(params![id], |row| RawEvent::from_row(row, 0))
+                .optional()?;
+            raw.map(RawEvent::into_event).transpose()
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl OutboxRepo for SqliteStore {
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        lease: std::time::Duration,
+        limit: u32,
+    ) -> Result<Vec<ClaimedDelivery>, StoreError> {
+        let now = to_millis(now);
+        let lease_until = now.saturating_add(millis_of(lease));
+        self.write(move |tx| {
+            // Candidates first, then the claims, in one IMMEDIATE transaction: no other writer
+            // can claim the same rows in between.
+            let ids: Vec<i64> = {
+                let mut stmt = tx.prepare_cached(
+                    "SELECT o.id FROM outbox o
+                     WHERE o.state = 'pending' AND o.next_attempt_at <= ?1
+                       AND (o.lease_until IS NULL OR o.lease_until <= ?1)
+                       AND NOT EXISTS (
+                           SELECT 1 FROM outbox p
+                           WHERE p.visit_id = o.visit_id AND p.sink = o.sink
+                             AND p.participant_key = o.participant_key
+                             AND p.state = 'pending'
+                             AND (p.occurred_at < o.occurred_at
+                                  OR (p.occurred_at = o.occurred_at AND p.id < o.id)))
+                     ORDER BY o.next_attempt_at, o.id
+                     LIMIT ?2",
+                )?;
+                let rows = stmt.query_map(params![now, i64::from(limit)], |row| row.get(0))?;
+                rows.collect::<rusqlite::Result<_>>()?
+            };
+            let sql = format!(
+                "SELECT {ITEM_COLUMNS}, {EVENT_COLUMNS}, {VISIT_COLUMNS}
+                 FROM outbox o
+                 JOIN visit_events e ON e.event_id = o.event_id
+                 JOIN visits v ON v.id = o.visit_id
+                 WHERE o.id = ?1"
+            );
+            let mut claimed = Vec::with_capacity(ids.len());
+            for id in ids {
+                tx.execute(
+                    "UPDATE outbox SET lease_until = ?2, attempts = attempts + 1 WHERE id = ?1",
+                    params![id, lease_until],
+                )?;
+                let (item, event, visit) =
+                    tx.prepare_cached(&sql)?.query_row(params![id], |row| {
+                        Ok((
+                            RawItem::from_row(row, 0)?,
+                            RawEvent::from_row(row, ITEM_COLUMN_COUNT)?,
+                            RawVisit::from_row(row, ITEM_COLUMN_COUNT + EVENT_COLUMN_COUNT)?,
+                        ))
+                    })?;
+                claimed.push(ClaimedDelivery {
+                    item: item.into_item()?,
+                    event: event.into_event()?,
+                    visit: visit.into_visit()?,
+                });
+            }
+            Ok(claimed)
+        })
+        .await
+    }
+
+    async fn mark_delivered(&self, id: OutboxId, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        self.write(move |tx| {
+            let n = tx.execute(
+                "UPDATE outbox SET state = 'delivered', delivered_at = ?2, lease_until = NULL,
+                                   last_error = NULL
+                 WHERE id = ?1 AND state = 'pending'",
+                params![id.0, to_millis(now)],
+            )?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn mark_failed(
+        &self,
+        id: OutboxId,
+        attempt: u32,
+        next_attempt_at: DateTime<Utc>,
+        error: &str,
+    ) -> Result<bool, StoreError> {
+        let error = short_error(error);
+        self.write(move |tx| {
+            let n = tx.execute(
+                "UPDATE outbox SET next_attempt_at = ?3, lease_until = NULL, last_error = ?4
+                 WHERE id = ?1 AND attempts = ?2 AND state = 'pending'",
+                params![id.0, i64::from(attempt), to_millis(next_attempt_at), error],
+            )?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn mark_dead(&self, id: OutboxId, attempt: u32, error: &str) -> Result<bool, StoreError> {
+        let error = short_error(error);
+        self.write(move |tx| {
+            let n = tx.execute(
+                "UPDATE outbox SET state = 'dead', lease_until = NULL, last_error = ?3
+                 WHERE id = ?1 AND attempts = ?2 AND state = 'pending'",
+                params![id.0, i64::from(attempt), error],
+            )?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn list_dead(&self, limit: u32) -> Result<Vec<OutboxItem>, StoreError> {
+        self.read(move |conn| {
+            let sql = format!(
+                "SELECT {ITEM_COLUMNS} FROM outbox o WHERE o.state = 'dead'
+                 ORDER BY o.created_at, o.id LIMIT ?1"
+            );
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let rows =
+                stmt.query_map(params![i64::from(limit)], |row| RawItem::from_row(row, 0))?;
+            rows.map(|raw| raw?.into_item()).collect()
+        })
+        .await
+    }
+
+    async fn redrive(&self, id: OutboxId, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        self.write(move |tx| {
+            let n = tx.execute(
+                "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = ?2,
+                                   lease_until = NULL
+                 WHERE id = ?1 AND state = 'dead'",
+                params![id.0, to_millis(now)],
+            )?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn outbox_for_event(&self, event: &EventId) -> Result<Vec<OutboxItem>, StoreError> {
+        let event = event.as_str().to_owned();
+        self.read(move |conn| {
+            let sql =
+                format!("SELECT {ITEM_COLUMNS} FROM outbox o WHERE o.event_id = ?1 ORDER BY o.id");
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let rows = stmt.query_map(params![event], |row| RawItem::from_row(row, 0))?;
+            rows.map(|raw| raw?.into_item()).collect()
+        })
+        .await
+    }
+
+    async fn outbox_depth(&self) -> Result<OutboxDepth, StoreError> {
+        self.read(|conn| {
+            let (pending, dead, oldest): (i64, i64, Option<i64>) = conn.query_row(
+                "SELECT
+                     COALESCE(SUM(state = 'pending'), 0),
+                     COALESCE(SUM(state = 'dead'), 0),
+                     MIN(CASE WHEN state = 'pending' THEN created_at END)
+                 FROM outbox",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+            )?;
+            Ok(OutboxDepth {
+                pending: u64::try_from(pending).unwrap_or_default(),
+                dead: u64::try_from(dead).unwrap_or_default(),
+                oldest_pending_at: oldest.map(|t| from_millis(ITEM, t)).transpose()?,
+            })
+        })
+        .await
+    }
+
+    async fn purge_delivered(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.write(move |tx| {
+            let n = tx.execute(
+                "DELETE FROM outbox WHERE state = 'delivered' AND delivered_at < ?1",
+                params![to_millis(before)],
+            )?;
+            Ok(n as u64)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_are_shortened_on_char_boundaries_without_control_characters() {
+        let long = "é".repeat(MAX_ERROR_LEN);
+        let short = short_error(&long);
+        assert!(short.len() <= MAX_ERROR_LEN);
+        assert!(short.chars().all(|c| c == 'é'));
+        assert_eq!(short_error("a\nb\tc"), "a b c");
+    }
+}

@@ -1,0 +1,477 @@
+//! Visits, their participant events and the write-back outbox: records and repository traits.
+//!
+//! A visit is one Teams meeting of one EHR visit. Its participant events are kept as FHIR
+//! AuditEvents (opaque JSON to the store) and enqueued for delivery to the EHR in the same
+//! transaction, so that an event is never stored without being scheduled for write-back, nor sent
+//! without being stored. None of these records has a field for a person's name: participants are
+//! kept by object id or an opaque meeting id only.
+
+use std::fmt;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use visitbridge_approval::ConfigurationId;
+
+use crate::{MicrosoftObjectId, StoreError};
+
+/// Longest identifier kept in these records.
+const MAX_ID_LEN: usize = 512;
+
+/// Checks an identifier-like value: non-empty, bounded, no whitespace or control characters.
+pub(crate) fn check_id(value: &str, what: &'static str) -> Result<(), StoreError> {
+    if value.is_empty()
+        || value.len() > MAX_ID_LEN
+        || value.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(StoreError::InvalidRecord(what));
+    }
+    Ok(())
+}
+
+macro_rules! text_id {
+    ($(#[$doc:meta])* $name:ident, $what:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
+
+        impl $name {
+            /// Checks and wraps the id: 1 to 512 characters without whitespace.
+            pub fn new(value: impl Into<String>) -> Result<Self, StoreError> {
+                let value = value.into();
+                check_id(&value, concat!($what, " must be 1 to 512 characters without spaces"))?;
+                Ok(Self(value))
+            }
+
+            /// The id as text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = StoreError;
+            fn try_from(value: String) -> Result<Self, StoreError> {
+                Self::new(value)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(value: $name) -> String {
+                value.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+text_id!(
+    /// Our id of a visit (chosen by the caller, typically a random UUID).
+    VisitId,
+    "a visit id"
+);
+text_id!(
+    /// The deterministic id of a participant event: the idempotency key of its recording and of
+    /// every delivery of it.
+    EventId,
+    "an event id"
+);
+text_id!(
+    /// The name of a write-back sink within a configuration (e.g. `fhir-audit-event`).
+    SinkName,
+    "a sink name"
+);
+
+/// The id of one outbox row (one event for one sink).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct OutboxId(pub i64);
+
+impl fmt::Display for OutboxId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// A visit: one EHR visit and its one Teams meeting.
+///
+/// FHIR ids and the conference id are kept as the EHR gave them; they identify records in the EHR
+/// and carry no demographics. Optional fields are filled in as the launch learns them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Visit {
+    /// Our id.
+    pub id: VisitId,
+    /// The configuration (EHR endpoint) the visit was launched through.
+    pub configuration_id: ConfigurationId,
+    /// The hashed visit key sent to Graph as the meeting's `externalId`: unique per configuration,
+    /// so concurrent launches of one visit share one row.
+    pub external_meeting_id: String,
+    /// Graph's `onlineMeeting` id.
+    pub graph_meeting_id: Option<String>,
+    /// The meeting's `joinWebUrl` (staff join link; live notifications name the meeting by it).
+    pub join_web_url: Option<String>,
+    /// The meeting organiser's Entra object id (the launching clinician).
+    pub organizer_object_id: Option<MicrosoftObjectId>,
+    /// The launching clinician's FHIR Practitioner id, so their AuditEvents point at them.
+    pub practitioner_fhir_id: Option<String>,
+    /// The visit's FHIR Appointment id.
+    pub appointment_fhir_id: Option<String>,
+    /// The visit's FHIR Encounter id.
+    pub encounter_fhir_id: Option<String>,
+    /// The visit's patient's FHIR id (a reference only, for AuditEvent entities).
+    pub patient_fhir_id: Option<String>,
+    /// Epic's conference id / CSN from the launch context, for the connection-status service.
+    pub conference_id: Option<String>,
+    /// When the row was created.
+    pub created_at: DateTime<Utc>,
+    /// When the meeting's call last ended, if it did.
+    pub ended_at: Option<DateTime<Utc>>,
+}
+
+/// What happened in a meeting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VisitEventKind {
+    /// The meeting's call started.
+    CallStarted,
+    /// A participant is waiting in the lobby (not connected yet).
+    ParticipantInLobby,
+    /// A participant connected (admitted from the lobby, or bypassed it).
+    ParticipantJoined,
+    /// A participant disconnected.
+    ParticipantLeft,
+    /// The meeting's call ended.
+    CallEnded,
+}
+
+impl VisitEventKind {
+    /// The stored name (`call-started`, `participant-in-lobby`, `participant-joined`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CallStarted => "call-started",
+            Self::ParticipantInLobby => "participant-in-lobby",
+            Self::ParticipantJoined => "participant-joined",
+            Self::ParticipantLeft => "participant-left",
+            Self::CallEnded => "call-ended",
+        }
+    }
+
+    pub(crate) fn parse(text: &str) -> Option<Self> {
+        [
+            Self::CallStarted,
+            Self::ParticipantInLobby,
+            Self::ParticipantJoined,
+            Self::ParticipantLeft,
+            Self::CallEnded,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == text)
+    }
+}
+
+/// What kind of participant an event is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ParticipantClass {
+    /// A user of an Entra ID organisation (staff); the id is their object id.
+    OrganizationUser,
+    /// Someone without an account (browser or phone guest); the id is opaque.
+    Anonymous,
+    /// An Azure Communication Services guest (virtual-appointment browser join); the id is opaque.
+    AcsGuest,
+    /// An app or bot; the id is the app id.
+    Application,
+}
+
+impl ParticipantClass {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::OrganizationUser => "organization-user",
+            Self::Anonymous => "anonymous",
+            Self::AcsGuest => "acs-guest",
+            Self::Application => "application",
+        }
+    }
+
+    pub(crate) fn parse(text: &str) -> Option<Self> {
+        [
+            Self::OrganizationUser,
+            Self::Anonymous,
+            Self::AcsGuest,
+            Self::Application,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == text)
+    }
+}
+
+/// A participant as stored: a class and an id, never a name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct EventParticipant {
+    /// What kind of participant.
+    pub class: ParticipantClass,
+    /// Object id, opaque id or app id (see [`ParticipantClass`]).
+    pub id: String,
+}
+
+/// Where an event came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EventOrigin {
+    /// A live change notification.
+    Notification,
+    /// An attendance report, read after the meeting (reconciliation).
+    AttendanceReport,
+}
+
+impl EventOrigin {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Notification => "notification",
+            Self::AttendanceReport => "attendance-report",
+        }
+    }
+
+    pub(crate) fn parse(text: &str) -> Option<Self> {
+        [Self::Notification, Self::AttendanceReport]
+            .into_iter()
+            .find(|k| k.as_str() == text)
+    }
+}
+
+/// A participant event of a visit with its AuditEvent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredEvent {
+    /// The deterministic event id (primary key).
+    pub event_id: EventId,
+    /// The visit.
+    pub visit_id: VisitId,
+    /// What happened.
+    pub kind: VisitEventKind,
+    /// Who (none for call start and end).
+    pub participant: Option<EventParticipant>,
+    /// When it happened (millisecond precision).
+    pub occurred_at: DateTime<Utc>,
+    /// When we stored it.
+    pub recorded_at: DateTime<Utc>,
+    /// Live or reconciled.
+    pub origin: EventOrigin,
+    /// The FHIR R4 AuditEvent, as JSON (the store does not look inside).
+    pub audit_event: Value,
+}
+
+/// One sink an event must be delivered to, with the key that makes a repeat harmless there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewDelivery {
+    /// The sink.
+    pub sink: SinkName,
+    /// The sink's idempotency key for this event.
+    pub idempotency_key: String,
+}
+
+/// Whether [`AuditRepo::record_event`] stored the event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordOutcome {
+    /// New: stored and enqueued for every sink.
+    Recorded,
+    /// An event with this id was already stored; nothing changed.
+    Duplicate,
+}
+
+/// Where an outbox row stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OutboxState {
+    /// To be delivered (possibly leased by a worker right now, or waiting for its next attempt).
+    Pending,
+    /// Delivered.
+    Delivered,
+    /// Gave up (too many attempts, or a permanent refusal); see `last_error`, re-drivable.
+    Dead,
+}
+
+impl OutboxState {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Delivered => "delivered",
+            Self::Dead => "dead",
+        }
+    }
+
+    pub(crate) fn parse(text: &str) -> Option<Self> {
+        [Self::Pending, Self::Delivered, Self::Dead]
+            .into_iter()
+            .find(|k| k.as_str() == text)
+    }
+}
+
+/// One event to deliver to one sink.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxItem {
+    /// Row id.
+    pub id: OutboxId,
+    /// The event.
+    pub event_id: EventId,
+    /// The event's visit.
+    pub visit_id: VisitId,
+    /// The sink.
+    pub sink: SinkName,
+    /// The sink's idempotency key for the event.
+    pub idempotency_key: String,
+    /// Where it stands.
+    pub state: OutboxState,
+    /// Deliveries started so far (a claim counts as one, so a worker that crashes mid-delivery
+    /// still uses up an attempt). Also the fencing token of the current claim.
+    pub attempts: u32,
+    /// Not to be tried before this time.
+    pub next_attempt_at: DateTime<Utc>,
+    /// A worker holds the row until this time; after it, the row is due again.
+    pub lease_until: Option<DateTime<Utc>>,
+    /// A short reason for the last failure (no tokens, no PHI).
+    pub last_error: Option<String>,
+    /// When it was enqueued.
+    pub created_at: DateTime<Utc>,
+    /// When it was delivered.
+    pub delivered_at: Option<DateTime<Utc>>,
+}
+
+/// A claimed outbox row with everything needed to deliver it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimedDelivery {
+    /// The row, as claimed (`attempts` already counts this attempt).
+    pub item: OutboxItem,
+    /// Its event.
+    pub event: StoredEvent,
+    /// The event's visit.
+    pub visit: Visit,
+}
+
+/// The outbox's size, for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct OutboxDepth {
+    /// Rows still to deliver.
+    pub pending: u64,
+    /// Rows given up on (dead letters).
+    pub dead: u64,
+    /// When the oldest pending row was enqueued.
+    pub oldest_pending_at: Option<DateTime<Utc>>,
+}
+
+/// Longest `last_error` kept; longer ones are cut (on a character boundary).
+pub const MAX_ERROR_LEN: usize = 300;
+
+/// The visit registry.
+#[async_trait]
+pub trait VisitRepo: Send + Sync {
+    /// Inserts the visit, or, if the configuration already has a visit with the same
+    /// `external_meeting_id`, returns that one — with its empty optional fields filled in from
+    /// `visit` (existing values are never overwritten). Of two concurrent launches of one visit,
+    /// both get the same row.
+    ///
+    /// [`StoreError::NotFound`] if the configuration does not exist.
+    async fn upsert_visit(&self, visit: &Visit) -> Result<Visit, StoreError>;
+    /// A visit by our id.
+    async fn get_visit(&self, id: &VisitId) -> Result<Option<Visit>, StoreError>;
+    /// The visit of a configuration with this hashed visit key.
+    async fn visit_by_key(
+        &self,
+        configuration: &ConfigurationId,
+        external_meeting_id: &str,
+    ) -> Result<Option<Visit>, StoreError>;
+    /// The visit of a Graph meeting id (the newest, should there be several).
+    async fn visit_by_meeting(&self, graph_meeting_id: &str) -> Result<Option<Visit>, StoreError>;
+    /// The visit whose join URL is `join_web_url`, compared the way Graph echoes it: without the
+    /// query and fragment, without a trailing slash, after percent-decoding (`%3a` = `%3A` = `:`).
+    async fn visit_by_join_url(&self, join_web_url: &str) -> Result<Option<Visit>, StoreError>;
+    /// A configuration's visits created at or after `since`, newest first, at most `limit`.
+    async fn visits_since(
+        &self,
+        configuration: &ConfigurationId,
+        since: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Visit>, StoreError>;
+}
+
+/// Participant events.
+#[async_trait]
+pub trait AuditRepo: Send + Sync {
+    /// Stores `event` and enqueues one outbox row per entry of `deliveries`, in one transaction,
+    /// unless an event with the same id is already stored ([`RecordOutcome::Duplicate`]: nothing
+    /// changes, no new outbox rows). New rows are due at once (at `event.recorded_at`).
+    /// A new call-ended event also sets the visit's `ended_at`.
+    ///
+    /// [`StoreError::NotFound`] if the visit does not exist.
+    async fn record_event(
+        &self,
+        event: &StoredEvent,
+        deliveries: &[NewDelivery],
+    ) -> Result<RecordOutcome, StoreError>;
+    /// A visit's events, by time.
+    async fn events_for_visit(&self, visit: &VisitId) -> Result<Vec<StoredEvent>, StoreError>;
+    /// One event.
+    async fn get_event(&self, id: &EventId) -> Result<Option<StoredEvent>, StoreError>;
+}
+
+/// The write-back outbox.
+///
+/// Delivery is at-least-once: a worker claims due rows with a lease; if it dies before marking a
+/// row, the row becomes due again when the lease runs out. The `attempts` value returned by the
+/// claim is its fencing token: [`Self::mark_failed`] and [`Self::mark_dead`] only apply while the
+/// row is still in that claim, so a worker whose lease ran out cannot undo a newer claim.
+#[async_trait]
+pub trait OutboxRepo: Send + Sync {
+    /// Claims up to `limit` rows that are pending, due at `now` and not leased, oldest due first;
+    /// each gets `lease_until = now + lease` and one more attempt.
+    ///
+    /// Rows of one visit, one sink and one participant are delivered in event order (so a late
+    /// retry of an old status never overwrites a newer one): a row is not claimed while an
+    /// earlier such row is still pending (waiting or leased). Dead rows do not hold later ones
+    /// back. Call events (no participant) are ordered among themselves.
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        lease: std::time::Duration,
+        limit: u32,
+    ) -> Result<Vec<ClaimedDelivery>, StoreError>;
+    /// Marks a row delivered (from any pending claim: a delivery that succeeded is a fact).
+    /// Whether the row was pending.
+    async fn mark_delivered(&self, id: OutboxId, now: DateTime<Utc>) -> Result<bool, StoreError>;
+    /// Records a failed attempt: the row stays pending, is released, and is due again at
+    /// `next_attempt_at`. Only while the row is still in the claim numbered `attempt`; whether it
+    /// was.
+    async fn mark_failed(
+        &self,
+        id: OutboxId,
+        attempt: u32,
+        next_attempt_at: DateTime<Utc>,
+        error: &str,
+    ) -> Result<bool, StoreError>;
+    /// Gives up on a row (dead letter), under the same condition as [`Self::mark_failed`].
+    async fn mark_dead(&self, id: OutboxId, attempt: u32, error: &str) -> Result<bool, StoreError>;
+    /// Dead letters, oldest first, at most `limit`.
+    async fn list_dead(&self, limit: u32) -> Result<Vec<OutboxItem>, StoreError>;
+    /// Puts a dead row back to pending with its attempts reset, due at `now`. Whether it was dead.
+    async fn redrive(&self, id: OutboxId, now: DateTime<Utc>) -> Result<bool, StoreError>;
+    /// The outbox rows of one event (one per sink).
+    async fn outbox_for_event(&self, event: &EventId) -> Result<Vec<OutboxItem>, StoreError>;
+    /// Pending and dead counts.
+    async fn outbox_depth(&self) -> Result<OutboxDepth, StoreError>;
+    /// Removes delivered rows delivered before `before`; how many.
+    async fn purge_delivered(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+}
+
+/// The visit, event and outbox repositories together, for `Arc<dyn AuditStore>`.
+pub trait AuditStore: VisitRepo + AuditRepo + OutboxRepo {}
+
+impl<T> AuditStore for T where T: VisitRepo + AuditRepo + OutboxRepo + ?Sized {}

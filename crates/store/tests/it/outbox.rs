@@ -1,0 +1,395 @@
+//! Participant events and the write-back outbox: atomic record, leases, order, dead letters.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use visitbridge_store::*;
+
+use crate::fixtures::*;
+use crate::visits::{store_with_configuration, visit};
+
+const LEASE: Duration = Duration::from_secs(60);
+
+fn event(id: &str, visit: &str, kind: VisitEventKind, minute: i64) -> StoredEvent {
+    StoredEvent {
+        event_id: EventId::new(id).unwrap(),
+        visit_id: VisitId::new(visit).unwrap(),
+        kind,
+        participant: (!matches!(
+            kind,
+            VisitEventKind::CallStarted | VisitEventKind::CallEnded
+        ))
+        .then(|| EventParticipant {
+            class: ParticipantClass::AcsGuest,
+            id: "8:acs:guest-1".into(),
+        }),
+        occurred_at: at(minute),
+        recorded_at: at(minute),
+        origin: EventOrigin::Notification,
+        audit_event: json!({ "resourceType": "AuditEvent", "meta": { "tag": [ { "code": id } ] } }),
+    }
+}
+
+fn to(sinks: &[&str]) -> Vec<NewDelivery> {
+    sinks
+        .iter()
+        .map(|s| NewDelivery {
+            sink: SinkName::new(*s).unwrap(),
+            idempotency_key: format!("key-{s}"),
+        })
+        .collect()
+}
+
+async fn with_visit() -> (SqliteStore, tempfile::TempDir) {
+    let (store, dir, cfg) = store_with_configuration().await;
+    store
+        .upsert_visit(&visit("v-1", &cfg, "vb-1"))
+        .await
+        .unwrap();
+    store
+        .upsert_visit(&visit("v-2", &cfg, "vb-2"))
+        .await
+        .unwrap();
+    (store, dir)
+}
+
+fn ids(claimed: &[ClaimedDelivery]) -> Vec<(String, String)> {
+    claimed
+        .iter()
+        .map(|c| (c.event.event_id.to_string(), c.item.sink.to_string()))
+        .collect()
+}
+
+fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter()
+        .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+        .collect()
+}
+
+async fn claim(store: &SqliteStore, now: DateTime<Utc>) -> Vec<ClaimedDelivery> {
+    store.claim_due(now, LEASE, 100).await.unwrap()
+}
+
+#[tokio::test]
+async fn an_event_is_stored_once_with_its_outbox_rows() {
+    let (store, _dir) = with_visit().await;
+    let e = event("e-1", "v-1", VisitEventKind::ParticipantJoined, 1);
+    assert_eq!(
+        store
+            .record_event(&e, &to(&["epic", "fhir"]))
+            .await
+            .unwrap(),
+        RecordOutcome::Recorded
+    );
+    // Graph delivers the same notification again: nothing changes, no new deliveries.
+    let again = StoredEvent {
+        recorded_at: at(2),
+        ..e.clone()
+    };
+    assert_eq!(
+        store
+            .record_event(&again, &to(&["epic", "fhir", "other"]))
+            .await
+            .unwrap(),
+        RecordOutcome::Duplicate
+    );
+    assert_eq!(store.get_event(&e.event_id).await.unwrap(), Some(e.clone()));
+    assert_eq!(
+        store.events_for_visit(&e.visit_id).await.unwrap(),
+        vec![e.clone()]
+    );
+    let items = store.outbox_for_event(&e.event_id).await.unwrap();
+    assert_eq!(items.len(), 2);
+    assert!(
+        items
+            .iter()
+            .all(|i| i.state == OutboxState::Pending && i.attempts == 0)
+    );
+    assert_eq!(items[0].idempotency_key, "key-epic");
+    assert_eq!(
+        store.outbox_depth().await.unwrap(),
+        OutboxDepth {
+            pending: 2,
+            dead: 0,
+            oldest_pending_at: Some(at(1))
+        }
+    );
+}
+
+#[tokio::test]
+async fn an_event_of_an_unknown_visit_is_refused_and_leaves_nothing() {
+    let (store, _dir) = with_visit().await;
+    let e = event("e-1", "v-unknown", VisitEventKind::ParticipantJoined, 1);
+    assert!(matches!(
+        store.record_event(&e, &to(&["epic"])).await,
+        Err(StoreError::NotFound { what: "visit" })
+    ));
+    // A sink listed twice fails the whole transaction: the event is not kept either.
+    let e = event("e-2", "v-1", VisitEventKind::ParticipantJoined, 1);
+    assert!(
+        store
+            .record_event(&e, &to(&["epic", "epic"]))
+            .await
+            .is_err()
+    );
+    assert_eq!(store.get_event(&e.event_id).await.unwrap(), None);
+    assert_eq!(store.outbox_depth().await.unwrap().pending, 0);
+}
+
+#[tokio::test]
+async fn a_call_ended_event_ends_the_visit() {
+    let (store, _dir) = with_visit().await;
+    let e = event("e-end", "v-1", VisitEventKind::CallEnded, 30);
+    store.record_event(&e, &[]).await.unwrap();
+    let v = store.get_visit(&e.visit_id).await.unwrap().unwrap();
+    assert_eq!(v.ended_at, Some(at(30)));
+    // An earlier end reported late does not move it back.
+    store
+        .record_event(&event("e-end-0", "v-1", VisitEventKind::CallEnded, 20), &[])
+        .await
+        .unwrap();
+    let v = store.get_visit(&e.visit_id).await.unwrap().unwrap();
+    assert_eq!(v.ended_at, Some(at(30)));
+}
+
+#[tokio::test]
+async fn claims_lease_rows_and_a_crashed_workers_rows_come_back_after_the_lease() {
+    let (store, _dir) = with_visit().await;
+    store
+        .record_event(
+            &event("e-1", "v-1", VisitEventKind::ParticipantJoined, 1),
+            &to(&["fhir"]),
+        )
+        .await
+        .unwrap();
+    let now = at(2);
+    let first = claim(&store, now).await;
+    assert_eq!(ids(&first), pairs(&[("e-1", "fhir")]));
+    assert_eq!(first[0].item.attempts, 1);
+    assert_eq!(first[0].visit.id.as_str(), "v-1");
+    assert_eq!(first[0].event.kind, VisitEventKind::ParticipantJoined);
+    // Leased: nobody else gets it until the lease runs out.
+    assert!(
+        claim(&store, now + chrono::Duration::seconds(59))
+            .await
+            .is_empty()
+    );
+    // The worker "crashed": after the lease the row is due again, as attempt 2.
+    let second = claim(&store, now + chrono::Duration::seconds(60)).await;
+    assert_eq!(second.len(), 1);
+    assert_eq!(second[0].item.attempts, 2);
+    // The first worker wakes up late: its failure report no longer applies (fenced)...
+    assert!(
+        !store
+            .mark_failed(first[0].item.id, 1, at(10), "late")
+            .await
+            .unwrap()
+    );
+    assert!(!store.mark_dead(first[0].item.id, 1, "late").await.unwrap());
+    // ... while the current claim's does.
+    assert!(
+        store
+            .mark_delivered(second[0].item.id, at(3))
+            .await
+            .unwrap()
+    );
+    let item = &store
+        .outbox_for_event(&second[0].event.event_id)
+        .await
+        .unwrap()[0];
+    assert_eq!(item.state, OutboxState::Delivered);
+    assert_eq!(item.delivered_at, Some(at(3)));
+    assert!(claim(&store, at(100)).await.is_empty());
+}
+
+#[tokio::test]
+async fn failed_rows_wait_for_their_next_attempt() {
+    let (store, _dir) = with_visit().await;
+    store
+        .record_event(
+            &event("e-1", "v-1", VisitEventKind::ParticipantJoined, 1),
+            &to(&["epic"]),
+        )
+        .await
+        .unwrap();
+    let c = claim(&store, at(1)).await.remove(0);
+    assert!(
+        store
+            .mark_failed(
+                c.item.id,
+                c.item.attempts,
+                at(5),
+                "epic answered 503\nretry"
+            )
+            .await
+            .unwrap()
+    );
+    assert!(claim(&store, at(4)).await.is_empty());
+    let again = claim(&store, at(5)).await;
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].item.attempts, 2);
+    assert_eq!(
+        again[0].item.last_error.as_deref(),
+        Some("epic answered 503 retry")
+    );
+}
+
+#[tokio::test]
+async fn rows_of_one_visit_and_sink_go_out_in_event_order() {
+    let (store, _dir) = with_visit().await;
+    // Recorded out of order: the leave (minute 5) before the join (minute 1).
+    store
+        .record_event(
+            &event("leave", "v-1", VisitEventKind::ParticipantLeft, 5),
+            &to(&["epic", "fhir"]),
+        )
+        .await
+        .unwrap();
+    store
+        .record_event(
+            &event("join", "v-1", VisitEventKind::ParticipantJoined, 1),
+            &to(&["epic", "fhir"]),
+        )
+        .await
+        .unwrap();
+    store
+        .record_event(
+            &event("other", "v-2", VisitEventKind::ParticipantJoined, 3),
+            &to(&["epic"]),
+        )
+        .await
+        .unwrap();
+    let first = claim(&store, at(10)).await;
+    let mut got = ids(&first);
+    got.sort();
+    assert_eq!(
+        got,
+        pairs(&[("join", "epic"), ("join", "fhir"), ("other", "epic")])
+    );
+    // The leave is held back while the join is in flight, and while it waits for a retry.
+    assert!(claim(&store, at(10)).await.is_empty());
+    let join_epic = first
+        .iter()
+        .find(|c| ids(std::slice::from_ref(*c)) == pairs(&[("join", "epic")]))
+        .unwrap();
+    store
+        .mark_failed(join_epic.item.id, 1, at(20), "down")
+        .await
+        .unwrap();
+    for c in &first {
+        if c.item.id != join_epic.item.id {
+            store.mark_delivered(c.item.id, at(10)).await.unwrap();
+        }
+    }
+    let leave_fhir = claim(&store, at(11)).await;
+    assert_eq!(ids(&leave_fhir), pairs(&[("leave", "fhir")]));
+    store
+        .mark_delivered(leave_fhir[0].item.id, at(11))
+        .await
+        .unwrap();
+    // Another participant of the same visit is not held back.
+    let other_guest = StoredEvent {
+        participant: Some(EventParticipant {
+            class: ParticipantClass::OrganizationUser,
+            id: "staff-1".into(),
+        }),
+        ..event("staff", "v-1", VisitEventKind::ParticipantJoined, 7)
+    };
+    store
+        .record_event(&other_guest, &to(&["epic"]))
+        .await
+        .unwrap();
+    let staff = claim(&store, at(12)).await;
+    assert_eq!(ids(&staff), pairs(&[("staff", "epic")]));
+    store
+        .mark_delivered(staff[0].item.id, at(12))
+        .await
+        .unwrap();
+    // A dead join does not block the leave forever.
+    let retry = claim(&store, at(20)).await.remove(0);
+    assert_eq!(
+        ids(std::slice::from_ref(&retry)),
+        pairs(&[("join", "epic")])
+    );
+    store.mark_dead(retry.item.id, 2, "gave up").await.unwrap();
+    assert_eq!(
+        ids(&claim(&store, at(21)).await),
+        pairs(&[("leave", "epic")])
+    );
+}
+
+#[tokio::test]
+async fn dead_letters_are_listed_counted_and_redriven() {
+    let (store, _dir) = with_visit().await;
+    store
+        .record_event(
+            &event("e-1", "v-1", VisitEventKind::ParticipantJoined, 1),
+            &to(&["epic"]),
+        )
+        .await
+        .unwrap();
+    let c = claim(&store, at(1)).await.remove(0);
+    assert!(
+        store
+            .mark_dead(c.item.id, 1, "epic answered 400")
+            .await
+            .unwrap()
+    );
+    let dead = store.list_dead(10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].state, OutboxState::Dead);
+    assert_eq!(dead[0].last_error.as_deref(), Some("epic answered 400"));
+    assert_eq!(
+        store.outbox_depth().await.unwrap(),
+        OutboxDepth {
+            pending: 0,
+            dead: 1,
+            oldest_pending_at: None
+        }
+    );
+    assert!(claim(&store, at(100)).await.is_empty());
+
+    assert!(store.redrive(c.item.id, at(50)).await.unwrap());
+    assert!(
+        !store.redrive(c.item.id, at(50)).await.unwrap(),
+        "only dead rows"
+    );
+    let again = claim(&store, at(50)).await;
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].item.attempts, 1, "attempts start over");
+    store
+        .mark_delivered(again[0].item.id, at(50))
+        .await
+        .unwrap();
+    assert!(store.list_dead(10).await.unwrap().is_empty());
+
+    assert_eq!(store.purge_delivered(at(50)).await.unwrap(), 0);
+    assert_eq!(store.purge_delivered(at(51)).await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn events_and_outbox_survive_reopening_and_events_are_immutable() {
+    let (store, dir) = with_visit().await;
+    let e = event("e-1", "v-1", VisitEventKind::ParticipantJoined, 1);
+    store.record_event(&e, &to(&["fhir"])).await.unwrap();
+    // Claimed, then the process dies.
+    assert_eq!(claim(&store, at(1)).await.len(), 1);
+    drop(store);
+
+    let path = dir.path().join("vb.sqlite");
+    let reopened = SqliteStore::open(&path).await.unwrap();
+    assert_eq!(reopened.get_event(&e.event_id).await.unwrap(), Some(e));
+    assert!(claim(&reopened, at(1)).await.is_empty(), "still leased");
+    assert_eq!(
+        claim(&reopened, at(2)).await.len(),
+        1,
+        "due after the lease"
+    );
+
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let err = conn
+        .execute("UPDATE visit_events SET kind = 'call-ended'", [])
+        .unwrap_err();
+    assert!(err.to_string().contains("immutable"), "{err}");
+}
