@@ -1,0 +1,284 @@
+//! The JSON API (`/api/v1`): the portal's operations for automation, authenticated by per-tenant
+//! API keys that act as an admin of their organisation. Errors are RFC 9457 problem documents.
+//! Documented in `docs/portal-api.md`.
+
+use axum::{
+    Json, Router,
+    extract::{FromRequest, FromRequestParts, Path, Request, State},
+    http::{StatusCode, header, request::Parts},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use visitbridge_approval::{
+    Actor, Configuration, HistoryEntry, IntegrationRecords, Rejection, TenantId, Username,
+    environment_warning,
+};
+
+use crate::{
+    AppState,
+    auth::tenant_for,
+    error::{ApiError, PortalError},
+    forms::SettingsInput,
+    service,
+};
+
+/// The routes under `/api/v1`.
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/configurations", get(list).post(create))
+        .route("/configurations/{id}", get(show).put(edit))
+        .route("/configurations/{id}/submit", post(submit))
+        .route("/configurations/{id}/history", get(history))
+        .route("/configurations/{id}/records", get(records))
+        .route("/configurations/{id}/approve", post(interactive_only))
+        .route("/configurations/{id}/reject", post(interactive_only))
+        .fallback(|| async { ApiError(PortalError::NoSuchPage) })
+}
+
+/// The caller, authenticated by its API key: an admin of the key's organisation.
+pub(crate) struct ApiClient {
+    tenant: TenantId,
+    actor: Actor,
+}
+
+impl FromRequestParts<AppState> for ApiClient {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let presented = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .ok_or(PortalError::SignInRequired)?;
+        // Every key is compared (in constant time), so the time taken does not tell which
+        // key came close.
+        let mut matched = None;
+        for key in &state.config().api_keys {
+            if key.key.constant_time_eq(presented) && matched.is_none() {
+                matched = Some(key);
+            }
+        }
+        let Some(key) = matched else {
+            tracing::warn!("api request with an unknown key");
+            return Err(PortalError::SignInRequired.into());
+        };
+        let username =
+            Username::new(format!("api-key:{}", key.name)).map_err(PortalError::internal)?;
+        let tenant = tenant_for(state, &key.microsoft_tenant_id, Some(&username)).await?;
+        Ok(Self {
+            actor: Actor::admin(tenant.clone(), username),
+            tenant,
+        })
+    }
+}
+
+/// A JSON body whose rejection is a problem document.
+pub(crate) struct ApiJson<T>(T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(value)) => Ok(Self(value)),
+            Err(rejection) => Err(PortalError::BadRequest(rejection.body_text()).into()),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ValidationView {
+    validated_by: String,
+    validated_at: DateTime<Utc>,
+    ehr_user_id: String,
+}
+
+#[derive(Serialize)]
+struct ApprovedView {
+    version: u32,
+    approved_at: DateTime<Utc>,
+    approved_by: String,
+    settings: SettingsInput,
+}
+
+/// A configuration as the API shows it: `settings` has the same shape as the create and edit
+/// bodies.
+#[derive(Serialize)]
+struct ConfigurationView<'a> {
+    id: &'a str,
+    state: &'static str,
+    version: u32,
+    revision: u64,
+    settings: SettingsInput,
+    ehr_validation: Option<ValidationView>,
+    approved: Option<ApprovedView>,
+    rejection: Option<&'a Rejection>,
+    environment_warning: Option<String>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    portal_url: String,
+}
+
+fn view<'a>(state: &AppState, c: &'a Configuration) -> ConfigurationView<'a> {
+    let base = state
+        .config()
+        .public_base_url
+        .as_str()
+        .trim_end_matches('/');
+    ConfigurationView {
+        id: c.id().as_str(),
+        state: c.state().as_str(),
+        version: c.version(),
+        revision: c.revision(),
+        settings: SettingsInput::from_settings(c.settings()),
+        ehr_validation: c.ehr_validation().map(|v| ValidationView {
+            validated_by: v.validated_by.to_string(),
+            validated_at: v.validated_at,
+            ehr_user_id: v.ehr_user_id.to_string(),
+        }),
+        approved: c.approved().map(|a| ApprovedView {
+            version: a.version,
+            approved_at: a.approved_at,
+            approved_by: a.approved_by.to_string(),
+            settings: SettingsInput::from_settings(&a.settings),
+        }),
+        rejection: c.rejection(),
+        environment_warning: environment_warning(
+            &c.settings().fhir_base_url,
+            c.settings().environment,
+        )
+        .map(|w| w.to_string()),
+        created_at: c.created_at(),
+        updated_at: c.updated_at(),
+        portal_url: format!("{base}/configurations/{}", c.id()),
+    }
+}
+
+fn json_of(state: &AppState, status: StatusCode, c: &Configuration) -> Response {
+    (status, Json(view(state, c))).into_response()
+}
+
+#[derive(Serialize)]
+struct List<'a> {
+    configurations: Vec<ConfigurationView<'a>>,
+}
+
+async fn list(State(state): State<AppState>, client: ApiClient) -> Result<Response, ApiError> {
+    let all = state.store().list_configurations(&client.tenant).await?;
+    let configurations = all.iter().map(|c| view(&state, c)).collect();
+    Ok(Json(List { configurations }).into_response())
+}
+
+async fn create(
+    State(state): State<AppState>,
+    client: ApiClient,
+    ApiJson(input): ApiJson<SettingsInput>,
+) -> Result<Response, ApiError> {
+    let c = service::create(&state, &client.actor, &input)
+        .await
+        .map_err(PortalError::from)?;
+    let mut response = json_of(&state, StatusCode::CREATED, &c);
+    if let Ok(location) = format!("/api/v1/configurations/{}", c.id()).parse() {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+async fn show(
+    State(state): State<AppState>,
+    client: ApiClient,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let c = service::load(&state, &client.tenant, &id).await?;
+    Ok(json_of(&state, StatusCode::OK, &c))
+}
+
+/// The edit body: the settings, and optionally the revision the change is based on.
+#[derive(Deserialize)]
+struct EditBody {
+    #[serde(flatten)]
+    settings: SettingsInput,
+    #[serde(default)]
+    revision: Option<u64>,
+}
+
+async fn edit(
+    State(state): State<AppState>,
+    client: ApiClient,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<EditBody>,
+) -> Result<Response, ApiError> {
+    let c = service::load(&state, &client.tenant, &id).await?;
+    let c = service::edit(&state, &client.actor, &c, &body.settings, body.revision)
+        .await
+        .map_err(PortalError::from)?;
+    Ok(json_of(&state, StatusCode::OK, &c))
+}
+
+async fn submit(
+    State(state): State<AppState>,
+    client: ApiClient,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let c = service::load(&state, &client.tenant, &id).await?;
+    let c = service::save(&state, c.submit(&client.actor, Utc::now())).await?;
+    Ok(json_of(&state, StatusCode::OK, &c))
+}
+
+#[derive(Serialize)]
+struct History {
+    history: Vec<HistoryEntry>,
+}
+
+async fn history(
+    State(state): State<AppState>,
+    client: ApiClient,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let c = service::load(&state, &client.tenant, &id).await?;
+    let history = state
+        .store()
+        .configuration_history(&client.tenant, c.id())
+        .await?;
+    Ok(Json(History { history }).into_response())
+}
+
+async fn records(
+    State(state): State<AppState>,
+    client: ApiClient,
+    Path(id): Path<String>,
+) -> Result<Json<IntegrationRecords>, ApiError> {
+    let c = service::load(&state, &client.tenant, &id).await?;
+    c.integration_records(state.launch_urls())
+        .map(Json)
+        .ok_or_else(|| {
+            PortalError::Conflict(
+                "there are no integration records yet: they are made when the configuration is approved"
+                    .to_owned(),
+            )
+            .into()
+        })
+}
+
+async fn interactive_only(
+    State(state): State<AppState>,
+    client: ApiClient,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let c = service::load(&state, &client.tenant, &id).await?;
+    let base = state
+        .config()
+        .public_base_url
+        .as_str()
+        .trim_end_matches('/');
+    Err(PortalError::Forbidden(format!(
+        "approving or rejecting needs the named approver ({}) to sign in to Microsoft and to the EHR interactively: open {base}/configurations/{} in a browser",
+        c.settings().approver,
+        c.id()
+    ))
+    .into())
+}

@@ -1,0 +1,515 @@
+//! The portal's configuration: a TOML file, overridden by command-line flags and environment
+//! variables, checked once at start-up.
+
+use std::{
+    net::{IpAddr, SocketAddr},
+    path::PathBuf,
+    time::Duration,
+};
+
+use clap::Parser;
+use serde::Deserialize;
+use url::Url;
+use visitbridge_approval::{LaunchServiceUrls, UrlPolicy, Username};
+use visitbridge_http::{HttpConfig, Secret};
+use visitbridge_store::MicrosoftTenantId;
+
+/// Why the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read the configuration file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this configuration.
+    #[error("invalid configuration: {0}")]
+    Parse(String),
+    /// A value is not acceptable.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+fn invalid(message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid(message.into())
+}
+
+/// Everything the portal needs to run. Read from TOML ([`PortalConfig::from_toml`]), then
+/// [`PortalConfig::validate`]d; [`Cli::load`] does both and applies flag/environment overrides.
+///
+/// ```toml
+/// listen = "127.0.0.1:8090"
+/// public_base_url = "https://portal.visits.example.org"
+/// database = "/var/lib/visitbridge/portal.sqlite"
+/// launch_base_url = "https://visits.example.org"
+///
+/// [entra]
+/// authority = "https://login.microsoftonline.com/organizations"
+/// client_id = "5e3ce6c0-2b1f-4285-8d4b-75ee78787346"
+/// # client_secret from VISITBRIDGE_PORTAL_ENTRA_CLIENT_SECRET
+///
+/// [ehr_sign_in]
+/// client_id = "visitbridge-portal"
+/// # client_secret from VISITBRIDGE_PORTAL_EHR_CLIENT_SECRET
+///
+/// [[admins]]
+/// microsoft_tenant_id = "0b7c1e0f-3a57-4c4e-9d0a-5f4f6c2b9e11"
+/// usernames = ["it.admin@contoso.org"]
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortalConfig {
+    /// Address to listen on (port 0 picks a free port).
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// The portal's public address, as browsers reach it; the sign-in redirect URIs are under it
+    /// (`/signin/callback`, `/approvals/ehr-callback`).
+    pub public_base_url: Url,
+    /// Mark session cookies `Secure` (and name them `__Host-…`). Only a portal on a loopback
+    /// address (local development over plain http) may turn this off.
+    #[serde(default = "default_true")]
+    pub cookie_secure: bool,
+    /// The SQLite database file (shared with the launch service).
+    pub database: PathBuf,
+    /// The launch service's public base URL, from which integration records are made.
+    pub launch_base_url: String,
+    /// Development mode: FHIR base URLs on loopback addresses (local fakes) are accepted.
+    #[serde(default)]
+    pub dev_mode: bool,
+    /// Sign-in with Microsoft.
+    pub entra: EntraConfig,
+    /// The client registration used for the approver's EHR sign-in.
+    pub ehr_sign_in: EhrSignInConfig,
+    /// Who is an admin, per Microsoft (Entra) tenant.
+    #[serde(default)]
+    pub admins: Vec<TenantAdmins>,
+    /// Keys of the JSON API, each acting as an admin of one tenant.
+    #[serde(default)]
+    pub api_keys: Vec<ApiKeyConfig>,
+    /// Timeouts of outbound calls (Entra, the EHR's SMART and FHIR endpoints).
+    #[serde(default)]
+    pub http: HttpTimeouts,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8090))
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// Sign-in with Microsoft (OpenID Connect against Entra ID).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EntraConfig {
+    /// The login base URL and tenant, e.g. `https://login.microsoftonline.com/organizations`
+    /// (any work account) or `https://login.microsoftonline.com/{tenant id}` (one organisation).
+    #[serde(default = "default_authority")]
+    pub authority: String,
+    /// The portal's app registration (client id).
+    pub client_id: String,
+    /// Its client secret; better set through `VISITBRIDGE_PORTAL_ENTRA_CLIENT_SECRET`.
+    #[serde(default)]
+    pub client_secret: Secret,
+}
+
+fn default_authority() -> String {
+    "https://login.microsoftonline.com/organizations".to_owned()
+}
+
+impl EntraConfig {
+    /// The OpenID issuer under the authority: `{authority}/v2.0`.
+    pub fn issuer(&self) -> Result<Url, ConfigError> {
+        let base = self.authority.trim().trim_end_matches('/');
+        let issuer = Url::parse(&format!("{base}/v2.0"))
+            .map_err(|e| invalid(format!("entra.authority: {e}")))?;
+        if issuer.scheme() != "https" && !is_loopback(&issuer) {
+            return Err(invalid("entra.authority must be an https URL"));
+        }
+        Ok(issuer)
+    }
+}
+
+/// How the portal authenticates at the EHR's token endpoint for the approver's sign-in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EhrClientAuthMethod {
+    /// `client_secret_basic`.
+    #[default]
+    ClientSecretBasic,
+    /// `client_secret_post`.
+    ClientSecretPost,
+    /// `private_key_jwt` with the key in `private_key_file`.
+    PrivateKeyJwt,
+}
+
+/// The SMART client registration of the portal at the EHR, for the approver's standalone launch
+/// (scopes `openid fhirUser`: it only proves that the URL is a working EHR endpoint).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EhrSignInConfig {
+    /// The client id registered at the EHR, with redirect URI `{public_base_url}/approvals/ehr-callback`.
+    pub client_id: String,
+    /// Client authentication at the token endpoint.
+    #[serde(default)]
+    pub client_auth: EhrClientAuthMethod,
+    /// The secret for the `client_secret_*` methods; better set through
+    /// `VISITBRIDGE_PORTAL_EHR_CLIENT_SECRET`.
+    #[serde(default)]
+    pub client_secret: Secret,
+    /// For `private_key_jwt`: a PKCS#8 PEM file with an RSA (RS384) or P-384 (ES384) key.
+    #[serde(default)]
+    pub private_key_file: Option<PathBuf>,
+    /// For `private_key_jwt`: the key id published in our JWKS.
+    #[serde(default)]
+    pub key_id: Option<String>,
+}
+
+/// The admins of one organisation.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantAdmins {
+    /// The organisation's Entra tenant id (the `tid` of its users' sign-ins).
+    pub microsoft_tenant_id: MicrosoftTenantId,
+    /// Microsoft usernames (UPNs) with the admin role in that organisation.
+    pub usernames: Vec<Username>,
+}
+
+/// A key of the JSON API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyConfig {
+    /// A name for the key, recorded as the actor (`api-key:{name}`) in configuration history.
+    pub name: String,
+    /// The Entra tenant id of the organisation the key administers.
+    pub microsoft_tenant_id: MicrosoftTenantId,
+    /// The key itself (at least 32 characters), sent as `Authorization: Bearer <key>`.
+    pub key: Secret,
+}
+
+/// Timeouts of outbound calls.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpTimeouts {
+    /// Seconds to open a connection.
+    #[serde(default = "default_connect")]
+    pub connect_timeout_secs: u64,
+    /// Seconds for a whole call.
+    #[serde(default = "default_total")]
+    pub total_timeout_secs: u64,
+}
+
+fn default_connect() -> u64 {
+    5
+}
+
+fn default_total() -> u64 {
+    15
+}
+
+impl Default for HttpTimeouts {
+    fn default() -> Self {
+        Self {
+            connect_timeout_secs: default_connect(),
+            total_timeout_secs: default_total(),
+        }
+    }
+}
+
+impl HttpTimeouts {
+    /// The shared client configuration with these timeouts.
+    pub fn http_config(&self) -> HttpConfig {
+        HttpConfig {
+            connect_timeout: Duration::from_secs(self.connect_timeout_secs),
+            total_timeout: Duration::from_secs(self.total_timeout_secs),
+            user_agent: concat!("VisitBridge-Portal/", env!("CARGO_PKG_VERSION")).to_owned(),
+        }
+    }
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d == "localhost" || d.ends_with(".localhost"),
+        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        None => false,
+    }
+}
+
+impl PortalConfig {
+    /// Parses a TOML document (not yet validated).
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse(e.message().to_owned()))
+    }
+
+    /// Checks the values that cannot be checked by their types alone.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let base = &self.public_base_url;
+        if base.host().is_none()
+            || base.query().is_some()
+            || base.fragment().is_some()
+            || !base.username().is_empty()
+        {
+            return Err(invalid(
+                "public_base_url must be an http(s) address without query, fragment or credentials",
+            ));
+        }
+        match base.scheme() {
+            "https" => {}
+            "http" if is_loopback(base) => {}
+            _ => {
+                return Err(invalid(
+                    "public_base_url must use https (plain http only on a loopback address)",
+                ));
+            }
+        }
+        if !self.cookie_secure && !is_loopback(base) {
+            return Err(invalid(
+                "cookie_secure = false is only allowed for development on a loopback public_base_url",
+            ));
+        }
+        LaunchServiceUrls::new(&self.launch_base_url)
+            .map_err(|e| invalid(format!("launch_base_url: {e}")))?;
+        self.entra.issuer()?;
+        if self.entra.client_id.trim().is_empty() {
+            return Err(invalid("entra.client_id is required"));
+        }
+        if self.entra.client_secret.is_empty() {
+            return Err(invalid(
+                "the Entra client secret is missing: set VISITBRIDGE_PORTAL_ENTRA_CLIENT_SECRET",
+            ));
+        }
+        if self.ehr_sign_in.client_id.trim().is_empty() {
+            return Err(invalid("ehr_sign_in.client_id is required"));
+        }
+        match self.ehr_sign_in.client_auth {
+            EhrClientAuthMethod::PrivateKeyJwt
+                if self.ehr_sign_in.private_key_file.is_none()
+                    || self.ehr_sign_in.key_id.is_none() =>
+            {
+                return Err(invalid(
+                    "ehr_sign_in.client_auth = \"private_key_jwt\" needs private_key_file and key_id",
+                ));
+            }
+            EhrClientAuthMethod::PrivateKeyJwt => {}
+            _ if self.ehr_sign_in.client_secret.is_empty() => {
+                return Err(invalid(
+                    "the EHR sign-in client secret is missing: set VISITBRIDGE_PORTAL_EHR_CLIENT_SECRET",
+                ));
+            }
+            _ => {}
+        }
+        for key in &self.api_keys {
+            if key.name.trim().is_empty() || key.name.chars().any(char::is_whitespace) {
+                return Err(invalid("api_keys: every key needs a name without spaces"));
+            }
+            if key.key.expose().len() < 32 {
+                return Err(invalid(format!(
+                    "api_keys: the key named {} is shorter than 32 characters",
+                    key.name
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// FHIR base URL rules: loopback only in development mode.
+    pub fn url_policy(&self) -> UrlPolicy {
+        if self.dev_mode {
+            UrlPolicy::DEVELOPMENT
+        } else {
+            UrlPolicy::STRICT
+        }
+    }
+
+    /// A URL under the public base, e.g. `/signin/callback`.
+    pub fn public_url(&self, path: &str) -> Result<Url, ConfigError> {
+        let base = self.public_base_url.as_str().trim_end_matches('/');
+        Url::parse(&format!("{base}{path}")).map_err(|e| invalid(format!("public_base_url: {e}")))
+    }
+
+    /// Whether `username` is an admin of the organisation signing in with `tenant`.
+    pub fn is_admin(&self, tenant: &MicrosoftTenantId, username: &Username) -> bool {
+        self.admins
+            .iter()
+            .filter(|a| a.microsoft_tenant_id == *tenant)
+            .any(|a| a.usernames.iter().any(|u| u == username))
+    }
+}
+
+/// The command line (each flag also read from its environment variable), over the TOML file.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "visitbridge-portal",
+    version,
+    about = "The VisitBridge configuration portal: admins register FHIR base URLs, approvers sign in to the EHR and approve them",
+    after_help = "Secrets belong in the environment (VISITBRIDGE_PORTAL_ENTRA_CLIENT_SECRET, VISITBRIDGE_PORTAL_EHR_CLIENT_SECRET), not in the file or on the command line."
+)]
+pub struct Cli {
+    /// The TOML configuration file.
+    #[arg(long, short = 'c', env = "VISITBRIDGE_PORTAL_CONFIG")]
+    pub config: PathBuf,
+    /// Address to listen on, over the file's `listen` (port 0 picks a free port).
+    #[arg(long, env = "VISITBRIDGE_PORTAL_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// The portal's public base URL, over the file's `public_base_url`.
+    #[arg(long, env = "VISITBRIDGE_PORTAL_PUBLIC_BASE_URL")]
+    pub public_base_url: Option<Url>,
+    /// The SQLite database file, over the file's `database`.
+    #[arg(long, env = "VISITBRIDGE_PORTAL_DATABASE")]
+    pub database: Option<PathBuf>,
+    /// The Entra client secret, over the file's `entra.client_secret`.
+    #[arg(
+        long,
+        env = "VISITBRIDGE_PORTAL_ENTRA_CLIENT_SECRET",
+        hide_env_values = true
+    )]
+    pub entra_client_secret: Option<String>,
+    /// The EHR sign-in client secret, over the file's `ehr_sign_in.client_secret`.
+    #[arg(
+        long,
+        env = "VISITBRIDGE_PORTAL_EHR_CLIENT_SECRET",
+        hide_env_values = true
+    )]
+    pub ehr_client_secret: Option<String>,
+    /// Development mode: accept loopback FHIR base URLs (local fakes).
+    #[arg(long, env = "VISITBRIDGE_PORTAL_DEV_MODE")]
+    pub dev_mode: bool,
+}
+
+impl Cli {
+    /// Reads the file, applies the overrides and validates the result.
+    pub fn load(&self) -> Result<PortalConfig, ConfigError> {
+        let text = std::fs::read_to_string(&self.config).map_err(|source| ConfigError::Read {
+            path: self.config.clone(),
+            source,
+        })?;
+        let mut config = PortalConfig::from_toml(&text)?;
+        self.apply(&mut config);
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Applies the flags and environment variables that were given.
+    pub fn apply(&self, config: &mut PortalConfig) {
+        if let Some(listen) = self.listen {
+            config.listen = listen;
+        }
+        if let Some(url) = &self.public_base_url {
+            config.public_base_url = url.clone();
+        }
+        if let Some(database) = &self.database {
+            config.database = database.clone();
+        }
+        if let Some(secret) = &self.entra_client_secret {
+            config.entra.client_secret = Secret::new(secret.clone());
+        }
+        if let Some(secret) = &self.ehr_client_secret {
+            config.ehr_sign_in.client_secret = Secret::new(secret.clone());
+        }
+        if self.dev_mode {
+            config.dev_mode = true;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+        public_base_url = "https://portal.example.org"
+        database = "/tmp/portal.sqlite"
+        launch_base_url = "https://visits.example.org"
+        [entra]
+        client_id = "app"
+        client_secret = "s"
+        [ehr_sign_in]
+        client_id = "ehr-app"
+        client_secret = "t"
+    "#;
+
+    fn parse(extra: &str) -> Result<PortalConfig, ConfigError> {
+        let config = PortalConfig::from_toml(&format!("{extra}\n{MINIMAL}"))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    #[test]
+    fn minimal_file_gets_safe_defaults() {
+        let config = parse("").unwrap();
+        assert!(config.cookie_secure);
+        assert!(!config.dev_mode);
+        assert_eq!(
+            config.entra.issuer().unwrap().as_str(),
+            "https://login.microsoftonline.com/organizations/v2.0"
+        );
+        assert_eq!(config.url_policy(), UrlPolicy::STRICT);
+    }
+
+    #[test]
+    fn insecure_cookies_only_on_loopback() {
+        let err = parse("cookie_secure = false").unwrap_err();
+        assert!(err.to_string().contains("loopback"), "{err}");
+        let text = MINIMAL.replace("https://portal.example.org", "http://127.0.0.1:8090");
+        let config = PortalConfig::from_toml(&format!("cookie_secure = false\n{text}")).unwrap();
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn plain_http_only_on_loopback() {
+        let text = MINIMAL.replace("https://portal.example.org", "http://portal.example.org");
+        let err = PortalConfig::from_toml(&text)
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert!(err.to_string().contains("https"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_and_short_api_keys_are_refused() {
+        let err = parse("colour = \"blue\"").unwrap_err();
+        assert!(err.to_string().contains("colour"), "{err}");
+        let text = format!(
+            "{MINIMAL}\n[[api_keys]]\nname = \"ci\"\nmicrosoft_tenant_id = \"t\"\nkey = \"short\""
+        );
+        let err = PortalConfig::from_toml(&text)
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert!(err.to_string().contains("32 characters"), "{err}");
+    }
+
+    #[test]
+    fn missing_secret_names_the_variable() {
+        let text = MINIMAL.replace("client_secret = \"s\"", "");
+        let err = PortalConfig::from_toml(&text)
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("VISITBRIDGE_PORTAL_ENTRA_CLIENT_SECRET"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn admins_match_case_insensitively_within_their_tenant() {
+        let text = format!(
+            "{MINIMAL}\n[[admins]]\nmicrosoft_tenant_id = \"t1\"\nusernames = [\"Admin@Contoso.org\"]"
+        );
+        let config = PortalConfig::from_toml(&text).unwrap();
+        let t1 = MicrosoftTenantId::new("t1").unwrap();
+        let t2 = MicrosoftTenantId::new("t2").unwrap();
+        let admin = Username::new("admin@contoso.org").unwrap();
+        assert!(config.is_admin(&t1, &admin));
+        assert!(!config.is_admin(&t2, &admin));
+        assert!(!config.is_admin(&t1, &Username::new("other@contoso.org").unwrap()));
+    }
+}

@@ -1,0 +1,231 @@
+//! The VisitBridge configuration portal: wiring of the approval state machine, the store, the
+//! SMART client and Microsoft sign-in into web pages and a JSON API.
+//!
+//! Admins sign in with Microsoft and register their EHR's FHIR base URLs (one configuration per URL
+//! and environment); the named approver signs in with Microsoft, then signs in to the EHR (a SMART
+//! standalone launch against that URL) and approves; the portal then shows the integration records
+//! to enter in the EHR. Every change is kept in the configuration's history.
+//!
+//! # Design choices
+//!
+//! - **Wiring only.** Who may do what, in which state, is decided by
+//!   [`visitbridge_approval`]'s transitions; the portal calls them and stores what they return
+//!   with [`visitbridge_store`]. Even which buttons a page shows is found by trying the
+//!   transitions without keeping them. URL problems, EHR sign-in failures and the test/production
+//!   warning are the approval crate's messages, shown next to the field they concern.
+//! - **Checked URLs.** On add and on a change of URL or client, the FHIR base URL is parsed
+//!   (loopback only in development mode), then probed: its SMART configuration and
+//!   CapabilityStatement are fetched without a token, with short retries within the shared
+//!   timeouts, and [`visitbridge_approval::classify_probe`] judges what was seen.
+//! - **Sign-in with Microsoft** is OpenID Connect (code + PKCE + nonce) through
+//!   [`visitbridge_smart::OidcProvider`], discovered lazily so the portal starts without Entra.
+//!   The organisation is the validated id_token's `tid`; the first admin sign-in creates it.
+//!   Admins are listed per Entra tenant in the configuration; anyone can be the *named approver*
+//!   of a configuration, which the state machine checks per configuration.
+//! - **Sessions** are a random id in an `HttpOnly`, `SameSite=Lax` cookie, `Secure` and
+//!   `__Host-`-prefixed unless `cookie_secure = false` (allowed only on a loopback address). The
+//!   store keeps the session under the id's SHA-256, for eight hours, with only the tenant, the
+//!   username, the object id and a CSRF token. A sign-in is bound to the browser that started it
+//!   by a short-lived cookie, so a callback replayed in another browser fails (login CSRF).
+//! - **CSRF**: every POST form carries the session's token, compared in constant time before the
+//!   rest of the form is read; a missing or wrong token gets 403 "the form has expired". Behind
+//!   it, tower-http's `CsrfLayer` refuses cross-site POSTs by `Sec-Fetch-Site`/`Origin`.
+//! - **Tenant isolation** is the store's: every read takes the signed-in user's tenant, so another
+//!   organisation's configuration is "not found", never "forbidden".
+//! - **The EHR sign-in proves the URL, nothing more**: scopes `openid fhirUser`, a SMART client
+//!   that allows exactly the configuration's URL as issuer, pending state single-use in the store
+//!   and bound to the session. Only the EHR user id is kept; tokens are dropped.
+//! - **Server-rendered, accessible HTML**: askama templates (auto-escaped), labels on every
+//!   field, errors next to fields and summarised at the top, no JavaScript needed except for the
+//!   optional copy buttons (served as a file, so the CSP allows no inline script).
+//! - **Errors** keep their status and say what to do; internal errors say "something went wrong"
+//!   and are logged. Logs carry paths, never query strings (the OAuth callbacks carry codes), and
+//!   never tokens.
+//! - **A JSON API** under `/api/v1` does what the pages do, for automation, with per-tenant API
+//!   keys acting as admins and RFC 9457 problem documents (see `docs/portal-api.md`). Approving
+//!   stays interactive: it needs the approver's EHR sign-in.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use visitbridge_portal::{AppState, PortalConfig, app};
+//! use visitbridge_store::SqliteStore;
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = PortalConfig::from_toml(&std::fs::read_to_string("portal.toml")?)?;
+//! let store = SqliteStore::open(&config.database).await?;
+//! let listen = config.listen;
+//! let state = AppState::new(config, Arc::new(store))?;
+//! let listener = tokio::net::TcpListener::bind(listen).await?;
+//! axum::serve(listener, app(state)).await?;
+//! # Ok(())
+//! # }
+//! ```
+#![deny(missing_docs)]
+
+mod api;
+mod auth;
+mod config;
+mod ehr;
+mod error;
+mod forms;
+mod pages;
+mod probe;
+mod service;
+mod session;
+mod state;
+mod views;
+
+use std::time::Duration;
+
+use axum::{
+    Router,
+    extract::State,
+    http::{HeaderName, HeaderValue, Request, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use chrono::Utc;
+use tower_http::{
+    csrf::CsrfLayer,
+    limit::RequestBodyLimitLayer,
+    sensitive_headers::SetSensitiveRequestHeadersLayer,
+    set_header::SetResponseHeaderLayer,
+    timeout::TimeoutLayer,
+    trace::{DefaultOnResponse, TraceLayer},
+};
+use tracing::Level;
+
+pub use config::{
+    ApiKeyConfig, Cli, ConfigError, EhrClientAuthMethod, EhrSignInConfig, EntraConfig,
+    HttpTimeouts, PortalConfig, TenantAdmins,
+};
+pub use state::AppState;
+
+use crate::error::PortalError;
+
+/// Pages wait at most this long (probes and sign-ins have their own, shorter budgets).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// Forms and API bodies are small.
+const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// No inline script or style, no framing, nothing loaded from elsewhere. `form-action` is left
+/// out on purpose: the EHR sign-in form redirects to the EHR, which browsers check against it.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; base-uri 'none'; frame-ancestors 'none'";
+
+const CSS: &str = include_str!("../static/portal.css");
+const JS: &str = include_str!("../static/portal.js");
+
+/// The portal's router (separate from `main` so tests drive it without a socket).
+pub fn app(state: AppState) -> Router {
+    let origin = state
+        .config()
+        .public_base_url
+        .origin()
+        .ascii_serialization();
+    let csrf = CsrfLayer::new();
+    let csrf = csrf
+        .clone()
+        .add_trusted_origin(&origin)
+        .unwrap_or(csrf)
+        .with_rejection_response(|_| PortalError::CsrfRejected.into_response());
+    let header = |name: HeaderName, value: &'static str| {
+        SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value))
+    };
+    Router::new()
+        .route("/", get(auth::home))
+        .route("/signin", get(auth::sign_in))
+        .route("/signin/callback", get(auth::sign_in_callback))
+        .route("/signout", post(auth::sign_out))
+        .route("/configurations", get(pages::list).post(pages::create))
+        .route("/configurations/new", get(pages::new_form))
+        .route("/configurations/{id}", get(pages::detail))
+        .route(
+            "/configurations/{id}/edit",
+            get(pages::edit_form).post(pages::edit),
+        )
+        .route("/configurations/{id}/submit", post(pages::submit))
+        .route("/configurations/{id}/ehr-sign-in", post(ehr::begin))
+        .route("/configurations/{id}/approve", post(pages::approve))
+        .route("/configurations/{id}/reject", post(pages::reject))
+        .route("/configurations/{id}/history", get(pages::history))
+        .route("/configurations/{id}/records", get(pages::records))
+        .route("/approvals/ehr-callback", get(ehr::callback))
+        .route("/static/portal.css", get(css))
+        .route("/static/portal.js", get(js))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .nest("/api/v1", api::router())
+        .fallback(|| async { PortalError::NoSuchPage })
+        .layer(csrf)
+        .layer(header(
+            header::CONTENT_SECURITY_POLICY,
+            CONTENT_SECURITY_POLICY,
+        ))
+        .layer(header(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .layer(header(header::X_FRAME_OPTIONS, "DENY"))
+        // The OAuth callbacks carry codes in their query: never pass them on in a Referer.
+        .layer(header(header::REFERRER_POLICY, "no-referrer"))
+        .layer(header(header::CACHE_CONTROL, "no-store"))
+        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::GATEWAY_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
+        .layer(
+            TraceLayer::new_for_http()
+                // The path only: callback queries carry authorization codes and states.
+                .make_span_with(|request: &Request<_>| {
+                    tracing::info_span!(
+                        "request",
+                        method = %request.method(),
+                        path = %request.uri().path(),
+                    )
+                })
+                .on_response(DefaultOnResponse::new().level(Level::INFO)),
+        )
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            header::AUTHORIZATION,
+            header::COOKIE,
+        ]))
+        .with_state(state)
+}
+
+async fn css() -> Response {
+    static_file("text/css; charset=utf-8", CSS)
+}
+
+async fn js() -> Response {
+    static_file("text/javascript; charset=utf-8", JS)
+}
+
+fn static_file(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// Ready when the database answers.
+async fn readyz(State(state): State<AppState>) -> Response {
+    match state
+        .store()
+        .get_session("readiness-probe", Utc::now())
+        .await
+    {
+        Ok(_) => "ready".into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "not ready: the database does not answer");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the database does not answer",
+            )
+                .into_response()
+        }
+    }
+}

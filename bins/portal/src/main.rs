@@ -1,0 +1,52 @@
+//! `visitbridge-portal`: reads the configuration, opens the store, serves the portal, prints where.
+
+use std::{process::ExitCode, sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use clap::Parser;
+use visitbridge_portal::{AppState, Cli, app};
+use visitbridge_store::SqliteStore;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("visitbridge-portal: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = cli.load()?;
+    let store = SqliteStore::open(&config.database)
+        .await
+        .with_context(|| format!("cannot open the database {}", config.database.display()))?;
+    let listen = config.listen;
+    let public = config.public_base_url.clone();
+    let state = AppState::new(config, Arc::new(store))?;
+    let _housekeeping = state.spawn_housekeeping(Duration::from_secs(600));
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let addr = listener.local_addr().context("reading the bound address")?;
+    println!("VisitBridge portal is running:");
+    println!("  Listening on: http://{addr}/");
+    println!("  Health:       http://{addr}/healthz");
+    println!("  Public URL:   {public}");
+    println!("Press Ctrl+C to stop.");
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .context("serving")
+}

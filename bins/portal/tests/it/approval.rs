@@ -1,0 +1,195 @@
+//! The whole approval path, as the admin and the approver live it.
+
+use visitbridge_testkit::smart::PRACTITIONER_ID;
+
+use crate::harness::{EhrAuth, LogCapture, Portal, admin, approver, unescape};
+
+#[tokio::test]
+async fn admin_adds_approver_validates_and_approves_then_records_are_shown() {
+    let logs = LogCapture::default();
+    let _guard = tracing::subscriber::set_default(
+        tracing_subscriber::fmt()
+            .with_writer(logs.clone())
+            .with_max_level(tracing::Level::TRACE)
+            .finish(),
+    );
+    let portal = Portal::start().await;
+
+    // The admin signs in, adds the FHIR base URL and submits it.
+    let mut admin = portal.signed_in(admin()).await;
+    let list = admin.get("/configurations").await;
+    assert_eq!(list.status, 200);
+    assert!(list.body.contains("Add a configuration"), "{}", list.body);
+    let id = portal.added_configuration(&mut admin).await;
+    let page = admin
+        .get(&format!("/configurations/{id}?notice=created"))
+        .await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("Draft"), "{}", page.body);
+    assert!(page.body.contains("Saved as a draft"));
+    assert!(page.body.contains(&portal.fhir_base()));
+    // The admin is not the approver: no approval section for them.
+    assert!(!page.body.contains("Sign in to your EHR"));
+    let submitted = admin
+        .post(&format!("/configurations/{id}/submit"), &[])
+        .await;
+    assert_eq!(submitted.status, 303);
+
+    // The approver, another person, signs in and sees the configuration waiting for them.
+    let mut approver = portal.signed_in(approver()).await;
+    let list = approver.get("/configurations").await;
+    assert!(list.body.contains(&portal.fhir_base()), "{}", list.body);
+    assert!(list.body.contains("Awaiting approval"));
+    assert!(!list.body.contains("Add a configuration"), "not an admin");
+    let page = approver.get(&format!("/configurations/{id}")).await;
+    assert!(page.body.contains("Sign in to your EHR"), "{}", page.body);
+    assert!(
+        page.body.contains("disabled"),
+        "approve waits for the EHR sign-in"
+    );
+
+    // Approving before the EHR sign-in is refused by the state machine.
+    let early = approver
+        .post(&format!("/configurations/{id}/approve"), &[])
+        .await;
+    assert_eq!(early.status, 409, "{}", early.body);
+    assert!(
+        early
+            .body
+            .contains("cannot approve before a successful EHR sign-in")
+    );
+
+    // EHR sign-in: a standalone launch against exactly this URL, asking only who they are.
+    let done = portal.ehr_sign_in(&mut approver, &id).await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    let authorize = &portal.smart.authorize_requests()[0];
+    assert_eq!(authorize["aud"], portal.fhir_base());
+    assert_eq!(authorize["scope"], "openid fhirUser");
+    assert_eq!(authorize["client_id"], crate::harness::EHR_CLIENT_ID);
+    assert_eq!(
+        authorize["redirect_uri"],
+        "https://portal.example.test/approvals/ehr-callback"
+    );
+    assert_eq!(authorize["code_challenge_method"], "S256");
+    let page = approver.get(done.location.as_deref().unwrap()).await;
+    assert!(page.body.contains("EHR sign-in succeeded"), "{}", page.body);
+    assert!(
+        page.body.contains(PRACTITIONER_ID),
+        "the EHR user id is shown"
+    );
+    assert!(
+        !page
+            .body
+            .contains("disabled aria-describedby=\"approve-hint\"")
+    );
+
+    let approved = approver
+        .post(&format!("/configurations/{id}/approve"), &[])
+        .await;
+    assert_eq!(approved.status, 303, "{}", approved.body);
+    let page = approver.get(approved.location.as_deref().unwrap()).await;
+    assert!(page.body.contains("Approved"), "{}", page.body);
+
+    // The records: launch URLs with Epic's context tokens, redirect URI, client id, scopes.
+    let records = admin.get(&format!("/configurations/{id}/records")).await;
+    assert_eq!(records.status, 200, "{}", records.body);
+    let text = unescape(&records.body);
+    for expected in [
+        "https://visits.example.test/launch/provider",
+        "https://visits.example.test/launch/patient",
+        "https://visits.example.test/launch/device-test",
+        "https://visits.example.test/launch/callback",
+        "sessionId=%CSN%",
+        "vb-launch-client",
+        "launch openid fhirUser user/Appointment.rs",
+    ] {
+        assert!(text.contains(expected), "records lack {expected}: {text}");
+    }
+    assert!(
+        text.contains(
+            "https://visits.example.test/launch/provider?sessionId=%CSN%&departmentId=%PERFDEPID;;; ; ;;NONE;%&conferenceId=%CONFERENCEID%&environment=test"
+        ),
+        "{text}"
+    );
+    // Copy buttons are an enhancement: hidden until the script shows them.
+    assert!(
+        records
+            .body
+            .contains("class=\"copy\" data-copy-target=\"provider-url\" hidden")
+    );
+
+    // The history tells the story, in order.
+    let history = admin.get(&format!("/configurations/{id}/history")).await;
+    let text = unescape(&history.body);
+    let steps = [
+        "Created",
+        "Submitted for approval",
+        "Signed in to the EHR",
+        "Approved",
+    ];
+    let mut at = 0;
+    for step in steps {
+        let found = text[at..]
+            .find(step)
+            .unwrap_or_else(|| panic!("{step} missing: {text}"));
+        at += found + step.len();
+    }
+    assert!(text.contains("analyst@contoso.example (approver)"));
+    assert!(text.contains("admin@contoso.example (admin)"));
+
+    // Nothing secret reached the logs: no code, verifier, token, state, session or CSRF value.
+    let logs = logs.text();
+    assert!(
+        logs.contains("configuration transition"),
+        "logs were captured: {logs}"
+    );
+    let mut secrets: Vec<String> = Vec::new();
+    for request in portal.smart.token_requests() {
+        for name in ["code", "code_verifier"] {
+            secrets.extend(request.form.get(name).cloned());
+        }
+    }
+    for request in portal.smart.authorize_requests() {
+        for name in ["state", "code_challenge", "nonce"] {
+            secrets.extend(request.get(name).cloned());
+        }
+    }
+    secrets.extend(admin.cookies.values().cloned());
+    secrets.extend(approver.cookies.values().cloned());
+    secrets.push(page.csrf());
+    secrets.push(crate::harness::EHR_CLIENT_SECRET.to_owned());
+    secrets.push(visitbridge_testkit::entra::CLIENT_SECRET.to_owned());
+    assert!(secrets.len() >= 8, "{secrets:?}");
+    for secret in secrets {
+        assert!(
+            !logs.contains(&secret),
+            "a secret reached the logs: {secret}"
+        );
+    }
+    assert!(
+        !logs.contains("fake-user-token"),
+        "an Entra token reached the logs"
+    );
+    assert!(
+        !logs.contains("fake-entra-code"),
+        "an Entra code reached the logs"
+    );
+}
+
+#[tokio::test]
+async fn the_ehr_sign_in_can_use_a_private_key_jwt_client() {
+    let portal = Portal::start_with(EhrAuth::PrivateKeyJwt).await;
+    let mut admin = portal.signed_in(admin()).await;
+    let id = portal.submitted_configuration(&mut admin).await;
+    let mut approver = portal.signed_in(approver()).await;
+    let done = portal.ehr_sign_in(&mut approver, &id).await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    let token_request = &portal.smart.token_requests()[0];
+    assert_eq!(
+        token_request.form["client_assertion_type"],
+        "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+    );
+    assert!(token_request.authorization.is_none(), "no secret is sent");
+    let page = approver.get(done.location.as_deref().unwrap()).await;
+    assert!(page.body.contains("EHR sign-in succeeded"), "{}", page.body);
+}

@@ -1,0 +1,9 @@
+//! Tests of the portal over HTTP: Microsoft and EHR sign-ins through wiremock fakes, a real SQLite
+//! file, and the binary as an operator starts it.
+
+mod api;
+mod approval;
+mod binary;
+mod harness;
+mod refusals;
+mod sessions;

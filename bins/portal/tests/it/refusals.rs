@@ -1,0 +1,365 @@
+//! Each refusal, with what the person sees.
+
+use crate::harness::{Portal, admin, approver, colleague, other_admin, unescape};
+
+#[tokio::test]
+async fn a_wrong_approver_is_refused_with_the_name_of_the_right_one() {
+    let portal = Portal::start().await;
+    let mut admin = portal.signed_in(admin()).await;
+    let id = portal.submitted_configuration(&mut admin).await;
+
+    // A colleague who is not the named approver can neither see nor act on it.
+    let mut colleague = portal.signed_in(colleague()).await;
+    let page = colleague.get(&format!("/configurations/{id}")).await;
+    assert_eq!(page.status, 403, "{}", page.body);
+    assert!(
+        page.body
+            .contains("named approver (analyst@contoso.example)"),
+        "{}",
+        page.body
+    );
+    for action in ["ehr-sign-in", "approve"] {
+        let page = colleague
+            .post(&format!("/configurations/{id}/{action}"), &[])
+            .await;
+        assert_eq!(page.status, 403, "{action}: {}", page.body);
+        assert!(
+            page.body
+                .contains("only the named approver (analyst@contoso.example) can"),
+            "{action}: {}",
+            page.body
+        );
+    }
+    let page = colleague
+        .post(&format!("/configurations/{id}/reject"), &[("reason", "no")])
+        .await;
+    assert_eq!(page.status, 403);
+    assert!(
+        portal.smart.authorize_requests().is_empty(),
+        "nobody was sent to the EHR"
+    );
+
+    // The admin is not the approver either: admin rights do not include approving.
+    let page = admin
+        .post(&format!("/configurations/{id}/ehr-sign-in"), &[])
+        .await;
+    assert_eq!(page.status, 403, "{}", page.body);
+    assert!(page.body.contains("only the named approver"));
+}
+
+#[tokio::test]
+async fn a_post_without_the_right_csrf_token_is_refused() {
+    let portal = Portal::start().await;
+    let mut admin = portal.signed_in(admin()).await;
+    let form = portal.form();
+    let fields: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+
+    let missing = admin.post_raw("/configurations", &fields).await;
+    assert_eq!(missing.status, 403, "{}", missing.body);
+    assert!(
+        missing.body.contains("this form has expired"),
+        "{}",
+        missing.body
+    );
+    assert!(missing.body.contains("reload the page and try again"));
+
+    let mut wrong = vec![("csrf", "not-the-token")];
+    wrong.extend_from_slice(&fields);
+    let page = admin.post_raw("/configurations", &wrong).await;
+    assert_eq!(page.status, 403);
+
+    // Another session's token does not work either.
+    let mut approver = portal.signed_in(approver()).await;
+    let theirs = approver.get("/configurations").await.csrf();
+    let mut borrowed = vec![("csrf", theirs.as_str())];
+    borrowed.extend_from_slice(&fields);
+    assert_eq!(
+        admin.post_raw("/configurations", &borrowed).await.status,
+        403
+    );
+
+    // A cross-site form post is refused before it reaches the handler.
+    let page = admin
+        .request(
+            axum::http::Request::post("/signout")
+                .header("sec-fetch-site", "cross-site")
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(axum::body::Body::from("csrf=x"))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(page.status, 403);
+
+    let list = admin.get("/configurations").await;
+    assert!(
+        list.body.contains("no configurations yet"),
+        "nothing was created: {}",
+        list.body
+    );
+}
+
+#[tokio::test]
+async fn another_organisations_admin_cannot_see_or_change_a_configuration() {
+    let portal = Portal::start().await;
+    let mut admin = portal.signed_in(admin()).await;
+    let id = portal.submitted_configuration(&mut admin).await;
+
+    let mut other = portal.signed_in(other_admin()).await;
+    let list = other.get("/configurations").await;
+    assert_eq!(list.status, 200);
+    assert!(!list.body.contains(&portal.fhir_base()), "{}", list.body);
+    for path in ["", "/edit", "/history", "/records"] {
+        let page = other.get(&format!("/configurations/{id}{path}")).await;
+        assert_eq!(page.status, 404, "{path}: {}", page.body);
+        assert!(
+            page.body
+                .contains("does not exist, or belongs to another organisation")
+        );
+    }
+    let form = portal.form();
+    let mut fields: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    fields.retain(|(k, _)| *k != "approver");
+    fields.push(("approver", "admin@fabrikam.example"));
+    let page = other
+        .post(&format!("/configurations/{id}/edit"), &fields)
+        .await;
+    assert_eq!(page.status, 404, "{}", page.body);
+    let page = other
+        .post(&format!("/configurations/{id}/submit"), &[])
+        .await;
+    assert_eq!(page.status, 404);
+
+    // Unchanged for its own organisation.
+    let page = admin.get(&format!("/configurations/{id}")).await;
+    assert!(page.body.contains("analyst@contoso.example"));
+    assert!(page.body.contains("Awaiting approval"));
+}
+
+#[tokio::test]
+async fn a_failed_ehr_sign_in_is_explained_and_approves_nothing() {
+    let portal = Portal::start().await;
+    let mut admin = portal.signed_in(admin()).await;
+    let id = portal.submitted_configuration(&mut admin).await;
+    let mut approver = portal.signed_in(approver()).await;
+
+    // The EHR does not know the client yet (Microsoft's reference product's classic failure).
+    portal.smart.set_token_error(Some((
+        401,
+        "invalid_client",
+        "Client authentication failed <b>x</b>",
+    )));
+    let page = portal.ehr_sign_in(&mut approver, &id).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let text = unescape(&page.body);
+    assert!(
+        text.contains("OAuth set-up incomplete: the EHR does not recognise the VisitBridge client (invalid_client)"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("Client authentication failed"),
+        "the EHR's free text is not shown"
+    );
+    assert!(page.body.contains("Awaiting approval"));
+    portal.smart.set_token_error(None);
+
+    // The approver cancels at the EHR: it redirects back with an OAuth error.
+    let start = approver
+        .post(&format!("/configurations/{id}/ehr-sign-in"), &[])
+        .await;
+    let authorize = url::Url::parse(start.location.as_deref().unwrap()).unwrap();
+    let state = authorize
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .unwrap()
+        .1
+        .into_owned();
+    let page = approver
+        .get(&format!(
+            "/approvals/ehr-callback?error=access_denied&error_description=User+cancelled&state={state}"
+        ))
+        .await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body
+            .contains("the EHR sign-in was cancelled or refused; sign in to the EHR again"),
+        "{}",
+        page.body
+    );
+
+    // The same state cannot be used again, and nothing was approved.
+    let replay = approver
+        .get(&format!("/approvals/ehr-callback?code=abc&state={state}"))
+        .await;
+    assert_eq!(replay.status, 400);
+    assert!(replay.body.contains("unknown, expired or was already used"));
+    let page = approver
+        .post(&format!("/configurations/{id}/approve"), &[])
+        .await;
+    assert_eq!(page.status, 409, "{}", page.body);
+    let history = admin.get(&format!("/configurations/{id}/history")).await;
+    assert!(!history.body.contains("Signed in to the EHR"));
+}
+
+#[tokio::test]
+async fn an_ehr_sign_in_callback_in_another_session_is_refused() {
+    let portal = Portal::start().await;
+    let mut admin = portal.signed_in(admin()).await;
+    let id = portal.submitted_configuration(&mut admin).await;
+    let mut approver = portal.signed_in(approver()).await;
+    let start = approver
+        .post(&format!("/configurations/{id}/ehr-sign-in"), &[])
+        .await;
+    let callback = portal
+        .smart
+        .browser_get(start.location.as_deref().unwrap())
+        .await;
+
+    // An attacker's callback URL opened in the approver's other session does not count.
+    let mut second = portal.signed_in(crate::harness::approver()).await;
+    let page = second.get_url(&callback).await;
+    assert_eq!(page.status, 400, "{}", page.body);
+    let page = admin.get(&format!("/configurations/{id}")).await;
+    assert!(page.body.contains("Awaiting approval"));
+}
+
+#[tokio::test]
+async fn a_change_after_approval_goes_back_for_approval_while_the_approved_version_serves() {
+    let portal = Portal::start().await;
+    let mut admin = portal.signed_in(admin()).await;
+    let id = portal.submitted_configuration(&mut admin).await;
+    let mut approver = portal.signed_in(approver()).await;
+    assert_eq!(portal.ehr_sign_in(&mut approver, &id).await.status, 303);
+    assert_eq!(
+        approver
+            .post(&format!("/configurations/{id}/approve"), &[])
+            .await
+            .status,
+        303
+    );
+
+    // The admin changes the client id.
+    let edit = admin.get(&format!("/configurations/{id}/edit")).await;
+    assert_eq!(edit.status, 200);
+    assert!(
+        edit.body.contains("name=\"revision\" value=\"4\""),
+        "{}",
+        edit.body
+    );
+    let form = portal.form();
+    let mut fields: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    fields.retain(|(k, _)| *k != "client_id");
+    fields.extend([("client_id", "vb-launch-client-2"), ("revision", "4")]);
+    let saved = admin
+        .post(&format!("/configurations/{id}/edit"), &fields)
+        .await;
+    assert_eq!(saved.status, 303, "{}", saved.body);
+    let page = admin.get(saved.location.as_deref().unwrap()).await;
+    assert!(page.body.contains("Awaiting approval"), "{}", page.body);
+    assert!(
+        page.body
+            .contains("keeps serving launches until version 2 is approved")
+    );
+
+    // The records stay those of the approved version 1.
+    let records = admin.get(&format!("/configurations/{id}/records")).await;
+    assert_eq!(records.status, 200);
+    let text = unescape(&records.body);
+    assert!(text.contains("vb-launch-client<"), "{text}");
+    assert!(!text.contains("vb-launch-client-2"), "{text}");
+    assert!(text.contains("Version 2 of this configuration is waiting for approval"));
+
+    // The approver must sign in to the EHR again: the old sign-in vouched for the old settings.
+    let page = approver
+        .post(&format!("/configurations/{id}/approve"), &[])
+        .await;
+    assert_eq!(page.status, 409);
+
+    // Saving the same form again (stale revision) is refused rather than applied twice.
+    let stale = admin
+        .post(&format!("/configurations/{id}/edit"), &fields)
+        .await;
+    assert_eq!(stale.status, 409, "{}", stale.body);
+    assert!(stale.body.contains("changed by someone else"));
+}
+
+#[tokio::test]
+async fn url_problems_are_shown_next_to_the_field_and_nothing_is_saved() {
+    let portal = Portal::start().await;
+    let mut admin = portal.signed_in(admin()).await;
+    let base = portal.fhir_base();
+    let server = portal.ehr_server.uri();
+    let cases = [
+        (
+            base.trim_end_matches("/R4").to_owned(),
+            format!("not a valid FHIR URL: the FHIR R4 base URL ends in /R4; did you mean {base}?"),
+        ),
+        (
+            format!("{server}/other/api/FHIR/R4"),
+            format!(
+                "not a valid FHIR URL: {server}/other/api/FHIR/R4 is not a SMART on FHIR endpoint (no SMART configuration, HTTP 404)"
+            ),
+        ),
+        (
+            "http://127.0.0.1:1/fhir/R4".to_owned(),
+            "not a valid FHIR URL: nothing answered at http://127.0.0.1:1/fhir/R4".to_owned(),
+        ),
+    ];
+    for (url, message) in cases {
+        let form = portal.form();
+        let mut fields: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        fields.retain(|(k, _)| *k != "fhir_base_url");
+        fields.push(("fhir_base_url", &url));
+        let page = admin.post("/configurations", &fields).await;
+        assert_eq!(page.status, 422, "{url}: {}", page.body);
+        let error = unescape(&page.element("fhir_base_url-error").unwrap_or_default());
+        assert!(error.contains(&message), "{url}: {error}");
+        assert!(page.body.contains("aria-invalid=\"true\""));
+        assert!(
+            page.body.contains(&format!("value=\"{url}\"")),
+            "the entry is kept"
+        );
+    }
+
+    // Other fields get their own messages.
+    let page = admin
+        .post(
+            "/configurations",
+            &[("fhir_base_url", base.as_str()), ("approver", "analyst")],
+        )
+        .await;
+    assert_eq!(page.status, 422);
+    assert!(
+        page.element("environment-error")
+            .unwrap()
+            .contains("choose test or production")
+    );
+    assert!(
+        page.element("approver-error")
+            .unwrap()
+            .contains("Microsoft username")
+    );
+    assert!(
+        page.element("client_id-error")
+            .unwrap()
+            .contains("client id")
+    );
+
+    let list = admin.get("/configurations").await;
+    assert!(list.body.contains("no configurations yet"));
+}
+
+#[tokio::test]
+async fn pages_need_a_sign_in() {
+    let portal = Portal::start().await;
+    let mut browser = portal.browser();
+    let page = browser.get("/configurations").await;
+    assert_eq!(page.status, 401);
+    assert!(page.body.contains("Sign in with Microsoft"));
+    let page = browser.post_raw("/configurations", &[("csrf", "x")]).await;
+    assert_eq!(page.status, 401);
+    let page = browser.get("/approvals/ehr-callback?code=x&state=y").await;
+    assert_eq!(page.status, 401);
+    let home = browser.get("/").await;
+    assert_eq!(home.status, 200);
+    assert!(home.body.contains("href=\"/signin\""));
+}
