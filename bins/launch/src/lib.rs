@@ -1,42 +1,342 @@
-//! The launch service's HTTP surface: wiring of the library crates into routes, nothing more.
+//! The VisitBridge launch service: EHR launches into Teams meetings, Graph's change
+//! notifications, the clinician's live visit page and write-back to the EHR.
 //!
-//! Today it publishes our backend-services public keys and health probes; the EHR launch routes,
-//! Graph webhooks and write-back worker are wired in here as their crates land (see
-//! `docs/ARCHITECTURE.md`).
+//! This crate is wiring: routes, configuration, error pages and the order of calls. The
+//! decisions live in library crates — which visit a launch is for and the live panel in
+//! `visitbridge-visit`, SMART in `visitbridge-smart`, FHIR in `visitbridge-fhir`, Teams in
+//! `visitbridge-graph`, AuditEvents and the outbox in `visitbridge-audit`, persistence in
+//! `visitbridge-store`.
+//!
+//! # Routes
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /launch/provider`, `/launch/patient`, `/launch/device-test` | the integration records' launch URLs (`iss`, `launch`, record context) |
+//! | `GET /launch/callback` | the SMART redirect URI of every record |
+//! | `GET /launch/microsoft/callback` | the clinician's one-time Microsoft sign-in |
+//! | `GET /visits/{id}`, `GET /visits/{id}/events`, `POST /visits/{id}/patient-link` | the clinician's visit page, its live panel (server-sent events), patient links |
+//! | `GET /join/{token}`, `GET /join/wait` | signed patient links, the patient's waiting page |
+//! | `POST /graph/notifications`, `POST /graph/lifecycle` | Graph's change and lifecycle notifications |
+//! | `GET /.well-known/jwks.json`, `/healthz`, `/readyz`, `/metrics` | our public keys, probes, Prometheus text |
+//!
+//! # Design choices
+//!
+//! - **Approved issuers only.** A launch's `iss` is looked up among the *approved* snapshots of
+//!   configurations (in the environment its record names) before anything is sent anywhere; a
+//!   test/production mix-up gets a page that names it. Each configuration version and record kind
+//!   gets one long-lived SMART client, so discovery and the EHR's keys stay cached (and discovery
+//!   is refreshed in the background).
+//! - **Browser-bound, single-use launches.** Pending launches live in the store (single-use
+//!   `take`); each carries a hash of an `HttpOnly` browser cookie and the callback must come from
+//!   that browser. Sessions (visit page, waiting patient) are random ids in an `HttpOnly` cookie,
+//!   with a CSRF token for the one form.
+//! - **Two round trips for a warm launch**: after the browser returns with the code, the token
+//!   exchange, then the FHIR reads and `createOrGet` concurrently (the meeting's key comes from
+//!   the launch context); a new meeting adds the policy PATCH, made before any join URL is given
+//!   out. Discovery, the EHR's keys and the Graph app token are cached and refreshed off the
+//!   request path; the patient's join URL is fetched after the clinician's page is answered.
+//! - **One meeting per visit**: the store's unique (configuration, `externalId`) row is claimed
+//!   first and keeps the first organiser, and Graph's `createOrGet` is idempotent per organiser
+//!   and `externalId`.
+//! - **Persist, then acknowledge.** Graph's notifications are stored as AuditEvents with their
+//!   outbox rows before the webhook answers `202`; the live panel and subscription upkeep follow.
+//! - **No PHI.** Patient resources are never read; Appointment references are kept as ids; Graph's
+//!   parser drops display names; logs name routes, not URLs (which carry codes and tokens).
+//!
+//! # Example
+//!
+//! ```no_run
+//! use visitbridge_launch::{LaunchConfig, LaunchService, app};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! // Development defaults: loopback, generated keys and secrets (see `LaunchConfig`).
+//! let config = LaunchConfig {
+//!     dev_mode: true,
+//!     ..LaunchConfig::default()
+//! };
+//! let listener = tokio::net::TcpListener::bind(config.listen).await?;
+//! let base = config.public_base(listener.local_addr()?);
+//! let service = LaunchService::build(config, base).await?;
+//! axum::serve(listener, app(service.state())).await?;
+//! # Ok(())
+//! # }
+//! ```
+#![deny(missing_docs)]
 
-use std::sync::Arc;
+mod clients;
+mod config;
+mod error;
+mod issuers;
+mod launch;
+mod live;
+mod meeting;
+mod microsoft;
+mod observe;
+mod patient;
+mod pending;
+mod session;
+mod state;
+mod views;
+mod visits;
+mod webhook;
+mod writeback;
 
-use axum::{Json, Router, routing::get};
-use visitbridge_http::ClientAssertionKey;
+use axum::{
+    Form, Json, Router,
+    extract::{Path, RawQuery, State},
+    http::{HeaderMap, StatusCode, header},
+    middleware,
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use visitbridge_approval::RecordKind;
+use visitbridge_store::OutboxRepo;
 
-/// What the routes share.
-#[derive(Clone)]
-pub struct AppState {
-    /// Our backend-services signing keys; their public halves are the JWKS we publish.
-    pub signing_keys: Arc<Vec<ClientAssertionKey>>,
-}
+pub use config::{
+    BackendKeyConfig, Cli, ConfigError, ConfigurationSinks, CookieConfig, HttpTimeouts,
+    LaunchConfig, MicrosoftConfig, SameSite, WritebackConfig,
+};
+pub use state::{AppState, BuildError, LaunchService};
+
+use crate::{error::LaunchError, observe::launch_outcome, views::IndexPage};
 
 /// The service's router (separate from `main` so tests drive it without a socket).
 pub fn app(state: AppState) -> Router {
-    Router::new()
+    let mut router = Router::new()
+        .route("/", get(index))
         .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(|| async { "ready" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .route("/.well-known/jwks.json", get(jwks))
-        .with_state(state)
+        .route("/static/{name}", get(static_file))
+        .route("/launch/provider", get(launch_provider))
+        .route("/launch/patient", get(launch_patient))
+        .route("/launch/device-test", get(launch_device_test))
+        .route("/launch/callback", get(callback))
+        .route("/launch/microsoft/callback", get(microsoft_callback))
+        .route("/visits/{id}", get(visit_page))
+        .route("/visits/{id}/events", get(visit_events))
+        .route("/visits/{id}/patient-link", post(patient_link))
+        .route("/join/wait", get(join_wait))
+        .route("/join/{token}", get(join_link))
+        .fallback(not_found)
+        .with_state(state.clone());
+    if let Some(webhook) = &state.inner.webhook {
+        router = router.nest("/graph", webhook.clone());
+    }
+    router.layer(middleware::from_fn(observe::request_context))
 }
 
-async fn jwks(
-    axum::extract::State(state): axum::extract::State<AppState>,
-) -> Result<Json<serde_json::Value>, axum::http::StatusCode> {
-    let mut keys = Vec::with_capacity(state.signing_keys.len());
-    for key in state.signing_keys.iter() {
-        let jwk = key.public_jwk().map_err(|e| {
-            tracing::error!(error = %e, kid = key.kid(), "cannot render a public key");
-            axum::http::StatusCode::INTERNAL_SERVER_ERROR
-        })?;
-        keys.push(
-            serde_json::to_value(jwk).map_err(|_| axum::http::StatusCode::INTERNAL_SERVER_ERROR)?,
-        );
+fn respond(result: Result<Response, LaunchError>) -> Response {
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn index() -> Response {
+    views::html(StatusCode::OK, &IndexPage)
+}
+
+async fn not_found() -> Response {
+    LaunchError::NotFound.into_response()
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    match state.inner.store.outbox_depth().await {
+        Ok(_) => "ready".into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready: the database does not answer");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the database does not answer",
+            )
+                .into_response()
+        }
     }
-    Ok(Json(serde_json::json!({ "keys": keys })))
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let depth = state.inner.store.outbox_depth().await.ok();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.inner.metrics.render(depth),
+    )
+        .into_response()
+}
+
+async fn jwks(State(state): State<AppState>) -> Response {
+    match visitbridge_smart::Jwks::from_keys(state.signing_keys()) {
+        Ok(jwks) => (
+            [(header::CACHE_CONTROL, "public, max-age=300")],
+            Json(jwks.to_json()),
+        )
+            .into_response(),
+        Err(e) => LaunchError::internal(e).into_response(),
+    }
+}
+
+async fn static_file(Path(name): Path<String>) -> Response {
+    match views::static_file(&name) {
+        Some((body, content_type)) => (
+            [
+                (header::CONTENT_TYPE, content_type),
+                (header::CACHE_CONTROL, "public, max-age=3600"),
+            ],
+            [views::NOSNIFF],
+            body,
+        )
+            .into_response(),
+        None => LaunchError::NotFound.into_response(),
+    }
+}
+
+async fn launch_route(
+    state: &AppState,
+    kind: RecordKind,
+    name: &'static str,
+    query: Option<String>,
+    headers: &HeaderMap,
+) -> Response {
+    let response =
+        respond(launch::begin(state, kind, query.as_deref().unwrap_or(""), headers).await);
+    state.inner.metrics.launch(name, launch_outcome(&response));
+    response
+}
+
+async fn launch_provider(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    launch_route(
+        &state,
+        RecordKind::ProviderLaunch,
+        "provider",
+        query,
+        &headers,
+    )
+    .await
+}
+
+async fn launch_patient(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    launch_route(
+        &state,
+        RecordKind::PatientLaunch,
+        "patient",
+        query,
+        &headers,
+    )
+    .await
+}
+
+async fn launch_device_test(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    launch_route(
+        &state,
+        RecordKind::DeviceTest,
+        "device_test",
+        query,
+        &headers,
+    )
+    .await
+}
+
+async fn callback(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    match launch::callback(&state, query.as_deref().unwrap_or(""), &headers).await {
+        Ok((kind, response)) => {
+            let name = match kind {
+                RecordKind::ProviderLaunch => "provider_callback",
+                RecordKind::PatientLaunch => "patient_callback",
+                RecordKind::DeviceTest => "device_test_callback",
+            };
+            state.inner.metrics.launch(name, launch_outcome(&response));
+            response
+        }
+        Err(e) => {
+            let response = e.into_response();
+            state
+                .inner
+                .metrics
+                .launch("callback", launch_outcome(&response));
+            response
+        }
+    }
+}
+
+async fn microsoft_callback(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let response =
+        respond(launch::microsoft_callback(&state, query.as_deref().unwrap_or(""), &headers).await);
+    state
+        .inner
+        .metrics
+        .launch("microsoft_callback", launch_outcome(&response));
+    response
+}
+
+async fn visit_page(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    respond(visits::page(&state, &headers, &id).await)
+}
+
+async fn visit_events(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    match visits::events(&state, &headers, &id).await {
+        Ok(sse) => sse.into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct LinkForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+async fn patient_link(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Form(form): Form<LinkForm>,
+) -> Response {
+    respond(visits::patient_link(&state, &headers, &id, &form.csrf).await)
+}
+
+async fn join_wait(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let response = respond(patient::wait(&state, &headers).await);
+    state
+        .inner
+        .metrics
+        .launch("patient_wait", launch_outcome(&response));
+    response
+}
+
+async fn join_link(State(state): State<AppState>, Path(token): Path<String>) -> Response {
+    let response = respond(patient::join_link(&state, &token).await);
+    state
+        .inner
+        .metrics
+        .launch("patient_link", launch_outcome(&response));
+    response
 }

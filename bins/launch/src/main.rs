@@ -1,24 +1,10 @@
-//! `visitbridge-launch`: parses flags, builds the router, serves it, prints where.
+//! `visitbridge-launch`: reads the configuration, builds the service, serves it, prints where.
 
-use std::{net::SocketAddr, process::ExitCode, sync::Arc};
+use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Parser;
-use visitbridge_http::ClientAssertionKey;
-use visitbridge_launch::{AppState, app};
-
-/// The VisitBridge launch service.
-#[derive(Debug, Parser)]
-#[command(version, about)]
-struct Args {
-    /// Address to listen on (port 0 picks a free port).
-    #[arg(
-        long,
-        env = "VISITBRIDGE_LAUNCH_LISTEN",
-        default_value = "127.0.0.1:8080"
-    )]
-    listen: SocketAddr,
-}
+use visitbridge_launch::{Cli, LaunchService, app};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -28,7 +14,7 @@ async fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    match run(Args::parse()).await {
+    match run(Cli::parse()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("visitbridge-launch: {e:#}");
@@ -37,22 +23,26 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(args: Args) -> anyhow::Result<()> {
-    // Until key provisioning lands (issue 5), a fresh key per run keeps the JWKS endpoint honest.
-    let key = ClientAssertionKey::generate_es384("visitbridge-dev-1")
-        .context("generating the backend-services key")?;
-    let state = AppState {
-        signing_keys: Arc::new(vec![key]),
-    };
-    let listener = tokio::net::TcpListener::bind(args.listen)
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = cli.load()?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
         .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr().context("reading the bound address")?;
+    let base = config.public_base(addr);
+    let database = config.database.display().to_string();
+    let service = LaunchService::build(config, base.clone())
+        .await
+        .context("starting the launch service")?;
+    let base = base.as_str().trim_end_matches('/');
     println!("VisitBridge launch service is running:");
-    println!("  Health:           http://{addr}/healthz");
-    println!("  Public keys JWKS: http://{addr}/.well-known/jwks.json");
+    println!("  Health:           {base}/healthz");
+    println!("  Public keys JWKS: {base}/.well-known/jwks.json");
+    println!("  Metrics:          {base}/metrics");
+    println!("  Provider launch:  {base}/launch/provider (opened by the EHR with iss and launch)");
+    println!("  Database:         {database}");
     println!("Press Ctrl+C to stop.");
-    axum::serve(listener, app(state))
+    axum::serve(listener, app(service.state()))
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })

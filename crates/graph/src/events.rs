@@ -18,6 +18,9 @@ use crate::{
 pub enum EventKind {
     /// The meeting's call started (first participant in).
     CallStarted,
+    /// A participant is waiting in the meeting's lobby (Graph's roster lists them with
+    /// `isInLobby: true`): not connected yet. Admission later gives [`Self::ParticipantJoined`].
+    ParticipantInLobby,
     /// A participant connected to the call (admitted from the lobby, or bypassed it).
     ParticipantJoined,
     /// A participant left the call.
@@ -31,6 +34,7 @@ impl EventKind {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::CallStarted => "call-started",
+            Self::ParticipantInLobby => "participant-in-lobby",
             Self::ParticipantJoined => "participant-joined",
             Self::ParticipantLeft => "participant-left",
             Self::CallEnded => "call-ended",
@@ -243,14 +247,22 @@ pub(crate) fn from_roster_payload(
     } else if short.eq_ignore_ascii_case("CallEnded") {
         events.push(event(EventKind::CallEnded, None));
     } else if short.eq_ignore_ascii_case("CallRosterUpdate") {
+        // A participant shows up in `@joined` (or `@updated`) once while waiting in the lobby
+        // (`isInLobby: true`) and again when admitted (`isInLobby` false or absent).
         for (key, kind) in [
             ("activeParticipants@joined", EventKind::ParticipantJoined),
+            ("activeParticipants@updated", EventKind::ParticipantJoined),
             ("activeParticipants@exited", EventKind::ParticipantLeft),
         ] {
             let Some(list) = get_ci(payload, key).and_then(Value::as_array) else {
                 continue;
             };
             for entry in list {
+                let kind = if kind == EventKind::ParticipantJoined && is_in_lobby(entry) {
+                    EventKind::ParticipantInLobby
+                } else {
+                    kind
+                };
                 events.push(event(kind, Some(roster_participant(entry))));
             }
         }
@@ -261,6 +273,15 @@ pub(crate) fn from_roster_payload(
         );
     }
     Ok(events)
+}
+
+/// Whether a roster entry is waiting in the lobby (`isInLobby`, a boolean or `"true"`).
+fn is_in_lobby(entry: &Value) -> bool {
+    match get_ci(entry, "isInLobby") {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => s.eq_ignore_ascii_case("true"),
+        _ => false,
+    }
 }
 
 /// One `activeParticipants@…` entry: `{"id", "identity": {"<kind>": {"id", "displayName", …}}}`.
@@ -384,6 +405,56 @@ mod tests {
                 opaque_id: "leg-1".into(),
             },
         );
+    }
+
+    #[test]
+    fn lobby_entries_are_not_connections_until_admitted() {
+        let meeting = MeetingRef::JoinWebUrl("https://teams.example/l/meetup-join/x".into());
+        let guest = |in_lobby: Value| {
+            json!({"id": "leg-9", "isInLobby": in_lobby,
+                   "identity": {"acsUser": {"id": "8:acs:g", "displayName": "Camila Lopez"}}})
+        };
+        let roster = |key: &str, entry: Value| {
+            json!({"eventType": "Microsoft.Communication.CallRosterUpdate",
+                   "eventDateTime": "2026-03-05T18:02:11Z", key: [entry]})
+        };
+        let kinds = |payload: Value| -> Vec<EventKind> {
+            from_roster_payload(&payload, &meeting)
+                .unwrap()
+                .into_iter()
+                .map(|e| e.kind)
+                .collect()
+        };
+        assert_eq!(
+            kinds(roster("activeParticipants@joined", guest(json!(true)))),
+            vec![EventKind::ParticipantInLobby]
+        );
+        assert_eq!(
+            kinds(roster("activeParticipants@joined", guest(json!("True")))),
+            vec![EventKind::ParticipantInLobby]
+        );
+        assert_eq!(
+            kinds(roster("activeParticipants@joined", guest(json!(false)))),
+            vec![EventKind::ParticipantJoined]
+        );
+        assert_eq!(
+            kinds(roster("activeParticipants@updated", guest(json!(false)))),
+            vec![EventKind::ParticipantJoined]
+        );
+        // Leaving from the lobby is still leaving.
+        assert_eq!(
+            kinds(roster("activeParticipants@exited", guest(json!(true)))),
+            vec![EventKind::ParticipantLeft]
+        );
+        let lobby = &from_roster_payload(
+            &roster("activeParticipants@joined", guest(json!(true))),
+            &meeting,
+        )
+        .unwrap()[0];
+        assert!(!format!("{lobby:?}").contains("Camila"));
+        let mut joined = lobby.clone();
+        joined.kind = EventKind::ParticipantJoined;
+        assert_ne!(lobby.event_id(), joined.event_id());
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The README's start command works: the binary starts, prints its URLs, and they answer.
+//! The README's start command works: the binary starts with no configuration file, prints its
+//! URLs, and they answer; `--help` lists the options.
 
 use std::{
     io::{BufRead as _, BufReader},
@@ -7,8 +8,11 @@ use std::{
 
 #[tokio::test]
 async fn binary_starts_and_prints_urls_that_answer() {
+    let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_visitbridge-launch"))
-        .args(["--listen", "127.0.0.1:0"])
+        .args(["--listen", "127.0.0.1:0", "--database"])
+        .arg(dir.path().join("visitbridge.sqlite"))
+        .env_remove("VISITBRIDGE_LAUNCH_CONFIG")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -25,9 +29,31 @@ async fn binary_starts_and_prints_urls_that_answer() {
         }
     };
     let answer = reqwest::get(&health).await;
+    let jwks = reqwest::get(health.replace("/healthz", "/.well-known/jwks.json")).await;
     child.kill().unwrap();
     let _ = child.wait();
     let answer = answer.unwrap();
     assert_eq!(answer.status(), 200);
     assert_eq!(answer.text().await.unwrap(), "ok");
+    assert_eq!(jwks.unwrap().status(), 200);
+}
+
+#[test]
+fn help_lists_the_options() {
+    let output = Command::new(env!("CARGO_BIN_EXE_visitbridge-launch"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let text = String::from_utf8(output.stdout).unwrap();
+    for option in [
+        "--config",
+        "--listen",
+        "--public-base-url",
+        "--database",
+        "--dev-mode",
+    ] {
+        assert!(text.contains(option), "{option} missing from:\n{text}");
+    }
+    assert!(text.contains("VISITBRIDGE_LAUNCH_DEPLOYMENT_SECRET"));
 }

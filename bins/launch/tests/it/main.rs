@@ -1,4 +1,13 @@
-//! Tests of the launch service: its routes in-process, and the binary as a user starts it.
+//! Tests of the launch service, end to end over HTTP against wiremock fakes of the EHR (SMART,
+//! FHIR, Epic's connection-status service) and Microsoft (Entra ID, Graph), with a real SQLite
+//! file; and the binary as a user starts it.
 
 mod binary;
+mod events;
+mod harness;
+mod patient;
+mod privacy;
+mod provider;
+mod round_trips;
 mod routes;
+mod security;

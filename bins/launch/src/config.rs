@@ -1,0 +1,748 @@
+//! The launch service's configuration: an optional TOML file, overridden by flags and environment
+//! variables, with loopback defaults so that `cargo run -p visitbridge-launch` starts as it is.
+
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, SocketAddr},
+    path::PathBuf,
+    time::Duration,
+};
+
+use clap::Parser;
+use serde::Deserialize;
+use url::Url;
+use visitbridge_audit::SinkConfig;
+use visitbridge_graph::MeetingPolicy;
+use visitbridge_http::{HttpConfig, Secret};
+
+/// Why the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read the configuration file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this configuration.
+    #[error("invalid configuration: {0}")]
+    Parse(String),
+    /// A value is not acceptable.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+fn invalid(message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid(message.into())
+}
+
+/// Everything the launch service needs. Every field has a default, so the service starts without
+/// a file: on loopback, with a database under `visitbridge-data/`, generated development keys and
+/// secrets, and without Microsoft 365 (launches then explain what is missing).
+///
+/// ```toml
+/// listen = "0.0.0.0:8080"
+/// public_base_url = "https://visits.example.org"
+/// database = "/var/lib/visitbridge/visitbridge.sqlite"
+/// patient_link_ttl_minutes = 1440
+/// # deployment_secret from VISITBRIDGE_LAUNCH_DEPLOYMENT_SECRET
+///
+/// [cookies]
+/// same_site = "none"   # the EHR shows us in an embedded browser
+///
+/// [backend_key]
+/// private_key_file = "/etc/visitbridge/backend-rs384.pem"
+/// key_id = "visitbridge-2026-1"
+/// algorithm = "RS384"
+///
+/// [microsoft]
+/// tenant_id = "0b7c1e0f-3a57-4c4e-9d0a-5f4f6c2b9e11"
+/// client_id = "5e3ce6c0-2b1f-4285-8d4b-75ee78787346"
+/// # client_secret from VISITBRIDGE_LAUNCH_ENTRA_CLIENT_SECRET,
+/// # client_state from VISITBRIDGE_LAUNCH_GRAPH_CLIENT_STATE
+///
+/// [[writeback.sinks]]
+/// kind = "fhir-audit-event"
+/// mode = "conditional-create"
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LaunchConfig {
+    /// Address to listen on (port 0 picks a free port).
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// The service's public address as browsers and EHRs reach it (the integration records'
+    /// launch URLs and redirect URI are under it). Default: `http://{listen address}`.
+    #[serde(default)]
+    pub public_base_url: Option<Url>,
+    /// The public HTTPS address Graph delivers change notifications to (`/graph/...` under it).
+    /// Default: `public_base_url`. Graph only calls https URLs.
+    #[serde(default)]
+    pub notification_base_url: Option<Url>,
+    /// The SQLite database (shared with the portal).
+    #[serde(default = "default_database")]
+    pub database: PathBuf,
+    /// Development mode: the deployment secret, backend key and Graph `clientState` may be left
+    /// out and are then generated for the run (with a warning). Outside development mode they are
+    /// required, since generated ones change at every restart. On when started without a file.
+    #[serde(default)]
+    pub dev_mode: bool,
+    /// The deployment secret (at least 32 characters): keys meetings' `externalId`s and signs
+    /// patient links. It must never change (a new one gives every visit a new meeting and voids
+    /// every patient link).
+    #[serde(default)]
+    pub deployment_secret: Secret,
+    /// How long a patient link stays valid, in minutes.
+    #[serde(default = "default_link_ttl")]
+    pub patient_link_ttl_minutes: u64,
+    /// How long the clinician's and patient's visit sessions last, in minutes.
+    #[serde(default = "default_session_ttl")]
+    pub session_ttl_minutes: u64,
+    /// How many minutes a launch may wait for the EHR's (or Microsoft's) callback.
+    #[serde(default = "default_launch_ttl")]
+    pub launch_ttl_minutes: u64,
+    /// Cookie settings.
+    #[serde(default)]
+    pub cookies: CookieConfig,
+    /// Our backend-services key (published at `/.well-known/jwks.json`; also signs
+    /// `private_key_jwt` client assertions at EHR token endpoints). Generated per run when absent.
+    #[serde(default)]
+    pub backend_key: Option<BackendKeyConfig>,
+    /// EHR client secrets by the name a configuration's `secret_ref` gives; a name missing here
+    /// is read from the environment variable of that name.
+    #[serde(default)]
+    pub ehr_client_secrets: BTreeMap<String, Secret>,
+    /// Microsoft 365: Entra ID (sign-in, app tokens) and Graph. Without it, launches explain that
+    /// Microsoft 365 is not configured.
+    #[serde(default)]
+    pub microsoft: Option<MicrosoftConfig>,
+    /// Write-back sinks.
+    #[serde(default)]
+    pub writeback: WritebackConfig,
+    /// Timeouts of outbound calls.
+    #[serde(default)]
+    pub http: HttpTimeouts,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+
+fn default_database() -> PathBuf {
+    PathBuf::from("visitbridge-data").join("visitbridge.sqlite")
+}
+
+fn default_link_ttl() -> u64 {
+    24 * 60
+}
+
+fn default_session_ttl() -> u64 {
+    12 * 60
+}
+
+fn default_launch_ttl() -> u64 {
+    10
+}
+
+/// `SameSite` of our cookies.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SameSite {
+    /// Sent on top-level navigations from other sites (the EHR's redirect back to us): the
+    /// default, and what a loopback development setup needs.
+    #[default]
+    Lax,
+    /// Sent in every context, including an EHR's embedded browser frame; needs `secure`.
+    None,
+    /// Only on same-site requests (breaks the EHR's redirect back; for special setups).
+    Strict,
+}
+
+impl SameSite {
+    /// The attribute value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Lax => "Lax",
+            Self::None => "None",
+            Self::Strict => "Strict",
+        }
+    }
+}
+
+/// Cookie settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CookieConfig {
+    /// Mark cookies `Secure` (default: on, unless the public base URL is plain http on loopback).
+    #[serde(default)]
+    pub secure: Option<bool>,
+    /// `SameSite` (default `lax`; `none` for EHR-embedded browsers).
+    #[serde(default)]
+    pub same_site: SameSite,
+}
+
+/// Our backend-services signing key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendKeyConfig {
+    /// A PKCS#8 PEM private key (RSA for RS384, P-384 for ES384).
+    pub private_key_file: PathBuf,
+    /// The key id published in the JWKS.
+    pub key_id: String,
+    /// `RS384` (default) or `ES384`.
+    #[serde(default = "default_algorithm")]
+    pub algorithm: String,
+}
+
+fn default_algorithm() -> String {
+    "RS384".to_owned()
+}
+
+/// Entra ID and Graph.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MicrosoftConfig {
+    /// The login host (a loopback fake in tests).
+    #[serde(default = "default_login_base")]
+    pub login_base: Url,
+    /// The organisation's Entra tenant (clinicians sign in there; meetings are created there).
+    pub tenant_id: String,
+    /// The app registration's client id.
+    pub client_id: String,
+    /// Its client secret; better set through `VISITBRIDGE_LAUNCH_ENTRA_CLIENT_SECRET`.
+    #[serde(default)]
+    pub client_secret: Secret,
+    /// Graph's root (a loopback fake in tests).
+    #[serde(default = "default_graph_base")]
+    pub graph_base: Url,
+    /// The secret Graph echoes in every notification (`clientState`); better set through
+    /// `VISITBRIDGE_LAUNCH_GRAPH_CLIENT_STATE`. Generated per run when absent.
+    #[serde(default)]
+    pub client_state: Secret,
+    /// Patients get the virtual-appointment browser join URL (needs
+    /// `VirtualAppointment.Read.All`); off: the meeting's `joinWebUrl`.
+    #[serde(default = "default_true")]
+    pub virtual_appointment_join_url: bool,
+    /// The meeting subject: visible to everyone, kept by Microsoft, so never PHI.
+    #[serde(default = "default_subject")]
+    pub meeting_subject: String,
+    /// The meeting policy (lobby, chat, presenters).
+    #[serde(default)]
+    pub policy: MeetingPolicy,
+    /// Lifetime of notification subscriptions, in hours (renewed before they end).
+    #[serde(default = "default_subscription_hours")]
+    pub subscription_lifetime_hours: u64,
+    /// Encrypted notifications: the certificate Graph encrypts for (PEM) ...
+    #[serde(default)]
+    pub encryption_certificate_file: Option<PathBuf>,
+    /// ... its private key (PKCS#8 PEM) ...
+    #[serde(default)]
+    pub encryption_key_file: Option<PathBuf>,
+    /// ... and the id we give it.
+    #[serde(default)]
+    pub encryption_certificate_id: Option<String>,
+}
+
+fn default_login_base() -> Url {
+    Url::parse("https://login.microsoftonline.com/").unwrap_or_else(|_| unreachable!())
+}
+
+fn default_graph_base() -> Url {
+    Url::parse("https://graph.microsoft.com/").unwrap_or_else(|_| unreachable!())
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_subject() -> String {
+    "Virtual visit".to_owned()
+}
+
+fn default_subscription_hours() -> u64 {
+    12
+}
+
+/// Write-back: the sinks every approved configuration's events go to, and exceptions.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WritebackConfig {
+    /// Sinks of every configuration without its own entry (default: FHIR AuditEvent, the mode
+    /// chosen per server would need its CapabilityStatement, so conditional create).
+    #[serde(default = "default_sinks")]
+    pub sinks: Vec<SinkConfig>,
+    /// Sinks per configuration id, replacing `sinks` for that configuration.
+    #[serde(default)]
+    pub configurations: BTreeMap<String, ConfigurationSinks>,
+    /// Backend-services scopes asked for write-back tokens.
+    #[serde(default = "default_backend_scope")]
+    pub backend_scope: String,
+    /// Deliveries given up after this many attempts (dead letters).
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// The first wait after a failed delivery, in milliseconds (doubling, jittered).
+    #[serde(default = "default_retry_base")]
+    pub retry_base_millis: u64,
+    /// The longest wait between two delivery attempts, in seconds.
+    #[serde(default = "default_retry_max")]
+    pub retry_max_seconds: u64,
+    /// Milliseconds between polls of the outbox when nothing woke the worker.
+    #[serde(default = "default_poll")]
+    pub poll_millis: u64,
+}
+
+fn default_sinks() -> Vec<SinkConfig> {
+    vec![SinkConfig::FhirAuditEvent {
+        mode: visitbridge_audit::AuditEventMode::ConditionalCreate,
+    }]
+}
+
+fn default_backend_scope() -> String {
+    "system/AuditEvent.c system/Communication.c".to_owned()
+}
+
+fn default_max_attempts() -> u32 {
+    10
+}
+
+fn default_retry_base() -> u64 {
+    15_000
+}
+
+fn default_retry_max() -> u64 {
+    30 * 60
+}
+
+fn default_poll() -> u64 {
+    2_000
+}
+
+impl Default for WritebackConfig {
+    fn default() -> Self {
+        Self {
+            sinks: default_sinks(),
+            configurations: BTreeMap::new(),
+            backend_scope: default_backend_scope(),
+            max_attempts: default_max_attempts(),
+            retry_base_millis: default_retry_base(),
+            retry_max_seconds: default_retry_max(),
+            poll_millis: default_poll(),
+        }
+    }
+}
+
+/// The sinks of one configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigurationSinks {
+    /// Its sinks (empty: no write-back).
+    pub sinks: Vec<SinkConfig>,
+}
+
+/// Timeouts of outbound calls.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpTimeouts {
+    /// Seconds to open a connection.
+    #[serde(default = "default_connect")]
+    pub connect_timeout_secs: u64,
+    /// Seconds for a whole call.
+    #[serde(default = "default_total")]
+    pub total_timeout_secs: u64,
+}
+
+fn default_connect() -> u64 {
+    5
+}
+
+fn default_total() -> u64 {
+    15
+}
+
+impl Default for HttpTimeouts {
+    fn default() -> Self {
+        Self {
+            connect_timeout_secs: default_connect(),
+            total_timeout_secs: default_total(),
+        }
+    }
+}
+
+impl HttpTimeouts {
+    /// The shared client configuration with these timeouts.
+    pub fn http_config(&self) -> HttpConfig {
+        HttpConfig {
+            connect_timeout: Duration::from_secs(self.connect_timeout_secs),
+            total_timeout: Duration::from_secs(self.total_timeout_secs),
+            user_agent: concat!("VisitBridge-Launch/", env!("CARGO_PKG_VERSION")).to_owned(),
+        }
+    }
+}
+
+impl Default for LaunchConfig {
+    fn default() -> Self {
+        // An empty document takes every default.
+        toml::from_str("").unwrap_or_else(|_| unreachable!())
+    }
+}
+
+/// Whether `url` points at this machine.
+pub(crate) fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d == "localhost" || d.ends_with(".localhost"),
+        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        None => false,
+    }
+}
+
+impl LaunchConfig {
+    /// Parses a TOML document (not yet validated).
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse(e.message().to_owned()))
+    }
+
+    /// The public base URL, given the address actually bound (for the `http://{listen}` default).
+    pub fn public_base(&self, bound: SocketAddr) -> Url {
+        self.public_base_url.clone().unwrap_or_else(|| {
+            Url::parse(&format!("http://{bound}/")).unwrap_or_else(|_| unreachable!())
+        })
+    }
+
+    /// Whether cookies are `Secure` for this public base URL.
+    pub fn cookie_secure(&self, public_base: &Url) -> bool {
+        self.cookies
+            .secure
+            .unwrap_or(!(public_base.scheme() == "http" && is_loopback(public_base)))
+    }
+
+    /// Checks what types alone cannot, for the public base URL `public_base`.
+    pub fn validate(&self, public_base: &Url) -> Result<(), ConfigError> {
+        if public_base.host().is_none()
+            || public_base.query().is_some()
+            || public_base.fragment().is_some()
+            || !public_base.username().is_empty()
+        {
+            return Err(invalid(
+                "public_base_url must be an http(s) address without query, fragment or credentials",
+            ));
+        }
+        match public_base.scheme() {
+            "https" => {}
+            "http" if is_loopback(public_base) => {}
+            _ => {
+                return Err(invalid(
+                    "public_base_url must use https (plain http only on a loopback address)",
+                ));
+            }
+        }
+        let secure = self.cookie_secure(public_base);
+        if !secure && !is_loopback(public_base) {
+            return Err(invalid(
+                "cookies.secure = false is only allowed on a loopback public_base_url",
+            ));
+        }
+        if self.cookies.same_site == SameSite::None && !secure {
+            return Err(invalid(
+                "cookies.same_site = \"none\" needs secure cookies (browsers drop them otherwise)",
+            ));
+        }
+        if self.patient_link_ttl_minutes == 0 || self.session_ttl_minutes == 0 {
+            return Err(invalid(
+                "patient_link_ttl_minutes and session_ttl_minutes must be at least 1",
+            ));
+        }
+        if let Some(ms) = &self.microsoft {
+            if ms.tenant_id.trim().is_empty() || ms.client_id.trim().is_empty() {
+                return Err(invalid(
+                    "microsoft.tenant_id and microsoft.client_id are required",
+                ));
+            }
+            if ms.client_secret.is_empty() {
+                return Err(invalid(
+                    "the Entra client secret is missing: set VISITBRIDGE_LAUNCH_ENTRA_CLIENT_SECRET",
+                ));
+            }
+            let encryption = [
+                ms.encryption_certificate_file.is_some(),
+                ms.encryption_key_file.is_some(),
+                ms.encryption_certificate_id.is_some(),
+            ];
+            if encryption.iter().any(|x| *x) && !encryption.iter().all(|x| *x) {
+                return Err(invalid(
+                    "microsoft.encryption_certificate_file, encryption_key_file and \
+                     encryption_certificate_id go together",
+                ));
+            }
+        }
+        if let Some(key) = &self.backend_key
+            && !matches!(key.algorithm.as_str(), "RS384" | "ES384")
+        {
+            return Err(invalid("backend_key.algorithm must be RS384 or ES384"));
+        }
+        if !self.deployment_secret.is_empty() && self.deployment_secret.expose().len() < 32 {
+            return Err(invalid(
+                "the deployment secret must be at least 32 characters",
+            ));
+        }
+        if !self.dev_mode {
+            if self.deployment_secret.is_empty() {
+                return Err(invalid(
+                    "the deployment secret is missing: set VISITBRIDGE_LAUNCH_DEPLOYMENT_SECRET \
+                     (or dev_mode = true to generate one per run)",
+                ));
+            }
+            if self.backend_key.is_none() {
+                return Err(invalid(
+                    "[backend_key] is missing: EHRs must find the same key in our JWKS after a \
+                     restart (or dev_mode = true to generate one per run)",
+                ));
+            }
+            if self
+                .microsoft
+                .as_ref()
+                .is_some_and(|ms| ms.client_state.is_empty())
+            {
+                return Err(invalid(
+                    "the Graph client state is missing: set VISITBRIDGE_LAUNCH_GRAPH_CLIENT_STATE \
+                     (or dev_mode = true to generate one per run)",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The command line (each flag also read from its environment variable), over the TOML file.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "visitbridge-launch",
+    version,
+    about = "The VisitBridge launch service: EHR launches into Teams meetings, Graph webhooks, write-back to the EHR",
+    after_help = "Without --config the service starts on loopback with development defaults. Secrets \
+                  belong in the environment (VISITBRIDGE_LAUNCH_DEPLOYMENT_SECRET, \
+                  VISITBRIDGE_LAUNCH_ENTRA_CLIENT_SECRET, VISITBRIDGE_LAUNCH_GRAPH_CLIENT_STATE, \
+                  and each EHR client secret under the name its configuration's secret_ref gives)."
+)]
+pub struct Cli {
+    /// The TOML configuration file (optional).
+    #[arg(long, short = 'c', env = "VISITBRIDGE_LAUNCH_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on, over the file's `listen` (port 0 picks a free port).
+    #[arg(long, env = "VISITBRIDGE_LAUNCH_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// The public base URL, over the file's `public_base_url`.
+    #[arg(long, env = "VISITBRIDGE_LAUNCH_PUBLIC_BASE_URL")]
+    pub public_base_url: Option<Url>,
+    /// The SQLite database file, over the file's `database`.
+    #[arg(long, env = "VISITBRIDGE_LAUNCH_DATABASE")]
+    pub database: Option<PathBuf>,
+    /// The deployment secret, over the file's `deployment_secret`.
+    #[arg(
+        long,
+        env = "VISITBRIDGE_LAUNCH_DEPLOYMENT_SECRET",
+        hide_env_values = true
+    )]
+    pub deployment_secret: Option<String>,
+    /// The Entra client secret, over the file's `microsoft.client_secret`.
+    #[arg(
+        long,
+        env = "VISITBRIDGE_LAUNCH_ENTRA_CLIENT_SECRET",
+        hide_env_values = true
+    )]
+    pub entra_client_secret: Option<String>,
+    /// The Graph notification `clientState`, over the file's `microsoft.client_state`.
+    #[arg(
+        long,
+        env = "VISITBRIDGE_LAUNCH_GRAPH_CLIENT_STATE",
+        hide_env_values = true
+    )]
+    pub graph_client_state: Option<String>,
+    /// Development mode.
+    #[arg(long, env = "VISITBRIDGE_LAUNCH_DEV_MODE")]
+    pub dev_mode: bool,
+}
+
+impl Cli {
+    /// Reads the file (if any) and applies the overrides (validation needs the bound address:
+    /// see [`LaunchConfig::validate`]).
+    pub fn load(&self) -> Result<LaunchConfig, ConfigError> {
+        let mut config = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                LaunchConfig::from_toml(&text)?
+            }
+            None => LaunchConfig {
+                dev_mode: true,
+                ..LaunchConfig::default()
+            },
+        };
+        self.apply(&mut config);
+        Ok(config)
+    }
+
+    /// Applies the flags and environment variables that were given.
+    pub fn apply(&self, config: &mut LaunchConfig) {
+        if let Some(listen) = self.listen {
+            config.listen = listen;
+        }
+        if let Some(url) = &self.public_base_url {
+            config.public_base_url = Some(url.clone());
+        }
+        if let Some(database) = &self.database {
+            config.database = database.clone();
+        }
+        if let Some(secret) = &self.deployment_secret {
+            config.deployment_secret = Secret::new(secret.clone());
+        }
+        if let Some(ms) = &mut config.microsoft {
+            if let Some(secret) = &self.entra_client_secret {
+                ms.client_secret = Secret::new(secret.clone());
+            }
+            if let Some(state) = &self.graph_client_state {
+                ms.client_state = Secret::new(state.clone());
+            }
+        }
+        if self.dev_mode {
+            config.dev_mode = true;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PRODUCTION: &str = r#"
+        deployment_secret = "0123456789abcdef0123456789abcdef"
+        [backend_key]
+        private_key_file = "/etc/visitbridge/backend.pem"
+        key_id = "k1"
+    "#;
+
+    fn local() -> Url {
+        Url::parse("http://127.0.0.1:8080/").unwrap()
+    }
+
+    fn https() -> Url {
+        Url::parse("https://visits.example.org/").unwrap()
+    }
+
+    fn production(extra: &str) -> LaunchConfig {
+        LaunchConfig::from_toml(&format!("{PRODUCTION}\n{extra}")).unwrap()
+    }
+
+    fn refusal(config: &LaunchConfig, base: &Url) -> String {
+        config.validate(base).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn no_file_gives_loopback_defaults() {
+        let config = LaunchConfig {
+            dev_mode: true,
+            ..LaunchConfig::default()
+        };
+        assert_eq!(config.listen, default_listen());
+        assert_eq!(
+            config.public_base(config.listen).as_str(),
+            "http://127.0.0.1:8080/"
+        );
+        assert!(!config.cookie_secure(&local()));
+        assert_eq!(config.cookies.same_site, SameSite::Lax);
+        assert_eq!(config.patient_link_ttl_minutes, 24 * 60);
+        assert!(config.microsoft.is_none());
+        assert_eq!(config.writeback.sinks.len(), 1);
+        config.validate(&local()).unwrap();
+    }
+
+    #[test]
+    fn production_needs_its_secrets_and_keys() {
+        let err = refusal(&LaunchConfig::default(), &https());
+        assert!(
+            err.contains("VISITBRIDGE_LAUNCH_DEPLOYMENT_SECRET"),
+            "{err}"
+        );
+        let short =
+            LaunchConfig::from_toml("dev_mode = true\ndeployment_secret = \"short\"").unwrap();
+        assert!(refusal(&short, &https()).contains("32 characters"));
+        let no_key =
+            LaunchConfig::from_toml("deployment_secret = \"0123456789abcdef0123456789abcdef\"")
+                .unwrap();
+        assert!(refusal(&no_key, &https()).contains("[backend_key]"));
+        let ms =
+            production("[microsoft]\ntenant_id = \"t\"\nclient_id = \"c\"\nclient_secret = \"x\"");
+        assert!(refusal(&ms, &https()).contains("VISITBRIDGE_LAUNCH_GRAPH_CLIENT_STATE"));
+        production("").validate(&https()).unwrap();
+    }
+
+    #[test]
+    fn public_deployments_need_https_and_secure_cookies() {
+        let config = production("");
+        let public = Url::parse("http://visits.example.org/").unwrap();
+        assert!(refusal(&config, &public).contains("https"));
+        assert!(config.cookie_secure(&https()));
+        config.validate(&https()).unwrap();
+        assert!(
+            production("[cookies]\nsecure = false")
+                .validate(&https())
+                .is_err()
+        );
+        let none = production("[cookies]\nsame_site = \"none\"");
+        none.validate(&https()).unwrap();
+        let mut dev_none = none.clone();
+        dev_none.dev_mode = true;
+        assert!(refusal(&dev_none, &local()).contains("secure"));
+    }
+
+    #[test]
+    fn a_full_file_reads_and_unknown_keys_are_refused() {
+        let config = LaunchConfig::from_toml(
+            r#"
+            public_base_url = "https://visits.example.org"
+            dev_mode = true
+            patient_link_ttl_minutes = 60
+            [ehr_client_secrets]
+            epic-prod = "s3cret"
+            [microsoft]
+            tenant_id = "t"
+            client_id = "c"
+            client_secret = "x"
+            [microsoft.policy]
+            lobby_scope = "organizer"
+            [[writeback.sinks]]
+            kind = "fhir-audit-event"
+            mode = "client-assigned-id"
+            [writeback.configurations.cfg-1]
+            sinks = []
+            "#,
+        )
+        .unwrap();
+        let base = config.public_base(config.listen);
+        config.validate(&base).unwrap();
+        assert_eq!(config.patient_link_ttl_minutes, 60);
+        assert_eq!(config.ehr_client_secrets["epic-prod"].expose(), "s3cret");
+        assert!(!format!("{config:?}").contains("s3cret"));
+        assert!(config.writeback.configurations["cfg-1"].sinks.is_empty());
+        let err = LaunchConfig::from_toml("colour = \"blue\"").unwrap_err();
+        assert!(err.to_string().contains("colour"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_entra_secret_names_the_variable() {
+        let config = LaunchConfig::from_toml(
+            "dev_mode = true\n[microsoft]\ntenant_id = \"t\"\nclient_id = \"c\"",
+        )
+        .unwrap();
+        let err = refusal(&config, &local());
+        assert!(
+            err.contains("VISITBRIDGE_LAUNCH_ENTRA_CLIENT_SECRET"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,336 @@
+//! The one error type of the launch service's handlers, rendered as a page that says what went
+//! wrong and what to do — never with clinical data, tokens or internals. Internal errors say
+//! "something went wrong" with a reference; the log gets the cause under the same request id.
+
+use axum::{
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
+use visitbridge_approval::Environment;
+use visitbridge_graph::GraphError;
+use visitbridge_smart::SmartError;
+use visitbridge_store::StoreError;
+use visitbridge_visit::{LinkError, RecordContextError, VisitError};
+
+use crate::{
+    observe::current_request_id,
+    views::{ErrorPage, html},
+};
+
+/// A cause kept for the log only.
+pub(crate) type Cause = Box<dyn std::error::Error + Send + Sync>;
+
+/// Why a launch (or a page) failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum LaunchError {
+    /// The launch URL lacks `iss` or `launch`, or is otherwise malformed.
+    #[error("{0}")]
+    BadLaunch(String),
+    /// No approved configuration serves this FHIR base URL.
+    #[error(
+        "This EHR ({host}) is not approved for virtual visits. Ask your administrator to approve \
+         it in the VisitBridge portal."
+    )]
+    IssuerNotApproved {
+        /// The EHR's host (as the launch named it).
+        host: String,
+    },
+    /// The record says one environment, the approved configuration is the other.
+    #[error(
+        "This launch came from a {launched} record, but {host} is approved only as {approved}. \
+         The {launched} EHR is using the {approved} integration record (or the reverse): enter the \
+         {launched} configuration's records from the VisitBridge portal, or have the {launched} \
+         configuration approved."
+    )]
+    EnvironmentMismatch {
+        /// The EHR's host.
+        host: String,
+        /// What the record said.
+        launched: Environment,
+        /// What is approved.
+        approved: Environment,
+    },
+    /// Both environments are approved for this URL and the record does not say which it is.
+    #[error(
+        "{host} is approved both as test and as production, and this launch does not say which: \
+         copy the integration record again from the VisitBridge portal (it ends with \
+         environment=test or environment=production)."
+    )]
+    EnvironmentAmbiguous {
+        /// The EHR's host.
+        host: String,
+    },
+    /// A context parameter of the record is wrong.
+    #[error(transparent)]
+    RecordContext(#[from] RecordContextError),
+    /// The state is unknown, used, or expired, or the callback is malformed.
+    #[error(
+        "This sign-in link has already been used or has expired. Start the visit again from the \
+         EHR."
+    )]
+    StateRejected,
+    /// The callback came to another browser than the launch.
+    #[error(
+        "This sign-in was started in another browser (or cookies are blocked). Start the visit \
+         again from the EHR, in one browser, with cookies allowed for this site."
+    )]
+    BrowserMismatch,
+    /// The EHR or Microsoft refused the sign-in.
+    #[error(
+        "The sign-in was refused: {0}. Start the visit again; if it keeps failing, tell your administrator."
+    )]
+    SignInRefused(String),
+    /// The EHR's SMART service failed or is misconfigured.
+    #[error(
+        "The EHR's sign-in service could not be used ({0}). Try again in a minute; if it keeps \
+         failing, tell your administrator."
+    )]
+    EhrUpstream(String),
+    /// A configuration the launch needs is missing on this service.
+    #[error("{0}")]
+    Misconfigured(String),
+    /// The visit could not be found.
+    #[error(transparent)]
+    Visit(Box<VisitError>),
+    /// Microsoft 365 is not configured on this service.
+    #[error(
+        "Microsoft 365 is not configured on this VisitBridge launch service, so no Teams meeting \
+         can be created. Tell your administrator (the [microsoft] settings)."
+    )]
+    MicrosoftNotConfigured,
+    /// The clinician signed in with an account of another organisation.
+    #[error(
+        "You signed in to Microsoft 365 with an account of another organisation. Start the visit \
+         again and sign in with your work account."
+    )]
+    WrongMicrosoftTenant,
+    /// Teams refused for an organiser without an application access policy.
+    #[error("{0}")]
+    AccessPolicyMissing(String),
+    /// Graph failed.
+    #[error(
+        "Microsoft Teams could not set up the meeting right now. Try again in a minute; if it \
+         keeps failing, tell your administrator."
+    )]
+    Graph(#[source] Box<GraphError>),
+    /// A visit page without a valid session.
+    #[error("Open this visit from the EHR: this page needs the sign-in that launching it gives.")]
+    SessionRequired,
+    /// A form without a valid CSRF token.
+    #[error("This form has expired. Reload the visit page and try again.")]
+    CsrfRejected,
+    /// A patient link that is not valid.
+    #[error(transparent)]
+    Link(#[from] LinkError),
+    /// Nothing here.
+    #[error("This page does not exist.")]
+    NotFound,
+    /// A bug or an outage: logged, never shown.
+    #[error("Something went wrong.")]
+    Internal(#[source] Cause),
+}
+
+impl LaunchError {
+    pub(crate) fn internal(cause: impl Into<Cause>) -> Self {
+        Self::Internal(cause.into())
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::BadLaunch(_) | Self::RecordContext(_) | Self::StateRejected => {
+                StatusCode::BAD_REQUEST
+            }
+            Self::IssuerNotApproved { .. }
+            | Self::EnvironmentMismatch { .. }
+            | Self::EnvironmentAmbiguous { .. }
+            | Self::BrowserMismatch
+            | Self::SignInRefused(_)
+            | Self::WrongMicrosoftTenant
+            | Self::CsrfRejected
+            | Self::Link(_) => StatusCode::FORBIDDEN,
+            Self::SessionRequired => StatusCode::UNAUTHORIZED,
+            Self::Visit(e) if !matches!(**e, VisitError::Fhir(_)) => StatusCode::NOT_FOUND,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::Visit(_)
+            | Self::EhrUpstream(_)
+            | Self::AccessPolicyMissing(_)
+            | Self::Graph(_) => StatusCode::BAD_GATEWAY,
+            Self::Misconfigured(_) | Self::MicrosoftNotConfigured => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn title(&self) -> &'static str {
+        match self {
+            Self::IssuerNotApproved { .. } => "This EHR is not approved",
+            Self::EnvironmentMismatch { .. } | Self::EnvironmentAmbiguous { .. } => {
+                "Test and production records are mixed up"
+            }
+            Self::RecordContext(_) | Self::BadLaunch(_) => "The launch is incomplete",
+            Self::StateRejected | Self::BrowserMismatch => "Start the visit again",
+            Self::SignInRefused(_) | Self::WrongMicrosoftTenant => "Sign-in refused",
+            Self::Visit(_) => "Visit not found",
+            Self::Link(_) => "Visit link not valid",
+            Self::SessionRequired | Self::CsrfRejected => "Open the visit from the EHR",
+            Self::NotFound => "Not found",
+            Self::EhrUpstream(_)
+            | Self::Graph(_)
+            | Self::AccessPolicyMissing(_)
+            | Self::Misconfigured(_)
+            | Self::MicrosoftNotConfigured => "The visit cannot start yet",
+            Self::Internal(_) => "Something went wrong",
+        }
+    }
+
+    /// A short stable name for metrics and logs.
+    pub(crate) fn outcome(&self) -> &'static str {
+        match self {
+            Self::BadLaunch(_) | Self::RecordContext(_) => "bad_launch",
+            Self::IssuerNotApproved { .. } => "issuer_not_approved",
+            Self::EnvironmentMismatch { .. } | Self::EnvironmentAmbiguous { .. } => {
+                "environment_mismatch"
+            }
+            Self::StateRejected => "state_rejected",
+            Self::BrowserMismatch => "browser_mismatch",
+            Self::SignInRefused(_) | Self::WrongMicrosoftTenant => "sign_in_refused",
+            Self::EhrUpstream(_) => "ehr_upstream",
+            Self::Misconfigured(_) | Self::MicrosoftNotConfigured => "misconfigured",
+            Self::Visit(_) => "visit_not_found",
+            Self::AccessPolicyMissing(_) | Self::Graph(_) => "graph_error",
+            Self::SessionRequired | Self::CsrfRejected => "session_required",
+            Self::Link(_) => "link_invalid",
+            Self::NotFound => "not_found",
+            Self::Internal(_) => "internal",
+        }
+    }
+
+    fn log(&self) {
+        match self {
+            Self::Internal(cause) => tracing::error!(error = %cause, "request failed"),
+            Self::Graph(cause) => tracing::warn!(error = %cause, "graph call failed"),
+            Self::EhrUpstream(_) => tracing::warn!(error = %self, "ehr call failed"),
+            Self::Visit(e) if matches!(**e, VisitError::Fhir(_)) => {
+                tracing::warn!(error = %self, "ehr call failed");
+            }
+            other => tracing::info!(outcome = other.outcome(), "request refused"),
+        }
+    }
+}
+
+impl From<SmartError> for LaunchError {
+    fn from(e: SmartError) -> Self {
+        match e {
+            SmartError::IssuerNotApproved { iss } => Self::IssuerNotApproved {
+                host: host_of(&iss),
+            },
+            SmartError::StateUnknownOrUsed | SmartError::LaunchExpired => Self::StateRejected,
+            SmartError::AuthorizationDenied { error, .. } => {
+                Self::SignInRefused(format!("the sign-in service answered {error}"))
+            }
+            SmartError::TokenEndpoint { error, .. } => {
+                Self::SignInRefused(format!("the token service answered {error}"))
+            }
+            SmartError::IdToken(reason) => {
+                Self::SignInRefused(format!("the identity token was not valid ({reason})"))
+            }
+            SmartError::Store(cause) => Self::Internal(cause),
+            SmartError::Assertion(cause) => Self::internal(cause),
+            other => Self::EhrUpstream(other.to_string()),
+        }
+    }
+}
+
+impl From<StoreError> for LaunchError {
+    fn from(e: StoreError) -> Self {
+        Self::internal(e)
+    }
+}
+
+impl From<GraphError> for LaunchError {
+    fn from(e: GraphError) -> Self {
+        match e {
+            GraphError::AccessPolicyMissing { .. } => Self::AccessPolicyMissing(format!(
+                "Teams does not allow VisitBridge to create meetings for your account yet. \
+                 Your Teams administrator must grant the application access policy: {e}"
+            )),
+            other => Self::Graph(Box::new(other)),
+        }
+    }
+}
+
+impl From<VisitError> for LaunchError {
+    fn from(e: VisitError) -> Self {
+        Self::Visit(Box::new(e))
+    }
+}
+
+/// The host of a URL-ish text, for messages (never the path or query).
+pub(crate) fn host_of(iss: &str) -> String {
+    url::Url::parse(iss.trim())
+        .ok()
+        .and_then(|u| {
+            u.host_str().map(|h| match u.port() {
+                Some(p) => format!("{h}:{p}"),
+                None => h.to_owned(),
+            })
+        })
+        .unwrap_or_else(|| "the EHR that sent this launch".to_owned())
+}
+
+impl IntoResponse for LaunchError {
+    fn into_response(self) -> Response {
+        self.log();
+        let status = self.status();
+        let reference = matches!(self, Self::Internal(_) | Self::Graph(_))
+            .then(current_request_id)
+            .flatten();
+        let mut response = html(
+            status,
+            &ErrorPage {
+                title: self.title().to_owned(),
+                message: self.to_string(),
+                reference,
+            },
+        );
+        response.extensions_mut().insert(Outcome(self.outcome()));
+        response
+    }
+}
+
+/// The outcome name of a failed request, for the launch counters.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Outcome(pub(crate) &'static str);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_name_the_problem_and_the_fix() {
+        let e = LaunchError::IssuerNotApproved {
+            host: host_of("https://ehr.example.org/api/FHIR/R4?x=secret"),
+        };
+        assert_eq!(
+            e.to_string(),
+            "This EHR (ehr.example.org) is not approved for virtual visits. Ask your administrator \
+             to approve it in the VisitBridge portal."
+        );
+        let e = LaunchError::EnvironmentMismatch {
+            host: "ehr.example.org".into(),
+            launched: Environment::Production,
+            approved: Environment::Test,
+        };
+        assert!(
+            e.to_string()
+                .starts_with("This launch came from a production record, but ehr.example.org"),
+            "{e}"
+        );
+        assert!(e.to_string().contains("approved only as test"), "{e}");
+        assert_eq!(
+            LaunchError::internal("db down").to_string(),
+            "Something went wrong."
+        );
+    }
+}

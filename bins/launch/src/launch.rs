@@ -1,0 +1,597 @@
+//! The launch flows: starting a SMART EHR launch, its callback, and the clinician's path to the
+//! meeting (with the one-time Microsoft sign-in).
+//!
+//! # Round trips of a warm provider launch
+//!
+//! Discovery, the EHR's signing keys and the Graph app token are cached (and refreshed off the
+//! request path), so after the browser returns with the code a launch of a linked clinician makes:
+//! 1. the token exchange;
+//! 2. the FHIR reads (visit resolution) **and** `createOrGet`, concurrently: the meeting's key
+//!    comes from the launch context, so the meeting does not wait for FHIR;
+//! 3. only for a new (or drifted) meeting: the policy PATCH, which must be done before anyone
+//!    receives a join URL, so that no patient can bypass the lobby.
+//!
+//! The patient's join URL (another Graph call) is fetched after the clinician's page is answered.
+
+use std::collections::BTreeMap;
+
+use axum::{
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Redirect, Response},
+};
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use visitbridge_approval::{EhrUserId, FhirBaseUrl, RecordKind, UrlPolicy};
+use visitbridge_fhir::{FhirClient, FhirClientConfig, PractitionerId};
+use visitbridge_smart::{AuthorizationRequest, Callback, CompletedLaunch, EhrUser, PendingSignIn};
+use visitbridge_store::{MicrosoftObjectId, MicrosoftTenantId, UserLink, UserLinkRepo};
+use visitbridge_visit::{
+    LaunchFacts, RecordContext, ResolvedVisit, VisitKey, resolve_visit, visit_key,
+};
+
+use crate::{
+    error::LaunchError,
+    issuers::{ApprovedConfiguration, find_configuration},
+    meeting::{self, VisitFacts},
+    pending,
+    session::{self, Role, VisitSession, binding_of, new_token, read_cookie, same_browser},
+    state::AppState,
+    views::{AuthorizePost, html, page_headers},
+};
+
+/// Record-context keys of our own (the EHR's parameters are filtered to the record's).
+const KIND_KEY: &str = "vb.record";
+const BINDING_KEY: &str = "vb.binding";
+/// Pending Microsoft sign-ins in the store.
+const MICROSOFT_SIGN_IN: &str = "launch/microsoft";
+
+fn kind_name(kind: RecordKind) -> &'static str {
+    match kind {
+        RecordKind::ProviderLaunch => "provider",
+        RecordKind::PatientLaunch => "patient",
+        RecordKind::DeviceTest => "device_test",
+    }
+}
+
+fn kind_of(name: &str) -> Option<RecordKind> {
+    [
+        RecordKind::ProviderLaunch,
+        RecordKind::PatientLaunch,
+        RecordKind::DeviceTest,
+    ]
+    .into_iter()
+    .find(|k| kind_name(*k) == name)
+}
+
+/// The browser's id from its cookie, or a new one (the response then sets it).
+pub(crate) fn browser_id(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<(String, bool), LaunchError> {
+    match read_cookie(headers, &state.inner.cookies.browser_cookie()) {
+        Some(id) => Ok((id, false)),
+        None => Ok((new_token()?, true)),
+    }
+}
+
+/// `GET /launch/{provider,patient,device-test}?iss=…&launch=…&<record context>`.
+pub(crate) async fn begin(
+    state: &AppState,
+    kind: RecordKind,
+    query: &str,
+    headers: &HeaderMap,
+) -> Result<Response, LaunchError> {
+    let mut iss = None;
+    let mut launch = None;
+    let mut params = Vec::new();
+    for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+        match k.as_ref() {
+            "iss" => iss = Some(v.into_owned()),
+            "launch" => launch = Some(v.into_owned()),
+            _ => params.push((k.into_owned(), v.into_owned())),
+        }
+    }
+    let (Some(iss), Some(launch)) = (
+        iss.filter(|s| !s.trim().is_empty()),
+        launch.filter(|s| !s.trim().is_empty()),
+    ) else {
+        return Err(LaunchError::BadLaunch(
+            "This page opens from the EHR: the launch is missing its iss or launch parameter. \
+             Start the visit from the EHR; if it keeps happening, check that the integration \
+             record's launch URL is entered exactly as the VisitBridge portal shows it."
+                .to_owned(),
+        ));
+    };
+    let record = RecordContext::from_params(params.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+    // Nothing is sent anywhere before the issuer is found among approved configurations.
+    let configuration =
+        find_configuration(state.inner.store.as_ref(), &iss, record.environment).await?;
+    state.inner.writeback.configure(&configuration);
+    let client = state.inner.clients.get(&configuration, kind)?;
+    let (browser, new_browser) = browser_id(state, headers)?;
+    let mut context: BTreeMap<String, String> = record.to_map();
+    context.insert(KIND_KEY.to_owned(), kind_name(kind).to_owned());
+    context.insert(BINDING_KEY.to_owned(), binding_of(&browser));
+    let request = client.begin_ehr_launch(&iss, &launch, context).await?;
+    let mut response = authorization_response(&request);
+    if new_browser {
+        let cookie = state.inner.cookies.set(
+            &state.inner.cookies.browser_cookie(),
+            &browser,
+            std::time::Duration::from_secs(24 * 3600),
+        );
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    Ok(response)
+}
+
+/// A redirect to the authorization endpoint, or the auto-submitting POST form Epic prefers.
+fn authorization_response(request: &AuthorizationRequest) -> Response {
+    if request.prefers_post() {
+        let action = request.form_action();
+        let mut response = html(
+            StatusCode::OK,
+            &AuthorizePost {
+                action: action.to_string(),
+                fields: request.form_fields().to_vec(),
+            },
+        );
+        let origin = action.origin().ascii_serialization();
+        let csp = format!(
+            "default-src 'none'; script-src 'self'; style-src 'self'; form-action 'self' {origin}; base-uri 'none'"
+        );
+        page_headers(response.headers_mut(), &csp);
+        response
+    } else {
+        see_other(request.url().as_str())
+    }
+}
+
+/// A `303 See Other` to `location`.
+pub(crate) fn see_other(location: &str) -> Response {
+    let mut response = Redirect::to(location).into_response();
+    *response.status_mut() = StatusCode::SEE_OTHER;
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response.headers_mut().insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    response
+}
+
+/// A completed SMART launch and what it was for.
+pub(crate) struct Completed {
+    pub(crate) configuration: ApprovedConfiguration,
+    pub(crate) launch: CompletedLaunch,
+    pub(crate) record: RecordContext,
+    pub(crate) browser: String,
+}
+
+/// `GET /launch/callback?code=…&state=…`: checks the state (single use, this browser), exchanges
+/// the code, validates the id_token; then continues by record kind.
+pub(crate) async fn callback(
+    state: &AppState,
+    query: &str,
+    headers: &HeaderMap,
+) -> Result<(RecordKind, Response), LaunchError> {
+    let parsed = Callback::from_query(query);
+    let state_param = url::form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "state")
+        .map(|(_, v)| v.into_owned())
+        .ok_or(LaunchError::StateRejected)?;
+    let claimed = state
+        .inner
+        .pending
+        .claim(&state_param)
+        .await
+        .map_err(LaunchError::Internal)?;
+    let Some((pending, claim)) = claimed else {
+        return Err(LaunchError::StateRejected);
+    };
+    // An OAuth error from the EHR: the pending launch is gone (claimed and dropped).
+    let callback = parsed?;
+    let browser = read_cookie(headers, &state.inner.cookies.browser_cookie());
+    if !same_browser(
+        browser.as_deref(),
+        pending.record_context.get(BINDING_KEY).map(String::as_str),
+    ) {
+        return Err(LaunchError::BrowserMismatch);
+    }
+    let kind = pending
+        .record_context
+        .get(KIND_KEY)
+        .and_then(|k| kind_of(k))
+        .ok_or(LaunchError::StateRejected)?;
+    let record = RecordContext::from_map(&pending.record_context)?;
+    let configuration = find_configuration(
+        state.inner.store.as_ref(),
+        pending.issuer.as_str(),
+        record.environment,
+    )
+    .await?;
+    if configuration.id().as_str() != pending.configuration_id {
+        // The approval changed while the user signed in: start again under the new one.
+        return Err(LaunchError::StateRejected);
+    }
+    let client = state.inner.clients.get(&configuration, kind)?;
+    let launch = state
+        .inner
+        .metrics
+        .time(
+            "ehr_token",
+            client.complete(&callback.code, &callback.state),
+        )
+        .await?;
+    drop(claim);
+    let completed = Completed {
+        configuration,
+        launch,
+        record,
+        browser: browser.unwrap_or_default(),
+    };
+    let response = match kind {
+        RecordKind::ProviderLaunch => provider(state, completed).await?,
+        RecordKind::PatientLaunch => crate::patient::after_launch(state, completed).await?,
+        RecordKind::DeviceTest => crate::patient::device_test(state, completed).await?,
+    };
+    Ok((kind, response))
+}
+
+/// The EHR user id links are keyed on: `Practitioner/{id}` when `fhirUser` names a Practitioner
+/// (so it matches an Appointment's performer reference), else `fhirUser` or `sub` as sent.
+pub(crate) fn ehr_user_id(user: &EhrUser) -> Result<EhrUserId, LaunchError> {
+    let id = match user.fhir_user_reference() {
+        Some(("Practitioner", id)) => format!("Practitioner/{id}"),
+        _ => user.id().to_owned(),
+    };
+    EhrUserId::new(id).map_err(|_| {
+        LaunchError::SignInRefused("the EHR sent a user id VisitBridge cannot keep".to_owned())
+    })
+}
+
+/// The EHR user id of a practitioner named by an Appointment.
+pub(crate) fn practitioner_user_id(id: &str) -> Option<EhrUserId> {
+    EhrUserId::new(format!("Practitioner/{id}")).ok()
+}
+
+/// A FHIR client for the configuration's server with the launch's access token.
+pub(crate) fn fhir_client(
+    state: &AppState,
+    configuration: &ApprovedConfiguration,
+    launch: &CompletedLaunch,
+) -> Result<FhirClient, LaunchError> {
+    let approved = configuration.approved()?;
+    let base = visitbridge_fhir::FhirBaseUrl::parse(approved.settings.fhir_base_url.as_str())
+        .map_err(LaunchError::internal)?;
+    let mut config = FhirClientConfig::new(base);
+    if approved.settings.ehr_client.send_epic_client_id_header {
+        let client_id = launch.pending.client_id.as_str();
+        let value = HeaderValue::from_str(client_id).map_err(LaunchError::internal)?;
+        config
+            .extra_headers
+            .push((header::HeaderName::from_static("epic-client-id"), value));
+    }
+    Ok(FhirClient::new(
+        config,
+        state.inner.http.clone(),
+        std::sync::Arc::new(launch.token_source()),
+    ))
+}
+
+/// Resolves the visit through FHIR (timed).
+pub(crate) async fn resolve(
+    state: &AppState,
+    fhir: &FhirClient,
+    record: &RecordContext,
+    launch: &CompletedLaunch,
+    practitioner: Option<&PractitionerId>,
+) -> Result<ResolvedVisit, LaunchError> {
+    let facts = LaunchFacts {
+        record,
+        context: &launch.context,
+        practitioner,
+        now: Utc::now(),
+    };
+    Ok(state
+        .inner
+        .metrics
+        .time("fhir", resolve_visit(facts, fhir))
+        .await?)
+}
+
+/// A clinician's launch after the SMART callback.
+async fn provider(state: &AppState, done: Completed) -> Result<Response, LaunchError> {
+    let ms = state.microsoft()?;
+    let user = done.launch.ehr_user.as_ref().ok_or_else(|| {
+        LaunchError::SignInRefused("the EHR did not say who signed in".to_owned())
+    })?;
+    let user_id = ehr_user_id(user)?;
+    let practitioner = match user.fhir_user_reference() {
+        Some(("Practitioner", id)) => PractitionerId::new(id).ok(),
+        _ => None,
+    };
+    let issuer = done.configuration.fhir_base()?.clone();
+    let link = state.inner.store.get_user_link(&issuer, &user_id).await?;
+    let fhir = fhir_client(state, &done.configuration, &done.launch)?;
+    let key = visit_key(&done.record, &done.launch.context);
+    let mut facts = VisitFacts::from_launch(
+        &done.record,
+        &done.launch.context,
+        practitioner.as_ref().map(|p| p.as_str()),
+    );
+    let configuration_id = done.configuration.id().clone();
+
+    let Some(link) = link else {
+        // First launch: read the visit now (the EHR token stays in memory only), then the
+        // one-time Microsoft sign-in, which continues this launch.
+        let resolved = resolve(
+            state,
+            &fhir,
+            &done.record,
+            &done.launch,
+            practitioner.as_ref(),
+        )
+        .await?;
+        return microsoft_sign_in(state, &done, user_id, issuer, resolved).await;
+    };
+    let organizer = link.microsoft_object_id.as_str().to_owned();
+
+    let (visit, outcome) = match key {
+        Some(key) => {
+            // Fast path: the meeting's key is known, so the meeting and the FHIR reads run
+            // concurrently.
+            let external = meeting::external_id(state, &configuration_id, &key);
+            let visit = meeting::claim(
+                state,
+                &configuration_id,
+                &external,
+                &facts,
+                Some(&organizer),
+            )
+            .await?;
+            let (resolved, outcome) = tokio::join!(
+                resolve(
+                    state,
+                    &fhir,
+                    &done.record,
+                    &done.launch,
+                    practitioner.as_ref()
+                ),
+                meeting::create_or_get(state, ms, &visit),
+            );
+            facts.add(&resolved?);
+            (visit, outcome?)
+        }
+        None => {
+            let resolved = resolve(
+                state,
+                &fhir,
+                &done.record,
+                &done.launch,
+                practitioner.as_ref(),
+            )
+            .await?;
+            facts.add(&resolved);
+            let external = meeting::external_id(state, &configuration_id, &resolved.key);
+            let visit = meeting::claim(
+                state,
+                &configuration_id,
+                &external,
+                &facts,
+                Some(&organizer),
+            )
+            .await?;
+            let outcome = meeting::create_or_get(state, ms, &visit).await?;
+            (visit, outcome)
+        }
+    };
+    let (visit, meeting_info) = meeting::settle(state, ms, visit, outcome, &facts).await?;
+    meeting::prefetch_patient_url(state, &visit, meeting_info);
+    clinician_page(state, &visit, &organizer).await
+}
+
+/// Opens the clinician's session on `visit` and sends them to its page.
+async fn clinician_page(
+    state: &AppState,
+    visit: &visitbridge_store::Visit,
+    object_id: &str,
+) -> Result<Response, LaunchError> {
+    let session = VisitSession {
+        role: Role::Clinician,
+        visit_id: visit.id.clone(),
+        object_id: Some(object_id.to_owned()),
+        csrf: new_token()?,
+        practitioners: Vec::new(),
+        ehr_issuer: None,
+    };
+    let id = session::create(
+        state.inner.store.as_ref(),
+        &session,
+        state.inner.session_ttl,
+    )
+    .await?;
+    let mut response = see_other(&format!("/visits/{}", visit.id));
+    let cookie = state.inner.cookies.set(
+        &state.inner.cookies.session_cookie(),
+        &id,
+        state.inner.session_ttl,
+    );
+    response.headers_mut().append(header::SET_COOKIE, cookie);
+    Ok(response)
+}
+
+/// A launch waiting for the clinician's Microsoft sign-in: ids only, no EHR token.
+#[derive(Serialize, Deserialize)]
+struct MicrosoftPending {
+    sign_in: PendingSignIn,
+    configuration_id: String,
+    ehr_issuer: String,
+    ehr_user_id: EhrUserId,
+    record: RecordContext,
+    visit: ResolvedVisit,
+    facts: StoredFacts,
+    binding: String,
+}
+
+/// [`VisitFacts`] in a pending sign-in.
+#[derive(Serialize, Deserialize, Default)]
+struct StoredFacts {
+    conference_id: Option<String>,
+    practitioner: Option<String>,
+    appointment: Option<String>,
+    encounter: Option<String>,
+    patient: Option<String>,
+}
+
+impl From<&VisitFacts> for StoredFacts {
+    fn from(f: &VisitFacts) -> Self {
+        Self {
+            conference_id: f.conference_id.clone(),
+            practitioner: f.practitioner.clone(),
+            appointment: f.appointment.clone(),
+            encounter: f.encounter.clone(),
+            patient: f.patient.clone(),
+        }
+    }
+}
+
+impl From<StoredFacts> for VisitFacts {
+    fn from(f: StoredFacts) -> Self {
+        Self {
+            conference_id: f.conference_id,
+            practitioner: f.practitioner,
+            appointment: f.appointment,
+            encounter: f.encounter,
+            patient: f.patient,
+        }
+    }
+}
+
+async fn microsoft_sign_in(
+    state: &AppState,
+    done: &Completed,
+    user_id: EhrUserId,
+    issuer: FhirBaseUrl,
+    resolved: ResolvedVisit,
+) -> Result<Response, LaunchError> {
+    let ms = state.microsoft()?;
+    let oidc = ms.oidc().await?;
+    let (request, sign_in) = oidc.begin_sign_in(&[("prompt", "select_account")])?;
+    let mut facts = VisitFacts::from_launch(
+        &done.record,
+        &done.launch.context,
+        done.launch
+            .ehr_user
+            .as_ref()
+            .and_then(|u| u.fhir_user_reference())
+            .filter(|(t, _)| *t == "Practitioner")
+            .map(|(_, id)| id),
+    );
+    facts.add(&resolved);
+    let stash = MicrosoftPending {
+        sign_in,
+        configuration_id: done.configuration.id().as_str().to_owned(),
+        ehr_issuer: issuer.as_str().to_owned(),
+        ehr_user_id: user_id,
+        record: done.record.clone(),
+        visit: resolved,
+        facts: StoredFacts::from(&facts),
+        binding: binding_of(&done.browser),
+    };
+    pending::put(
+        state.inner.store.as_ref(),
+        request.state().expose(),
+        MICROSOFT_SIGN_IN,
+        &stash,
+        state.inner.launch_ttl,
+    )
+    .await
+    .map_err(LaunchError::Internal)?;
+    Ok(see_other(request.url().as_str()))
+}
+
+/// `GET /launch/microsoft/callback?code=…&state=…`: links the EHR user to the Microsoft account,
+/// then continues the launch that asked for it.
+pub(crate) async fn microsoft_callback(
+    state: &AppState,
+    query: &str,
+    headers: &HeaderMap,
+) -> Result<Response, LaunchError> {
+    let ms = state.microsoft()?;
+    let state_param = url::form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "state")
+        .map(|(_, v)| v.into_owned())
+        .ok_or(LaunchError::StateRejected)?;
+    let stash: Option<MicrosoftPending> =
+        pending::take(state.inner.store.as_ref(), &state_param, MICROSOFT_SIGN_IN)
+            .await
+            .map_err(LaunchError::Internal)?;
+    let stash = stash.ok_or(LaunchError::StateRejected)?;
+    let callback = Callback::from_query(query)?;
+    let browser = read_cookie(headers, &state.inner.cookies.browser_cookie());
+    if !same_browser(browser.as_deref(), Some(&stash.binding)) {
+        return Err(LaunchError::BrowserMismatch);
+    }
+    let oidc = ms.oidc().await?;
+    let signed_in = state
+        .inner
+        .metrics
+        .time(
+            "entra_sign_in",
+            oidc.complete_sign_in(stash.sign_in, &callback),
+        )
+        .await?;
+    let (Some(oid), Some(tid)) = (
+        signed_in.claims.str_claim("oid"),
+        signed_in.claims.str_claim("tid"),
+    ) else {
+        return Err(LaunchError::SignInRefused(
+            "Microsoft did not say which account signed in".to_owned(),
+        ));
+    };
+    if !tid.eq_ignore_ascii_case(&ms.tenant_id) {
+        return Err(LaunchError::WrongMicrosoftTenant);
+    }
+    let ehr_issuer = FhirBaseUrl::parse(&stash.ehr_issuer, UrlPolicy::DEVELOPMENT)
+        .map_err(LaunchError::internal)?;
+    // The configuration must still be approved.
+    let configuration = find_configuration(
+        state.inner.store.as_ref(),
+        ehr_issuer.as_str(),
+        stash.record.environment,
+    )
+    .await?;
+    if configuration.id().as_str() != stash.configuration_id {
+        return Err(LaunchError::StateRejected);
+    }
+    state
+        .inner
+        .store
+        .upsert_user_link(&UserLink {
+            ehr_issuer,
+            ehr_user_id: stash.ehr_user_id,
+            microsoft_tenant_id: MicrosoftTenantId::new(tid).map_err(LaunchError::internal)?,
+            microsoft_object_id: MicrosoftObjectId::new(oid).map_err(LaunchError::internal)?,
+            linked_at: Utc::now(),
+        })
+        .await?;
+    tracing::info!("linked an EHR user to their Microsoft account");
+    let facts = VisitFacts::from(stash.facts);
+    let external = meeting::external_id(state, configuration.id(), &stash.visit.key);
+    let visit = meeting::claim(state, configuration.id(), &external, &facts, Some(oid)).await?;
+    let outcome = meeting::create_or_get(state, ms, &visit).await?;
+    let (visit, meeting_info) = meeting::settle(state, ms, visit, outcome, &facts).await?;
+    meeting::prefetch_patient_url(state, &visit, meeting_info);
+    clinician_page(state, &visit, oid).await
+}
+
+/// Keys the visit registry on (used by the patient flows).
+pub(crate) fn key_external(
+    state: &AppState,
+    configuration: &ApprovedConfiguration,
+    key: &VisitKey,
+) -> visitbridge_graph::ExternalMeetingId {
+    meeting::external_id(state, configuration.id(), key)
+}

@@ -1,0 +1,441 @@
+//! The service's shared state, built once from the configuration, and its background tasks.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
+
+use axum::Router;
+use url::Url;
+use visitbridge_audit::{AuditRecorder, DeliveryPolicy, DeliveryWorker};
+use visitbridge_graph::{
+    ClientStateSecret, DecryptionKeys, EncryptionCertificate, EntraAppTokens, EntraConfig,
+    GraphClient, GraphConfig, SubscriptionConfig, TokenCredential, WebhookConfig, webhook_router,
+};
+use visitbridge_http::{ClientAssertionKey, Secret, build_client, random_token};
+use visitbridge_store::{
+    ConfigurationRepo, PendingRepo, SessionRepo, SqliteStore, StoreError, TenantRepo, VisitId,
+};
+
+use crate::{
+    clients::{ClientSettings, SmartClients},
+    config::{ConfigError, LaunchConfig},
+    error::LaunchError,
+    issuers::ApprovedConfiguration,
+    live::LiveHub,
+    microsoft::{Microsoft, Subscriptions},
+    observe::Metrics,
+    pending::StorePendingLaunches,
+    session::CookiePolicy,
+    webhook::WebhookSink,
+    writeback::{Writeback, describe},
+};
+
+/// Why the service could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The configuration is not usable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The database could not be opened.
+    #[error("cannot open the database {path}: {source}")]
+    Store {
+        /// The database file.
+        path: String,
+        /// Why.
+        #[source]
+        source: StoreError,
+    },
+    /// A key, certificate or secret could not be read or made.
+    #[error("{0}")]
+    Key(String),
+    /// The HTTP client could not be built.
+    #[error(transparent)]
+    Http(#[from] visitbridge_http::HttpError),
+}
+
+/// What the routes share. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) store: Arc<SqliteStore>,
+    pub(crate) public_base: Url,
+    pub(crate) cookies: CookiePolicy,
+    pub(crate) session_ttl: Duration,
+    pub(crate) link_ttl_minutes: u64,
+    pub(crate) launch_ttl: Duration,
+    pub(crate) deployment_secret: Secret,
+    pub(crate) signing_keys: Vec<ClientAssertionKey>,
+    pub(crate) clients: SmartClients,
+    pub(crate) pending: Arc<StorePendingLaunches>,
+    pub(crate) microsoft: Option<Arc<Microsoft>>,
+    pub(crate) live: LiveHub,
+    pub(crate) writeback: Arc<Writeback>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) webhook: Option<Router>,
+    pub(crate) http: reqwest::Client,
+    patient_urls: Mutex<HashMap<VisitId, String>>,
+}
+
+impl AppState {
+    /// Microsoft 365, or the error that says it is not configured.
+    pub(crate) fn microsoft(&self) -> Result<&Arc<Microsoft>, LaunchError> {
+        self.inner
+            .microsoft
+            .as_ref()
+            .ok_or(LaunchError::MicrosoftNotConfigured)
+    }
+
+    pub(crate) fn cached_patient_url(&self, visit: &VisitId) -> Option<String> {
+        self.inner
+            .patient_urls
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(visit)
+            .cloned()
+    }
+
+    pub(crate) fn cache_patient_url(&self, visit: &VisitId, url: &str) {
+        self.inner
+            .patient_urls
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(visit.clone(), url.to_owned());
+    }
+
+    /// A URL under the public base (`path` starts with `/`).
+    pub(crate) fn public_url(&self, path: &str) -> String {
+        format!(
+            "{}{path}",
+            self.inner.public_base.as_str().trim_end_matches('/')
+        )
+    }
+
+    /// The public keys we publish (`/.well-known/jwks.json`).
+    pub fn signing_keys(&self) -> &[ClientAssertionKey] {
+        &self.inner.signing_keys
+    }
+}
+
+/// The built service: its state and its background tasks (stopped when this is dropped).
+pub struct LaunchService {
+    state: AppState,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for LaunchService {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+fn read_file(path: &std::path::Path, what: &str) -> Result<String, BuildError> {
+    std::fs::read_to_string(path)
+        .map_err(|e| BuildError::Key(format!("cannot read the {what} {}: {e}", path.display())))
+}
+
+fn generated_secret(what: &str) -> Result<Secret, BuildError> {
+    tracing::warn!(
+        "no {what} is configured: a random one is used for this run only (set it for production)"
+    );
+    random_token(32)
+        .map(Secret::new)
+        .map_err(|e| BuildError::Key(e.to_string()))
+}
+
+impl LaunchService {
+    /// Builds the service for `config`, whose public address is `public_base` (see
+    /// [`LaunchConfig::public_base`]), and starts its background tasks (the write-back worker,
+    /// Entra token refresh, subscription renewal, purges). Needs a Tokio runtime.
+    pub async fn build(config: LaunchConfig, public_base: Url) -> Result<Self, BuildError> {
+        config.validate(&public_base)?;
+        let http = build_client(&config.http.http_config())?;
+        if let Some(dir) = config.database.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                BuildError::Key(format!(
+                    "cannot create the data directory {}: {e}",
+                    dir.display()
+                ))
+            })?;
+        }
+        let store = Arc::new(
+            SqliteStore::open(&config.database)
+                .await
+                .map_err(|source| BuildError::Store {
+                    path: config.database.display().to_string(),
+                    source,
+                })?,
+        );
+
+        let key = match &config.backend_key {
+            Some(k) => {
+                let pem = read_file(&k.private_key_file, "backend private key")?;
+                let algorithm = match k.algorithm.as_str() {
+                    "ES384" => jsonwebtoken::Algorithm::ES384,
+                    _ => jsonwebtoken::Algorithm::RS384,
+                };
+                ClientAssertionKey::from_pem(algorithm, k.key_id.clone(), pem.as_bytes())
+                    .map_err(|e| BuildError::Key(format!("backend_key: {e}")))?
+            }
+            None => {
+                tracing::warn!(
+                    "no backend_key is configured: a fresh ES384 key is generated for this run \
+                     (EHRs that cached the old JWKS must fetch it again)"
+                );
+                ClientAssertionKey::generate_es384("visitbridge-dev-1")
+                    .map_err(|e| BuildError::Key(e.to_string()))?
+            }
+        };
+        let deployment_secret = if config.deployment_secret.is_empty() {
+            generated_secret("deployment_secret")?
+        } else {
+            config.deployment_secret.clone()
+        };
+        let cookies = CookiePolicy {
+            secure: config.cookie_secure(&public_base),
+            same_site: config.cookies.same_site,
+        };
+        let launch_ttl = Duration::from_secs(config.launch_ttl_minutes.max(1) * 60);
+        let pending = Arc::new(StorePendingLaunches::new(
+            store.clone() as Arc<dyn PendingRepo>,
+            launch_ttl,
+        ));
+        let base_text = public_base.as_str().trim_end_matches('/').to_owned();
+        let at = |path: &str| {
+            Url::parse(&format!("{base_text}{path}"))
+                .map_err(|e| BuildError::Key(format!("public_base_url: {e}")))
+        };
+        let clients = SmartClients::new(ClientSettings {
+            http: http.clone(),
+            store: store.clone() as Arc<dyn ConfigurationRepo>,
+            pending: Arc::clone(&pending),
+            callback: at("/launch/callback")?,
+            key: key.clone(),
+            secrets: config.ehr_client_secrets.clone(),
+            launch_lifetime: launch_ttl,
+        });
+        let metrics = Arc::new(Metrics::default());
+        let live = LiveHub::new(store.clone());
+        let writeback = Arc::new(Writeback::new(
+            config.writeback.clone(),
+            http.clone(),
+            key.clone(),
+        ));
+        tracing::info!(sinks = ?describe(&config.writeback), "write-back sinks");
+        let worker = DeliveryWorker::new(
+            store.clone(),
+            writeback.sinks.clone(),
+            DeliveryPolicy {
+                max_attempts: config.writeback.max_attempts.max(1),
+                base_delay: Duration::from_millis(config.writeback.retry_base_millis.max(1)),
+                max_delay: Duration::from_secs(config.writeback.retry_max_seconds.max(1)),
+                poll_interval: Duration::from_millis(config.writeback.poll_millis.max(10)),
+                ..DeliveryPolicy::default()
+            },
+        );
+        let recorder = AuditRecorder::new(store.clone(), writeback.sinks.clone())
+            .wake_on_record(worker.waker());
+
+        let mut tasks = Vec::new();
+        let (microsoft, webhook) = match &config.microsoft {
+            None => {
+                tracing::warn!(
+                    "Microsoft 365 is not configured: launches will explain that no meeting can be created"
+                );
+                (None, None)
+            }
+            Some(ms) => {
+                let tokens = Arc::new(
+                    EntraAppTokens::new(
+                        http.clone(),
+                        EntraConfig::new(ms.tenant_id.clone(), ms.client_id.clone())
+                            .with_login_base(ms.login_base.clone()),
+                        TokenCredential::ClientSecret(ms.client_secret.clone()),
+                    )
+                    .map_err(|e| BuildError::Key(format!("microsoft: {e}")))?,
+                );
+                let graph = GraphClient::new(
+                    http.clone(),
+                    GraphConfig {
+                        graph_base: ms.graph_base.clone(),
+                        meeting_subject: ms.meeting_subject.clone(),
+                        policy: ms.policy.clone(),
+                        virtual_appointment_join_url: ms.virtual_appointment_join_url,
+                        ..GraphConfig::default()
+                    },
+                    Arc::clone(&tokens),
+                );
+                let client_state = if ms.client_state.is_empty() {
+                    generated_secret("microsoft.client_state")?
+                } else {
+                    ms.client_state.clone()
+                };
+                let notification_base = config
+                    .notification_base_url
+                    .clone()
+                    .unwrap_or_else(|| public_base.clone());
+                let notification_base = notification_base.as_str().trim_end_matches('/');
+                let hook = |path: &str| {
+                    Url::parse(&format!("{notification_base}{path}"))
+                        .map_err(|e| BuildError::Key(format!("notification_base_url: {e}")))
+                };
+                let mut subscription = SubscriptionConfig::new(
+                    hook("/graph/notifications")?,
+                    hook("/graph/lifecycle")?,
+                    client_state.clone(),
+                );
+                subscription.lifetime =
+                    Duration::from_secs(ms.subscription_lifetime_hours.max(1) * 3600);
+                let mut webhook_config = WebhookConfig::new(ClientStateSecret::new(client_state));
+                if let (Some(cert_file), Some(key_file), Some(id)) = (
+                    &ms.encryption_certificate_file,
+                    &ms.encryption_key_file,
+                    &ms.encryption_certificate_id,
+                ) {
+                    let cert_pem = read_file(cert_file, "encryption certificate")?;
+                    let key_pem = read_file(key_file, "encryption key")?;
+                    let cert = EncryptionCertificate::from_pem(id.clone(), &cert_pem)
+                        .map_err(|e| BuildError::Key(e.to_string()))?;
+                    webhook_config.decryption_keys = Some(
+                        DecryptionKeys::new()
+                            .with_key_pem(id.clone(), &key_pem, Some(&cert))
+                            .map_err(|e| BuildError::Key(e.to_string()))?,
+                    );
+                    subscription.encryption_certificate = Some(cert);
+                }
+                let subscriptions = Arc::new(Subscriptions::new(
+                    graph.clone(),
+                    subscription,
+                    Arc::clone(&metrics),
+                ));
+                let login_base = ms.login_base.as_str().trim_end_matches('/');
+                let issuer = Url::parse(&format!("{login_base}/{}/v2.0", ms.tenant_id))
+                    .map_err(|e| BuildError::Key(format!("microsoft.login_base: {e}")))?;
+                let microsoft = Arc::new(Microsoft::new(
+                    http.clone(),
+                    ms.tenant_id.clone(),
+                    graph,
+                    ms.graph_base.clone(),
+                    issuer,
+                    ms.client_id.clone(),
+                    ms.client_secret.clone(),
+                    at("/launch/microsoft/callback")?,
+                    Arc::clone(&subscriptions),
+                ));
+                let sink = Arc::new(WebhookSink {
+                    recorder: recorder.clone(),
+                    store: store.clone(),
+                    live: live.clone(),
+                    subscriptions: Arc::clone(&subscriptions),
+                    metrics: Arc::clone(&metrics),
+                });
+                let webhook = webhook_router(webhook_config, sink);
+                // Entra's sign-in metadata is read now, not at a clinician's first launch.
+                let warm = Arc::clone(&microsoft);
+                tasks.push(tokio::spawn(async move {
+                    let _ = warm.oidc().await;
+                }));
+                // App tokens are refreshed here, off the launch path (a launch finds one cached).
+                tasks.push(tokio::spawn(async move {
+                    let mut tick = tokio::time::interval(Duration::from_secs(60));
+                    loop {
+                        tick.tick().await;
+                        if let Err(e) = tokens.token().await {
+                            tracing::warn!(error = %e, "cannot refresh the Graph app token");
+                        }
+                    }
+                }));
+                tasks.push(tokio::spawn(async move {
+                    let mut tick = tokio::time::interval(Duration::from_secs(600));
+                    loop {
+                        tick.tick().await;
+                        subscriptions.renew_due(Duration::from_secs(3600)).await;
+                    }
+                }));
+                (Some(microsoft), Some(webhook))
+            }
+        };
+
+        let state = AppState {
+            inner: Arc::new(Inner {
+                store: Arc::clone(&store),
+                public_base,
+                cookies,
+                session_ttl: Duration::from_secs(config.session_ttl_minutes * 60),
+                link_ttl_minutes: config.patient_link_ttl_minutes,
+                launch_ttl,
+                deployment_secret,
+                signing_keys: vec![key],
+                clients,
+                pending,
+                microsoft,
+                live,
+                writeback: Arc::clone(&writeback),
+                metrics,
+                webhook,
+                http,
+                patient_urls: Mutex::new(HashMap::new()),
+            }),
+        };
+        // Sinks must be set before any event is recorded, or its deliveries would be missed.
+        configure_all_sinks(&store, &writeback).await;
+        tasks.push(tokio::spawn(async move {
+            worker.run(std::future::pending()).await;
+        }));
+        let housekeeping = state.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(300));
+            loop {
+                tick.tick().await;
+                let inner = &housekeeping.inner;
+                let now = chrono::Utc::now();
+                if let Err(e) = inner.store.purge_expired_pending(now).await {
+                    tracing::warn!(error = %e, "cannot purge expired launches");
+                }
+                if let Err(e) = inner.store.purge_expired_sessions(now).await {
+                    tracing::warn!(error = %e, "cannot purge expired sessions");
+                }
+                configure_all_sinks(&inner.store, &inner.writeback).await;
+                inner.live.evict_idle();
+            }
+        }));
+        Ok(Self { state, tasks })
+    }
+
+    /// The shared state.
+    pub fn state(&self) -> AppState {
+        self.state.clone()
+    }
+}
+
+/// Sets the sinks of every approved configuration (new approvals are also configured at their
+/// first launch).
+async fn configure_all_sinks(store: &SqliteStore, writeback: &Writeback) {
+    let tenants = match store.list_tenants().await {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list tenants for write-back sinks");
+            return;
+        }
+    };
+    for tenant in tenants {
+        match store.list_configurations(&tenant.id).await {
+            Ok(configurations) => {
+                for configuration in configurations {
+                    if configuration.approved().is_some() {
+                        writeback.configure(&ApprovedConfiguration { configuration });
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot list configurations"),
+        }
+    }
+}

@@ -1,0 +1,548 @@
+//! The test world: an EHR (SMART + FHIR + Epic's connection-status service) on one wiremock
+//! server, Microsoft (Entra + Graph) on another, a real SQLite file, the launch service on a
+//! loopback port, and a browser with a small cookie jar that follows redirects the way a real one
+//! does (submitting the auto-posting EHR sign-in form, stopping at Teams).
+
+use std::{
+    collections::BTreeMap,
+    io::Write,
+    sync::{Arc, Mutex, OnceLock},
+    time::Duration,
+};
+
+use chrono::Utc;
+use tempfile::TempDir;
+use visitbridge_approval::{
+    Actor, ClientAuth, ClientId, Configuration, ConfigurationId, ConfigurationSettings,
+    EhrClientSettings, EhrUserId, Environment, FhirBaseUrl, ScopeStyle, TenantId, UrlPolicy,
+    Username,
+};
+use visitbridge_launch::{LaunchConfig, LaunchService, app};
+use visitbridge_store::{
+    ConfigurationRepo, MicrosoftTenantId, SqliteStore, Tenant, TenantRepo, Visit, VisitId,
+    VisitRepo,
+};
+use visitbridge_testkit::{
+    entra::{self, FakeEntra},
+    epic::{EpicConnectionStatusFake, INTERCONNECT_PREFIX},
+    fhir::FhirFake,
+    fixtures::keys,
+    graph::FakeGraph,
+    smart::{ExpectedClientAuth, SmartFake},
+};
+use wiremock::MockServer;
+
+/// Our client id at the fake EHR.
+pub(crate) const EHR_CLIENT_ID: &str = "visitbridge-test-client";
+/// The key id of our backend key (the testkit's client RSA key).
+pub(crate) const BACKEND_KID: &str = "visitbridge-test-1";
+/// The subscriptions' `clientState`.
+pub(crate) const CLIENT_STATE: &str = "test-client-state-5b1f0c";
+/// The id of the approved configuration.
+pub(crate) const CONFIGURATION_ID: &str = "cfg-test";
+
+/// Everything captured from `tracing` in this test binary (all tests share it).
+static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+
+struct LogWriter(Arc<Mutex<Vec<u8>>>);
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Installs the capturing subscriber once.
+pub(crate) fn capture_logs() {
+    let buffer = LOGS
+        .get_or_init(|| Arc::new(Mutex::new(Vec::new())))
+        .clone();
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(
+                "debug,wiremock=off,hyper=info,hyper_util=info,h2=info,reqwest=info,rustls=info",
+            ))
+            .with_ansi(false)
+            .with_writer(move || LogWriter(buffer.clone()))
+            .try_init();
+    });
+}
+
+/// The logs captured so far.
+pub(crate) fn logs() -> String {
+    let buffer = LOGS.get_or_init(|| Arc::new(Mutex::new(Vec::new())));
+    String::from_utf8_lossy(&buffer.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
+}
+
+/// What a test changes in the world.
+#[derive(Clone)]
+pub(crate) struct Options {
+    /// Configure Microsoft 365.
+    pub(crate) microsoft: bool,
+    /// The approved configuration's environment.
+    pub(crate) environment: Environment,
+    /// Write-back attempts before a dead letter.
+    pub(crate) max_attempts: u32,
+    /// Also write back through Epic's connection-status service.
+    pub(crate) epic_sink: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            microsoft: true,
+            environment: Environment::Test,
+            max_attempts: 4,
+            epic_sink: true,
+        }
+    }
+}
+
+/// A running test world.
+pub(crate) struct Env {
+    pub(crate) dir: TempDir,
+    pub(crate) ehr: MockServer,
+    pub(crate) smart: SmartFake,
+    pub(crate) fhir: FhirFake,
+    pub(crate) epic: EpicConnectionStatusFake,
+    pub(crate) ms: MockServer,
+    pub(crate) entra: FakeEntra,
+    pub(crate) graph: FakeGraph,
+    /// A second handle on the service's database.
+    pub(crate) store: SqliteStore,
+    /// `http://127.0.0.1:{port}`.
+    pub(crate) base: String,
+    _service: LaunchService,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+/// Stores an approved configuration for `fhir_base` in `environment`.
+pub(crate) async fn approve(
+    store: &SqliteStore,
+    id: &str,
+    fhir_base: &str,
+    environment: Environment,
+) {
+    let tenant = TenantId::new("contoso").unwrap();
+    let _ = store
+        .insert_tenant(&Tenant {
+            id: tenant.clone(),
+            name: "Contoso Health".into(),
+            microsoft_tenant_id: MicrosoftTenantId::new(entra::TENANT_ID).unwrap(),
+            created_at: Utc::now(),
+        })
+        .await;
+    let admin = Actor::admin(
+        tenant.clone(),
+        Username::new("admin@contoso.example").unwrap(),
+    );
+    let approver = Actor::approver(tenant, Username::new("analyst@contoso.example").unwrap());
+    let url = FhirBaseUrl::parse(fhir_base, UrlPolicy::DEVELOPMENT).unwrap();
+    let settings = ConfigurationSettings {
+        fhir_base_url: url.clone(),
+        environment,
+        approver: Username::new("analyst@contoso.example").unwrap(),
+        ehr_client: EhrClientSettings {
+            client_id: ClientId::new(EHR_CLIENT_ID).unwrap(),
+            patient_client_id: None,
+            auth: ClientAuth::PrivateKeyJwt,
+            scope_style: ScopeStyle::V1,
+            send_epic_client_id_header: true,
+        },
+    };
+    let now = Utc::now();
+    let t =
+        Configuration::create(&admin, ConfigurationId::new(id).unwrap(), settings, now).unwrap();
+    store.save_configuration(&t).await.unwrap();
+    let t = t.configuration.submit(&admin, now).unwrap();
+    store.save_configuration(&t).await.unwrap();
+    let t = t
+        .configuration
+        .record_ehr_validation(
+            &approver,
+            &url,
+            EhrUserId::new("Practitioner/analyst").unwrap(),
+            now,
+        )
+        .unwrap();
+    store.save_configuration(&t).await.unwrap();
+    let t = t.configuration.approve(&approver, now).unwrap();
+    store.save_configuration(&t).await.unwrap();
+}
+
+impl Env {
+    pub(crate) async fn start() -> Self {
+        Self::start_with(Options::default()).await
+    }
+
+    pub(crate) async fn start_with(options: Options) -> Self {
+        capture_logs();
+        let dir = tempfile::tempdir().unwrap();
+        let db_path = dir.path().join("visitbridge.sqlite");
+        let key_path = dir.path().join("backend.pem");
+        std::fs::write(&key_path, keys::CLIENT_RSA).unwrap();
+
+        let ehr = MockServer::start().await;
+        let smart = SmartFake::mount(
+            &ehr,
+            ExpectedClientAuth::PrivateKeyJwt {
+                client_id: EHR_CLIENT_ID.into(),
+                public_key_pem: keys::CLIENT_RSA_PUB.into(),
+                algorithm: jsonwebtoken::Algorithm::RS384,
+                kid: BACKEND_KID.into(),
+            },
+        )
+        .await;
+        let fhir = FhirFake::mount_on(&ehr, visitbridge_testkit::fhir::EPIC_BASE_PATH).await;
+        let epic =
+            EpicConnectionStatusFake::mount_on(&ehr, INTERCONNECT_PREFIX, EHR_CLIENT_ID).await;
+        let ms = MockServer::start().await;
+        let entra = FakeEntra::mount(&ms).await;
+        let graph = FakeGraph::mount_with_entra(&ms, &entra).await;
+
+        let store = SqliteStore::open(&db_path).await.unwrap();
+        approve(
+            &store,
+            CONFIGURATION_ID,
+            &smart.fhir_base(),
+            options.environment,
+        )
+        .await;
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let base = format!("http://{addr}");
+        let microsoft = if options.microsoft {
+            format!(
+                r#"
+                [microsoft]
+                login_base = "{login}"
+                tenant_id = "{tenant}"
+                client_id = "{client}"
+                client_secret = "{secret}"
+                graph_base = "{graph}"
+                client_state = "{CLIENT_STATE}"
+                "#,
+                login = entra.login_base(),
+                tenant = entra::TENANT_ID,
+                client = entra::CLIENT_ID,
+                secret = entra::CLIENT_SECRET,
+                graph = graph.graph_base(),
+            )
+        } else {
+            String::new()
+        };
+        let epic_sink = if options.epic_sink {
+            format!(
+                r#"
+                [[writeback.sinks]]
+                kind = "epic-connection-status"
+                interconnect_base = "{interconnect}"
+                client_id = "{EHR_CLIENT_ID}"
+                vendor_name = "VisitBridge"
+                external_id_type = "TEST-ID-TYPE"
+                connected_status = "TEST-CONNECTED"
+                disconnected_status = "TEST-DISCONNECTED"
+                "#,
+                interconnect = epic.interconnect_base(),
+            )
+        } else {
+            String::new()
+        };
+        let toml = format!(
+            r#"
+            public_base_url = "{base}"
+            notification_base_url = "https://visits.example.test"
+            database = "{db}"
+            dev_mode = true
+            deployment_secret = "test-deployment-secret-0123456789abcdef"
+            patient_link_ttl_minutes = 60
+            [backend_key]
+            private_key_file = "{key}"
+            key_id = "{BACKEND_KID}"
+            algorithm = "RS384"
+            [writeback]
+            max_attempts = {attempts}
+            retry_base_millis = 30
+            retry_max_seconds = 1
+            poll_millis = 50
+            [[writeback.sinks]]
+            kind = "fhir-audit-event"
+            mode = "conditional-create"
+            {epic_sink}
+            {microsoft}
+            "#,
+            db = db_path.display(),
+            key = key_path.display(),
+            attempts = options.max_attempts,
+        );
+        let config = LaunchConfig::from_toml(&toml).unwrap();
+        let service = LaunchService::build(config, url::Url::parse(&base).unwrap())
+            .await
+            .unwrap();
+        let router = app(service.state());
+        let server = tokio::spawn(async move {
+            axum::serve(listener, router).await.unwrap();
+        });
+        Self {
+            dir,
+            ehr,
+            smart,
+            fhir,
+            epic,
+            ms,
+            entra,
+            graph,
+            store,
+            base,
+            _service: service,
+            server,
+        }
+    }
+
+    /// A launch URL of a record, with the EHR's `iss` and a `launch`, the record context, and
+    /// `extra` parameters.
+    pub(crate) fn launch_url(&self, record: &str, extra: &[(&str, &str)]) -> String {
+        let mut url = url::Url::parse(&format!("{}/launch/{record}", self.base)).unwrap();
+        url.query_pairs_mut()
+            .append_pair("iss", &self.smart.fhir_base())
+            .append_pair("launch", "opaque-launch-token");
+        for (k, v) in extra {
+            url.query_pairs_mut().append_pair(k, v);
+        }
+        url.to_string()
+    }
+
+    /// The record context of the fixture visit (CSN and a test environment).
+    pub(crate) fn visit_context() -> Vec<(&'static str, &'static str)> {
+        vec![
+            ("sessionId", "58219301"),
+            ("departmentId", "10501101"),
+            ("conferenceId", ""),
+            ("environment", "test"),
+        ]
+    }
+
+    pub(crate) fn browser(&self) -> Browser {
+        Browser::new(&self.base)
+    }
+
+    /// A visit by id, from the service's database.
+    pub(crate) async fn visit(&self, id: &str) -> Visit {
+        self.store
+            .get_visit(&VisitId::new(id).unwrap())
+            .await
+            .unwrap()
+            .expect("visit stored")
+    }
+
+    /// Waits (bounded) until `check` holds.
+    pub(crate) async fn eventually(&self, what: &str, mut check: impl AsyncFnMut() -> bool) {
+        for _ in 0..200 {
+            if check().await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("timed out waiting for: {what}");
+    }
+}
+
+/// Where a navigation ended.
+#[derive(Debug)]
+pub(crate) struct Page {
+    pub(crate) status: u16,
+    /// The last URL requested.
+    pub(crate) url: String,
+    pub(crate) body: String,
+    /// The Teams URL we were redirected to (not followed).
+    pub(crate) teams: Option<String>,
+    /// Every URL requested, in order.
+    pub(crate) trail: Vec<String>,
+}
+
+impl Page {
+    /// The visit id of a `/visits/{id}` page.
+    pub(crate) fn visit_id(&self) -> String {
+        let path = url::Url::parse(&self.url).unwrap().path().to_owned();
+        path.strip_prefix("/visits/")
+            .unwrap_or_else(|| panic!("not a visit page: {} ({})", self.url, self.body))
+            .to_owned()
+    }
+}
+
+/// A browser: a cookie jar for our host, redirects followed by hand.
+#[derive(Clone)]
+pub(crate) struct Browser {
+    client: reqwest::Client,
+    base: String,
+    jar: Arc<Mutex<BTreeMap<String, String>>>,
+}
+
+fn unescape(s: &str) -> String {
+    s.replace("&#x2F;", "/")
+        .replace("&#x27;", "'")
+        .replace("&#39;", "'")
+        .replace("&quot;", "\"")
+        .replace("&#34;", "\"")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+fn attribute(tag: &str, name: &str) -> Option<String> {
+    let start = tag.find(&format!("{name}=\""))? + name.len() + 2;
+    let end = start + tag[start..].find('"')?;
+    Some(unescape(&tag[start..end]))
+}
+
+/// The action and fields of the auto-posting sign-in form, if `body` is that page.
+fn authorize_form(body: &str) -> Option<(String, Vec<(String, String)>)> {
+    let form_at = body.find("<form id=\"authorize\"")?;
+    let form_tag_end = form_at + body[form_at..].find('>')?;
+    let action = attribute(&body[form_at..form_tag_end], "action")?;
+    let fields = body[form_tag_end..]
+        .split("<input ")
+        .skip(1)
+        .filter_map(|tag| Some((attribute(tag, "name")?, attribute(tag, "value")?)))
+        .collect();
+    Some((action, fields))
+}
+
+pub(crate) fn is_teams(url: &str) -> bool {
+    url.starts_with("https://teams.microsoft.com/")
+        || url.starts_with("https://visit.teams.microsoft.com/")
+}
+
+impl Browser {
+    pub(crate) fn new(base: &str) -> Self {
+        Self {
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            base: base.to_owned(),
+            jar: Arc::default(),
+        }
+    }
+
+    fn ours(&self, url: &str) -> bool {
+        url.starts_with(&self.base)
+    }
+
+    fn cookie_header(&self) -> String {
+        self.jar
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    fn keep_cookies(&self, response: &reqwest::Response) {
+        for value in response.headers().get_all("set-cookie") {
+            let text = value.to_str().unwrap();
+            let pair = text.split(';').next().unwrap();
+            let (name, value) = pair.split_once('=').unwrap();
+            self.jar
+                .lock()
+                .unwrap()
+                .insert(name.trim().to_owned(), value.trim().to_owned());
+        }
+    }
+
+    /// One GET (cookies for our host only).
+    pub(crate) async fn get(&self, url: &str) -> reqwest::Response {
+        let mut request = self.client.get(url);
+        if self.ours(url) && !self.jar.lock().unwrap().is_empty() {
+            request = request.header("cookie", self.cookie_header());
+        }
+        let response = request.send().await.unwrap();
+        if self.ours(url) {
+            self.keep_cookies(&response);
+        }
+        response
+    }
+
+    /// One form POST (cookies for our host only).
+    pub(crate) async fn post_form(
+        &self,
+        url: &str,
+        fields: &[(String, String)],
+    ) -> reqwest::Response {
+        let mut request = self.client.post(url).form(fields);
+        if self.ours(url) && !self.jar.lock().unwrap().is_empty() {
+            request = request.header("cookie", self.cookie_header());
+        }
+        let response = request.send().await.unwrap();
+        if self.ours(url) {
+            self.keep_cookies(&response);
+        }
+        response
+    }
+
+    /// Follows redirects (and submits the EHR sign-in form) until a page, or a Teams URL.
+    pub(crate) async fn navigate(&self, start: &str) -> Page {
+        let mut url = start.to_owned();
+        let mut form: Option<Vec<(String, String)>> = None;
+        let mut trail = Vec::new();
+        for _ in 0..20 {
+            trail.push(url.clone());
+            let response = match form.take() {
+                Some(fields) => self.post_form(&url, &fields).await,
+                None => self.get(&url).await,
+            };
+            let status = response.status().as_u16();
+            if response.status().is_redirection() {
+                let location = response.headers()["location"].to_str().unwrap().to_owned();
+                let next = url::Url::parse(&url)
+                    .unwrap()
+                    .join(&location)
+                    .unwrap()
+                    .to_string();
+                if is_teams(&next) {
+                    return Page {
+                        status,
+                        url,
+                        body: String::new(),
+                        teams: Some(next),
+                        trail,
+                    };
+                }
+                url = next;
+                continue;
+            }
+            let body = response.text().await.unwrap();
+            if status == 200
+                && let Some((action, fields)) = authorize_form(&body)
+            {
+                url = action;
+                form = Some(fields);
+                continue;
+            }
+            return Page {
+                status,
+                url,
+                body,
+                teams: None,
+                trail,
+            };
+        }
+        panic!("too many redirects from {start}");
+    }
+}

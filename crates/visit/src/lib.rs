@@ -1,0 +1,46 @@
+//! The launch decisions of VisitBridge, kept out of the launch service's HTTP wiring.
+//!
+//! When a clinician or patient launches a virtual visit, the launch service must decide *which
+//! visit* it is (and so which one Teams meeting), and later what the clinician's live panel shows.
+//! Those decisions are here, unit-tested against fakes, with no HTTP server or database:
+//!
+//! - [`RecordContext`]: the integration record's context parameters (`sessionId`, `departmentId`,
+//!   `conferenceId`, `environment`) as the EHR substituted them. Only those keys are read; a
+//!   token the EHR left unsubstituted (`%CSN%`) is an error that says the record was copied wrong.
+//! - [`visit_key`]: the meeting's key from the launch alone, so the meeting can be created
+//!   *while* FHIR is read: a group visit's conference id, else the CSN, else the Appointment the
+//!   token response names. Keys are namespaced (`conf:`, `csn:`, `appt:`) so two kinds of id can
+//!   never collide.
+//! - [`resolve_visit`]: the Appointment behind the launch, in a fixed order of evidence — Epic's
+//!   `appointment` in the token response, SMART 2's `fhirContext`, the Encounter's
+//!   `appointment`, the patient's appointment today — through the [`VisitDirectory`] trait
+//!   (implemented for `visitbridge_fhir::FhirClient`). Only ids come out: names on references
+//!   are never read.
+//! - [`PatientLink`]: signed (HMAC-SHA256 under the deployment secret, domain-separated),
+//!   expiring links to a visit, carrying the configuration id and the *hashed* visit key.
+//! - [`RosterState`]: the live participant panel (lobby, connected, disconnected) from Graph's
+//!   participant events, labelled "Clinician (you)", "Patient / guest 1"… — display names do not
+//!   exist in any type here.
+//!
+//! # Example
+//!
+//! ```
+//! use visitbridge_smart::LaunchContext;
+//! use visitbridge_visit::{RecordContext, visit_key};
+//!
+//! let record = RecordContext::from_params([("sessionId", "12345"), ("environment", "test")])?;
+//! let context: LaunchContext = serde_json::from_str(r#"{"appointment": "eVa-Ad1"}"#)?;
+//! assert_eq!(visit_key(&record, &context).unwrap().as_str(), "csn:12345");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![deny(missing_docs)]
+
+mod context;
+mod link;
+mod resolve;
+mod roster;
+
+pub use context::{RecordContext, RecordContextError, VisitKey, context_appointment, visit_key};
+pub use link::{LinkError, PatientLink, at_unix};
+pub use resolve::{FoundBy, LaunchFacts, ResolvedVisit, VisitDirectory, VisitError, resolve_visit};
+pub use roster::{PanelEntry, PanelView, Party, PartyClass, Presence, RosterChange, RosterState};

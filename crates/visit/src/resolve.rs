@@ -1,0 +1,457 @@
+//! Finding the visit (the FHIR Appointment) a launch is for, in a fixed order of evidence.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use visitbridge_fhir::{
+    Appointment, AppointmentId, AppointmentStatus, DatePrefix, Encounter, EncounterId, FhirClient,
+    FhirError, PatientId, PractitionerId, SearchQuery,
+};
+use visitbridge_smart::LaunchContext;
+
+use crate::{RecordContext, VisitKey, context::context_appointment, visit_key};
+
+/// How the visit was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FoundBy {
+    /// Epic's `appointment` in the token response.
+    EpicAppointment,
+    /// A SMART 2 `fhirContext` Appointment reference.
+    FhirContext,
+    /// The launch's Encounter, through `Encounter.appointment`.
+    Encounter,
+    /// The patient's appointment today (with the launching practitioner when known).
+    TodaysAppointment,
+}
+
+/// The visit a launch is for: ids only (no names, no demographics).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResolvedVisit {
+    /// The meeting's visit key.
+    pub key: VisitKey,
+    /// The FHIR Appointment.
+    pub appointment: AppointmentId,
+    /// The FHIR Encounter, when known.
+    pub encounter: Option<EncounterId>,
+    /// The patient, when known (a reference only).
+    pub patient: Option<PatientId>,
+    /// The practitioners of the Appointment, in document order (the performer first, as Epic
+    /// lists it).
+    pub practitioners: Vec<PractitionerId>,
+    /// The planned start.
+    pub start: Option<DateTime<Utc>>,
+    /// The planned end.
+    pub end: Option<DateTime<Utc>>,
+    /// How it was found.
+    pub found_by: FoundBy,
+}
+
+/// Why the visit could not be found.
+#[derive(Debug, thiserror::Error)]
+pub enum VisitError {
+    /// Nothing in the launch leads to an appointment.
+    #[error(
+        "this launch does not say which visit it is for (no appointment, encounter or patient in \
+         the launch context, and no appointment today): launch from the visit itself, or check that \
+         the integration record passes the visit's context"
+    )]
+    NotFound,
+    /// The launch named an id that is not a valid FHIR id.
+    #[error("the launch context names an invalid {0} id")]
+    InvalidId(&'static str),
+    /// The EHR's FHIR server failed or refused.
+    #[error("the EHR's FHIR server could not be read: {0}")]
+    Fhir(#[from] FhirError),
+}
+
+/// The FHIR reads visit resolution needs; implemented for [`FhirClient`], and by fakes in tests.
+#[async_trait::async_trait]
+pub trait VisitDirectory: Send + Sync {
+    /// `GET Appointment/{id}`.
+    async fn appointment(&self, id: &AppointmentId) -> Result<Appointment, FhirError>;
+    /// `GET Encounter/{id}`.
+    async fn encounter(&self, id: &EncounterId) -> Result<Encounter, FhirError>;
+    /// `GET Encounter?appointment={id}`.
+    async fn encounters_of(&self, appointment: &AppointmentId)
+    -> Result<Vec<Encounter>, FhirError>;
+    /// `GET Appointment?patient={id}&date={day}` (and `practitioner` when given).
+    async fn appointments_on(
+        &self,
+        patient: &PatientId,
+        practitioner: Option<&PractitionerId>,
+        day: NaiveDate,
+    ) -> Result<Vec<Appointment>, FhirError>;
+}
+
+#[async_trait::async_trait]
+impl VisitDirectory for FhirClient {
+    async fn appointment(&self, id: &AppointmentId) -> Result<Appointment, FhirError> {
+        self.read(id).await
+    }
+
+    async fn encounter(&self, id: &EncounterId) -> Result<Encounter, FhirError> {
+        self.read(id).await
+    }
+
+    async fn encounters_of(
+        &self,
+        appointment: &AppointmentId,
+    ) -> Result<Vec<Encounter>, FhirError> {
+        let page = self
+            .search(&SearchQuery::<Encounter>::new().appointment(appointment))
+            .await?;
+        Ok(page.resources().cloned().collect())
+    }
+
+    async fn appointments_on(
+        &self,
+        patient: &PatientId,
+        practitioner: Option<&PractitionerId>,
+        day: NaiveDate,
+    ) -> Result<Vec<Appointment>, FhirError> {
+        let mut query = SearchQuery::<Appointment>::new()
+            .patient(patient)
+            .date(DatePrefix::Eq, day);
+        if let Some(practitioner) = practitioner {
+            query = query.practitioner(practitioner);
+        }
+        let page = self.search_all(&query, 3).await?;
+        Ok(page.resources().cloned().collect())
+    }
+}
+
+/// What a launch tells about its visit.
+#[derive(Debug, Clone, Copy)]
+pub struct LaunchFacts<'a> {
+    /// The record's context parameters.
+    pub record: &'a RecordContext,
+    /// The token response's launch context.
+    pub context: &'a LaunchContext,
+    /// The launching practitioner (from `fhirUser`), for the search of today's appointments.
+    pub practitioner: Option<&'a PractitionerId>,
+    /// Now (passed in for tests).
+    pub now: DateTime<Utc>,
+}
+
+fn id<R>(text: &str, what: &'static str) -> Result<visitbridge_fhir::Id<R>, VisitError> {
+    visitbridge_fhir::Id::new(text.trim()).map_err(|_| VisitError::InvalidId(what))
+}
+
+fn usable(appointment: &Appointment) -> bool {
+    !matches!(
+        appointment.status,
+        Some(
+            AppointmentStatus::Cancelled
+                | AppointmentStatus::Noshow
+                | AppointmentStatus::EnteredInError
+        )
+    )
+}
+
+/// Finds the launch's visit, in this order: Epic's `appointment` in the token response; SMART 2's
+/// `fhirContext` Appointment; the launch Encounter's `appointment`; the patient's (usable)
+/// appointment today, with the launching practitioner when known, the one starting closest to
+/// now; else [`VisitError::NotFound`].
+///
+/// When the Appointment is named by the token response, its read and (if the context has no
+/// encounter) the encounter search run concurrently: one round trip.
+pub async fn resolve_visit(
+    facts: LaunchFacts<'_>,
+    directory: &dyn VisitDirectory,
+) -> Result<ResolvedVisit, VisitError> {
+    let context_encounter = match facts.context.encounter.as_deref() {
+        Some(e) if !e.trim().is_empty() => Some(id::<Encounter>(e, "encounter")?),
+        _ => None,
+    };
+    let (appointment, encounter, found_by) =
+        if let Some((appointment_id, found_by)) = context_appointment(facts.context) {
+            let appointment_id = id::<Appointment>(&appointment_id, "appointment")?;
+            let (appointment, encounter) = match &context_encounter {
+                Some(encounter) => (
+                    directory.appointment(&appointment_id).await?,
+                    Some(encounter.clone()),
+                ),
+                None => {
+                    let (appointment, encounters) = futures_util::future::join(
+                        directory.appointment(&appointment_id),
+                        directory.encounters_of(&appointment_id),
+                    )
+                    .await;
+                    // The encounter only enriches the audit trail: its search failing does not fail
+                    // the launch.
+                    let encounter = encounters
+                        .ok()
+                        .and_then(|list| list.into_iter().find_map(|e| e.id));
+                    (appointment?, encounter)
+                }
+            };
+            (appointment, encounter, found_by)
+        } else if let Some(encounter_id) = &context_encounter {
+            let encounter = directory.encounter(encounter_id).await?;
+            let appointment_id = encounter
+                .appointment_ids()
+                .into_iter()
+                .next()
+                .ok_or(VisitError::NotFound)?;
+            (
+                directory.appointment(&appointment_id).await?,
+                Some(encounter_id.clone()),
+                FoundBy::Encounter,
+            )
+        } else if let Some(patient) = facts.context.patient.as_deref() {
+            let patient = id::<visitbridge_fhir::Patient>(patient, "patient")?;
+            let today = facts.now.date_naive();
+            let candidates = directory
+                .appointments_on(&patient, facts.practitioner, today)
+                .await?;
+            let appointment = candidates
+                .into_iter()
+                .filter(usable)
+                .min_by_key(|a| {
+                    a.start
+                        .as_ref()
+                        .and_then(|s| s.utc())
+                        .map_or(i64::MAX, |s| (s - facts.now).num_seconds().abs())
+                })
+                .ok_or(VisitError::NotFound)?;
+            (appointment, None, FoundBy::TodaysAppointment)
+        } else {
+            return Err(VisitError::NotFound);
+        };
+
+    let appointment_id = appointment.id.clone().ok_or(VisitError::NotFound)?;
+    let key = visit_key(facts.record, facts.context)
+        .unwrap_or_else(|| VisitKey::appointment(appointment_id.as_str()));
+    let patient = appointment.patient_id().or_else(|| {
+        facts
+            .context
+            .patient
+            .as_deref()
+            .and_then(|p| visitbridge_fhir::Id::new(p.trim()).ok())
+    });
+    Ok(ResolvedVisit {
+        key,
+        encounter,
+        patient,
+        practitioners: appointment.practitioner_ids(),
+        start: appointment.start.as_ref().and_then(|s| s.utc()),
+        end: appointment.end.as_ref().and_then(|s| s.utc()),
+        appointment: appointment_id,
+        found_by,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use serde_json::json;
+
+    use super::*;
+
+    #[derive(Default)]
+    struct Fake {
+        calls: Mutex<Vec<String>>,
+        appointments: Vec<Appointment>,
+        encounters: Vec<Encounter>,
+    }
+
+    fn appointment(id: &str, start: &str, status: &str) -> Appointment {
+        serde_json::from_value(json!({
+            "resourceType": "Appointment", "id": id, "status": status, "start": start,
+            "participant": [
+                {"actor": {"reference": "Patient/pat-1", "display": "Lopez, Camila"}},
+                {"actor": {"reference": "Practitioner/doc-1"}},
+                {"actor": {"reference": "Location/loc-1"}}
+            ]
+        }))
+        .unwrap()
+    }
+
+    fn not_found() -> FhirError {
+        FhirError::NotFound {
+            resource_type: "Resource",
+            id: "x".into(),
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl VisitDirectory for Fake {
+        async fn appointment(&self, id: &AppointmentId) -> Result<Appointment, FhirError> {
+            self.calls
+                .lock()
+                .unwrap()
+                .push(format!("read Appointment/{id}"));
+            self.appointments
+                .iter()
+                .find(|a| a.id.as_ref() == Some(id))
+                .cloned()
+                .ok_or_else(not_found)
+        }
+        async fn encounter(&self, id: &EncounterId) -> Result<Encounter, FhirError> {
+            self.calls
+                .lock()
+                .unwrap()
+                .push(format!("read Encounter/{id}"));
+            self.encounters
+                .iter()
+                .find(|e| e.id.as_ref() == Some(id))
+                .cloned()
+                .ok_or_else(not_found)
+        }
+        async fn encounters_of(
+            &self,
+            appointment: &AppointmentId,
+        ) -> Result<Vec<Encounter>, FhirError> {
+            self.calls
+                .lock()
+                .unwrap()
+                .push(format!("search Encounter?appointment={appointment}"));
+            Ok(self
+                .encounters
+                .iter()
+                .filter(|e| e.appointment_ids().contains(appointment))
+                .cloned()
+                .collect())
+        }
+        async fn appointments_on(
+            &self,
+            patient: &PatientId,
+            practitioner: Option<&PractitionerId>,
+            _day: NaiveDate,
+        ) -> Result<Vec<Appointment>, FhirError> {
+            self.calls.lock().unwrap().push(format!(
+                "search Appointment?patient={patient}&practitioner={}",
+                practitioner.map(|p| p.as_str()).unwrap_or("-")
+            ));
+            Ok(self.appointments.clone())
+        }
+    }
+
+    fn fake() -> Fake {
+        Fake {
+            appointments: vec![
+                appointment("a-early", "2026-03-05T09:00:00Z", "booked"),
+                appointment("a-now", "2026-03-05T14:00:00Z", "booked"),
+                appointment("a-cancelled", "2026-03-05T14:05:00Z", "cancelled"),
+            ],
+            encounters: vec![
+                serde_json::from_value(json!({
+                    "resourceType": "Encounter", "id": "enc-1",
+                    "appointment": [{"reference": "Appointment/a-now"}]
+                }))
+                .unwrap(),
+            ],
+            ..Fake::default()
+        }
+    }
+
+    /// Resolves with `record` and `context`; returns the result and the FHIR calls made.
+    async fn check(
+        record: &[(&str, &str)],
+        context: serde_json::Value,
+    ) -> (Result<ResolvedVisit, String>, Vec<String>) {
+        let fake = fake();
+        let record = RecordContext::from_params(record.iter().copied()).unwrap();
+        let context: LaunchContext = serde_json::from_value(context).unwrap();
+        let practitioner = PractitionerId::new("doc-1").unwrap();
+        let now = DateTime::parse_from_rfc3339("2026-03-05T14:10:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let result = resolve_visit(
+            LaunchFacts {
+                record: &record,
+                context: &context,
+                practitioner: Some(&practitioner),
+                now,
+            },
+            &fake,
+        )
+        .await
+        .map_err(|e| e.to_string());
+        let mut calls = fake.calls.into_inner().unwrap();
+        calls.sort();
+        (result, calls)
+    }
+
+    #[tokio::test]
+    async fn epic_appointment_comes_first_and_reads_run_together() {
+        let (visit, calls) = check(
+            &[("sessionId", "777")],
+            json!({"appointment": "a-now", "fhirContext": [{"reference": "Appointment/a-early"}]}),
+        )
+        .await;
+        let visit = visit.unwrap();
+        assert_eq!(visit.found_by, FoundBy::EpicAppointment);
+        assert_eq!(visit.appointment.as_str(), "a-now");
+        assert_eq!(visit.key.as_str(), "csn:777");
+        assert_eq!(visit.encounter.as_ref().map(|e| e.as_str()), Some("enc-1"));
+        assert_eq!(visit.patient.as_ref().map(|p| p.as_str()), Some("pat-1"));
+        assert_eq!(
+            visit
+                .practitioners
+                .iter()
+                .map(|p| p.as_str())
+                .collect::<Vec<_>>(),
+            vec!["doc-1"]
+        );
+        assert_eq!(
+            calls,
+            vec![
+                "read Appointment/a-now",
+                "search Encounter?appointment=a-now"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn the_context_encounter_saves_the_encounter_search() {
+        let (visit, calls) =
+            check(&[], json!({"appointment": "a-now", "encounter": "enc-9"})).await;
+        let visit = visit.unwrap();
+        assert_eq!(visit.encounter.as_ref().map(|e| e.as_str()), Some("enc-9"));
+        assert_eq!(visit.key.as_str(), "appt:a-now");
+        assert_eq!(calls, vec!["read Appointment/a-now"]);
+    }
+
+    #[tokio::test]
+    async fn fhir_context_then_encounter_then_todays_appointment() {
+        let (visit, _) = check(
+            &[],
+            json!({"fhirContext": [{"reference": "Appointment/a-early"}]}),
+        )
+        .await;
+        assert_eq!(visit.unwrap().found_by, FoundBy::FhirContext);
+
+        let (visit, calls) = check(&[], json!({"encounter": "enc-1", "patient": "pat-1"})).await;
+        let visit = visit.unwrap();
+        assert_eq!(visit.found_by, FoundBy::Encounter);
+        assert_eq!(visit.appointment.as_str(), "a-now");
+        assert_eq!(
+            calls,
+            vec!["read Appointment/a-now", "read Encounter/enc-1"]
+        );
+
+        let (visit, calls) = check(&[], json!({"patient": "pat-1"})).await;
+        let visit = visit.unwrap();
+        assert_eq!(visit.found_by, FoundBy::TodaysAppointment);
+        // The closest usable one: the cancelled appointment five minutes earlier is skipped.
+        assert_eq!(visit.appointment.as_str(), "a-now");
+        assert_eq!(visit.key.as_str(), "appt:a-now");
+        assert_eq!(
+            calls,
+            vec!["search Appointment?patient=pat-1&practitioner=doc-1"]
+        );
+    }
+
+    #[tokio::test]
+    async fn nothing_to_go_on_is_a_clear_error_without_fhir_calls() {
+        let (visit, calls) = check(&[], json!({})).await;
+        assert!(visit.unwrap_err().contains("does not say which visit"));
+        assert!(calls.is_empty());
+        let (visit, _) = check(&[], json!({"encounter": "unknown-enc"})).await;
+        assert!(visit.unwrap_err().contains("FHIR server"));
+        let (visit, _) = check(&[], json!({"appointment": "bad/../id"})).await;
+        assert!(visit.unwrap_err().contains("invalid appointment id"));
+    }
+}
