@@ -129,7 +129,11 @@ fn generated_es384_keys_sign_and_publish_their_public_half() {
     assert_eq!(json["crv"], "P-384");
     assert!(json.get("d").is_none(), "private key leaked: {json}");
     let jwt = key
-        .sign("my-client", "https://ehr.example/token", Duration::from_secs(60))
+        .sign(
+            "my-client",
+            "https://ehr.example/token",
+            Duration::from_secs(60),
+        )
         .unwrap();
     verify(&jwt, Algorithm::ES384, DecodingKey::from_jwk(&jwk).unwrap());
     let other = ClientAssertionKey::generate_es384("fresh").unwrap();

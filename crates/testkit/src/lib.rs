@@ -1,0 +1,24 @@
+//! Test support for VisitBridge: wiremock fakes of every upstream, and the fixtures they serve.
+//!
+//! Every crate's tests (and the workspace end-to-end tests) talk real HTTP to these fakes, so the
+//! shapes are written once, here, copied from the real services' documented answers
+//! (`fixtures/` holds payloads as Epic and Microsoft send them). Each module mounts its mocks on a
+//! [`wiremock::MockServer`] you pass in, so one server can play a whole EHR (SMART + FHIR) or the
+//! whole Microsoft cloud (Entra ID + Graph), the way the real hosts are laid out.
+//!
+//! - [`fixtures`]: the sample payloads and test keys, compiled in (no file reads at run time).
+//! - [`smart`]: a SMART App Launch authorization server (discovery, token, JWKS, signed id_tokens).
+//! - [`fhir`]: an Epic-shaped FHIR R4 server.
+//! - [`entra`]: Entra ID (app-only tokens, OpenID Connect user sign-in).
+//! - [`graph`]: Microsoft Graph online meetings, subscriptions and attendance reports.
+//! - [`epic`]: Epic's proprietary Telehealth connection-status web service.
+//!
+//! This crate is a dev-dependency only; its set-up code may panic on a broken fixture.
+#![deny(missing_docs)]
+
+pub mod entra;
+pub mod epic;
+pub mod fhir;
+pub mod fixtures;
+pub mod graph;
+pub mod smart;
