@@ -1,0 +1,338 @@
+//! The whole VisitBridge system on one machine, for a first look and for end-to-end tests.
+//!
+//! [`start`] runs, on loopback ports, the sandbox EHR and the sandbox Microsoft 365 (from
+//! `visitbridge-sandbox`), the launch service and the configuration portal, sharing one embedded
+//! SQLite database. It seeds that database with the sandbox organisation and an **approved**
+//! configuration for the sandbox EHR (test environment), so the EHR schedule's *Begin virtual
+//! visit* buttons work at once; the portal shows that configuration, and its approval flow can be
+//! walked through again with a new one.
+//!
+//! This is wiring only: the services are configured through the same TOML their binaries read, so
+//! the demo also documents a working configuration of each.
+
+use std::{net::SocketAddr, path::PathBuf, sync::Arc};
+
+use anyhow::Context as _;
+use chrono::Utc;
+use url::Url;
+use visitbridge_approval::{
+    Actor, ClientAuth, ClientId, Configuration, ConfigurationId, ConfigurationSettings,
+    EhrClientSettings, EhrUserId, Environment, FhirBaseUrl, Role, ScopeStyle, SecretRef, TenantId,
+    UrlPolicy, Username,
+};
+use visitbridge_launch::{LaunchConfig, LaunchService};
+use visitbridge_portal::{AppState as PortalState, PortalConfig};
+use visitbridge_sandbox::{RunningSandbox, Sandbox, SandboxConfig};
+use visitbridge_store::{
+    ConfigurationRepo as _, MicrosoftTenantId, SqliteStore, Store, Tenant, TenantRepo as _,
+};
+
+/// The EHR client id the demo configuration is registered with (the sandbox accepts any).
+pub const DEMO_EHR_CLIENT_ID: &str = "visitbridge-demo";
+/// The name of the demo configuration's EHR client secret (`secret_ref`).
+const DEMO_SECRET_REF: &str = "SANDBOX_EHR_CLIENT_SECRET";
+
+/// Where the demo listens and keeps its data.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// The sandbox EHR's address (port 0 picks a free port).
+    pub ehr: SocketAddr,
+    /// The sandbox Microsoft 365's address.
+    pub microsoft: SocketAddr,
+    /// The configuration portal's address.
+    pub portal: SocketAddr,
+    /// The launch service's address.
+    pub launch: SocketAddr,
+    /// Where the SQLite database goes; `None`: a temporary folder removed at exit.
+    pub data_dir: Option<PathBuf>,
+}
+
+/// The running demo: its addresses and who to sign in as.
+pub struct RunningDemo {
+    /// The sandbox EHR's schedule of today's video visits.
+    pub schedule_url: Url,
+    /// What the EHR received through write-back.
+    pub ehr_audit_url: Url,
+    /// The sandbox EHR's FHIR base (the SMART `iss`).
+    pub fhir_base_url: Url,
+    /// The sandbox Microsoft 365's meeting rooms.
+    pub rooms_url: Url,
+    /// The configuration portal.
+    pub portal_url: Url,
+    /// The launch service.
+    pub launch_url: Url,
+    /// The portal admin's Microsoft username.
+    pub admin: String,
+    /// The approver's Microsoft username.
+    pub approver: String,
+    /// The SQLite database file.
+    pub database: PathBuf,
+    /// The simulated EHR and Microsoft 365 (for tests that look inside).
+    pub sandbox: RunningSandbox,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    _launch: LaunchService,
+    _data: Option<tempfile::TempDir>,
+}
+
+impl RunningDemo {
+    /// The lines the binary prints: what to open and who to be.
+    pub fn banner(&self) -> String {
+        format!(
+            "VisitBridge demo is running (sandbox EHR and Microsoft 365, all on this machine):\n\
+             \n  EHR schedule:   {schedule}\n  Portal:         {portal}\n  Meeting rooms:  {rooms}\n  \
+             EHR audit log:  {audit}\n  Launch service: {launch}\n\
+             \nWalk-through: open the EHR schedule and click \"Begin virtual visit\" as the clinician\n\
+             (first time: pick the clinician at the Microsoft sign-in), then as the patient; admit the\n\
+             patient in the meeting room and watch the clinician's live panel.\n\
+             Portal: sign in as {admin} (admin) or {approver} (approver).\n\
+             Database: {db}\nPress Ctrl+C to stop.",
+            schedule = self.schedule_url,
+            portal = self.portal_url,
+            rooms = self.rooms_url,
+            audit = self.ehr_audit_url,
+            launch = self.launch_url,
+            admin = self.admin,
+            approver = self.approver,
+            db = self.database.display(),
+        )
+    }
+}
+
+impl Drop for RunningDemo {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// Starts the sandbox, the launch service and the portal, seeded and wired together.
+pub async fn start(options: DemoOptions) -> anyhow::Result<RunningDemo> {
+    let launch_listener = tokio::net::TcpListener::bind(options.launch)
+        .await
+        .with_context(|| format!("cannot listen on {}", options.launch))?;
+    let portal_listener = tokio::net::TcpListener::bind(options.portal)
+        .await
+        .with_context(|| format!("cannot listen on {}", options.portal))?;
+    let launch_url = Url::parse(&format!("http://{}/", launch_listener.local_addr()?))?;
+    let portal_url = Url::parse(&format!("http://{}/", portal_listener.local_addr()?))?;
+
+    let sandbox = Sandbox::start(SandboxConfig {
+        ehr_listen: options.ehr,
+        ms_listen: options.microsoft,
+        ..SandboxConfig::new(launch_url.clone())
+    })
+    .await
+    .context("starting the sandbox")?;
+    let seed = sandbox.ehr.seed().clone();
+    let staff = |name: &str| {
+        seed.staff
+            .iter()
+            .find(|s| s.display_name.contains(name))
+            .map(|s| s.upn.clone())
+            .with_context(|| format!("the sandbox has no {name}"))
+    };
+    let admin = staff("Admin")?;
+    let approver = staff("Analyst")?;
+
+    let (data, data_dir) = match options.data_dir {
+        Some(dir) => (None, dir),
+        None => {
+            let tmp = tempfile::tempdir().context("creating a temporary data folder")?;
+            let path = tmp.path().to_owned();
+            (Some(tmp), path)
+        }
+    };
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+    let database = data_dir.join("visitbridge.sqlite");
+    let store = SqliteStore::open(&database)
+        .await
+        .with_context(|| format!("opening {}", database.display()))?;
+    seed_approved_configuration(&store, &sandbox, &admin, &approver).await?;
+
+    let toml_str = |s: &str| format!("{s:?}");
+    let launch_config = LaunchConfig::from_toml(&format!(
+        r#"
+listen = {listen}
+public_base_url = {launch}
+database = {db}
+dev_mode = true
+
+[ehr_client_secrets]
+{secret_ref} = "sandbox-secret-not-a-real-one"
+
+[microsoft]
+login_base = {ms}
+tenant_id = {tenant}
+client_id = "visitbridge-demo"
+client_secret = "sandbox-secret-not-a-real-one"
+graph_base = {graph}
+
+[[writeback.sinks]]
+kind = "fhir-audit-event"
+mode = "conditional-create"
+
+[[writeback.sinks]]
+kind = "epic-connection-status"
+interconnect_base = {ehr}
+client_id = {client}
+vendor_name = "VisitBridge"
+external_id_type = "sandbox-external-id"
+connected_status = "sandbox-connected"
+disconnected_status = "sandbox-disconnected"
+lobby_status = "sandbox-in-lobby"
+"#,
+        listen = toml_str(&launch_listener.local_addr()?.to_string()),
+        launch = toml_str(launch_url.as_str()),
+        db = toml_str(&database.display().to_string()),
+        secret_ref = DEMO_SECRET_REF,
+        ms = toml_str(sandbox.ms_base_url.as_str()),
+        tenant = toml_str(&sandbox.tenant_id),
+        graph = toml_str(sandbox.graph_base_url.as_str()),
+        ehr = toml_str(sandbox.ehr_base_url.as_str()),
+        client = toml_str(DEMO_EHR_CLIENT_ID),
+    ))
+    .context("the demo's launch configuration")?;
+    let launch = LaunchService::build(launch_config, launch_url.clone())
+        .await
+        .context("starting the launch service")?;
+
+    let portal_config = PortalConfig::from_toml(&format!(
+        r#"
+listen = {listen}
+public_base_url = {portal}
+cookie_secure = false
+database = {db}
+launch_base_url = {launch}
+dev_mode = true
+
+[entra]
+authority = {authority}
+client_id = "visitbridge-demo-portal"
+client_secret = "sandbox-secret-not-a-real-one"
+
+[ehr_sign_in]
+client_id = "visitbridge-demo-portal"
+client_secret = "sandbox-secret-not-a-real-one"
+
+[[admins]]
+microsoft_tenant_id = {tenant}
+usernames = [{admin}]
+"#,
+        listen = toml_str(&portal_listener.local_addr()?.to_string()),
+        portal = toml_str(portal_url.as_str()),
+        db = toml_str(&database.display().to_string()),
+        launch = toml_str(launch_url.as_str()),
+        authority = toml_str(&format!(
+            "{}{}",
+            sandbox.ms_base_url.as_str(),
+            sandbox.tenant_id
+        )),
+        tenant = toml_str(&sandbox.tenant_id),
+        admin = toml_str(&admin),
+    ))
+    .context("the demo's portal configuration")?;
+    let store: Arc<dyn Store> = Arc::new(store);
+    let portal = PortalState::new(portal_config, store).context("starting the portal")?;
+    let housekeeping = portal.spawn_housekeeping(std::time::Duration::from_secs(300));
+
+    let launch_app = visitbridge_launch::app(launch.state());
+    let portal_app = visitbridge_portal::app(portal);
+    let tasks = vec![
+        housekeeping,
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(launch_listener, launch_app).await {
+                tracing::error!(error = %e, "the launch service stopped");
+            }
+        }),
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(portal_listener, portal_app).await {
+                tracing::error!(error = %e, "the portal stopped");
+            }
+        }),
+    ];
+
+    Ok(RunningDemo {
+        schedule_url: sandbox.schedule_url.clone(),
+        ehr_audit_url: sandbox.audit_url.clone(),
+        fhir_base_url: sandbox.fhir_base_url.clone(),
+        rooms_url: sandbox.rooms_url.clone(),
+        portal_url,
+        launch_url,
+        admin,
+        approver,
+        database,
+        sandbox,
+        tasks,
+        _launch: launch,
+        _data: data,
+    })
+}
+
+/// The sandbox organisation and an approved test configuration for the sandbox EHR, made through
+/// the approval state machine exactly as the portal would (admin adds and submits; the approver
+/// signs in to the EHR and approves). Skipped when the database already has it.
+async fn seed_approved_configuration(
+    store: &SqliteStore,
+    sandbox: &RunningSandbox,
+    admin: &str,
+    approver: &str,
+) -> anyhow::Result<()> {
+    let url = FhirBaseUrl::parse(sandbox.fhir_base_url.as_str(), UrlPolicy::DEVELOPMENT)
+        .map_err(|p| anyhow::anyhow!("the sandbox FHIR URL: {p}"))?;
+    if store
+        .find_approved(&url, Environment::Test)
+        .await?
+        .is_some()
+    {
+        return Ok(());
+    }
+    let microsoft_tenant = MicrosoftTenantId::new(sandbox.tenant_id.clone())?;
+    let tenant = match store.tenant_by_microsoft_id(&microsoft_tenant).await? {
+        Some(tenant) => tenant.id,
+        None => {
+            let id = TenantId::new(sandbox.tenant_id.clone())?;
+            store
+                .insert_tenant(&Tenant {
+                    id: id.clone(),
+                    name: "VisitBridge Sandbox Health".to_owned(),
+                    microsoft_tenant_id: microsoft_tenant,
+                    created_at: Utc::now(),
+                })
+                .await?;
+            id
+        }
+    };
+    let admin = Actor::new(tenant.clone(), Username::new(admin)?, &[Role::Admin]);
+    let approver_name = Username::new(approver)?;
+    let approver = Actor::approver(tenant, approver_name.clone());
+    let settings = ConfigurationSettings {
+        fhir_base_url: url.clone(),
+        environment: Environment::Test,
+        approver: approver_name,
+        ehr_client: EhrClientSettings {
+            client_id: ClientId::new(DEMO_EHR_CLIENT_ID)?,
+            patient_client_id: None,
+            auth: ClientAuth::ClientSecretBasic {
+                secret_ref: SecretRef::new(DEMO_SECRET_REF)?,
+            },
+            scope_style: ScopeStyle::V1,
+            send_epic_client_id_header: true,
+        },
+    };
+    let now = Utc::now();
+    let id = ConfigurationId::new("sandbox-ehr-test")?;
+    let created = Configuration::create(&admin, id, settings, now)?;
+    store.save_configuration(&created).await?;
+    let submitted = created.configuration.submit(&admin, now)?;
+    store.save_configuration(&submitted).await?;
+    let ehr_user = EhrUserId::new("sandbox-analyst")?;
+    let validated = submitted
+        .configuration
+        .record_ehr_validation(&approver, &url, ehr_user, now)?;
+    store.save_configuration(&validated).await?;
+    let approved = validated.configuration.approve(&approver, now)?;
+    store.save_configuration(&approved).await?;
+    Ok(())
+}

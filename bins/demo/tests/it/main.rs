@@ -1,0 +1,56 @@
+//! The README's first command: the demo starts, prints its URLs, and they answer.
+
+use std::{
+    io::{BufRead as _, BufReader},
+    process::{Command, Stdio},
+};
+
+#[tokio::test]
+async fn the_demo_starts_on_free_ports_and_prints_urls_that_answer() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_visitbridge-demo"))
+        .args([
+            "--ehr",
+            "127.0.0.1:0",
+            "--microsoft",
+            "127.0.0.1:0",
+            "--portal",
+            "127.0.0.1:0",
+            "--launch",
+            "127.0.0.1:0",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut urls = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some((label, url)) = line.trim().split_once(": ") {
+            if url.trim().starts_with("http://") {
+                urls.push((label.trim().to_owned(), url.trim().to_owned()));
+            }
+        }
+        if line.contains("Press Ctrl+C") {
+            break;
+        }
+    }
+    let labels: Vec<&str> = urls.iter().map(|(l, _)| l.as_str()).collect();
+    for wanted in ["EHR schedule", "Portal", "Meeting rooms"] {
+        assert!(labels.contains(&wanted), "{wanted} missing from {labels:?}");
+    }
+    let schedule = &urls.iter().find(|(l, _)| l == "EHR schedule").unwrap().1;
+    let page = reqwest::get(schedule).await.unwrap();
+    let status = page.status();
+    let text = page.text().await.unwrap();
+    let portal = &urls.iter().find(|(l, _)| l == "Portal").unwrap().1;
+    let portal_status = reqwest::get(portal).await.unwrap().status();
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert_eq!(status, 200);
+    assert!(text.contains("Begin virtual visit"), "{text}");
+    assert!(
+        portal_status.is_success() || portal_status.is_redirection(),
+        "{portal_status}"
+    );
+}

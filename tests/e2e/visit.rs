@@ -1,0 +1,124 @@
+//! A virtual visit from the EHR schedule: the clinician launches (one-time Microsoft sign-in),
+//! the patient launches into the lobby, is admitted and leaves; the clinician's live panel
+//! follows, and the EHR receives the connection statuses.
+
+use visitbridge_e2e::Browser;
+
+use crate::{artefacts, demo};
+
+/// Switches `browser` to the newest window (the schedule's buttons open a new one, as the EHR
+/// opens the video vendor in a new browser window).
+async fn follow_new_window(browser: &Browser) {
+    let windows = browser.client().windows().await.expect("windows");
+    let newest = windows.last().expect("a window").clone();
+    browser
+        .client()
+        .switch_to_window(newest)
+        .await
+        .expect("switch window");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clinician_and_patient_meet_in_one_visit_and_the_ehr_hears_of_it() {
+    let demo = demo().await;
+    let dir = artefacts("visit");
+
+    // The clinician, in Hyperspace: today's schedule, first visit.
+    let clinician = Browser::start(dir.clone()).await.expect("browser");
+    clinician.open(demo.schedule_url.as_str()).await.unwrap();
+    clinician
+        .wait_for_text("Begin virtual visit")
+        .await
+        .unwrap();
+    clinician.screenshot("01-ehr-schedule").await.unwrap();
+    clinician
+        .click("Begin virtual visit (clinician")
+        .await
+        .unwrap();
+    follow_new_window(&clinician).await;
+    clinician.wait_for_text("Continue").await.unwrap();
+    clinician.click("Continue").await.unwrap();
+
+    // First launch: the one-time Microsoft sign-in links the EHR user to a Microsoft user.
+    clinician.wait_for_text("Dana Demo").await.unwrap();
+    clinician.screenshot("02-microsoft-sign-in").await.unwrap();
+    clinician.click("Dana Demo").await.unwrap();
+    let page = clinician.wait_for_text("Participants").await.unwrap();
+    assert!(page.contains("Virtual visit"), "{page}");
+    assert!(
+        !page.contains("Test, Alex") && !page.contains("Alex Test"),
+        "the visit page must not show the patient's name: {page}"
+    );
+    clinician.screenshot("03-visit-page").await.unwrap();
+    let visit_window = clinician.client().window().await.unwrap();
+
+    // The patient, in MyChart: same visit, no account.
+    let patient = Browser::start(dir.clone()).await.expect("browser");
+    patient.open(demo.schedule_url.as_str()).await.unwrap();
+    patient.click("Begin virtual visit (patient").await.unwrap();
+    follow_new_window(&patient).await;
+    patient.wait_for_text("Continue").await.unwrap();
+    patient.click("Continue").await.unwrap();
+    patient.wait_for_text("Join as patient").await.unwrap();
+    patient.click("Join as patient").await.unwrap();
+    patient.wait_for_text("Lobby").await.unwrap();
+    patient.screenshot("04-patient-in-lobby").await.unwrap();
+
+    // The clinician's live panel shows the patient waiting.
+    clinician
+        .wait_for_text("The patient is waiting in the lobby")
+        .await
+        .unwrap();
+    clinician
+        .screenshot("05-panel-patient-waiting")
+        .await
+        .unwrap();
+
+    // The clinician joins the meeting and admits the patient.
+    clinician.click("Join the meeting").await.unwrap();
+    follow_new_window(&clinician).await;
+    clinician.click("Join as clinician").await.unwrap();
+    clinician.wait_for_text("Admit").await.unwrap();
+    clinician.click("Admit").await.unwrap();
+    clinician.wait_for_text("In the meeting").await.unwrap();
+    clinician.screenshot("06-meeting-room").await.unwrap();
+
+    clinician
+        .client()
+        .switch_to_window(visit_window)
+        .await
+        .unwrap();
+    clinician.wait_for_text("Patient connected").await.unwrap();
+    clinician
+        .screenshot("07-panel-patient-connected")
+        .await
+        .unwrap();
+
+    // The patient leaves; the panel says so.
+    patient.click("Leave").await.unwrap();
+    clinician.wait_for_text("Disconnected").await.unwrap();
+    clinician.screenshot("08-panel-patient-left").await.unwrap();
+
+    // The EHR received the connection statuses through write-back.
+    let ehr = Browser::start(dir.clone()).await.expect("browser");
+    ehr.open(demo.ehr_audit_url.as_str()).await.unwrap();
+    let mut audit = String::new();
+    for _ in 0..40 {
+        audit = ehr.text().await.unwrap();
+        if audit.contains("sandbox-connected") && audit.contains("sandbox-disconnected") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        ehr.open(demo.ehr_audit_url.as_str()).await.unwrap();
+    }
+    ehr.screenshot("09-ehr-audit").await.unwrap();
+    assert!(
+        audit.contains("sandbox-connected") && audit.contains("sandbox-disconnected"),
+        "the EHR never received both statuses: {audit}"
+    );
+    assert!(audit.contains("AuditEvent"), "{audit}");
+
+    clinician.close().await;
+    patient.close().await;
+    ehr.close().await;
+}
