@@ -93,7 +93,7 @@
 //! assert_eq!(approved.configuration.state(), ApprovalState::Approved);
 //!
 //! let urls = LaunchServiceUrls::new("https://visits.contoso.org")?;
-//! let records = approved.configuration.integration_records(&urls).expect("approved");
+//! let records = approved.configuration.integration_records(&urls).ok_or("not approved")?;
 //! assert_eq!(records.provider_launch.launch_url.as_str(), "https://visits.contoso.org/launch/provider");
 //! # Ok(())
 //! # }

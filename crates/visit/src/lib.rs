@@ -30,7 +30,8 @@
 //!
 //! let record = RecordContext::from_params([("sessionId", "12345"), ("environment", "test")])?;
 //! let context: LaunchContext = serde_json::from_str(r#"{"appointment": "eVa-Ad1"}"#)?;
-//! assert_eq!(visit_key(&record, &context).unwrap().as_str(), "csn:12345");
+//! let key = visit_key(&record, &context).ok_or("no visit key")?;
+//! assert_eq!(key.as_str(), "csn:12345");
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 #![deny(missing_docs)]
