@@ -156,7 +156,9 @@ pub trait UserLinkRepo: Send + Sync {
 #[async_trait]
 pub trait PendingRepo: Send + Sync {
     /// Stores `payload` under `key` until `expires_at`; [`StoreError::AlreadyExists`] if the key
-    /// is in use. `kind` names the flow, so a key from one flow cannot be taken by another.
+    /// is in use **by any kind**: keys are one namespace, so two flows keyed by the same value
+    /// (e.g. an OAuth `state`) must derive distinct keys. `kind` names the flow, so a key from one
+    /// flow cannot be taken by another.
     async fn put_pending(
         &self,
         key: &str,
