@@ -1,8 +1,10 @@
 //! A virtual visit from the EHR schedule: the clinician launches (one-time Microsoft sign-in),
 //! the patient launches into the lobby, is admitted and leaves; the clinician's live panel
-//! follows, and the EHR receives the connection statuses.
+//! follows, the EHR receives the connection statuses, and the admin sees the visit in the
+//! portal's visits report.
 
-use visitbridge_e2e::Browser;
+use fantoccini::Locator;
+use visitbridge_e2e::{Browser, PATIENCE};
 
 use crate::{artefacts, demo};
 
@@ -16,6 +18,38 @@ async fn follow_new_window(browser: &Browser) {
         .switch_to_window(newest)
         .await
         .expect("switch window");
+}
+
+/// The cells of the first row of the portal's visits table once the visit has started (staff and
+/// patient were in together). The report is a plain page, not live: like a person, the test
+/// reloads it until then, within the harness's patience.
+async fn started_visit_row(browser: &Browser) -> Vec<String> {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let mut cells = Vec::new();
+        if let Ok(row) = browser
+            .client()
+            .find(Locator::Css("table.visits tbody tr"))
+            .await
+        {
+            for cell in row.find_all(Locator::Css("th, td")).await.unwrap() {
+                cells.push(cell.text().await.unwrap());
+            }
+        }
+        let started = cells
+            .get(8)
+            .is_some_and(|status| status == "In progress" || status == "Completed");
+        if started {
+            return cells;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the portal never showed the visit as started: {cells:?}\n{}",
+            browser.text().await.unwrap_or_default()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        browser.client().refresh().await.unwrap();
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -118,7 +152,89 @@ async fn clinician_and_patient_meet_in_one_visit_and_the_ehr_hears_of_it() {
     );
     assert!(audit.contains("AuditEvent"), "{audit}");
 
+    // The admin sees the visit in the portal: started, two attendees, the patient's lobby wait.
+    let admin = Browser::start(dir.clone()).await.expect("browser");
+    admin.open(demo.portal_url.as_str()).await.unwrap();
+    admin.click("Sign in with Microsoft").await.unwrap();
+    admin.click("Casey Admin").await.unwrap();
+    admin.wait_for_text("Configurations").await.unwrap();
+    admin.click("Visits").await.unwrap();
+    admin.wait_for_text("Visits launched since").await.unwrap();
+    let row = started_visit_row(&admin).await;
+    let headers = [
+        "Visit",
+        "Launched (UTC)",
+        "Start (UTC)",
+        "Duration",
+        "Organiser",
+        "Configuration",
+        "Attendees",
+        "Lobby wait",
+        "Status",
+    ];
+    let column = |name: &str| {
+        let at = headers.iter().position(|h| *h == name).unwrap();
+        row[at].as_str()
+    };
+    assert_eq!(column("Attendees"), "2", "{row:?}");
+    let wait = column("Lobby wait");
+    assert!(
+        wait.ends_with('s') && wait.starts_with(|c: char| c.is_ascii_digit()),
+        "the patient's lobby wait, as a duration: {row:?}"
+    );
+    assert!(
+        column("Configuration").contains(demo.fhir_base_url.as_str().trim_end_matches('/')),
+        "{row:?}"
+    );
+    let page = admin.text().await.unwrap();
+    assert!(
+        !page.contains("Test, Alex") && !page.contains("Alex Test"),
+        "the report must not show the patient's name: {page}"
+    );
+    admin.screenshot("10-portal-visits").await.unwrap();
+
+    // Its page: the timeline by role and the write-back of each event.
+    admin.click("visit details").await.unwrap();
+    let detail = admin.wait_for_text("Patient / guest 1").await.unwrap();
+    assert!(detail.contains("Clinician"), "{detail}");
+    assert!(detail.contains("In the lobby"), "{detail}");
+    assert!(detail.contains("delivered"), "{detail}");
+    assert!(
+        !detail.contains("Test, Alex") && !detail.contains("Alex Test"),
+        "the visit page must not show the patient's name: {detail}"
+    );
+    admin.screenshot("11-portal-visit").await.unwrap();
+
     clinician.close().await;
     patient.close().await;
     ehr.close().await;
+    admin.close().await;
+
+    // After the whole visit, the database holds no patient data: no name, birth date or MRN of
+    // any sandbox patient (the EHR had them all; VisitBridge must have kept none).
+    let mut stored = Vec::new();
+    for suffix in ["", "-wal"] {
+        let path = format!("{}{suffix}", demo.database.display());
+        if let Ok(bytes) = std::fs::read(&path) {
+            stored.extend(bytes);
+        }
+    }
+    let stored = String::from_utf8_lossy(&stored);
+    assert!(
+        stored.contains("sandbox-ehr-test"),
+        "the scan must read the real database"
+    );
+    for person in &demo.sandbox.ehr.seed().patients {
+        for probe in [
+            format!("{}, {}", person.family, person.given),
+            format!("{} {}", person.given, person.family),
+            person.birth_date.clone(),
+            person.mrn.clone(),
+        ] {
+            assert!(
+                !stored.contains(&probe),
+                "the database holds patient data: {probe}"
+            );
+        }
+    }
 }

@@ -122,6 +122,9 @@ pub struct LaunchConfig {
     /// Write-back sinks.
     #[serde(default)]
     pub writeback: WritebackConfig,
+    /// Background upkeep of visits: subscription renewal, reconciliation with attendance reports.
+    #[serde(default)]
+    pub upkeep: UpkeepConfig,
     /// Timeouts of outbound calls.
     #[serde(default)]
     pub http: HttpTimeouts,
@@ -330,6 +333,91 @@ impl Default for WritebackConfig {
             retry_base_millis: default_retry_base(),
             retry_max_seconds: default_retry_max(),
             poll_millis: default_poll(),
+        }
+    }
+}
+
+/// Background upkeep of visits, driven from the database so that a restart loses none of it:
+/// renewing Graph subscriptions before they lapse (and removing those of old visits), and reading
+/// each ended call's attendance report to record what live notifications missed.
+///
+/// ```toml
+/// [upkeep]
+/// poll_millis = 60000
+/// renew_margin_minutes = 60
+/// subscription_max_age_hours = 72
+/// reconcile_delay_seconds = 600
+/// reconcile_retry_seconds = 300
+/// reconcile_max_attempts = 6
+/// reconcile_tolerance_seconds = 120
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpkeepConfig {
+    /// Milliseconds between two looks at subscriptions to renew and reconciliations due.
+    #[serde(default = "default_upkeep_poll")]
+    pub poll_millis: u64,
+    /// A subscription is renewed when fewer minutes than this remain (at most half its lifetime).
+    #[serde(default = "default_renew_margin")]
+    pub renew_margin_minutes: u64,
+    /// Subscriptions of visits created longer ago than this are removed instead of renewed (a
+    /// call that never ended, or whose end was missed, must not be watched forever).
+    #[serde(default = "default_subscription_max_age")]
+    pub subscription_max_age_hours: u64,
+    /// Seconds after a call ends before its attendance report is read (Graph publishes reports
+    /// some minutes after the meeting ends).
+    #[serde(default = "default_reconcile_delay")]
+    pub reconcile_delay_seconds: u64,
+    /// Seconds before trying again when the report is not there yet or Graph failed.
+    #[serde(default = "default_reconcile_retry")]
+    pub reconcile_retry_seconds: u64,
+    /// Attempts at reading a visit's report before giving up.
+    #[serde(default = "default_reconcile_attempts")]
+    pub reconcile_max_attempts: u32,
+    /// A reported event within this many seconds of a stored one of the same kind and person is
+    /// the same event (reports and notifications time things differently).
+    #[serde(default = "default_reconcile_tolerance")]
+    pub reconcile_tolerance_seconds: u64,
+}
+
+fn default_upkeep_poll() -> u64 {
+    60_000
+}
+
+fn default_renew_margin() -> u64 {
+    60
+}
+
+fn default_subscription_max_age() -> u64 {
+    72
+}
+
+fn default_reconcile_delay() -> u64 {
+    600
+}
+
+fn default_reconcile_retry() -> u64 {
+    300
+}
+
+fn default_reconcile_attempts() -> u32 {
+    6
+}
+
+fn default_reconcile_tolerance() -> u64 {
+    120
+}
+
+impl Default for UpkeepConfig {
+    fn default() -> Self {
+        Self {
+            poll_millis: default_upkeep_poll(),
+            renew_margin_minutes: default_renew_margin(),
+            subscription_max_age_hours: default_subscription_max_age(),
+            reconcile_delay_seconds: default_reconcile_delay(),
+            reconcile_retry_seconds: default_reconcile_retry(),
+            reconcile_max_attempts: default_reconcile_attempts(),
+            reconcile_tolerance_seconds: default_reconcile_tolerance(),
         }
     }
 }

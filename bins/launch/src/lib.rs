@@ -34,12 +34,19 @@
 //!   exchange, then the FHIR reads and `createOrGet` concurrently (the meeting's key comes from
 //!   the launch context); a new meeting adds the policy PATCH, made before any join URL is given
 //!   out. Discovery, the EHR's keys and the Graph app token are cached and refreshed off the
-//!   request path; the patient's join URL is fetched after the clinician's page is answered.
+//!   request path; the patient's join URL is fetched after the clinician's page is answered and
+//!   kept on the visit's row, so a patient (even after a restart) costs no Graph call.
 //! - **One meeting per visit**: the store's unique (configuration, `externalId`) row is claimed
 //!   first and keeps the first organiser, and Graph's `createOrGet` is idempotent per organiser
 //!   and `externalId`.
 //! - **Persist, then acknowledge.** Graph's notifications are stored as AuditEvents with their
-//!   outbox rows before the webhook answers `202`; the live panel and subscription upkeep follow.
+//!   outbox rows (and a call end's reconciliation is scheduled) before the webhook answers `202`;
+//!   the live panel and subscription upkeep follow.
+//! - **Nothing lost across a restart.** Each visit's subscription and its expiry, and when to
+//!   reconcile it with its attendance report, are on the visit's row: notifications map to their
+//!   visit by subscription id from the store, and one upkeep tick (`[upkeep]`) renews the
+//!   subscriptions due, removes those of old visits, and reads the attendance reports of ended
+//!   calls (after a delay, with bounded retries) to record what notifications missed, once.
 //! - **No PHI.** Patient resources are never read; Appointment references are kept as ids; Graph's
 //!   parser drops display names; logs name routes, not URLs (which carry codes and tokens).
 //!
@@ -74,6 +81,7 @@ mod microsoft;
 mod observe;
 mod patient;
 mod pending;
+mod reconcile;
 mod session;
 mod state;
 mod views;
@@ -94,7 +102,7 @@ use visitbridge_store::OutboxRepo;
 
 pub use config::{
     BackendKeyConfig, Cli, ConfigError, ConfigurationSinks, CookieConfig, HttpTimeouts,
-    LaunchConfig, MicrosoftConfig, SameSite, WritebackConfig,
+    LaunchConfig, MicrosoftConfig, SameSite, UpkeepConfig, WritebackConfig,
 };
 pub use state::{AppState, BuildError, LaunchService};
 

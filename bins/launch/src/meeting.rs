@@ -187,7 +187,15 @@ pub(crate) async fn settle(
     Ok((stored, meeting))
 }
 
-/// The patient's join URL of a visit whose meeting exists: from the cache, else from Graph.
+/// Keeps the patient's join URL on the visit's row (a failure only costs a Graph call later).
+async fn keep_patient_url(state: &AppState, visit: &VisitId, url: &str) {
+    if let Err(e) = state.inner.store.set_patient_join_url(visit, url).await {
+        tracing::warn!(error = %e, visit_id = %visit, "cannot keep the patient's join url");
+    }
+}
+
+/// The patient's join URL of a visit whose meeting exists: from the visit's row, else from
+/// Graph (then kept there, so later patients and a restarted service need no Graph call).
 /// Without a `settled` meeting, `createOrGet` returns the existing one and its policy is checked
 /// (and applied if it drifted) before the URL is given.
 pub(crate) async fn patient_url(
@@ -196,7 +204,7 @@ pub(crate) async fn patient_url(
     visit: &Visit,
     settled: Option<MeetingInfo>,
 ) -> Result<String, LaunchError> {
-    if let Some(url) = state.cached_patient_url(&visit.id) {
+    if let Some(url) = state.inner.store.patient_join_url(&visit.id).await? {
         return Ok(url);
     }
     let (visit, meeting) = match settled {
@@ -220,12 +228,12 @@ pub(crate) async fn patient_url(
             "graph gave a patient join url that is not https",
         ));
     }
-    state.cache_patient_url(&visit.id, &url.url);
+    keep_patient_url(state, &visit.id, &url.url).await;
     Ok(url.url)
 }
 
 /// After the clinician's page is answered: fetches the patient's join URL of the settled
-/// `meeting` for the cache, so that the patient's launch needs no Graph call.
+/// `meeting` and keeps it on the visit's row, so that the patient's launch needs no Graph call.
 pub(crate) fn prefetch_patient_url(state: &AppState, visit: &Visit, meeting: MeetingInfo) {
     let state = state.clone();
     let visit = visit.clone();
@@ -242,7 +250,7 @@ pub(crate) fn prefetch_patient_url(state: &AppState, visit: &Visit, meeting: Mee
             )
             .await;
         if ms.is_safe_join_url(&url.url) {
-            state.cache_patient_url(&visit.id, &url.url);
+            keep_patient_url(&state, &visit.id, &url.url).await;
         }
     });
 }

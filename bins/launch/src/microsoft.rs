@@ -2,17 +2,18 @@
 //! clinician's one-time Entra sign-in that links their EHR user to their Microsoft account.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashSet,
     sync::{Arc, Mutex, PoisonError},
     time::Duration,
 };
 
 use url::Url;
 use visitbridge_graph::{
-    GraphClient, LifecycleEvent, MeetingPolicy, Subscription, SubscriptionConfig, SubscriptionId,
+    GraphClient, LifecycleEvent, MAX_SUBSCRIPTION_LIFETIME, MeetingPolicy, SubscriptionConfig,
+    SubscriptionId,
 };
 use visitbridge_smart::{ClientAuth, OidcClientConfig, OidcProvider};
-use visitbridge_store::{Visit, VisitId};
+use visitbridge_store::{GraphSubscriptionId, StoreError, Visit, VisitId, VisitRepo};
 
 use crate::{error::LaunchError, observe::Metrics};
 
@@ -97,22 +98,27 @@ impl Microsoft {
     }
 }
 
-#[derive(Default)]
-struct Registry {
-    by_visit: HashMap<VisitId, Subscription>,
-    visit_of: HashMap<SubscriptionId, VisitId>,
-    join_url_of: HashMap<VisitId, String>,
-    in_flight: HashSet<VisitId>,
-}
-
 /// The change-notification subscriptions of visits' meetings: created when a meeting is
 /// provisioned, renewed before they lapse, removed after the call ended. Graph calls run in the
 /// background, never on a launch's path.
+///
+/// The store is the registry: each visit's subscription and its expiry are on the visit's row,
+/// so after a restart (or on another replica) notifications still map to their visit, and
+/// subscriptions are still renewed and removed. Writes are compare-and-set, so two replicas
+/// that subscribe one visit at once keep one subscription.
 pub(crate) struct Subscriptions {
     graph: GraphClient,
     config: SubscriptionConfig,
     metrics: Arc<Metrics>,
-    registry: Mutex<Registry>,
+    store: Arc<dyn VisitRepo>,
+    /// Visits being subscribed by this process (a launch storm makes one `POST`).
+    in_flight: Mutex<HashSet<VisitId>>,
+}
+
+/// A Graph subscription id as the store keeps it (Graph's ids are GUIDs; one the store would
+/// refuse is not kept, and then maps to no visit).
+fn stored_id(id: &SubscriptionId) -> Option<GraphSubscriptionId> {
+    GraphSubscriptionId::new(id.as_str()).ok()
 }
 
 impl Subscriptions {
@@ -120,86 +126,122 @@ impl Subscriptions {
         graph: GraphClient,
         config: SubscriptionConfig,
         metrics: Arc<Metrics>,
+        store: Arc<dyn VisitRepo>,
     ) -> Self {
         Self {
             graph,
             config,
             metrics,
-            registry: Mutex::new(Registry::default()),
+            store,
+            in_flight: Mutex::new(HashSet::new()),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Registry> {
-        self.registry.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// The visit a subscription is for.
-    pub(crate) fn visit_of(&self, id: &SubscriptionId) -> Option<VisitId> {
-        self.lock().visit_of.get(id).cloned()
+    /// How long subscriptions are made for.
+    pub(crate) fn lifetime(&self) -> Duration {
+        self.config.lifetime.min(MAX_SUBSCRIPTION_LIFETIME)
     }
 
     /// Subscribes to the visit's meeting in the background, unless it already is (or is being).
     pub(crate) fn ensure(self: &Arc<Self>, visit: &Visit) {
-        let Some(join_url) = visit.join_web_url.clone() else {
-            return;
-        };
+        if visit.join_web_url.is_none()
+            || !self
+                .in_flight
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(visit.id.clone())
         {
-            let mut registry = self.lock();
-            if registry.by_visit.contains_key(&visit.id)
-                || !registry.in_flight.insert(visit.id.clone())
-            {
-                return;
-            }
-            registry
-                .join_url_of
-                .insert(visit.id.clone(), join_url.clone());
+            return;
         }
         let this = Arc::clone(self);
-        let visit_id = visit.id.clone();
+        let visit = visit.clone();
         tokio::spawn(async move {
-            let result = this
-                .metrics
-                .time(
-                    "graph_subscription",
-                    this.graph.subscribe_to_meeting(&this.config, &join_url),
-                )
-                .await;
-            let mut registry = this.lock();
-            registry.in_flight.remove(&visit_id);
-            match result {
-                Ok(subscription) => {
-                    tracing::info!(visit_id = %visit_id, "subscribed to the meeting's call events");
-                    registry
-                        .visit_of
-                        .insert(subscription.id.clone(), visit_id.clone());
-                    registry.by_visit.insert(visit_id, subscription);
-                }
+            match this.store.subscription_of(&visit.id).await {
+                Ok(Some(_)) => {}
+                Ok(None) => this.subscribe(&visit, None).await,
                 Err(e) => {
-                    tracing::warn!(error = %e, visit_id = %visit_id, "cannot subscribe to the meeting's call events");
+                    tracing::warn!(error = %e, visit_id = %visit.id, "cannot read the visit's subscription");
                 }
             }
+            this.in_flight
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&visit.id);
         });
     }
 
-    /// The call ended: removes the visit's subscription in the background.
-    pub(crate) fn call_ended(self: &Arc<Self>, visit: &VisitId) {
-        let removed = {
-            let mut registry = self.lock();
-            let removed = registry.by_visit.remove(visit);
-            if let Some(s) = &removed {
-                registry.visit_of.remove(&s.id);
-            }
-            removed
-        };
-        let Some(subscription) = removed else {
+    /// Creates a subscription for the visit's meeting and stores it in place of `replacing`;
+    /// one that cannot be stored (another replica was first) is deleted again.
+    async fn subscribe(&self, visit: &Visit, replacing: Option<&GraphSubscriptionId>) {
+        let Some(join_url) = visit.join_web_url.as_deref() else {
             return;
         };
+        let result = self
+            .metrics
+            .time(
+                "graph_subscription",
+                self.graph.subscribe_to_meeting(&self.config, join_url),
+            )
+            .await;
+        let subscription = match result {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, visit_id = %visit.id, "cannot subscribe to the meeting's call events");
+                return;
+            }
+        };
+        let stored = match stored_id(&subscription.id) {
+            Some(id) => {
+                self.store
+                    .set_subscription(&visit.id, &id, subscription.expires_at, replacing)
+                    .await
+            }
+            None => Err(StoreError::InvalidRecord(
+                "graph gave an unusable subscription id",
+            )),
+        };
+        match stored {
+            Ok(true) => {
+                tracing::info!(visit_id = %visit.id, "subscribed to the meeting's call events");
+            }
+            Ok(false) => {
+                tracing::info!(visit_id = %visit.id, "the visit was subscribed meanwhile: removing the extra subscription");
+                self.delete(&subscription.id).await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, visit_id = %visit.id, "cannot keep the visit's subscription: removing it");
+                self.delete(&subscription.id).await;
+            }
+        }
+    }
+
+    async fn delete(&self, id: &SubscriptionId) {
+        if let Err(e) = self.graph.delete_subscription(id).await {
+            tracing::warn!(error = %e, "cannot remove a subscription (it lapses at its expiry)");
+        }
+    }
+
+    /// The call ended: removes the visit's subscription from the store now and from Graph in
+    /// the background (of several replicas or repeated notifications, one does).
+    pub(crate) fn call_ended(self: &Arc<Self>, visit: &VisitId) {
         let this = Arc::clone(self);
+        let visit = visit.clone();
         tokio::spawn(async move {
-            match this.graph.delete_subscription(&subscription.id).await {
-                Ok(()) => tracing::info!("removed the subscription of an ended call"),
+            match this.store.clear_subscription(&visit, None).await {
+                Ok(Some(removed)) => {
+                    let id = SubscriptionId::new(removed.subscription_id.as_str());
+                    match this.graph.delete_subscription(&id).await {
+                        Ok(()) => {
+                            tracing::info!(visit_id = %visit, "removed the subscription of an ended call")
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, visit_id = %visit, "cannot remove the subscription of an ended call (it lapses at its expiry)");
+                        }
+                    }
+                }
+                Ok(None) => {}
                 Err(e) => {
-                    tracing::warn!(error = %e, "cannot remove the subscription of an ended call")
+                    tracing::warn!(error = %e, visit_id = %visit, "cannot clear the subscription of an ended call");
                 }
             }
         });
@@ -217,30 +259,7 @@ impl Subscriptions {
                         tracing::warn!(error = %e, "cannot reauthorize a subscription");
                     }
                 }
-                LifecycleEvent::SubscriptionRemoved => {
-                    let again = {
-                        let mut registry = this.lock();
-                        let visit = registry.visit_of.remove(&id);
-                        visit.and_then(|v| {
-                            registry.by_visit.remove(&v);
-                            registry.join_url_of.get(&v).cloned().map(|u| (v, u))
-                        })
-                    };
-                    if let Some((visit, join_url)) = again {
-                        match this
-                            .graph
-                            .subscribe_to_meeting(&this.config, &join_url)
-                            .await
-                        {
-                            Ok(s) => {
-                                let mut registry = this.lock();
-                                registry.visit_of.insert(s.id.clone(), visit.clone());
-                                registry.by_visit.insert(visit, s);
-                            }
-                            Err(e) => tracing::warn!(error = %e, "cannot subscribe again"),
-                        }
-                    }
-                }
+                LifecycleEvent::SubscriptionRemoved => this.removed_by_graph(&id).await,
                 LifecycleEvent::Missed => {
                     tracing::warn!(
                         "graph missed notifications: the attendance report reconciles them after the call"
@@ -253,23 +272,98 @@ impl Subscriptions {
         });
     }
 
-    /// Renews the subscriptions that end within `margin`.
-    pub(crate) async fn renew_due(&self, margin: Duration) {
+    /// Graph removed a subscription (or no longer knows it): forget it and subscribe again.
+    async fn removed_by_graph(&self, id: &SubscriptionId) {
+        let Some(stored) = stored_id(id) else {
+            return;
+        };
+        let visit = match self.store.visit_by_subscription(&stored).await {
+            Ok(Some(v)) => v,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot look up a removed subscription's visit");
+                return;
+            }
+        };
+        match self
+            .store
+            .clear_subscription(&visit.id, Some(&stored))
+            .await
+        {
+            Ok(Some(_)) => self.subscribe(&visit, None).await,
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, visit_id = %visit.id, "cannot clear a removed subscription");
+            }
+        }
+    }
+
+    /// Renews the stored subscriptions that end within `margin`, and removes those of visits
+    /// created more than `max_age` ago.
+    pub(crate) async fn renew_due(&self, margin: Duration, max_age: Duration) {
         let now = chrono::Utc::now();
-        let due: Vec<(VisitId, SubscriptionId)> = self
-            .lock()
-            .by_visit
-            .iter()
-            .filter(|(_, s)| s.renewal_due(now, margin))
-            .map(|(v, s)| (v.clone(), s.id.clone()))
-            .collect();
-        for (visit, id) in due {
+        let margin = margin.min(self.lifetime() / 2);
+        let before = now + chrono::Duration::from_std(margin).unwrap_or_default();
+        let due = match self
+            .store
+            .subscriptions_due(before, RENEWALS_PER_TICK)
+            .await
+        {
+            Ok(due) => due,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list the subscriptions to renew");
+                return;
+            }
+        };
+        let oldest = now - chrono::Duration::from_std(max_age).unwrap_or(chrono::Duration::MAX);
+        for stored in due {
+            let id = SubscriptionId::new(stored.subscription_id.as_str());
+            let visit = match self.store.get_visit(&stored.visit_id).await {
+                Ok(Some(v)) => v,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read a subscribed visit");
+                    continue;
+                }
+            };
+            if visit.created_at < oldest {
+                if let Ok(Some(_)) = self
+                    .store
+                    .clear_subscription(&visit.id, Some(&stored.subscription_id))
+                    .await
+                {
+                    tracing::info!(visit_id = %visit.id, "removing the subscription of an old visit");
+                    self.delete(&id).await;
+                }
+                continue;
+            }
             match self.graph.renew_subscription(&self.config, &id).await {
                 Ok(renewed) => {
-                    self.lock().by_visit.insert(visit, renewed);
+                    let kept = self
+                        .store
+                        .set_subscription(
+                            &visit.id,
+                            &stored.subscription_id,
+                            renewed.expires_at,
+                            Some(&stored.subscription_id),
+                        )
+                        .await;
+                    match kept {
+                        Ok(true) => tracing::debug!(visit_id = %visit.id, "renewed a subscription"),
+                        // Removed meanwhile (the call ended): whoever removed it deletes it.
+                        Ok(false) => {}
+                        Err(e) => tracing::warn!(error = %e, "cannot keep a renewed subscription"),
+                    }
+                }
+                Err(e) if e.status() == Some(404) => {
+                    tracing::info!(visit_id = %visit.id, "graph no longer knows a subscription: subscribing again");
+                    self.removed_by_graph(&id).await;
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot renew a subscription"),
             }
         }
     }
 }
+
+/// Renewals per upkeep tick (the rest wait for the next one).
+const RENEWALS_PER_TICK: u32 = 100;

@@ -1,10 +1,6 @@
 //! The service's shared state, built once from the configuration, and its background tasks.
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex, PoisonError},
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
 use axum::Router;
 use url::Url;
@@ -15,7 +11,7 @@ use visitbridge_graph::{
 };
 use visitbridge_http::{ClientAssertionKey, Secret, build_client, random_token};
 use visitbridge_store::{
-    ConfigurationRepo, PendingRepo, SessionRepo, SqliteStore, StoreError, TenantRepo, VisitId,
+    ConfigurationRepo, PendingRepo, SessionRepo, SqliteStore, StoreError, TenantRepo,
 };
 
 use crate::{
@@ -27,6 +23,7 @@ use crate::{
     microsoft::{Microsoft, Subscriptions},
     observe::Metrics,
     pending::StorePendingLaunches,
+    reconcile::{ReconcilePolicy, Reconciler},
     session::CookiePolicy,
     webhook::WebhookSink,
     writeback::{Writeback, describe},
@@ -78,7 +75,6 @@ pub(crate) struct Inner {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) webhook: Option<Router>,
     pub(crate) http: reqwest::Client,
-    patient_urls: Mutex<HashMap<VisitId, String>>,
 }
 
 impl AppState {
@@ -88,23 +84,6 @@ impl AppState {
             .microsoft
             .as_ref()
             .ok_or(LaunchError::MicrosoftNotConfigured)
-    }
-
-    pub(crate) fn cached_patient_url(&self, visit: &VisitId) -> Option<String> {
-        self.inner
-            .patient_urls
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(visit)
-            .cloned()
-    }
-
-    pub(crate) fn cache_patient_url(&self, visit: &VisitId, url: &str) {
-        self.inner
-            .patient_urls
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(visit.clone(), url.to_owned());
     }
 
     /// A URL under the public base (`path` starts with `/`).
@@ -315,6 +294,13 @@ impl LaunchService {
                     graph.clone(),
                     subscription,
                     Arc::clone(&metrics),
+                    store.clone(),
+                ));
+                let reconciler = Arc::new(Reconciler::new(
+                    store.clone(),
+                    graph.clone(),
+                    recorder.clone(),
+                    ReconcilePolicy::from_config(&config.upkeep),
                 ));
                 let login_base = ms.login_base.as_str().trim_end_matches('/');
                 let issuer = Url::parse(&format!("{login_base}/{}/v2.0", ms.tenant_id))
@@ -335,6 +321,7 @@ impl LaunchService {
                     store: store.clone(),
                     live: live.clone(),
                     subscriptions: Arc::clone(&subscriptions),
+                    reconciler: Arc::clone(&reconciler),
                     metrics: Arc::clone(&metrics),
                 });
                 let webhook = webhook_router(webhook_config, sink);
@@ -353,11 +340,19 @@ impl LaunchService {
                         }
                     }
                 }));
+                // Subscriptions and reconciliations live in the store: this picks up, after a
+                // restart, whatever an earlier run left (the first tick is at once).
+                let upkeep = config.upkeep.clone();
                 tasks.push(tokio::spawn(async move {
-                    let mut tick = tokio::time::interval(Duration::from_secs(600));
+                    let margin = Duration::from_secs(upkeep.renew_margin_minutes * 60);
+                    let max_age = Duration::from_secs(upkeep.subscription_max_age_hours * 3600);
+                    let mut tick =
+                        tokio::time::interval(Duration::from_millis(upkeep.poll_millis.max(10)));
+                    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                     loop {
                         tick.tick().await;
-                        subscriptions.renew_due(Duration::from_secs(3600)).await;
+                        subscriptions.renew_due(margin, max_age).await;
+                        reconciler.run_due().await;
                     }
                 }));
                 (Some(microsoft), Some(webhook))
@@ -382,7 +377,6 @@ impl LaunchService {
                 metrics,
                 webhook,
                 http,
-                patient_urls: Mutex::new(HashMap::new()),
             }),
         };
         // Sinks must be set before any event is recorded, or its deliveries would be missed.

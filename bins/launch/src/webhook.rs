@@ -1,15 +1,22 @@
 //! Graph's notifications: stored (AuditEvent + outbox rows, one transaction per event) before
 //! Graph gets its `202`, then shown on the visit's live panel; lifecycle notifications and call
 //! ends drive the subscriptions in the background.
+//!
+//! An event's visit is found by how Graph named the meeting (join URL or meeting id) and, failing
+//! that, by the subscription it came through — both from the store, so a restarted service maps
+//! notifications of subscriptions an earlier run made. A call end also schedules the visit's
+//! reconciliation with its attendance report, durably, before Graph gets its answer.
 
 use std::{collections::HashMap, sync::Arc};
 
 use visitbridge_audit::AuditRecorder;
-use visitbridge_graph::{MeetingRef, Notification, NotificationSink, SinkError};
-use visitbridge_store::{AuditStore, Visit, VisitId};
+use visitbridge_graph::{
+    LifecycleEvent, MeetingRef, Notification, NotificationSink, SinkError, SubscriptionId,
+};
+use visitbridge_store::{AuditStore, GraphSubscriptionId, RecordOutcome, Visit, VisitId};
 use visitbridge_visit::RosterChange;
 
-use crate::{live::LiveHub, microsoft::Subscriptions, observe::Metrics};
+use crate::{live::LiveHub, microsoft::Subscriptions, observe::Metrics, reconcile::Reconciler};
 
 /// The launch service's [`NotificationSink`].
 pub(crate) struct WebhookSink {
@@ -17,20 +24,59 @@ pub(crate) struct WebhookSink {
     pub(crate) store: Arc<dyn AuditStore>,
     pub(crate) live: LiveHub,
     pub(crate) subscriptions: Arc<Subscriptions>,
+    pub(crate) reconciler: Arc<Reconciler>,
     pub(crate) metrics: Arc<Metrics>,
 }
 
+fn sink_error(e: impl std::fmt::Display) -> SinkError {
+    SinkError(e.to_string())
+}
+
+/// The visits found in one batch, so a batch of one meeting's events costs one lookup.
+#[derive(Default)]
+struct Found {
+    by_meeting: HashMap<MeetingRef, Option<Visit>>,
+    by_subscription: HashMap<SubscriptionId, Option<Visit>>,
+}
+
 impl WebhookSink {
-    async fn visit_of(&self, meeting: &MeetingRef) -> Option<Visit> {
-        let found = match meeting {
+    async fn by_meeting(&self, meeting: &MeetingRef) -> Result<Option<Visit>, SinkError> {
+        match meeting {
             MeetingRef::JoinWebUrl(url) => self.store.visit_by_join_url(url).await,
             MeetingRef::MeetingId(id) => self.store.visit_by_meeting(id.as_str()).await,
             MeetingRef::Resource(_) => Ok(None),
+        }
+        .map_err(sink_error)
+    }
+
+    async fn by_subscription(&self, id: &SubscriptionId) -> Result<Option<Visit>, SinkError> {
+        let Ok(id) = GraphSubscriptionId::new(id.as_str()) else {
+            return Ok(None);
         };
-        found.unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "cannot look up a notification's visit");
-            None
-        })
+        self.store
+            .visit_by_subscription(&id)
+            .await
+            .map_err(sink_error)
+    }
+
+    async fn visit_of(
+        &self,
+        found: &mut Found,
+        meeting: &MeetingRef,
+        subscription: &SubscriptionId,
+    ) -> Result<Option<Visit>, SinkError> {
+        if !found.by_meeting.contains_key(meeting) {
+            let visit = self.by_meeting(meeting).await?;
+            found.by_meeting.insert(meeting.clone(), visit);
+        }
+        if let Some(Some(visit)) = found.by_meeting.get(meeting) {
+            return Ok(Some(visit.clone()));
+        }
+        if !found.by_subscription.contains_key(subscription) {
+            let visit = self.by_subscription(subscription).await?;
+            found.by_subscription.insert(subscription.clone(), visit);
+        }
+        Ok(found.by_subscription.get(subscription).cloned().flatten())
     }
 }
 
@@ -38,49 +84,85 @@ impl WebhookSink {
 impl NotificationSink for WebhookSink {
     async fn accept(&self, notifications: Vec<Notification>) -> Result<(), SinkError> {
         // Persist first: Graph gets its 202 only once every event is in the store and outbox.
-        let summary = self
-            .recorder
-            .accept_notifications(&notifications)
-            .await
-            .map_err(|e| SinkError(e.to_string()))?;
-        self.metrics.notifications("recorded", summary.recorded);
-        self.metrics.notifications("duplicate", summary.duplicates);
-        self.metrics
-            .notifications("unknown_meeting", summary.unknown_meeting);
-
-        let mut visits: HashMap<MeetingRef, Option<VisitId>> = HashMap::new();
+        let mut found = Found::default();
+        let (mut recorded, mut duplicates, mut unknown) = (0, 0, 0);
+        let mut changes: Vec<(VisitId, RosterChange)> = Vec::new();
+        let mut ended: Vec<VisitId> = Vec::new();
         for notification in &notifications {
-            match notification {
-                Notification::Events {
-                    subscription_id,
-                    events,
-                    ..
-                } => {
-                    for event in events {
-                        if !visits.contains_key(&event.meeting) {
-                            let visit = match self.visit_of(&event.meeting).await {
-                                Some(v) => Some(v.id),
-                                None => self.subscriptions.visit_of(subscription_id),
-                            };
-                            visits.insert(event.meeting.clone(), visit);
-                        }
-                        let Some(Some(visit)) = visits.get(&event.meeting) else {
-                            continue;
-                        };
-                        if let Some(change) = RosterChange::from_event(event) {
-                            if change == RosterChange::CallEnded {
-                                self.subscriptions.call_ended(visit);
-                            }
-                            self.live.publish(visit, &change).await;
-                        }
-                    }
+            let Notification::Events {
+                subscription_id,
+                events,
+                ..
+            } = notification
+            else {
+                continue;
+            };
+            for event in events {
+                let Some(visit) = self
+                    .visit_of(&mut found, &event.meeting, subscription_id)
+                    .await?
+                else {
+                    unknown += 1;
+                    continue;
+                };
+                match self
+                    .recorder
+                    .record(&visit, event)
+                    .await
+                    .map_err(sink_error)?
+                    .outcome
+                {
+                    RecordOutcome::Recorded => recorded += 1,
+                    RecordOutcome::Duplicate => duplicates += 1,
                 }
-                Notification::Lifecycle {
-                    subscription_id,
-                    event,
-                    ..
-                } => self.subscriptions.lifecycle(subscription_id, event),
+                if let Some(change) = RosterChange::from_event(event) {
+                    if change == RosterChange::CallEnded && !ended.contains(&visit.id) {
+                        ended.push(visit.id.clone());
+                    }
+                    changes.push((visit.id, change));
+                }
             }
+        }
+        if unknown > 0 {
+            // The join URL is a way into the meeting: not logged.
+            tracing::warn!(
+                events = unknown,
+                "dropped events of meetings that are not a known visit"
+            );
+        }
+        // Graph redelivers a call end until it gets its answer: so a crash here schedules later.
+        for visit in &ended {
+            self.reconciler.schedule(visit).await.map_err(sink_error)?;
+        }
+        self.metrics.notifications("recorded", recorded);
+        self.metrics.notifications("duplicate", duplicates);
+        self.metrics.notifications("unknown_meeting", unknown);
+
+        for (visit, change) in &changes {
+            if *change == RosterChange::CallEnded {
+                self.subscriptions.call_ended(visit);
+            }
+            self.live.publish(visit, change).await;
+        }
+        for notification in &notifications {
+            let Notification::Lifecycle {
+                subscription_id,
+                event,
+                ..
+            } = notification
+            else {
+                continue;
+            };
+            if *event == LifecycleEvent::Missed
+                && let Some(visit) = self.by_subscription(subscription_id).await?
+            {
+                // Maybe the call's end was among what was missed: reconcile from its report.
+                self.reconciler
+                    .schedule(&visit.id)
+                    .await
+                    .map_err(sink_error)?;
+            }
+            self.subscriptions.lifecycle(subscription_id, event);
         }
         Ok(())
     }

@@ -4,7 +4,7 @@
 
 use axum::{
     Json, Router,
-    extract::{FromRequest, FromRequestParts, Path, Request, State},
+    extract::{FromRequest, FromRequestParts, Path, RawQuery, Request, State},
     http::{StatusCode, header, request::Parts},
     response::{IntoResponse, Response},
     routing::{get, post},
@@ -21,6 +21,7 @@ use crate::{
     auth::tenant_for,
     error::{ApiError, PortalError},
     forms::SettingsInput,
+    report::{self, EventView, ParticipantView, Period, Report, VisitDetail, VisitSummary},
     service,
 };
 
@@ -34,6 +35,8 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/configurations/{id}/records", get(records))
         .route("/configurations/{id}/approve", post(interactive_only))
         .route("/configurations/{id}/reject", post(interactive_only))
+        .route("/visits", get(visits))
+        .route("/visits/{id}", get(visit))
         .fallback(|| async { ApiError(PortalError::NoSuchPage) })
 }
 
@@ -281,4 +284,92 @@ async fn interactive_only(
         c.id()
     ))
     .into())
+}
+
+fn public_url(state: &AppState, path: &str) -> String {
+    let base = state
+        .config()
+        .public_base_url
+        .as_str()
+        .trim_end_matches('/');
+    format!("{base}{path}")
+}
+
+/// A visit as the API lists it: the report's columns and the address of its page.
+#[derive(Serialize)]
+struct VisitView<'a> {
+    #[serde(flatten)]
+    visit: &'a VisitSummary,
+    portal_url: String,
+}
+
+fn visit_view<'a>(state: &AppState, visit: &'a VisitSummary) -> VisitView<'a> {
+    VisitView {
+        portal_url: public_url(state, &format!("/visits/{}", visit.id)),
+        visit,
+    }
+}
+
+#[derive(Serialize)]
+struct VisitList<'a> {
+    days: Period,
+    since: DateTime<Utc>,
+    truncated: bool,
+    visits: Vec<VisitView<'a>>,
+}
+
+/// `GET /api/v1/visits?days=30`: every visit of the key's organisation launched in the period.
+async fn visits(
+    State(state): State<AppState>,
+    client: ApiClient,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let period = Period::from_query(query.as_deref())?;
+    let Report {
+        days,
+        since,
+        truncated,
+        visits,
+        ..
+    } = report::recent(&state, &client.tenant, |_| true, period, Utc::now()).await?;
+    let visits = visits.iter().map(|v| visit_view(&state, v)).collect();
+    Ok(Json(VisitList {
+        days,
+        since,
+        truncated,
+        visits,
+    })
+    .into_response())
+}
+
+#[derive(Serialize)]
+struct VisitDetailView<'a> {
+    visit: VisitView<'a>,
+    call_started_at: Option<DateTime<Utc>>,
+    call_ended_at: Option<DateTime<Utc>>,
+    participants: &'a [ParticipantView],
+    events: &'a [EventView],
+}
+
+/// `GET /api/v1/visits/{id}`: one visit with its timeline and write-back.
+async fn visit(
+    State(state): State<AppState>,
+    client: ApiClient,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let VisitDetail {
+        visit,
+        call_started_at,
+        call_ended_at,
+        participants,
+        events,
+    } = report::detail(&state, &client.tenant, &id, |_| Ok(())).await?;
+    Ok(Json(VisitDetailView {
+        visit: visit_view(&state, &visit),
+        call_started_at,
+        call_ended_at,
+        participants: &participants,
+        events: &events,
+    })
+    .into_response())
 }

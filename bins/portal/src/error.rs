@@ -33,6 +33,9 @@ pub(crate) enum PortalError {
     /// Not found, or another organisation's (which must look the same).
     #[error("this configuration does not exist, or belongs to another organisation")]
     NotFound,
+    /// No such visit, or another organisation's (which must look the same).
+    #[error("this visit does not exist, or belongs to another organisation")]
+    VisitNotFound,
     /// No route at this address.
     #[error("there is nothing at this address")]
     NoSuchPage,
@@ -67,7 +70,7 @@ impl PortalError {
         match self {
             Self::SignInRequired => StatusCode::UNAUTHORIZED,
             Self::CsrfRejected | Self::Forbidden(_) => StatusCode::FORBIDDEN,
-            Self::NotFound | Self::NoSuchPage => StatusCode::NOT_FOUND,
+            Self::NotFound | Self::VisitNotFound | Self::NoSuchPage => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
@@ -82,7 +85,7 @@ impl PortalError {
             Self::SignInRequired => "unauthenticated",
             Self::CsrfRejected => "csrf",
             Self::Forbidden(_) => "forbidden",
-            Self::NotFound | Self::NoSuchPage => "not-found",
+            Self::NotFound | Self::VisitNotFound | Self::NoSuchPage => "not-found",
             Self::Conflict(_) => "conflict",
             Self::BadRequest(_) => "bad-request",
             Self::Invalid { .. } => "invalid",
@@ -96,7 +99,7 @@ impl PortalError {
             Self::SignInRequired => "Sign-in required",
             Self::CsrfRejected => "The form has expired",
             Self::Forbidden(_) => "Not allowed",
-            Self::NotFound | Self::NoSuchPage => "Not found",
+            Self::NotFound | Self::VisitNotFound | Self::NoSuchPage => "Not found",
             Self::Conflict(_) => "Cannot do that now",
             Self::BadRequest(_) => "Bad request",
             Self::Invalid { .. } => "Check what you entered",

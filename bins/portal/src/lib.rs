@@ -41,6 +41,12 @@
 //! - **Errors** keep their status and say what to do; internal errors say "something went wrong"
 //!   and are logged. Logs carry paths, never query strings (the OAuth callbacks carry codes), and
 //!   never tokens.
+//! - **Visits report**: the recent visits (7, 30 or 90 days) of the configurations a person may
+//!   see, each with its start, duration, organiser's object id, attendee count, lobby wait and
+//!   status as [`visitbridge_audit::VisitTimeline`] derives them from the stored events, live
+//!   rather than a day late; a page per visit with its timeline and the write-back state of each
+//!   event per sink; the same as CSV and JSON. Only what the store holds is shown: participants
+//!   are "Clinician", "Patient / guest 1" and so on, never names.
 //! - **A JSON API** under `/api/v1` does what the pages do, for automation, with per-tenant API
 //!   keys acting as admins and RFC 9457 problem documents (see `docs/portal-api.md`). Approving
 //!   stays interactive: it needs the approver's EHR sign-in.
@@ -72,10 +78,12 @@ mod error;
 mod forms;
 mod pages;
 mod probe;
+mod report;
 mod service;
 mod session;
 mod state;
 mod views;
+mod visit_pages;
 
 use std::time::Duration;
 
@@ -152,6 +160,9 @@ pub fn app(state: AppState) -> Router {
         .route("/configurations/{id}/history", get(pages::history))
         .route("/configurations/{id}/records", get(pages::records))
         .route("/approvals/ehr-callback", get(ehr::callback))
+        .route("/visits", get(visit_pages::list))
+        .route("/visits.csv", get(visit_pages::csv))
+        .route("/visits/{id}", get(visit_pages::detail))
         .route("/static/portal.css", get(css))
         .route("/static/portal.js", get(js))
         .route("/healthz", get(|| async { "ok" }))

@@ -247,7 +247,7 @@ fn patients() -> Vec<SeedPatient> {
         };
     vec![
         patient(
-            "eVbPat-AlexTest",
+            "eQ7vKp2sXw9mT4bN1rLc3",
             "Alex",
             "Test",
             "1980-01-01",
@@ -255,7 +255,7 @@ fn patients() -> Vec<SeedPatient> {
             "900001",
         ),
         patient(
-            "eVbPat-JordanSample",
+            "eH3nRt8yUj5wZ0aK6dFm2",
             "Jordan",
             "Sample",
             "1975-06-15",
@@ -263,7 +263,7 @@ fn patients() -> Vec<SeedPatient> {
             "900002",
         ),
         patient(
-            "eVbPat-RileyFictional",
+            "eB9cLs4gPq7vX2eW8hNt5",
             "Riley",
             "Fictional",
             "1992-11-30",

@@ -39,6 +39,10 @@
 //!   the attempt count fences stale workers), deliveries about one participant of a visit to one
 //!   sink go out in event order, and rows that keep failing become visible, re-drivable dead
 //!   letters. No column holds a participant's name.
+//! - **Visit upkeep survives restarts.** The visit's row also keeps the patient's join URL, its
+//!   Graph subscription (set by compare-and-set, one visit per subscription, listed by expiry for
+//!   renewal) and when to reconcile it with its attendance report (claimed with a lease and
+//!   fenced by the attempt count, like outbox rows).
 //!
 //! # Example
 //!
@@ -76,7 +80,8 @@ pub use repo::{
 };
 pub use sqlite::SqliteStore;
 pub use visits::{
-    AuditRepo, AuditStore, ClaimedDelivery, EventId, EventOrigin, EventParticipant, MAX_ERROR_LEN,
-    NewDelivery, OutboxDepth, OutboxId, OutboxItem, OutboxRepo, OutboxState, ParticipantClass,
-    RecordOutcome, SinkName, StoredEvent, Visit, VisitEventKind, VisitId, VisitRepo,
+    AuditRepo, AuditStore, ClaimedDelivery, EventId, EventOrigin, EventParticipant,
+    GraphSubscriptionId, MAX_ERROR_LEN, NewDelivery, OutboxDepth, OutboxId, OutboxItem, OutboxRepo,
+    OutboxState, ParticipantClass, Reconciliation, ReconciliationClaim, RecordOutcome, SinkName,
+    StoredEvent, Visit, VisitEventKind, VisitId, VisitRepo, VisitSubscription,
 };

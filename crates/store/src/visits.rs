@@ -88,6 +88,11 @@ text_id!(
     SinkName,
     "a sink name"
 );
+text_id!(
+    /// Graph's id of a visit's change-notification subscription (notifications carry it).
+    GraphSubscriptionId,
+    "a subscription id"
+);
 
 /// The id of one outbox row (one event for one sink).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -371,6 +376,36 @@ pub struct OutboxDepth {
 /// Longest `last_error` kept; longer ones are cut (on a character boundary).
 pub const MAX_ERROR_LEN: usize = 300;
 
+/// A visit's change-notification subscription, as stored so that it is renewed, mapped back to
+/// its visit and removed after any restart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VisitSubscription {
+    /// The visit.
+    pub visit_id: VisitId,
+    /// Graph's subscription id.
+    pub subscription_id: GraphSubscriptionId,
+    /// When Graph stops delivering unless it is renewed.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A visit's scheduled reconciliation with its attendance report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reconciliation {
+    /// Not to be tried before this time (while claimed: when the claim runs out).
+    pub due_at: DateTime<Utc>,
+    /// Attempts started so far (a claim counts as one).
+    pub attempts: u32,
+}
+
+/// A claimed reconciliation: the visit, and the attempt this claim is (its fencing token).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReconciliationClaim {
+    /// The visit to reconcile.
+    pub visit: Visit,
+    /// This attempt's number, from 1 (see [`VisitRepo::finish_reconciliation`]).
+    pub attempt: u32,
+}
+
 /// The visit registry.
 #[async_trait]
 pub trait VisitRepo: Send + Sync {
@@ -401,6 +436,88 @@ pub trait VisitRepo: Send + Sync {
         since: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<Visit>, StoreError>;
+
+    /// Stores `subscription` (expiring at `expires_at`) as the visit's subscription if the
+    /// visit's current one is `replacing` (`None`: it has none) — a compare-and-set, so that of
+    /// two replicas that subscribed at once only one subscription is kept (the loser deletes its
+    /// own), and a renewal that finishes after the subscription was removed does not bring it
+    /// back. Renewing is `replacing` the subscription by itself. Whether it was stored.
+    ///
+    /// [`StoreError::NotFound`] if the visit does not exist; [`StoreError::AlreadyExists`] if
+    /// another visit has this subscription.
+    async fn set_subscription(
+        &self,
+        visit: &VisitId,
+        subscription: &GraphSubscriptionId,
+        expires_at: DateTime<Utc>,
+        replacing: Option<&GraphSubscriptionId>,
+    ) -> Result<bool, StoreError>;
+    /// Removes the visit's subscription — only if it is `only`, when given — and returns what
+    /// was removed. Of two concurrent calls, one gets it: that one deletes it at Graph.
+    async fn clear_subscription(
+        &self,
+        visit: &VisitId,
+        only: Option<&GraphSubscriptionId>,
+    ) -> Result<Option<VisitSubscription>, StoreError>;
+    /// The visit's subscription.
+    async fn subscription_of(
+        &self,
+        visit: &VisitId,
+    ) -> Result<Option<VisitSubscription>, StoreError>;
+    /// Subscriptions that expire at or before `before`, soonest first, at most `limit`: those to
+    /// renew.
+    async fn subscriptions_due(
+        &self,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<VisitSubscription>, StoreError>;
+    /// The visit whose subscription is `subscription`.
+    async fn visit_by_subscription(
+        &self,
+        subscription: &GraphSubscriptionId,
+    ) -> Result<Option<Visit>, StoreError>;
+    /// Keeps the patient's join URL of the visit's meeting (replacing an earlier one).
+    ///
+    /// [`StoreError::NotFound`] if the visit does not exist.
+    async fn set_patient_join_url(&self, visit: &VisitId, url: &str) -> Result<(), StoreError>;
+    /// The patient's join URL of the visit's meeting, if one was kept.
+    async fn patient_join_url(&self, visit: &VisitId) -> Result<Option<String>, StoreError>;
+    /// Schedules the visit's reconciliation with its attendance report at `at`, with no attempts
+    /// made yet (replacing any schedule: a later call end starts over).
+    ///
+    /// [`StoreError::NotFound`] if the visit does not exist.
+    async fn schedule_reconciliation(
+        &self,
+        visit: &VisitId,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// The visit's scheduled reconciliation, if any.
+    async fn reconciliation_of(
+        &self,
+        visit: &VisitId,
+    ) -> Result<Option<Reconciliation>, StoreError>;
+    /// Claims up to `limit` reconciliations due at `now`, soonest first: each gets one more
+    /// attempt and is held until `now + lease` (when a claimant dies, it is due again then).
+    async fn claim_reconciliations(
+        &self,
+        now: DateTime<Utc>,
+        lease: std::time::Duration,
+        limit: u32,
+    ) -> Result<Vec<ReconciliationClaim>, StoreError>;
+    /// Ends the visit's reconciliation (done, or given up), if it is still in the claim numbered
+    /// `attempt` (a new schedule since then is kept). Whether it was.
+    async fn finish_reconciliation(
+        &self,
+        visit: &VisitId,
+        attempt: u32,
+    ) -> Result<bool, StoreError>;
+    /// Releases the claim numbered `attempt`, due again at `at`. Whether it was still that claim.
+    async fn retry_reconciliation(
+        &self,
+        visit: &VisitId,
+        attempt: u32,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
 }
 
 /// Participant events.
@@ -465,6 +582,9 @@ pub trait OutboxRepo: Send + Sync {
     async fn redrive(&self, id: OutboxId, now: DateTime<Utc>) -> Result<bool, StoreError>;
     /// The outbox rows of one event (one per sink).
     async fn outbox_for_event(&self, event: &EventId) -> Result<Vec<OutboxItem>, StoreError>;
+    /// The outbox rows of every event of one visit, in the order they were enqueued (for a
+    /// visit's write-back report: one read instead of one per event).
+    async fn outbox_for_visit(&self, visit: &VisitId) -> Result<Vec<OutboxItem>, StoreError>;
     /// Pending and dead counts.
     async fn outbox_depth(&self) -> Result<OutboxDepth, StoreError>;
     /// Removes delivered rows delivered before `before`; how many.

@@ -93,6 +93,10 @@ pub(crate) struct Options {
     pub(crate) max_attempts: u32,
     /// Also write back through Epic's connection-status service.
     pub(crate) epic_sink: bool,
+    /// Seconds from a call's end to its reconciliation with the attendance report.
+    pub(crate) reconcile_delay_seconds: u64,
+    /// Attempts at reading an attendance report.
+    pub(crate) reconcile_max_attempts: u32,
 }
 
 impl Default for Options {
@@ -102,6 +106,8 @@ impl Default for Options {
             environment: Environment::Test,
             max_attempts: 4,
             epic_sink: true,
+            reconcile_delay_seconds: 0,
+            reconcile_max_attempts: 3,
         }
     }
 }
@@ -118,16 +124,45 @@ pub(crate) struct Env {
     pub(crate) graph: FakeGraph,
     /// A second handle on the service's database.
     pub(crate) store: SqliteStore,
-    /// `http://127.0.0.1:{port}`.
+    /// `http://127.0.0.1:{port}` (a new port after a restart).
     pub(crate) base: String,
+    /// The configuration file, without `public_base_url` (which follows the port).
+    config: String,
+    running: Option<Running>,
+}
+
+/// The service and the task serving it.
+struct Running {
     _service: LaunchService,
     server: tokio::task::JoinHandle<()>,
 }
 
-impl Drop for Env {
+impl Drop for Running {
     fn drop(&mut self) {
         self.server.abort();
     }
+}
+
+/// Builds the service for `config` on a fresh loopback port and serves it.
+async fn serve(config: &str) -> (Running, String) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let toml = format!("public_base_url = \"{base}\"\n{config}");
+    let config = LaunchConfig::from_toml(&toml).unwrap();
+    let service = LaunchService::build(config, url::Url::parse(&base).unwrap())
+        .await
+        .unwrap();
+    let router = app(service.state());
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router).await.unwrap();
+    });
+    (
+        Running {
+            _service: service,
+            server,
+        },
+        base,
+    )
 }
 
 /// Stores an approved configuration for `fhir_base` in `environment`.
@@ -223,9 +258,6 @@ impl Env {
         )
         .await;
 
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let base = format!("http://{addr}");
         let microsoft = if options.microsoft {
             format!(
                 r#"
@@ -263,9 +295,8 @@ impl Env {
         } else {
             String::new()
         };
-        let toml = format!(
+        let config = format!(
             r#"
-            public_base_url = "{base}"
             notification_base_url = "https://visits.example.test"
             database = "{db}"
             dev_mode = true
@@ -284,20 +315,20 @@ impl Env {
             kind = "fhir-audit-event"
             mode = "conditional-create"
             {epic_sink}
+            [upkeep]
+            poll_millis = 50
+            reconcile_delay_seconds = {delay}
+            reconcile_retry_seconds = 0
+            reconcile_max_attempts = {reconcile_attempts}
             {microsoft}
             "#,
             db = db_path.display(),
             key = key_path.display(),
             attempts = options.max_attempts,
+            delay = options.reconcile_delay_seconds,
+            reconcile_attempts = options.reconcile_max_attempts,
         );
-        let config = LaunchConfig::from_toml(&toml).unwrap();
-        let service = LaunchService::build(config, url::Url::parse(&base).unwrap())
-            .await
-            .unwrap();
-        let router = app(service.state());
-        let server = tokio::spawn(async move {
-            axum::serve(listener, router).await.unwrap();
-        });
+        let (running, base) = serve(&config).await;
         Self {
             dir,
             ehr,
@@ -309,9 +340,28 @@ impl Env {
             graph,
             store,
             base,
-            _service: service,
-            server,
+            config,
+            running: Some(running),
         }
+    }
+
+    /// Stops the service (its background tasks end with it), as a crash or a deployment would.
+    pub(crate) fn stop(&mut self) {
+        self.running = None;
+    }
+
+    /// Starts a new service on the same database and configuration, on a new port.
+    pub(crate) async fn resume(&mut self) {
+        assert!(self.running.is_none(), "stop the service first");
+        let (running, base) = serve(&self.config).await;
+        self.running = Some(running);
+        self.base = base;
+    }
+
+    /// A restart: stop, then resume.
+    pub(crate) async fn restart(&mut self) {
+        self.stop();
+        self.resume().await;
     }
 
     /// A launch URL of a record, with the EHR's `iss` and a `launch`, the record context, and

@@ -11,3 +11,4 @@ mod provider;
 mod round_trips;
 mod routes;
 mod security;
+mod upkeep;

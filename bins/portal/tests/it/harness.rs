@@ -105,6 +105,8 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogCapture {
 
 pub(crate) struct Portal {
     pub(crate) app: Router,
+    /// The portal's store, for tests that record visits the way the launch service does.
+    pub(crate) store: Arc<SqliteStore>,
     pub(crate) entra: FakeEntra,
     pub(crate) smart: SmartFake,
     pub(crate) fhir: FhirFake,
@@ -216,10 +218,11 @@ impl Portal {
             client_secret = entra::CLIENT_SECRET,
         ))
         .unwrap();
-        let store = SqliteStore::open(&config.database).await.unwrap();
-        let state = AppState::new(config, Arc::new(store)).unwrap();
+        let store = Arc::new(SqliteStore::open(&config.database).await.unwrap());
+        let state = AppState::new(config, store.clone()).unwrap();
         Self {
             app: app(state),
+            store,
             entra: fake_entra,
             smart,
             fhir,

@@ -7,3 +7,4 @@ mod binary;
 mod harness;
 mod refusals;
 mod sessions;
+mod visits;

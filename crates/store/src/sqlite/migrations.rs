@@ -156,7 +156,27 @@ CREATE INDEX outbox_due ON outbox (state, next_attempt_at);
 CREATE INDEX outbox_order ON outbox (visit_id, sink, participant_key, state, occurred_at);
 "#;
 
-const MIGRATIONS_SLICE: &[M<'static>] = &[M::up(V1), M::up(V2)];
+/// Version 3: what the launch service must not lose across a restart, on the visit's row: the
+/// patient's join URL (so a patient launch needs no Graph call), the visit's change-notification
+/// subscription and its expiry (renewed, mapped and removed by any replica after any restart),
+/// and when to reconcile the visit with its attendance report (with the attempts made so far).
+const V3: &str = r#"
+ALTER TABLE visits ADD COLUMN patient_join_url TEXT;
+ALTER TABLE visits ADD COLUMN subscription_id TEXT;
+ALTER TABLE visits ADD COLUMN subscription_expires_at INTEGER
+    CHECK ((subscription_id IS NULL) = (subscription_expires_at IS NULL));
+ALTER TABLE visits ADD COLUMN reconcile_after INTEGER;
+ALTER TABLE visits ADD COLUMN reconcile_attempts INTEGER NOT NULL DEFAULT 0
+    CHECK (reconcile_attempts >= 0);
+-- A notification names its subscription: it must lead to one visit.
+CREATE UNIQUE INDEX visits_by_subscription ON visits (subscription_id)
+    WHERE subscription_id IS NOT NULL;
+CREATE INDEX visits_subscription_expiry ON visits (subscription_expires_at)
+    WHERE subscription_id IS NOT NULL;
+CREATE INDEX visits_reconcile_due ON visits (reconcile_after) WHERE reconcile_after IS NOT NULL;
+"#;
+
+const MIGRATIONS_SLICE: &[M<'static>] = &[M::up(V1), M::up(V2), M::up(V3)];
 
 /// All migrations, oldest first.
 pub(crate) const MIGRATIONS: Migrations<'static> = Migrations::from_slice(MIGRATIONS_SLICE);
@@ -166,5 +186,41 @@ mod tests {
     #[test]
     fn migrations_are_valid() {
         assert!(super::MIGRATIONS.validate().is_ok());
+    }
+
+    #[test]
+    fn visits_of_version_2_gain_empty_upkeep_columns() {
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        super::MIGRATIONS.to_version(&mut conn, 2).unwrap();
+        conn.execute_batch(
+            "INSERT INTO tenants VALUES ('t', 'T', 'tid', 0);
+             INSERT INTO configurations (id, tenant_id, fhir_base_url, environment, state, version,
+                 revision, document, created_at, updated_at)
+             VALUES ('c', 't', 'https://x', 'test', 'draft', 1, 1, '{}', 0, 0);
+             INSERT INTO visits (id, configuration_id, external_meeting_id, created_at)
+             VALUES ('v', 'c', 'vb-1', 0);",
+        )
+        .unwrap();
+        super::MIGRATIONS.to_latest(&mut conn).unwrap();
+        let row: (
+            Option<String>,
+            Option<String>,
+            Option<i64>,
+            Option<i64>,
+            i64,
+        ) = conn
+            .query_row(
+                "SELECT patient_join_url, subscription_id, subscription_expires_at,
+                        reconcile_after, reconcile_attempts FROM visits WHERE id = 'v'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )
+            .unwrap();
+        assert_eq!(row, (None, None, None, None, 0));
+        // A subscription id without its expiry is refused by the schema itself.
+        assert!(
+            conn.execute("UPDATE visits SET subscription_id = 's' WHERE id = 'v'", [])
+                .is_err()
+        );
     }
 }

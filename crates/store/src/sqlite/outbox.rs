@@ -426,6 +426,19 @@ impl OutboxRepo for SqliteStore {
         .await
     }
 
+    async fn outbox_for_visit(&self, visit: &VisitId) -> Result<Vec<OutboxItem>, StoreError> {
+        let visit = visit.as_str().to_owned();
+        self.read(move |conn| {
+            // `outbox_order` starts with `visit_id`, so this is an index range scan.
+            let sql =
+                format!("SELECT {ITEM_COLUMNS} FROM outbox o WHERE o.visit_id = ?1 ORDER BY o.id");
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let rows = stmt.query_map(params![visit], |row| RawItem::from_row(row, 0))?;
+            rows.map(|raw| raw?.into_item()).collect()
+        })
+        .await
+    }
+
     async fn outbox_depth(&self) -> Result<OutboxDepth, StoreError> {
         self.read(|conn| {
             let (pending, dead, oldest): (i64, i64, Option<i64>) = conn.query_row(

@@ -8,7 +8,10 @@ use visitbridge_approval::ConfigurationId;
 use super::{SqliteStore, Violation, from_millis, to_millis, violation};
 use crate::{
     MicrosoftObjectId, StoreError,
-    visits::{Visit, VisitId, VisitRepo, check_id},
+    visits::{
+        GraphSubscriptionId, Reconciliation, ReconciliationClaim, Visit, VisitId, VisitRepo,
+        VisitSubscription, check_id,
+    },
 };
 
 const WHAT: &str = "visit";
@@ -302,6 +305,301 @@ impl VisitRepo for SqliteStore {
             rows.map(|raw| raw?.into_visit()).collect()
         })
         .await
+    }
+
+    async fn set_subscription(
+        &self,
+        visit: &VisitId,
+        subscription: &GraphSubscriptionId,
+        expires_at: DateTime<Utc>,
+        replacing: Option<&GraphSubscriptionId>,
+    ) -> Result<bool, StoreError> {
+        let (visit, subscription) = (visit.as_str().to_owned(), subscription.as_str().to_owned());
+        let replacing = replacing.map(|r| r.as_str().to_owned());
+        self.write(move |tx| {
+            let current: Option<Option<String>> = tx
+                .query_row(
+                    "SELECT subscription_id FROM visits WHERE id = ?1",
+                    params![visit],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            let Some(current) = current else {
+                return Err(StoreError::NotFound { what: WHAT });
+            };
+            if current != replacing {
+                return Ok(false);
+            }
+            tx.execute(
+                "UPDATE visits SET subscription_id = ?2, subscription_expires_at = ?3
+                 WHERE id = ?1",
+                params![visit, subscription, to_millis(expires_at)],
+            )
+            .map_err(|e| match violation(&e) {
+                Some((Violation::Unique, _)) => {
+                    StoreError::AlreadyExists("another visit has this subscription")
+                }
+                _ => StoreError::Sqlite(e),
+            })?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn clear_subscription(
+        &self,
+        visit: &VisitId,
+        only: Option<&GraphSubscriptionId>,
+    ) -> Result<Option<VisitSubscription>, StoreError> {
+        let visit = visit.clone();
+        let only = only.cloned();
+        self.write(move |tx| {
+            let Some(current) = subscription_row(tx, &visit)? else {
+                return Ok(None);
+            };
+            if only.is_some_and(|only| only != current.subscription_id) {
+                return Ok(None);
+            }
+            tx.execute(
+                "UPDATE visits SET subscription_id = NULL, subscription_expires_at = NULL
+                 WHERE id = ?1",
+                params![visit.as_str()],
+            )?;
+            Ok(Some(current))
+        })
+        .await
+    }
+
+    async fn subscription_of(
+        &self,
+        visit: &VisitId,
+    ) -> Result<Option<VisitSubscription>, StoreError> {
+        let visit = visit.clone();
+        self.read(move |conn| subscription_row(conn, &visit)).await
+    }
+
+    async fn subscriptions_due(
+        &self,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<VisitSubscription>, StoreError> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT id, subscription_id, subscription_expires_at FROM visits
+                 WHERE subscription_id IS NOT NULL AND subscription_expires_at <= ?1
+                 ORDER BY subscription_expires_at, id LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![to_millis(before), i64::from(limit)], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+            })?;
+            rows.map(|row| {
+                let (visit, subscription, expires): (String, String, i64) = row?;
+                visit_subscription(visit, subscription, expires)
+            })
+            .collect()
+        })
+        .await
+    }
+
+    async fn visit_by_subscription(
+        &self,
+        subscription: &GraphSubscriptionId,
+    ) -> Result<Option<Visit>, StoreError> {
+        self.one_visit("v.subscription_id = ?1", subscription.as_str().to_owned())
+            .await
+    }
+
+    async fn set_patient_join_url(&self, visit: &VisitId, url: &str) -> Result<(), StoreError> {
+        if url.is_empty() || url.len() > 2048 {
+            return Err(StoreError::InvalidRecord(
+                "a join url must be 1 to 2048 characters",
+            ));
+        }
+        let (visit, url) = (visit.as_str().to_owned(), url.to_owned());
+        self.write(move |tx| {
+            let changed = tx.execute(
+                "UPDATE visits SET patient_join_url = ?2 WHERE id = ?1",
+                params![visit, url],
+            )?;
+            if changed == 0 {
+                return Err(StoreError::NotFound { what: WHAT });
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn patient_join_url(&self, visit: &VisitId) -> Result<Option<String>, StoreError> {
+        let visit = visit.as_str().to_owned();
+        self.read(move |conn| {
+            let url: Option<Option<String>> = conn
+                .prepare_cached("SELECT patient_join_url FROM visits WHERE id = ?1")?
+                .query_row(params![visit], |row| row.get(0))
+                .optional()?;
+            Ok(url.flatten())
+        })
+        .await
+    }
+
+    async fn schedule_reconciliation(
+        &self,
+        visit: &VisitId,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let visit = visit.as_str().to_owned();
+        self.write(move |tx| {
+            let changed = tx.execute(
+                "UPDATE visits SET reconcile_after = ?2, reconcile_attempts = 0 WHERE id = ?1",
+                params![visit, to_millis(at)],
+            )?;
+            if changed == 0 {
+                return Err(StoreError::NotFound { what: WHAT });
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn reconciliation_of(
+        &self,
+        visit: &VisitId,
+    ) -> Result<Option<Reconciliation>, StoreError> {
+        let visit = visit.as_str().to_owned();
+        self.read(move |conn| {
+            let row: Option<(i64, i64)> = conn
+                .prepare_cached(
+                    "SELECT reconcile_after, reconcile_attempts FROM visits
+                     WHERE id = ?1 AND reconcile_after IS NOT NULL",
+                )?
+                .query_row(params![visit], |row| Ok((row.get(0)?, row.get(1)?)))
+                .optional()?;
+            row.map(|(due, attempts)| {
+                Ok(Reconciliation {
+                    due_at: from_millis(WHAT, due)?,
+                    attempts: attempts_of(attempts)?,
+                })
+            })
+            .transpose()
+        })
+        .await
+    }
+
+    async fn claim_reconciliations(
+        &self,
+        now: DateTime<Utc>,
+        lease: std::time::Duration,
+        limit: u32,
+    ) -> Result<Vec<ReconciliationClaim>, StoreError> {
+        let lease =
+            chrono::Duration::from_std(lease).unwrap_or_else(|_| chrono::Duration::hours(1));
+        self.write(move |tx| {
+            // RETURNING cannot use the table alias.
+            let returning = VISIT_COLUMNS.replace("v.", "");
+            let sql = format!(
+                "UPDATE visits
+                 SET reconcile_attempts = reconcile_attempts + 1, reconcile_after = ?2
+                 WHERE id IN (
+                     SELECT id FROM visits
+                     WHERE reconcile_after IS NOT NULL AND reconcile_after <= ?1
+                     ORDER BY reconcile_after, id LIMIT ?3)
+                 RETURNING reconcile_attempts, {returning}"
+            );
+            let mut stmt = tx.prepare_cached(&sql)?;
+            let rows = stmt.query_map(
+                params![to_millis(now), to_millis(now + lease), i64::from(limit)],
+                |row| Ok((row.get::<_, i64>(0)?, RawVisit::from_row(row, 1)?)),
+            )?;
+            let mut claims = rows
+                .map(|row| {
+                    let (attempts, raw) = row?;
+                    Ok(ReconciliationClaim {
+                        visit: raw.into_visit()?,
+                        attempt: attempts_of(attempts)?,
+                    })
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            // RETURNING gives rows in no particular order.
+            claims.sort_by(|a, b| a.visit.id.cmp(&b.visit.id));
+            Ok(claims)
+        })
+        .await
+    }
+
+    async fn finish_reconciliation(
+        &self,
+        visit: &VisitId,
+        attempt: u32,
+    ) -> Result<bool, StoreError> {
+        let visit = visit.as_str().to_owned();
+        self.write(move |tx| {
+            let changed = tx.execute(
+                "UPDATE visits SET reconcile_after = NULL, reconcile_attempts = 0
+                 WHERE id = ?1 AND reconcile_after IS NOT NULL AND reconcile_attempts = ?2",
+                params![visit, i64::from(attempt)],
+            )?;
+            Ok(changed > 0)
+        })
+        .await
+    }
+
+    async fn retry_reconciliation(
+        &self,
+        visit: &VisitId,
+        attempt: u32,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let visit = visit.as_str().to_owned();
+        self.write(move |tx| {
+            let changed = tx.execute(
+                "UPDATE visits SET reconcile_after = ?3
+                 WHERE id = ?1 AND reconcile_after IS NOT NULL AND reconcile_attempts = ?2",
+                params![visit, i64::from(attempt), to_millis(at)],
+            )?;
+            Ok(changed > 0)
+        })
+        .await
+    }
+}
+
+fn attempts_of(attempts: i64) -> Result<u32, StoreError> {
+    u32::try_from(attempts).map_err(|_| StoreError::Corrupt {
+        what: WHAT,
+        detail: "reconciliation attempts out of range".to_owned(),
+    })
+}
+
+fn visit_subscription(
+    visit: String,
+    subscription: String,
+    expires_at: i64,
+) -> Result<VisitSubscription, StoreError> {
+    Ok(VisitSubscription {
+        visit_id: VisitId::new(visit)?,
+        subscription_id: GraphSubscriptionId::new(subscription)?,
+        expires_at: from_millis(WHAT, expires_at)?,
+    })
+}
+
+/// The visit's subscription, on a read connection or inside a write transaction.
+fn subscription_row(
+    conn: &rusqlite::Connection,
+    visit: &VisitId,
+) -> Result<Option<VisitSubscription>, StoreError> {
+    let row: Option<(Option<String>, Option<i64>)> = conn
+        .prepare_cached(
+            "SELECT subscription_id, subscription_expires_at FROM visits WHERE id = ?1",
+        )?
+        .query_row(params![visit.as_str()], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })
+        .optional()?;
+    match row {
+        Some((Some(subscription), Some(expires_at))) => Ok(Some(visit_subscription(
+            visit.as_str().to_owned(),
+            subscription,
+            expires_at,
+        )?)),
+        _ => Ok(None),
     }
 }
 

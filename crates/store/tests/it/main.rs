@@ -8,5 +8,6 @@ mod outbox;
 mod pending;
 mod sessions;
 mod tenants;
+mod upkeep;
 mod user_links;
 mod visits;

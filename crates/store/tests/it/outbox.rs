@@ -369,6 +369,66 @@ async fn dead_letters_are_listed_counted_and_redriven() {
 }
 
 #[tokio::test]
+async fn a_visits_outbox_rows_are_read_together_with_their_states() {
+    let (store, _dir) = with_visit().await;
+    let joined = event("e-1", "v-1", VisitEventKind::ParticipantJoined, 1);
+    let left = event("e-2", "v-1", VisitEventKind::ParticipantLeft, 2);
+    let other = event("e-3", "v-2", VisitEventKind::ParticipantJoined, 1);
+    for e in [&joined, &left, &other] {
+        store.record_event(e, &to(&["epic", "fhir"])).await.unwrap();
+    }
+    // The join reaches both sinks; then the leave (held back until the join is out) fails for
+    // good at one of them and is still on its way to the other.
+    for now in [at(3), at(4)] {
+        for c in claim(&store, now).await {
+            match (c.event.event_id.as_str(), c.item.sink.as_str()) {
+                ("e-1", _) => assert!(store.mark_delivered(c.item.id, at(3)).await.unwrap()),
+                ("e-2", "epic") => assert!(
+                    store
+                        .mark_dead(c.item.id, c.item.attempts, "epic answered 400")
+                        .await
+                        .unwrap()
+                ),
+                _ => {}
+            }
+        }
+    }
+
+    let rows = store
+        .outbox_for_visit(&VisitId::new("v-1").unwrap())
+        .await
+        .unwrap();
+    let seen: Vec<(&str, &str, OutboxState)> = rows
+        .iter()
+        .map(|r| (r.event_id.as_str(), r.sink.as_str(), r.state))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("e-1", "epic", OutboxState::Delivered),
+            ("e-1", "fhir", OutboxState::Delivered),
+            ("e-2", "epic", OutboxState::Dead),
+            ("e-2", "fhir", OutboxState::Pending),
+        ],
+        "only v-1's rows, in the order they were enqueued"
+    );
+    assert!(rows.iter().all(|r| r.visit_id.as_str() == "v-1"));
+    assert_eq!(rows[2].last_error.as_deref(), Some("epic answered 400"));
+    assert_eq!(rows[0].delivered_at, Some(at(3)));
+    // The same rows as reading them event by event.
+    let mut by_event = store.outbox_for_event(&joined.event_id).await.unwrap();
+    by_event.extend(store.outbox_for_event(&left.event_id).await.unwrap());
+    assert_eq!(rows, by_event);
+    assert!(
+        store
+            .outbox_for_visit(&VisitId::new("v-unknown").unwrap())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
 async fn events_and_outbox_survive_reopening_and_events_are_immutable() {
     let (store, dir) = with_visit().await;
     let e = event("e-1", "v-1", VisitEventKind::ParticipantJoined, 1);

@@ -1,0 +1,174 @@
+//! Reconciliation with attendance reports: some minutes after a call ends, the meeting's
+//! attendance report is read and the joins and leaves that live notifications missed are
+//! recorded (and written back) once.
+//!
+//! The schedule is on the visit's row (`VisitRepo::schedule_reconciliation`), written before Graph
+//! gets its answer to the call-ended notification, and an upkeep tick claims what is due with a
+//! lease. So a restart, or a crash mid-way, delays a reconciliation but never loses it; and a
+//! reconciliation that runs twice records nothing new (`AuditRecorder::reconcile` skips what is
+//! stored, and event ids are deterministic).
+
+use std::{sync::Arc, time::Duration};
+
+use chrono::Utc;
+use visitbridge_audit::AuditRecorder;
+use visitbridge_graph::{GraphClient, MeetingId, UserObjectId};
+use visitbridge_store::{ReconciliationClaim, StoreError, VisitId, VisitRepo};
+
+use crate::config::UpkeepConfig;
+
+/// How long a claimed reconciliation is held: longer than reading a report takes, short enough
+/// that one whose process died is soon taken up again.
+const LEASE: Duration = Duration::from_secs(5 * 60);
+/// Reconciliations per upkeep tick.
+const PER_TICK: u32 = 20;
+
+/// When and how hard to reconcile.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ReconcilePolicy {
+    /// From the call's end to the first attempt.
+    pub(crate) delay: Duration,
+    /// Between attempts.
+    pub(crate) retry: Duration,
+    /// Attempts before giving up.
+    pub(crate) max_attempts: u32,
+    /// See `AuditRecorder::reconcile`.
+    pub(crate) tolerance: Duration,
+}
+
+impl ReconcilePolicy {
+    pub(crate) fn from_config(config: &UpkeepConfig) -> Self {
+        Self {
+            delay: Duration::from_secs(config.reconcile_delay_seconds),
+            retry: Duration::from_secs(config.reconcile_retry_seconds),
+            max_attempts: config.reconcile_max_attempts.max(1),
+            tolerance: Duration::from_secs(config.reconcile_tolerance_seconds),
+        }
+    }
+}
+
+/// Why one attempt did not finish the job.
+enum Attempt {
+    /// Done, or nothing to do.
+    Finished,
+    /// Worth another try (the report is not there yet, Graph or the store failed for now).
+    Retry(String),
+    /// Will not succeed (no permission, no such meeting).
+    GiveUp(String),
+}
+
+/// Schedules and runs reconciliations.
+pub(crate) struct Reconciler {
+    store: Arc<dyn VisitRepo>,
+    graph: GraphClient,
+    recorder: AuditRecorder,
+    policy: ReconcilePolicy,
+}
+
+impl Reconciler {
+    pub(crate) fn new(
+        store: Arc<dyn VisitRepo>,
+        graph: GraphClient,
+        recorder: AuditRecorder,
+        policy: ReconcilePolicy,
+    ) -> Self {
+        Self {
+            store,
+            graph,
+            recorder,
+            policy,
+        }
+    }
+
+    /// The visit's call ended: reconcile it after the configured delay (replacing an earlier
+    /// schedule). Durable once this returns.
+    pub(crate) async fn schedule(&self, visit: &VisitId) -> Result<(), StoreError> {
+        let at = Utc::now() + chrono::Duration::from_std(self.policy.delay).unwrap_or_default();
+        self.store.schedule_reconciliation(visit, at).await
+    }
+
+    /// Runs the reconciliations that are due; how many were attempted.
+    pub(crate) async fn run_due(&self) -> usize {
+        let claims = match self
+            .store
+            .claim_reconciliations(Utc::now(), LEASE, PER_TICK)
+            .await
+        {
+            Ok(claims) => claims,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot claim the reconciliations due");
+                return 0;
+            }
+        };
+        for claim in &claims {
+            let outcome = self.attempt(claim).await;
+            self.settle(claim, outcome).await;
+        }
+        claims.len()
+    }
+
+    async fn attempt(&self, claim: &ReconciliationClaim) -> Attempt {
+        let visit = &claim.visit;
+        let (Some(organizer), Some(meeting)) =
+            (&visit.organizer_object_id, &visit.graph_meeting_id)
+        else {
+            return Attempt::Finished;
+        };
+        let events = match self
+            .graph
+            .attendance_events(
+                &UserObjectId::new(organizer.as_str()),
+                &MeetingId::new(meeting.as_str()),
+            )
+            .await
+        {
+            Ok(events) if events.is_empty() => {
+                return Attempt::Retry("no attendance report yet".to_owned());
+            }
+            Ok(events) => events,
+            Err(e) if e.is_transient() => return Attempt::Retry(e.to_string()),
+            Err(e) => return Attempt::GiveUp(e.to_string()),
+        };
+        match self
+            .recorder
+            .reconcile(visit, &events, self.policy.tolerance)
+            .await
+        {
+            Ok(summary) => {
+                tracing::info!(
+                    visit_id = %visit.id,
+                    attempt = claim.attempt,
+                    recorded = summary.recorded,
+                    already_seen = summary.already_seen,
+                    duplicates = summary.duplicates,
+                    "reconciled the visit with its attendance report"
+                );
+                Attempt::Finished
+            }
+            Err(e) => Attempt::Retry(e.to_string()),
+        }
+    }
+
+    async fn settle(&self, claim: &ReconciliationClaim, outcome: Attempt) {
+        let visit = &claim.visit.id;
+        let result = match outcome {
+            Attempt::Finished => self.store.finish_reconciliation(visit, claim.attempt).await,
+            Attempt::Retry(why) if claim.attempt < self.policy.max_attempts => {
+                tracing::info!(visit_id = %visit, attempt = claim.attempt, reason = %why, "reconciliation to be tried again");
+                let at =
+                    Utc::now() + chrono::Duration::from_std(self.policy.retry).unwrap_or_default();
+                self.store
+                    .retry_reconciliation(visit, claim.attempt, at)
+                    .await
+            }
+            Attempt::Retry(why) | Attempt::GiveUp(why) => {
+                tracing::warn!(visit_id = %visit, attempt = claim.attempt, reason = %why, "giving up reconciling the visit with its attendance report");
+                self.store.finish_reconciliation(visit, claim.attempt).await
+            }
+        };
+        if let Err(e) = result {
+            // The claim runs out and the reconciliation comes back: nothing is lost.
+            tracing::warn!(error = %e, visit_id = %visit, "cannot record a reconciliation's outcome");
+        }
+    }
+}

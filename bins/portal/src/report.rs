@@ -1,0 +1,505 @@
+//! The visits report, shared by the pages, the CSV export and the JSON API: the recent visits of
+//! the configurations someone may see, each with what its stored events say (start, duration,
+//! lobby wait, attendees, status, from `visitbridge_audit::VisitTimeline`), and one visit's
+//! timeline and write-back. Only what the store holds is shown: no names, no visit keys.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use serde::Serialize;
+use visitbridge_approval::{Configuration, TenantId};
+use visitbridge_audit::{
+    ConnectedInterval, LobbyWait, ParticipantRole, VisitStatus, VisitTimeline,
+};
+use visitbridge_store::{
+    EventOrigin, EventParticipant, OutboxItem, OutboxState, ParticipantClass, StoredEvent, Visit,
+    VisitEventKind, VisitId,
+};
+
+use crate::{AppState, error::PortalError};
+
+/// At most this many visits in one report (newest first); the report says when there were more.
+pub(crate) const MAX_VISITS: usize = 500;
+
+/// How far back a report looks: the reference product's 7, 30 or 90 days.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub(crate) struct Period(u16);
+
+impl Period {
+    /// The periods offered.
+    pub(crate) const CHOICES: [u16; 3] = [7, 30, 90];
+
+    /// `days` from a query string: 7, 30 or 90; 30 when absent.
+    pub(crate) fn from_query(query: Option<&str>) -> Result<Self, PortalError> {
+        let days = query
+            .map(|q| url::form_urlencoded::parse(q.as_bytes()))
+            .and_then(|mut pairs| pairs.find(|(k, _)| k == "days"))
+            .map(|(_, v)| v.into_owned());
+        match days.as_deref() {
+            None | Some("") => Ok(Self(30)),
+            Some(text) => text
+                .parse::<u16>()
+                .ok()
+                .filter(|d| Self::CHOICES.contains(d))
+                .map(Self)
+                .ok_or_else(|| PortalError::BadRequest("days must be 7, 30 or 90".to_owned())),
+        }
+    }
+
+    /// The number of days.
+    pub(crate) fn days(self) -> u16 {
+        self.0
+    }
+}
+
+/// The configuration a visit was launched through, as reports show it.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct ConfigurationRef {
+    pub(crate) id: String,
+    pub(crate) fhir_base_url: String,
+    pub(crate) environment: String,
+}
+
+impl ConfigurationRef {
+    /// The URL and environment that served launches (the approved version), else the current.
+    fn of(c: &Configuration) -> Self {
+        let settings = c.approved().map_or(c.settings(), |a| &a.settings);
+        Self {
+            id: c.id().to_string(),
+            fhir_base_url: settings.fhir_base_url.to_string(),
+            environment: settings.environment.to_string(),
+        }
+    }
+}
+
+/// One line of the report.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct VisitSummary {
+    /// Our id of the visit (the EHR's visit key is kept only hashed, so it cannot be shown).
+    pub(crate) id: String,
+    /// When the first launch created the visit.
+    pub(crate) launched_at: DateTime<Utc>,
+    /// When a staff member and a patient or guest were first both connected.
+    pub(crate) start: Option<DateTime<Utc>>,
+    /// When the last person left.
+    pub(crate) end: Option<DateTime<Utc>>,
+    /// From `start` to `end`.
+    pub(crate) duration_seconds: Option<i64>,
+    /// The meeting organiser's Entra object id (the launching clinician).
+    pub(crate) organizer_object_id: Option<String>,
+    pub(crate) configuration: ConfigurationRef,
+    /// People who connected at least once (bots not counted).
+    pub(crate) attendees: usize,
+    /// The first patient's wait: lobby arrival to admission, or in the call until staff came.
+    pub(crate) lobby_wait_seconds: Option<i64>,
+    pub(crate) status: VisitStatus,
+}
+
+impl VisitSummary {
+    fn of(visit: &Visit, configuration: ConfigurationRef, timeline: &VisitTimeline) -> Self {
+        Self {
+            id: visit.id.to_string(),
+            launched_at: visit.created_at,
+            start: timeline.start,
+            end: timeline.end,
+            duration_seconds: timeline.duration().map(|d| d.num_seconds()),
+            organizer_object_id: visit.organizer_object_id.as_ref().map(|o| o.to_string()),
+            configuration,
+            attendees: timeline.attendee_count(),
+            lobby_wait_seconds: timeline.lobby_wait.map(|d| d.num_seconds()),
+            status: timeline.status,
+        }
+    }
+}
+
+/// The recent visits of the configurations someone may see.
+#[derive(Debug, Clone)]
+pub(crate) struct Report {
+    pub(crate) days: Period,
+    /// Visits launched at or after this time are listed.
+    pub(crate) since: DateTime<Utc>,
+    /// More visits than [`MAX_VISITS`] were launched in the period: only the newest are listed.
+    pub(crate) truncated: bool,
+    /// How many configurations the report covers.
+    pub(crate) configurations: usize,
+    /// Newest launch first.
+    pub(crate) visits: Vec<VisitSummary>,
+}
+
+/// The visits launched in `period` before `now` through the configurations of `tenant` that
+/// `visible` accepts, with their timelines.
+pub(crate) async fn recent(
+    state: &AppState,
+    tenant: &TenantId,
+    visible: impl Fn(&Configuration) -> bool,
+    period: Period,
+    now: DateTime<Utc>,
+) -> Result<Report, PortalError> {
+    let store = state.store();
+    let since = now - Duration::days(i64::from(period.days()));
+    let configurations: Vec<Configuration> = store
+        .list_configurations(tenant)
+        .await?
+        .into_iter()
+        .filter(|c| visible(c))
+        .collect();
+    let limit = u32::try_from(MAX_VISITS + 1).unwrap_or(u32::MAX);
+    let mut visits: Vec<(Visit, &Configuration)> = Vec::new();
+    for c in &configurations {
+        for visit in store.visits_since(c.id(), since, limit).await? {
+            visits.push((visit, c));
+        }
+    }
+    visits.sort_by(|(a, _), (b, _)| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
+    let truncated = visits.len() > MAX_VISITS;
+    visits.truncate(MAX_VISITS);
+    let mut rows = Vec::with_capacity(visits.len());
+    for (visit, c) in &visits {
+        let events = store.events_for_visit(&visit.id).await?;
+        let timeline = VisitTimeline::from_events(&events);
+        rows.push(VisitSummary::of(visit, ConfigurationRef::of(c), &timeline));
+    }
+    Ok(Report {
+        days: period,
+        since,
+        truncated,
+        configurations: configurations.len(),
+        visits: rows,
+    })
+}
+
+/// A visit's participant, named by role and order of arrival, never by who they are.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct ParticipantView {
+    /// "Clinician" (the organiser), "Staff member 2", "Patient / guest 1", "App 1".
+    pub(crate) label: String,
+    pub(crate) role: ParticipantRole,
+    /// Connected from … to (open while still connected).
+    pub(crate) connected: Vec<ConnectedInterval>,
+    /// Waits in the lobby, where Graph reported the lobby.
+    pub(crate) lobby: Vec<LobbyWait>,
+}
+
+/// Where the write-back of one event to one sink stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum DeliveryState {
+    /// The sink has it.
+    Delivered,
+    /// Not yet: on its way, or waiting for its next attempt.
+    Pending,
+    /// Given up on (too many attempts, or a permanent refusal); an operator can re-drive it.
+    DeadLetter,
+}
+
+impl From<OutboxState> for DeliveryState {
+    fn from(state: OutboxState) -> Self {
+        match state {
+            OutboxState::Delivered => Self::Delivered,
+            OutboxState::Pending => Self::Pending,
+            OutboxState::Dead => Self::DeadLetter,
+        }
+    }
+}
+
+/// The write-back of one event to one sink.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct DeliveryView {
+    pub(crate) sink: String,
+    pub(crate) state: DeliveryState,
+    pub(crate) attempts: u32,
+    pub(crate) delivered_at: Option<DateTime<Utc>>,
+    /// When a pending row is tried next.
+    pub(crate) next_attempt_at: Option<DateTime<Utc>>,
+    /// The last failure's short reason (no tokens, no PHI: the store keeps nothing else).
+    pub(crate) last_error: Option<String>,
+}
+
+impl DeliveryView {
+    fn of(item: &OutboxItem) -> Self {
+        Self {
+            sink: item.sink.to_string(),
+            state: item.state.into(),
+            attempts: item.attempts,
+            delivered_at: item.delivered_at,
+            next_attempt_at: (item.state == OutboxState::Pending).then_some(item.next_attempt_at),
+            last_error: item.last_error.clone(),
+        }
+    }
+}
+
+/// One recorded event with its write-back.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct EventView {
+    pub(crate) id: String,
+    pub(crate) kind: VisitEventKind,
+    pub(crate) occurred_at: DateTime<Utc>,
+    pub(crate) recorded_at: DateTime<Utc>,
+    pub(crate) origin: EventOrigin,
+    /// The participant's label (none for the call's start and end).
+    pub(crate) participant: Option<String>,
+    /// One per sink the event was enqueued for.
+    pub(crate) deliveries: Vec<DeliveryView>,
+}
+
+/// One visit in full.
+#[derive(Debug, Clone)]
+pub(crate) struct VisitDetail {
+    pub(crate) visit: VisitSummary,
+    pub(crate) call_started_at: Option<DateTime<Utc>>,
+    pub(crate) call_ended_at: Option<DateTime<Utc>>,
+    /// In order of arrival.
+    pub(crate) participants: Vec<ParticipantView>,
+    /// In time order.
+    pub(crate) events: Vec<EventView>,
+}
+
+/// Names participants by role, in order of their first event: the organiser is "Clinician",
+/// other staff "Staff member N", people without an account "Patient / guest N", bots "App N".
+pub(crate) fn participant_labels<'a>(
+    events: &'a [StoredEvent],
+    organizer: Option<&str>,
+) -> Vec<(&'a EventParticipant, String)> {
+    let mut sorted: Vec<&StoredEvent> = events.iter().collect();
+    sorted.sort_by_key(|e| e.occurred_at);
+    let mut labels: Vec<(&EventParticipant, String)> = Vec::new();
+    let (mut staff, mut guests, mut apps) = (0, 0, 0);
+    for p in sorted.iter().filter_map(|e| e.participant.as_ref()) {
+        if labels.iter().any(|(known, _)| *known == p) {
+            continue;
+        }
+        let label = match p.class {
+            ParticipantClass::OrganizationUser
+                if organizer.is_some_and(|o| o.eq_ignore_ascii_case(&p.id)) =>
+            {
+                "Clinician".to_owned()
+            }
+            ParticipantClass::OrganizationUser => {
+                staff += 1;
+                format!("Staff member {staff}")
+            }
+            ParticipantClass::Anonymous | ParticipantClass::AcsGuest => {
+                guests += 1;
+                format!("Patient / guest {guests}")
+            }
+            ParticipantClass::Application => {
+                apps += 1;
+                format!("App {apps}")
+            }
+        };
+        labels.push((p, label));
+    }
+    labels
+}
+
+/// One visit of `tenant`, if `visible` allows its configuration; another organisation's visit
+/// is "not found", exactly like one that does not exist.
+pub(crate) async fn detail(
+    state: &AppState,
+    tenant: &TenantId,
+    id: &str,
+    visible: impl Fn(&Configuration) -> Result<(), PortalError>,
+) -> Result<VisitDetail, PortalError> {
+    let store = state.store();
+    let id = VisitId::new(id).map_err(|_| PortalError::VisitNotFound)?;
+    let visit = store
+        .get_visit(&id)
+        .await?
+        .ok_or(PortalError::VisitNotFound)?;
+    let configuration = store
+        .get_configuration(tenant, &visit.configuration_id)
+        .await?
+        .ok_or(PortalError::VisitNotFound)?;
+    visible(&configuration)?;
+    let events = store.events_for_visit(&id).await?;
+    let outbox = store.outbox_for_visit(&id).await?;
+    let timeline = VisitTimeline::from_events(&events);
+
+    let organizer = visit.organizer_object_id.as_ref().map(|o| o.as_str());
+    let labels = participant_labels(&events, organizer);
+    let label_of = |p: &EventParticipant| {
+        labels
+            .iter()
+            .find(|(known, _)| *known == p)
+            .map(|(_, label)| label.clone())
+    };
+    let participants = labels
+        .iter()
+        .filter_map(|(p, label)| {
+            let t = timeline
+                .participants
+                .iter()
+                .find(|t| &t.participant == *p)?;
+            Some(ParticipantView {
+                label: label.clone(),
+                role: t.role,
+                connected: t.intervals.clone(),
+                lobby: t.lobby.clone(),
+            })
+        })
+        .collect();
+    let mut deliveries: HashMap<&str, Vec<DeliveryView>> = HashMap::new();
+    for item in &outbox {
+        deliveries
+            .entry(item.event_id.as_str())
+            .or_default()
+            .push(DeliveryView::of(item));
+    }
+    let events = events
+        .iter()
+        .map(|e| EventView {
+            id: e.event_id.to_string(),
+            kind: e.kind,
+            occurred_at: e.occurred_at,
+            recorded_at: e.recorded_at,
+            origin: e.origin,
+            participant: e.participant.as_ref().and_then(label_of),
+            deliveries: deliveries.remove(e.event_id.as_str()).unwrap_or_default(),
+        })
+        .collect();
+    Ok(VisitDetail {
+        visit: VisitSummary::of(&visit, ConfigurationRef::of(&configuration), &timeline),
+        call_started_at: timeline.call_started_at,
+        call_ended_at: timeline.call_ended_at,
+        participants,
+        events,
+    })
+}
+
+/// How the report names a status.
+pub(crate) fn status_label(status: VisitStatus) -> &'static str {
+    match status {
+        VisitStatus::Completed => "Completed",
+        VisitStatus::NoShow => "No-show",
+        VisitStatus::InProgress => "In progress",
+        VisitStatus::Waiting => "Waiting",
+        VisitStatus::NotStarted => "Not started",
+    }
+}
+
+/// The machine name of a status (as in the JSON API and the CSV).
+pub(crate) fn status_code(status: VisitStatus) -> &'static str {
+    match status {
+        VisitStatus::Completed => "completed",
+        VisitStatus::NoShow => "no-show",
+        VisitStatus::InProgress => "in-progress",
+        VisitStatus::Waiting => "waiting",
+        VisitStatus::NotStarted => "not-started",
+    }
+}
+
+/// The CSV export's header, one column per report column.
+pub(crate) const CSV_HEADER: [&str; 10] = [
+    "visit_id",
+    "launched_utc",
+    "start_utc",
+    "duration_seconds",
+    "organizer_object_id",
+    "fhir_base_url",
+    "environment",
+    "attendees",
+    "lobby_wait_seconds",
+    "status",
+];
+
+/// The report as CSV (RFC 4180: CRLF line ends, quoted where needed): times in RFC 3339 UTC,
+/// durations in seconds, empty where unknown.
+pub(crate) fn csv(report: &Report) -> String {
+    let time = |t: Option<DateTime<Utc>>| {
+        t.map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
+            .unwrap_or_default()
+    };
+    let number = |n: Option<i64>| n.map(|n| n.to_string()).unwrap_or_default();
+    let mut out = String::new();
+    push_record(&mut out, CSV_HEADER.iter().map(|h| (*h).to_owned()));
+    for v in &report.visits {
+        push_record(
+            &mut out,
+            [
+                v.id.clone(),
+                time(Some(v.launched_at)),
+                time(v.start),
+                number(v.duration_seconds),
+                v.organizer_object_id.clone().unwrap_or_default(),
+                v.configuration.fhir_base_url.clone(),
+                v.configuration.environment.clone(),
+                v.attendees.to_string(),
+                number(v.lobby_wait_seconds),
+                status_code(v.status).to_owned(),
+            ],
+        );
+    }
+    out
+}
+
+fn push_record(out: &mut String, fields: impl IntoIterator<Item = String>) {
+    let fields: Vec<String> = fields.into_iter().map(|f| csv_field(&f)).collect();
+    out.push_str(&fields.join(","));
+    out.push_str("\r\n");
+}
+
+/// One CSV field: quoted when it holds a separator, a quote or a line break; a text that a
+/// spreadsheet would run as a formula (leading `=`, `+`, `-`, `@`) is prefixed with `'`.
+fn csv_field(value: &str) -> String {
+    let value = if value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{value}")
+    } else {
+        value.to_owned()
+    };
+    if value.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", value.replace('"', "\"\""))
+    } else {
+        value
+    }
+}
+
+/// A duration as a person reads it: `45s`, `4m 05s`, `1h 02m`.
+pub(crate) fn duration_text(seconds: i64) -> String {
+    let s = seconds.max(0);
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m {:02}s", s / 60, s % 60),
+        _ => format!("{}h {:02}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn periods_are_the_reports_three() {
+        assert_eq!(Period::from_query(None).unwrap().days(), 30);
+        assert_eq!(Period::from_query(Some("")).unwrap().days(), 30);
+        assert_eq!(Period::from_query(Some("days=7")).unwrap().days(), 7);
+        assert_eq!(Period::from_query(Some("x=1&days=90")).unwrap().days(), 90);
+        for bad in ["days=8", "days=-7", "days=seven", "days=3650"] {
+            assert!(
+                matches!(
+                    Period::from_query(Some(bad)),
+                    Err(PortalError::BadRequest(_))
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(duration_text(0), "0s");
+        assert_eq!(duration_text(45), "45s");
+        assert_eq!(duration_text(245), "4m 05s");
+        assert_eq!(duration_text(3720), "1h 02m");
+        assert_eq!(duration_text(-3), "0s");
+    }
+
+    #[test]
+    fn csv_fields_are_quoted_and_never_formulas() {
+        assert_eq!(csv_field("plain"), "plain");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_field("=HYPERLINK(1)"), "'=HYPERLINK(1)");
+        assert_eq!(csv_field("@x,y"), "\"'@x,y\"");
+    }
+}

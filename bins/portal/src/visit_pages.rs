@@ -1,0 +1,452 @@
+//! The visits pages: the recent visits of the configurations the signed-in person may see (7, 30
+//! or 90 days), their CSV export, and one visit's timeline and write-back.
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::{
+    extract::{Path, RawQuery, State},
+    http::{StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use chrono::{DateTime, SecondsFormat, Utc};
+use visitbridge_approval::Configuration;
+use visitbridge_audit::{ParticipantRole, VisitStatus};
+use visitbridge_store::{EventOrigin, VisitEventKind};
+
+use crate::{
+    AppState,
+    error::PortalError,
+    pages::check_visible,
+    report::{
+        self, DeliveryState, EventView, MAX_VISITS, ParticipantView, Period, Report, VisitDetail,
+        VisitSummary, duration_text, status_code, status_label,
+    },
+    session::User,
+    views::{Layout, render},
+};
+
+/// Whose visits a person sees: those of the configurations they may see (admins: all of their
+/// organisation's; approvers: those naming them).
+fn sees(user: &User, c: &Configuration) -> bool {
+    check_visible(user, c).is_ok()
+}
+
+fn check_visit_visible(user: &User, c: &Configuration) -> Result<(), PortalError> {
+    if sees(user, c) {
+        Ok(())
+    } else {
+        Err(PortalError::Forbidden(format!(
+            "only your organisation's VisitBridge admins and the named approver ({}) of this visit's configuration can see it",
+            c.settings().approver
+        )))
+    }
+}
+
+fn iso(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+fn minute(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%d %H:%M").to_string()
+}
+
+fn second(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+/// A time cell: the text shown and the machine-readable value for `<time datetime>`.
+pub(crate) struct TimeCell {
+    pub(crate) text: String,
+    pub(crate) iso: String,
+}
+
+impl TimeCell {
+    fn minute(at: DateTime<Utc>) -> Self {
+        Self {
+            text: minute(at),
+            iso: iso(at),
+        }
+    }
+
+    fn second(at: DateTime<Utc>) -> Self {
+        Self {
+            text: second(at),
+            iso: iso(at),
+        }
+    }
+}
+
+/// One line of the visits table, as shown.
+pub(crate) struct VisitRow {
+    pub(crate) id: String,
+    /// The id's first characters: enough to tell visits apart in the table.
+    pub(crate) short_id: String,
+    pub(crate) launched: TimeCell,
+    pub(crate) start: Option<TimeCell>,
+    /// What the start cell says when there is no start yet.
+    pub(crate) no_start: &'static str,
+    pub(crate) end: Option<TimeCell>,
+    pub(crate) duration: String,
+    pub(crate) organizer: Option<String>,
+    pub(crate) organizer_short: String,
+    pub(crate) configuration_id: String,
+    pub(crate) fhir_base_url: String,
+    pub(crate) environment: String,
+    pub(crate) attendees: usize,
+    pub(crate) lobby_wait: String,
+    pub(crate) status: &'static str,
+    pub(crate) status_class: &'static str,
+}
+
+fn shorten(id: &str) -> String {
+    match id.char_indices().nth(8) {
+        Some((at, _)) => format!("{}…", &id[..at]),
+        None => id.to_owned(),
+    }
+}
+
+impl VisitRow {
+    /// The list shows times to the minute; a visit's own page to the second.
+    fn of(v: &VisitSummary, precise: bool) -> Self {
+        let time = if precise {
+            TimeCell::second
+        } else {
+            TimeCell::minute
+        };
+        let (no_start, no_duration) = match v.status {
+            VisitStatus::NotStarted | VisitStatus::Waiting => ("not yet", "not started"),
+            VisitStatus::InProgress => ("not yet", "ongoing"),
+            VisitStatus::Completed | VisitStatus::NoShow => ("never", "none"),
+        };
+        Self {
+            id: v.id.clone(),
+            short_id: shorten(&v.id),
+            launched: time(v.launched_at),
+            start: v.start.map(time),
+            no_start,
+            end: v.end.map(time),
+            duration: v
+                .duration_seconds
+                .map_or_else(|| no_duration.to_owned(), duration_text),
+            organizer: v.organizer_object_id.clone(),
+            organizer_short: v
+                .organizer_object_id
+                .as_deref()
+                .map_or_else(|| "unknown".to_owned(), shorten),
+            configuration_id: v.configuration.id.clone(),
+            fhir_base_url: v.configuration.fhir_base_url.clone(),
+            environment: v.configuration.environment.clone(),
+            attendees: v.attendees,
+            lobby_wait: v
+                .lobby_wait_seconds
+                .map_or_else(|| "none".to_owned(), duration_text),
+            status: status_label(v.status),
+            status_class: status_code(v.status),
+        }
+    }
+}
+
+/// A choice of period above the table.
+pub(crate) struct PeriodLink {
+    pub(crate) days: u16,
+    pub(crate) current: bool,
+}
+
+/// The visits list.
+#[derive(Template, WebTemplate)]
+#[template(path = "visits.html")]
+pub(crate) struct VisitsPage {
+    pub(crate) layout: Layout,
+    pub(crate) days: u16,
+    pub(crate) periods: Vec<PeriodLink>,
+    pub(crate) since: String,
+    pub(crate) rows: Vec<VisitRow>,
+    pub(crate) truncated: bool,
+    pub(crate) max: usize,
+    /// Why the list is empty.
+    pub(crate) empty: String,
+}
+
+impl VisitsPage {
+    fn of(user: &User, report: &Report) -> Self {
+        let days = report.days.days();
+        let empty = if report.configurations == 0 && !user.is_admin {
+            "No configuration names you as its approver, so there are no visits for you to see. Ask your organisation's VisitBridge admin if you expected some.".to_owned()
+        } else {
+            format!("No visits were launched in the last {days} days.")
+        };
+        Self {
+            layout: user.layout(),
+            days,
+            periods: Period::CHOICES
+                .iter()
+                .map(|&d| PeriodLink {
+                    days: d,
+                    current: d == days,
+                })
+                .collect(),
+            since: minute(report.since),
+            rows: report
+                .visits
+                .iter()
+                .map(|v| VisitRow::of(v, false))
+                .collect(),
+            truncated: report.truncated,
+            max: MAX_VISITS,
+            empty,
+        }
+    }
+}
+
+/// `GET /visits?days=30`.
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    user: User,
+    RawQuery(query): RawQuery,
+) -> Result<Response, PortalError> {
+    let period = Period::from_query(query.as_deref())?;
+    let report = report::recent(
+        &state,
+        &user.data.tenant,
+        |c| sees(&user, c),
+        period,
+        Utc::now(),
+    )
+    .await?;
+    Ok(render(StatusCode::OK, VisitsPage::of(&user, &report)))
+}
+
+/// `GET /visits.csv?days=30`: the same visits and columns as the list.
+pub(crate) async fn csv(
+    State(state): State<AppState>,
+    user: User,
+    RawQuery(query): RawQuery,
+) -> Result<Response, PortalError> {
+    let period = Period::from_query(query.as_deref())?;
+    let report = report::recent(
+        &state,
+        &user.data.tenant,
+        |c| sees(&user, c),
+        period,
+        Utc::now(),
+    )
+    .await?;
+    let disposition = format!(
+        "attachment; filename=\"visitbridge-visits-last-{}-days.csv\"",
+        period.days()
+    );
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        report::csv(&report),
+    )
+        .into_response())
+}
+
+/// One stretch of the timeline table.
+pub(crate) struct TimelineRow {
+    pub(crate) participant: String,
+    pub(crate) what: &'static str,
+    pub(crate) from: TimeCell,
+    pub(crate) until: Option<TimeCell>,
+    pub(crate) length: String,
+    pub(crate) note: &'static str,
+}
+
+fn timeline_rows(p: &ParticipantView, now: DateTime<Utc>) -> Vec<(DateTime<Utc>, TimelineRow)> {
+    let length = |from: DateTime<Utc>, to: Option<DateTime<Utc>>| {
+        duration_text((to.unwrap_or(now) - from).num_seconds())
+    };
+    let lobby = p.lobby.iter().map(|w| {
+        (
+            w.from,
+            TimelineRow {
+                participant: p.label.clone(),
+                what: "In the lobby",
+                from: TimeCell::second(w.from),
+                until: w.until.map(TimeCell::second),
+                length: length(w.from, w.until),
+                note: match (w.until, w.admitted) {
+                    (None, _) => "still waiting",
+                    (Some(_), true) => "admitted",
+                    (Some(_), false) => "left without being admitted",
+                },
+            },
+        )
+    });
+    let connected = p.connected.iter().map(|i| {
+        (
+            i.from,
+            TimelineRow {
+                participant: p.label.clone(),
+                what: "Connected",
+                from: TimeCell::second(i.from),
+                until: i.to.map(TimeCell::second),
+                length: length(i.from, i.to),
+                note: if i.to.is_none() {
+                    "still connected"
+                } else {
+                    "left"
+                },
+            },
+        )
+    });
+    lobby.chain(connected).collect()
+}
+
+/// One write-back of an event, as shown.
+pub(crate) struct DeliveryRow {
+    pub(crate) sink: String,
+    pub(crate) state: &'static str,
+    pub(crate) state_class: &'static str,
+    pub(crate) detail: String,
+}
+
+/// One recorded event, as shown.
+pub(crate) struct EventRow {
+    pub(crate) at: TimeCell,
+    pub(crate) what: &'static str,
+    pub(crate) participant: String,
+    pub(crate) origin: &'static str,
+    pub(crate) deliveries: Vec<DeliveryRow>,
+}
+
+fn event_label(kind: VisitEventKind) -> &'static str {
+    match kind {
+        VisitEventKind::CallStarted => "Call started",
+        VisitEventKind::ParticipantInLobby => "Waiting in the lobby",
+        VisitEventKind::ParticipantJoined => "Connected",
+        VisitEventKind::ParticipantLeft => "Disconnected",
+        VisitEventKind::CallEnded => "Call ended",
+    }
+}
+
+impl EventRow {
+    fn of(e: &EventView) -> Self {
+        Self {
+            at: TimeCell::second(e.occurred_at),
+            what: event_label(e.kind),
+            participant: e
+                .participant
+                .clone()
+                .unwrap_or_else(|| "the call".to_owned()),
+            origin: match e.origin {
+                EventOrigin::Notification => "live",
+                EventOrigin::AttendanceReport => "attendance report",
+            },
+            deliveries: e
+                .deliveries
+                .iter()
+                .map(|d| {
+                    let attempts = format!(
+                        "{} attempt{}",
+                        d.attempts,
+                        if d.attempts == 1 { "" } else { "s" }
+                    );
+                    let (state, state_class, detail) = match d.state {
+                        DeliveryState::Delivered => (
+                            "delivered",
+                            "delivered",
+                            d.delivered_at
+                                .map(|t| format!("at {} UTC", second(t)))
+                                .unwrap_or_default(),
+                        ),
+                        DeliveryState::DeadLetter => (
+                            "dead letter",
+                            "dead-letter",
+                            match &d.last_error {
+                                Some(e) => format!("gave up after {attempts}: {e}"),
+                                None => format!("gave up after {attempts}"),
+                            },
+                        ),
+                        DeliveryState::Pending => (
+                            "pending",
+                            "pending",
+                            match (&d.last_error, d.next_attempt_at) {
+                                (Some(e), Some(next)) => {
+                                    format!("{attempts} so far ({e}); next at {} UTC", second(next))
+                                }
+                                _ => "on its way".to_owned(),
+                            },
+                        ),
+                    };
+                    DeliveryRow {
+                        sink: d.sink.clone(),
+                        state,
+                        state_class,
+                        detail,
+                    }
+                })
+                .collect(),
+        }
+    }
+}
+
+/// One visit: its summary, timeline and events.
+#[derive(Template, WebTemplate)]
+#[template(path = "visit.html")]
+pub(crate) struct VisitPage {
+    pub(crate) layout: Layout,
+    pub(crate) v: VisitRow,
+    pub(crate) call_started: Option<TimeCell>,
+    pub(crate) call_ended: Option<TimeCell>,
+    /// (label, role) of every participant, in order of arrival.
+    pub(crate) people: Vec<(String, &'static str)>,
+    pub(crate) timeline: Vec<TimelineRow>,
+    pub(crate) events: Vec<EventRow>,
+}
+
+fn role_label(role: ParticipantRole) -> &'static str {
+    match role {
+        ParticipantRole::Staff => "staff (Microsoft account)",
+        ParticipantRole::PatientOrGuest => "patient or guest (no account)",
+        ParticipantRole::Application => "app or bot (not an attendee)",
+    }
+}
+
+impl VisitPage {
+    fn of(user: &User, d: &VisitDetail, now: DateTime<Utc>) -> Self {
+        let mut timeline: Vec<(usize, DateTime<Utc>, TimelineRow)> = d
+            .participants
+            .iter()
+            .enumerate()
+            .flat_map(|(n, p)| {
+                timeline_rows(p, now)
+                    .into_iter()
+                    .map(move |(at, row)| (n, at, row))
+            })
+            .collect();
+        timeline.sort_by_key(|(n, at, _)| (*n, *at));
+        Self {
+            layout: user.layout(),
+            v: VisitRow::of(&d.visit, true),
+            call_started: d.call_started_at.map(TimeCell::second),
+            call_ended: d.call_ended_at.map(TimeCell::second),
+            people: d
+                .participants
+                .iter()
+                .map(|p| (p.label.clone(), role_label(p.role)))
+                .collect(),
+            timeline: timeline.into_iter().map(|(_, _, row)| row).collect(),
+            events: d.events.iter().map(EventRow::of).collect(),
+        }
+    }
+}
+
+/// `GET /visits/{id}`.
+pub(crate) async fn detail(
+    State(state): State<AppState>,
+    user: User,
+    Path(id): Path<String>,
+) -> Result<Response, PortalError> {
+    let detail = report::detail(&state, &user.data.tenant, &id, |c| {
+        check_visit_visible(&user, c)
+    })
+    .await?;
+    Ok(render(
+        StatusCode::OK,
+        VisitPage::of(&user, &detail, Utc::now()),
+    ))
+}

@@ -1,0 +1,701 @@
+//! The visits report: visits recorded through the store the way the launch service and the
+//! write-back worker record them, listed with their computed columns, one visit's timeline and
+//! write-back, the CSV export and the JSON API, each only for the organisation's own visits.
+
+use std::time::Duration as StdDuration;
+
+use axum::{body::Body, http::Request};
+use chrono::{DateTime, Duration, SubsecRound, Utc};
+use serde_json::{Value, json};
+use visitbridge_approval::ConfigurationId;
+use visitbridge_store::{
+    AuditRepo as _, EventId, EventOrigin, EventParticipant, MicrosoftObjectId, NewDelivery,
+    OutboxRepo as _, ParticipantClass, SinkName, StoredEvent, Visit, VisitEventKind, VisitId,
+    VisitRepo as _,
+};
+
+use crate::harness::{
+    API_KEY, Browser, OTHER_API_KEY, Page, Portal, admin, approver, colleague, other_admin,
+    unescape,
+};
+
+/// The launching clinician (the meeting organiser).
+const ORGANIZER: &str = "7a1c9e42-5b3d-4f60-8e21-00000000c11a";
+/// A patient's opaque meeting id: it tells participants apart and must never be shown.
+const GUEST: &str = "8:acs:guest-opaque-id-0001";
+/// The hashed visit key sent to Graph: not shown either.
+const VISIT_KEY: &str = "vb1-hashed-visit-key-of-a-completed-visit";
+const SINKS: [&str; 2] = ["fhir-audit-event", "epic-connection-status"];
+
+/// What a test set up: the times the columns are computed from.
+struct Visits {
+    /// Completed, launched two days ago.
+    completed: &'static str,
+    completed_launched: DateTime<Utc>,
+    /// When the patient was admitted and the clinician was there: the visit's start.
+    completed_start: DateTime<Utc>,
+    /// Still going, launched an hour ago.
+    in_progress: &'static str,
+    in_progress_launched: DateTime<Utc>,
+    /// The patient came, nobody else: ten days ago.
+    no_show: &'static str,
+    /// Forty days ago.
+    old: &'static str,
+    /// Another organisation's, yesterday.
+    foreign: &'static str,
+}
+
+fn staff(id: &str) -> Option<EventParticipant> {
+    Some(EventParticipant {
+        class: ParticipantClass::OrganizationUser,
+        id: id.to_owned(),
+    })
+}
+
+fn guest(id: &str) -> Option<EventParticipant> {
+    Some(EventParticipant {
+        class: ParticipantClass::AcsGuest,
+        id: id.to_owned(),
+    })
+}
+
+async fn add_visit(
+    portal: &Portal,
+    id: &str,
+    configuration: &str,
+    launched: DateTime<Utc>,
+    events: &[(VisitEventKind, Option<EventParticipant>, DateTime<Utc>)],
+) {
+    let visit = Visit {
+        id: VisitId::new(id).unwrap(),
+        configuration_id: ConfigurationId::new(configuration).unwrap(),
+        external_meeting_id: format!("{VISIT_KEY}-{id}"),
+        graph_meeting_id: Some(format!("graph-meeting-{id}")),
+        join_web_url: Some(format!("https://teams.example.test/l/meetup-join/{id}")),
+        organizer_object_id: Some(MicrosoftObjectId::new(ORGANIZER).unwrap()),
+        practitioner_fhir_id: Some("practitioner-1".into()),
+        appointment_fhir_id: Some(format!("appointment-{id}")),
+        encounter_fhir_id: None,
+        patient_fhir_id: Some("patient-1".into()),
+        conference_id: None,
+        created_at: launched,
+        ended_at: None,
+    };
+    portal.store.upsert_visit(&visit).await.unwrap();
+    let deliveries: Vec<NewDelivery> = SINKS
+        .iter()
+        .map(|sink| NewDelivery {
+            sink: SinkName::new(*sink).unwrap(),
+            idempotency_key: format!("{sink}-key"),
+        })
+        .collect();
+    for (n, (kind, participant, at)) in events.iter().enumerate() {
+        let event = StoredEvent {
+            event_id: EventId::new(format!("{id}-event-{n}")).unwrap(),
+            visit_id: visit.id.clone(),
+            kind: *kind,
+            participant: participant.clone(),
+            occurred_at: *at,
+            recorded_at: *at,
+            origin: EventOrigin::Notification,
+            audit_event: json!({ "resourceType": "AuditEvent" }),
+        };
+        portal
+            .store
+            .record_event(&event, &deliveries)
+            .await
+            .unwrap();
+    }
+}
+
+/// The write-back worker's work, done by hand: everything is delivered, except the patient's
+/// leave, which Epic refused for good, and the clinician's leave to Epic, still on its way.
+async fn deliver(portal: &Portal, now: DateTime<Utc>) {
+    for _ in 0..20 {
+        let claimed = portal
+            .store
+            .claim_due(now, StdDuration::from_secs(600), 100)
+            .await
+            .unwrap();
+        if claimed.is_empty() {
+            return;
+        }
+        for c in claimed {
+            let leave = c.event.kind == VisitEventKind::ParticipantLeft;
+            let epic = c.item.sink.as_str() == "epic-connection-status";
+            let by_guest = c
+                .event
+                .participant
+                .as_ref()
+                .is_some_and(|p| p.class == ParticipantClass::AcsGuest);
+            match (leave && epic, by_guest) {
+                (true, true) => {
+                    portal
+                        .store
+                        .mark_dead(c.item.id, c.item.attempts, "epic answered 400")
+                        .await
+                        .unwrap();
+                }
+                (true, false) => {} // leased: still pending
+                (false, _) => {
+                    portal.store.mark_delivered(c.item.id, now).await.unwrap();
+                }
+            }
+        }
+    }
+    panic!("the outbox never emptied");
+}
+
+/// Contoso's configuration (named approver `approver()`), Fabrikam's, and their visits.
+async fn set_up(portal: &Portal) -> Visits {
+    let mut contoso = portal.signed_in(admin()).await;
+    let ours = portal.added_configuration(&mut contoso).await;
+    let mut fabrikam = portal.signed_in(other_admin()).await;
+    let theirs = portal.added_configuration(&mut fabrikam).await;
+
+    let now = Utc::now().trunc_subsecs(0);
+    use VisitEventKind::*;
+
+    let launched = now - Duration::days(2);
+    let t = |minutes: i64| launched + Duration::minutes(minutes);
+    add_visit(
+        portal,
+        "visit-completed",
+        &ours,
+        launched,
+        &[
+            (CallStarted, None, t(0)),
+            (ParticipantJoined, staff(ORGANIZER), t(0)),
+            (ParticipantInLobby, guest(GUEST), t(1)),
+            (ParticipantJoined, guest(GUEST), t(4)),
+            (ParticipantLeft, guest(GUEST), t(20)),
+            (ParticipantLeft, staff(ORGANIZER), t(21)),
+        ],
+    )
+    .await;
+
+    let launched_now = now - Duration::hours(1);
+    let t = |minutes: i64| launched_now + Duration::minutes(minutes);
+    add_visit(
+        portal,
+        "visit-in-progress",
+        &ours,
+        launched_now,
+        &[
+            (ParticipantJoined, guest("8:acs:guest-2"), t(0)),
+            (ParticipantJoined, staff(ORGANIZER), t(2)),
+        ],
+    )
+    .await;
+
+    let launched = now - Duration::days(10);
+    let t = |minutes: i64| launched + Duration::minutes(minutes);
+    add_visit(
+        portal,
+        "visit-no-show",
+        &ours,
+        launched,
+        &[
+            (ParticipantJoined, guest("8:acs:guest-3"), t(0)),
+            (ParticipantLeft, guest("8:acs:guest-3"), t(15)),
+        ],
+    )
+    .await;
+
+    let launched = now - Duration::days(40);
+    add_visit(portal, "visit-old", &ours, launched, &[]).await;
+
+    let launched = now - Duration::days(1);
+    let t = |minutes: i64| launched + Duration::minutes(minutes);
+    add_visit(
+        portal,
+        "visit-of-fabrikam",
+        &theirs,
+        launched,
+        &[(ParticipantJoined, guest("8:acs:guest-4"), t(0))],
+    )
+    .await;
+
+    deliver(portal, now).await;
+    Visits {
+        completed: "visit-completed",
+        completed_launched: now - Duration::days(2),
+        completed_start: now - Duration::days(2) + Duration::minutes(4),
+        in_progress: "visit-in-progress",
+        in_progress_launched: launched_now,
+        no_show: "visit-no-show",
+        old: "visit-old",
+        foreign: "visit-of-fabrikam",
+    }
+}
+
+/// The text of an HTML fragment: tags removed, entities unescaped, spaces collapsed.
+fn text_of(html: &str) -> String {
+    let mut text = String::new();
+    let mut in_tag = false;
+    for c in html.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' => in_tag = false,
+            c if !in_tag => text.push(c),
+            _ => {}
+        }
+    }
+    unescape(&text)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The text of each `<td>` and `<th>` cell of a table row.
+fn cells(row: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = row;
+    while let Some(start) = [rest.find("<td"), rest.find("<th")]
+        .into_iter()
+        .flatten()
+        .min()
+    {
+        let close = format!("</{}>", &rest[start + 1..start + 3]);
+        let content = start + rest[start..].find('>').unwrap() + 1;
+        let end = content + rest[content..].find(&close).unwrap();
+        out.push(text_of(&rest[content..end]));
+        rest = &rest[end + close.len()..];
+    }
+    out
+}
+
+/// The rows of the page's first table body: (the row's HTML, the text of each cell).
+fn table_rows(page: &Page) -> Vec<(String, Vec<String>)> {
+    let body = &page.body;
+    let Some(start) = body.find("<tbody>") else {
+        return Vec::new();
+    };
+    let end = start + body[start..].find("</tbody>").unwrap();
+    body[start..end]
+        .split("<tr>")
+        .skip(1)
+        .map(|row| (row.to_owned(), cells(row)))
+        .collect()
+}
+
+/// The visit ids the list links to, in order.
+fn listed(page: &Page) -> Vec<String> {
+    table_rows(page)
+        .iter()
+        .filter_map(|(html, _)| {
+            let at = html.find("href=\"/visits/")? + "href=\"/visits/".len();
+            Some(html[at..at + html[at..].find('"')?].to_owned())
+        })
+        .collect()
+}
+
+fn minute(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%d %H:%M").to_string()
+}
+
+#[tokio::test]
+async fn the_list_shows_each_visits_computed_columns_for_the_chosen_period() {
+    let portal = Portal::start().await;
+    let v = set_up(&portal).await;
+    let mut browser = portal.signed_in(admin()).await;
+
+    // The navigation leads there.
+    let configurations = browser.get("/configurations").await;
+    assert!(
+        configurations
+            .body
+            .contains("<a href=\"/visits\">Visits</a>")
+    );
+
+    let page = browser.get("/visits").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("<caption"), "an accessible table");
+    assert!(page.body.contains("<th scope=\"col\">Lobby wait</th>"));
+    // 30 days by default, newest launch first; older visits and Fabrikam's are not there.
+    assert_eq!(listed(&page), [v.in_progress, v.completed, v.no_show]);
+    assert!(
+        page.body
+            .contains("aria-current=\"page\"><strong>Last 30 days")
+    );
+
+    let rows = table_rows(&page);
+    let completed = &rows[1].1;
+    assert_eq!(
+        completed[1..],
+        [
+            minute(v.completed_launched),
+            minute(v.completed_start),
+            "17m 00s".to_owned(),
+            "7a1c9e42…".to_owned(),
+            format!("{} (test)", portal.fhir_base()),
+            "2".to_owned(),
+            "3m 00s".to_owned(),
+            "Completed".to_owned(),
+        ],
+        "start when both were in, duration to the last leave, lobby arrival to admission"
+    );
+    let in_progress = &rows[0].1;
+    assert_eq!(in_progress[3], "ongoing");
+    assert_eq!(in_progress[6], "2");
+    assert_eq!(
+        in_progress[7], "2m 00s",
+        "the wait in the call until staff came"
+    );
+    assert_eq!(in_progress[8], "In progress");
+    let no_show = &rows[2].1;
+    assert_eq!(no_show[2], "never");
+    assert_eq!(no_show[6], "1");
+    assert_eq!(no_show[7], "none");
+    assert_eq!(no_show[8], "No-show");
+
+    // No identifier beyond what the report needs: not the visit key, not a guest's meeting id.
+    for hidden in [VISIT_KEY, GUEST, "patient-1", "appointment-"] {
+        assert!(!page.body.contains(hidden), "{hidden} is on the page");
+    }
+
+    let week = browser.get("/visits?days=7").await;
+    assert_eq!(listed(&week), [v.in_progress, v.completed]);
+    let quarter = browser.get("/visits?days=90").await;
+    assert_eq!(
+        listed(&quarter),
+        [v.in_progress, v.completed, v.no_show, v.old]
+    );
+    let odd = browser.get("/visits?days=365").await;
+    assert_eq!(odd.status, 400);
+    assert!(
+        odd.body.contains("days must be 7, 30 or 90"),
+        "{}",
+        odd.body
+    );
+}
+
+#[tokio::test]
+async fn a_visit_page_shows_its_timeline_and_the_write_back_of_each_event() {
+    let portal = Portal::start().await;
+    let v = set_up(&portal).await;
+    let mut browser = portal.signed_in(admin()).await;
+
+    let page = browser.get(&format!("/visits/{}", v.completed)).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let text = unescape(&page.body);
+    assert!(text.contains("Completed"));
+    assert!(
+        text.contains(ORGANIZER),
+        "the organiser's object id in full"
+    );
+
+    // The timeline: participants by role, lobby then connection.
+    let timeline = table_rows(&page);
+    let stretches: Vec<(&str, &str, &str)> = timeline
+        .iter()
+        .take(3)
+        .map(|(_, c)| (c[0].as_str(), c[1].as_str(), c[5].as_str()))
+        .collect();
+    assert_eq!(
+        stretches,
+        [
+            ("Clinician", "Connected", "left"),
+            ("Patient / guest 1", "In the lobby", "admitted"),
+            ("Patient / guest 1", "Connected", "left"),
+        ]
+    );
+    assert_eq!(timeline[1].1[4], "3m 00s");
+    assert_eq!(timeline[2].1[4], "16m 00s");
+
+    // The events, each with its delivery per sink.
+    let events_at = page.body.find("events-caption").unwrap();
+    let events = &page.body[events_at..];
+    let rows: Vec<String> = events
+        .split("<tr>")
+        .skip(2)
+        .map(|r| unescape(r).split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    assert_eq!(rows.len(), 6, "{rows:#?}");
+    assert!(rows[0].contains("Call started") && rows[0].contains("the call"));
+    assert!(rows[2].contains("Waiting in the lobby") && rows[2].contains("Patient / guest 1"));
+    let patient_left = &rows[4];
+    assert!(patient_left.contains("Disconnected"), "{patient_left}");
+    assert!(
+        patient_left.contains(
+            "fhir-audit-event</code>: <span class=\"delivery delivery-delivered\">delivered"
+        ),
+        "{patient_left}"
+    );
+    assert!(
+        patient_left.contains("dead letter</span> (gave up after 1 attempt: epic answered 400)"),
+        "{patient_left}"
+    );
+    let clinician_left = &rows[5];
+    assert!(clinician_left.contains("Clinician"), "{clinician_left}");
+    assert!(
+        clinician_left.contains(
+            "epic-connection-status</code>: <span class=\"delivery delivery-pending\">pending"
+        ),
+        "{clinician_left}"
+    );
+    for hidden in [GUEST, VISIT_KEY, "patient-1"] {
+        assert!(!page.body.contains(hidden), "{hidden} is on the page");
+    }
+
+    assert_eq!(browser.get("/visits/no-such-visit").await.status, 404);
+    assert_eq!(browser.get("/visits/not%20an%20id").await.status, 404);
+}
+
+#[tokio::test]
+async fn the_approver_sees_their_configurations_visits_and_nobody_sees_another_organisations() {
+    let portal = Portal::start().await;
+    let v = set_up(&portal).await;
+
+    // The named approver sees the same visits as the admin.
+    let mut analyst = portal.signed_in(approver()).await;
+    assert_eq!(
+        listed(&analyst.get("/visits").await),
+        [v.in_progress, v.completed, v.no_show]
+    );
+    assert_eq!(
+        analyst
+            .get(&format!("/visits/{}", v.completed))
+            .await
+            .status,
+        200
+    );
+
+    // A colleague who is neither admin nor approver sees none, and may not open one.
+    let mut colleague = portal.signed_in(colleague()).await;
+    let page = colleague.get("/visits").await;
+    assert_eq!(page.status, 200);
+    assert!(listed(&page).is_empty());
+    assert!(
+        page.body
+            .contains("No configuration names you as its approver")
+    );
+    let refused = colleague.get(&format!("/visits/{}", v.completed)).await;
+    assert_eq!(refused.status, 403);
+    let csv = colleague.get("/visits.csv?days=90").await;
+    assert_eq!(csv.body.lines().count(), 1, "the header only: {}", csv.body);
+
+    // Fabrikam's admin sees Fabrikam's visit only; Contoso's are "not found".
+    let mut fabrikam = portal.signed_in(other_admin()).await;
+    let page = fabrikam.get("/visits?days=90").await;
+    assert_eq!(listed(&page), [v.foreign]);
+    for id in [v.completed, v.in_progress, v.no_show, v.old] {
+        let page = fabrikam.get(&format!("/visits/{id}")).await;
+        assert_eq!(page.status, 404, "{id}");
+        assert!(
+            unescape(&page.body)
+                .contains("this visit does not exist, or belongs to another organisation")
+        );
+    }
+    let csv = fabrikam.get("/visits.csv?days=90").await;
+    assert!(csv.body.contains(v.foreign));
+    for id in [v.completed, v.in_progress, v.no_show, v.old] {
+        assert!(!csv.body.contains(id), "{id} in Fabrikam's CSV");
+    }
+    // And the other way round.
+    let mut contoso = portal.signed_in(admin()).await;
+    assert_eq!(
+        contoso.get(&format!("/visits/{}", v.foreign)).await.status,
+        404
+    );
+    assert!(
+        !contoso
+            .get("/visits.csv?days=90")
+            .await
+            .body
+            .contains(v.foreign)
+    );
+
+    // Signed out: sign in first.
+    assert_eq!(portal.browser().get("/visits").await.status, 401);
+    assert_eq!(portal.browser().get("/visits.csv").await.status, 401);
+}
+
+#[tokio::test]
+async fn the_csv_export_has_the_lists_columns_for_the_period() {
+    let portal = Portal::start().await;
+    let v = set_up(&portal).await;
+    let mut browser = portal.signed_in(admin()).await;
+
+    let page = browser.get("/visits").await;
+    assert!(page.body.contains("href=\"/visits.csv?days=30\""));
+
+    let csv = browser.get("/visits.csv?days=30").await;
+    assert_eq!(csv.status, 200);
+    assert_eq!(csv.content_type.as_deref(), Some("text/csv; charset=utf-8"));
+    assert_eq!(
+        csv.headers["content-disposition"],
+        "attachment; filename=\"visitbridge-visits-last-30-days.csv\""
+    );
+    let lines: Vec<&str> = csv.body.split("\r\n").collect();
+    assert_eq!(
+        lines[0],
+        "visit_id,launched_utc,start_utc,duration_seconds,organizer_object_id,fhir_base_url,environment,attendees,lobby_wait_seconds,status"
+    );
+    let iso = |t: DateTime<Utc>| t.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    assert_eq!(
+        lines.len(),
+        5,
+        "three visits and the final line end: {lines:?}"
+    );
+    assert_eq!(
+        lines[2],
+        format!(
+            "{},{},{},1020,{ORGANIZER},{},test,2,180,completed",
+            v.completed,
+            iso(v.completed_launched),
+            iso(v.completed_start),
+            portal.fhir_base()
+        )
+    );
+    assert_eq!(
+        lines[1],
+        format!(
+            "{},{},{},,{ORGANIZER},{},test,2,120,in-progress",
+            v.in_progress,
+            iso(v.in_progress_launched),
+            iso(v.in_progress_launched + Duration::minutes(2)),
+            portal.fhir_base()
+        ),
+        "no duration while it goes on"
+    );
+    assert!(lines[3].starts_with(&format!("{},", v.no_show)));
+    assert!(lines[3].ends_with(",test,1,,no-show"), "{}", lines[3]);
+    assert_eq!(lines[4], "");
+
+    let week = browser.get("/visits.csv?days=7").await;
+    assert_eq!(week.body.split("\r\n").count(), 4);
+    assert_eq!(browser.get("/visits.csv?days=1").await.status, 400);
+}
+
+async fn api(browser: &mut Browser, path: &str, key: &str) -> (u16, Value) {
+    let request = Request::get(path)
+        .header("authorization", format!("Bearer {key}"))
+        .body(Body::empty())
+        .unwrap();
+    let page = browser.request(request).await;
+    (page.status, serde_json::from_str(&page.body).unwrap())
+}
+
+#[tokio::test]
+async fn the_json_api_lists_visits_and_shows_one_with_its_write_back() {
+    let portal = Portal::start().await;
+    let v = set_up(&portal).await;
+    let mut client = portal.browser();
+
+    let (status, list) = api(&mut client, "/api/v1/visits?days=30", API_KEY).await;
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(list["days"], 30);
+    assert_eq!(list["truncated"], false);
+    let ids: Vec<&str> = list["visits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [v.in_progress, v.completed, v.no_show]);
+    let completed = &list["visits"][1];
+    let iso = |t: DateTime<Utc>| t.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    assert_eq!(
+        completed,
+        &json!({
+            "id": v.completed,
+            "launched_at": iso(v.completed_launched),
+            "start": iso(v.completed_start),
+            "end": iso(v.completed_launched + Duration::minutes(21)),
+            "duration_seconds": 1020,
+            "organizer_object_id": ORGANIZER,
+            "configuration": {
+                "id": completed["configuration"]["id"],
+                "fhir_base_url": portal.fhir_base(),
+                "environment": "test",
+            },
+            "attendees": 2,
+            "lobby_wait_seconds": 180,
+            "status": "completed",
+            "portal_url": format!("https://portal.example.test/visits/{}", v.completed),
+        })
+    );
+    assert_eq!(list["visits"][0]["status"], "in-progress");
+    assert_eq!(list["visits"][0]["duration_seconds"], Value::Null);
+    assert_eq!(list["visits"][2]["status"], "no-show");
+
+    let (status, ninety) = api(&mut client, "/api/v1/visits?days=90", API_KEY).await;
+    assert_eq!(status, 200);
+    assert_eq!(ninety["visits"].as_array().unwrap().len(), 4);
+    let (status, problem) = api(&mut client, "/api/v1/visits?days=31", API_KEY).await;
+    assert_eq!(status, 400);
+    assert!(
+        problem["type"]
+            .as_str()
+            .unwrap()
+            .ends_with("#problem-bad-request")
+    );
+
+    let (status, detail) = api(
+        &mut client,
+        &format!("/api/v1/visits/{}", v.completed),
+        API_KEY,
+    )
+    .await;
+    assert_eq!(status, 200, "{detail}");
+    assert_eq!(detail["visit"]["status"], "completed");
+    let labels: Vec<&str> = detail["participants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["label"].as_str().unwrap())
+        .collect();
+    assert_eq!(labels, ["Clinician", "Patient / guest 1"]);
+    assert_eq!(detail["participants"][1]["role"], "patient-or-guest");
+    assert_eq!(detail["participants"][1]["lobby"][0]["admitted"], true);
+    let patient_left = &detail["events"][4];
+    assert_eq!(patient_left["kind"], "participant-left");
+    assert_eq!(patient_left["participant"], "Patient / guest 1");
+    let states: Vec<(&str, &str)> = patient_left["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["sink"].as_str().unwrap(), d["state"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("fhir-audit-event", "delivered"),
+            ("epic-connection-status", "dead-letter")
+        ]
+    );
+    assert_eq!(
+        patient_left["deliveries"][1]["last_error"],
+        "epic answered 400"
+    );
+    assert_eq!(detail["events"][5]["deliveries"][1]["state"], "pending");
+    let body = detail.to_string();
+    for hidden in [GUEST, VISIT_KEY, "patient-1"] {
+        assert!(!body.contains(hidden), "{hidden} in the API answer");
+    }
+
+    // Another organisation's key sees none of them.
+    let (status, theirs) = api(&mut client, "/api/v1/visits?days=90", OTHER_API_KEY).await;
+    assert_eq!(status, 200);
+    let ids: Vec<&str> = theirs["visits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [v.foreign]);
+    let (status, problem) = api(
+        &mut client,
+        &format!("/api/v1/visits/{}", v.completed),
+        OTHER_API_KEY,
+    )
+    .await;
+    assert_eq!(status, 404);
+    assert!(
+        problem["type"]
+            .as_str()
+            .unwrap()
+            .ends_with("#problem-not-found")
+    );
+}
