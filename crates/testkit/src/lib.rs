@@ -14,6 +14,26 @@
 //! - [`epic`]: Epic's proprietary Telehealth connection-status web service.
 //!
 //! This crate is a dev-dependency only; its set-up code may panic on a broken fixture.
+//!
+//! # Example
+//!
+//! One mock server playing an Epic-like EHR: SMART authorization server and FHIR R4 API under
+//! the same host, the way Epic lays them out.
+//!
+//! ```
+//! use visitbridge_testkit::{
+//!     fhir::FhirFake,
+//!     smart::{ExpectedClientAuth, SmartFake},
+//! };
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let (server, fhir) = FhirFake::start().await;
+//! let smart = SmartFake::mount(&server, ExpectedClientAuth::Any).await;
+//! // The SMART `iss` the client under test launches against, and the FHIR base it then reads.
+//! assert_eq!(smart.fhir_base(), fhir.base_url());
+//! # }
+//! ```
 #![deny(missing_docs)]
 
 pub mod entra;

@@ -26,10 +26,10 @@ async fn the_demo_starts_on_free_ports_and_prints_urls_that_answer() {
     let mut urls = Vec::new();
     for line in lines.by_ref() {
         let line = line.unwrap();
-        if let Some((label, url)) = line.trim().split_once(": ") {
-            if url.trim().starts_with("http://") {
-                urls.push((label.trim().to_owned(), url.trim().to_owned()));
-            }
+        if let Some((label, url)) = line.trim().split_once(": ")
+            && url.trim().starts_with("http://")
+        {
+            urls.push((label.trim().to_owned(), url.trim().to_owned()));
         }
         if line.contains("Press Ctrl+C") {
             break;
