@@ -11,6 +11,7 @@ use std::{
 use clap::Parser;
 use serde::Deserialize;
 use url::Url;
+use visitbridge_approval::SecretRef;
 use visitbridge_audit::SinkConfig;
 use visitbridge_graph::MeetingPolicy;
 use visitbridge_http::{HttpConfig, Secret};
@@ -64,6 +65,11 @@ fn invalid(message: impl Into<String>) -> ConfigError {
 /// # client_secret from VISITBRIDGE_LAUNCH_ENTRA_CLIENT_SECRET,
 /// # client_state from VISITBRIDGE_LAUNCH_GRAPH_CLIENT_STATE
 ///
+/// [ehr_client_secrets]
+/// # a configuration with secret_ref = "EPIC_PROD" uses this, else the environment variable
+/// # VISITBRIDGE_EHR_SECRET_EPIC_PROD
+/// EPIC_PROD = "…"
+///
 /// [[writeback.sinks]]
 /// kind = "fhir-audit-event"
 /// mode = "conditional-create"
@@ -75,7 +81,8 @@ pub struct LaunchConfig {
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
     /// The service's public address as browsers and EHRs reach it (the integration records'
-    /// launch URLs and redirect URI are under it). Default: `http://{listen address}`.
+    /// launch URLs and redirect URI are under it). Default: `http://{listen address}`. Must be
+    /// the root of its host (no path): redirects and page assets are addressed from `/`.
     #[serde(default)]
     pub public_base_url: Option<Url>,
     /// The public HTTPS address Graph delivers change notifications to (`/graph/...` under it).
@@ -111,8 +118,9 @@ pub struct LaunchConfig {
     /// `private_key_jwt` client assertions at EHR token endpoints). Generated per run when absent.
     #[serde(default)]
     pub backend_key: Option<BackendKeyConfig>,
-    /// EHR client secrets by the name a configuration's `secret_ref` gives; a name missing here
-    /// is read from the environment variable of that name.
+    /// EHR client secrets by the name a configuration's `secret_ref` gives (1 to 64 letters,
+    /// digits or underscores); a name missing here is read from the environment variable
+    /// `VISITBRIDGE_EHR_SECRET_<name>`, and no other variable is ever read for it.
     #[serde(default)]
     pub ehr_client_secrets: BTreeMap<String, Secret>,
     /// Microsoft 365: Entra ID (sign-in, app tokens) and Graph. Without it, launches explain that
@@ -518,6 +526,12 @@ impl LaunchConfig {
                 "public_base_url must be an http(s) address without query, fragment or credentials",
             ));
         }
+        if public_base.path() != "/" {
+            return Err(invalid(
+                "public_base_url must be the root of its host (e.g. https://visits.example.org), \
+                 without a path: redirects and page assets are addressed from /",
+            ));
+        }
         match public_base.scheme() {
             "https" => {}
             "http" if is_loopback(public_base) => {}
@@ -542,6 +556,16 @@ impl LaunchConfig {
             return Err(invalid(
                 "patient_link_ttl_minutes and session_ttl_minutes must be at least 1",
             ));
+        }
+        if let Some(name) = self
+            .ehr_client_secrets
+            .keys()
+            .find(|name| SecretRef::new(name.as_str()).is_err())
+        {
+            return Err(invalid(format!(
+                "[ehr_client_secrets] name {name:?} can never match a configuration's secret_ref: \
+                 use 1 to 64 ASCII letters, digits or underscores"
+            )));
         }
         if let Some(ms) = &self.microsoft {
             if ms.tenant_id.trim().is_empty() || ms.client_id.trim().is_empty() {
@@ -613,7 +637,7 @@ impl LaunchConfig {
     after_help = "Without --config the service starts on loopback with development defaults. Secrets \
                   belong in the environment (VISITBRIDGE_LAUNCH_DEPLOYMENT_SECRET, \
                   VISITBRIDGE_LAUNCH_ENTRA_CLIENT_SECRET, VISITBRIDGE_LAUNCH_GRAPH_CLIENT_STATE, \
-                  and each EHR client secret under the name its configuration's secret_ref gives)."
+                  and each EHR client secret in VISITBRIDGE_EHR_SECRET_<secret_ref>)."
 )]
 pub struct Cli {
     /// The TOML configuration file (optional).
@@ -796,7 +820,7 @@ mod tests {
             dev_mode = true
             patient_link_ttl_minutes = 60
             [ehr_client_secrets]
-            epic-prod = "s3cret"
+            EPIC_PROD = "s3cret"
             [microsoft]
             tenant_id = "t"
             client_id = "c"
@@ -814,7 +838,7 @@ mod tests {
         let base = config.public_base(config.listen);
         config.validate(&base).unwrap();
         assert_eq!(config.patient_link_ttl_minutes, 60);
-        assert_eq!(config.ehr_client_secrets["epic-prod"].expose(), "s3cret");
+        assert_eq!(config.ehr_client_secrets["EPIC_PROD"].expose(), "s3cret");
         assert!(!format!("{config:?}").contains("s3cret"));
         assert!(config.writeback.configurations["cfg-1"].sinks.is_empty());
         let err = LaunchConfig::from_toml("colour = \"blue\"").unwrap_err();
@@ -832,5 +856,42 @@ mod tests {
             err.contains("VISITBRIDGE_LAUNCH_ENTRA_CLIENT_SECRET"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_public_base_url_must_be_a_host_root() {
+        let config = production("");
+        for base in [
+            "https://example.org/visits",
+            "https://example.org/visits/",
+            "https://example.org/a/b",
+        ] {
+            let err = refusal(&config, &Url::parse(base).unwrap());
+            assert!(
+                err.contains("must be the root of its host"),
+                "{base}: {err}"
+            );
+        }
+        for base in ["https://visits.example.org", "https://visits.example.org/"] {
+            config.validate(&Url::parse(base).unwrap()).unwrap();
+        }
+        let from_file = LaunchConfig::from_toml(&format!(
+            "public_base_url = \"https://example.org/visits\"\n{PRODUCTION}"
+        ))
+        .unwrap();
+        let base = from_file.public_base(from_file.listen);
+        assert!(refusal(&from_file, &base).contains("without a path"));
+    }
+
+    #[test]
+    fn ehr_client_secret_names_must_be_secret_refs() {
+        let config = production("[ehr_client_secrets]\nepic-prod = \"s3cret\"");
+        let err = refusal(&config, &https());
+        assert!(err.contains("\"epic-prod\""), "{err}");
+        assert!(err.contains("letters, digits or underscores"), "{err}");
+        assert!(!err.contains("s3cret"));
+        production("[ehr_client_secrets]\nEPIC_PROD = \"s3cret\"")
+            .validate(&https())
+            .unwrap();
     }
 }

@@ -6,7 +6,8 @@ use axum::{
     http::StatusCode,
     response::{IntoResponse, Response},
 };
-use visitbridge_approval::Environment;
+use visitbridge_approval::{Environment, FhirUrlProblem, OAuthGap, classify_oauth_error};
+use visitbridge_fhir::FhirError;
 use visitbridge_graph::GraphError;
 use visitbridge_smart::SmartError;
 use visitbridge_store::StoreError;
@@ -89,8 +90,8 @@ pub(crate) enum LaunchError {
     /// A configuration the launch needs is missing on this service.
     #[error("{0}")]
     Misconfigured(String),
-    /// The visit could not be found.
-    #[error(transparent)]
+    /// The visit could not be found, or the EHR's FHIR server failed while looking.
+    #[error("{}", visit_message(.0))]
     Visit(Box<VisitError>),
     /// Microsoft 365 is not configured on this service.
     #[error(
@@ -171,6 +172,7 @@ impl LaunchError {
             Self::RecordContext(_) | Self::BadLaunch(_) => "The launch is incomplete",
             Self::StateRejected | Self::BrowserMismatch => "Start the visit again",
             Self::SignInRefused(_) | Self::WrongMicrosoftTenant => "Sign-in refused",
+            Self::Visit(e) if matches!(**e, VisitError::Fhir(_)) => "The visit cannot start yet",
             Self::Visit(_) => "Visit not found",
             Self::Link(_) => "Visit link not valid",
             Self::SessionRequired | Self::CsrfRejected => "Open the visit from the EHR",
@@ -225,13 +227,19 @@ impl From<SmartError> for LaunchError {
             SmartError::IssuerNotApproved { iss } => Self::IssuerNotApproved {
                 host: host_of(&iss),
             },
-            SmartError::StateUnknownOrUsed | SmartError::LaunchExpired => Self::StateRejected,
-            SmartError::AuthorizationDenied { error, .. } => {
-                Self::SignInRefused(format!("the sign-in service answered {error}"))
-            }
-            SmartError::TokenEndpoint { error, .. } => {
-                Self::SignInRefused(format!("the token service answered {error}"))
-            }
+            SmartError::StateUnknownOrUsed
+            | SmartError::LaunchExpired
+            | SmartError::MalformedCallback { .. } => Self::StateRejected,
+            // The EHR's `error` is free text from another system (and its description is never
+            // used): only a recognised, well-formed OAuth error code reaches the page.
+            SmartError::AuthorizationDenied { error, .. } => Self::SignInRefused(format!(
+                "the sign-in service answered: {}",
+                oauth_refusal(&error)
+            )),
+            SmartError::TokenEndpoint { error, .. } => Self::SignInRefused(format!(
+                "the token service answered: {}",
+                oauth_refusal(&error)
+            )),
             SmartError::IdToken(reason) => {
                 Self::SignInRefused(format!("the identity token was not valid ({reason})"))
             }
@@ -263,6 +271,55 @@ impl From<GraphError> for LaunchError {
 impl From<VisitError> for LaunchError {
     fn from(e: VisitError) -> Self {
         Self::Visit(Box::new(e))
+    }
+}
+
+/// What to say about an OAuth `error` code from the EHR, by the portal's rule
+/// ([`classify_oauth_error`]): known codes explained, other well-formed codes echoed, anything
+/// else "(unrecognised)".
+fn oauth_refusal(error: &str) -> String {
+    match classify_oauth_error(error) {
+        FhirUrlProblem::EhrSignInRefused => {
+            "the sign-in was cancelled or refused (access_denied)".to_owned()
+        }
+        FhirUrlProblem::OAuthSetupIncomplete(OAuthGap::Other(code)) => code,
+        other => other.to_string(),
+    }
+}
+
+/// A visit error as shown and logged. A FHIR failure is reduced to its status and Epic's numeric
+/// codes (as the write-back sinks record it): the server's diagnostics are free text that may
+/// quote the patient, and a transport error's text carries the request URL and its search.
+fn visit_message(e: &VisitError) -> String {
+    match e {
+        VisitError::Fhir(fhir) => {
+            format!(
+                "the EHR's FHIR server could not be read: {}",
+                fhir_summary(fhir)
+            )
+        }
+        other => other.to_string(),
+    }
+}
+
+fn fhir_summary(e: &FhirError) -> String {
+    match e {
+        FhirError::Status { status, .. } => {
+            let codes = e.epic_codes();
+            if codes.is_empty() {
+                format!("fhir server answered {status}")
+            } else {
+                format!("fhir server answered {status} (epic codes {codes:?})")
+            }
+        }
+        FhirError::Transport(_) => "fhir server unreachable".to_owned(),
+        FhirError::NotFound { resource_type, .. } => format!("{resource_type} not found"),
+        FhirError::InvalidUrl(_) => "the fhir server sent an unusable url".to_owned(),
+        FhirError::Timeout { .. }
+        | FhirError::Unauthorized
+        | FhirError::Decode { .. }
+        | FhirError::TooLarge { .. }
+        | FhirError::TokenSource(_) => e.to_string(),
     }
 }
 
@@ -306,6 +363,62 @@ pub(crate) struct Outcome(pub(crate) &'static str);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fhir_failures_show_status_and_epic_codes_only() {
+        let outcome = serde_json::from_value(serde_json::json!({
+            "resourceType": "OperationOutcome",
+            "issue": [{
+                "severity": "fatal",
+                "code": "forbidden",
+                "diagnostics": "restricted record of Camila Lopez",
+                "details": {
+                    "coding": [{
+                        "system": "urn:oid:1.2.840.114350.1.13.0.1.7.2.657369",
+                        "code": "4118",
+                    }],
+                    "text": "restricted record of Camila Lopez",
+                },
+            }],
+        }))
+        .unwrap();
+        let e = LaunchError::from(VisitError::Fhir(FhirError::Status {
+            status: reqwest::StatusCode::FORBIDDEN,
+            outcome: Some(outcome),
+        }));
+        assert_eq!(
+            e.to_string(),
+            "the EHR's FHIR server could not be read: fhir server answered 403 Forbidden \
+             (epic codes [4118])"
+        );
+        assert_eq!(e.title(), "The visit cannot start yet");
+        let e = LaunchError::from(VisitError::Fhir(FhirError::NotFound {
+            resource_type: "Appointment",
+            id: "e123".into(),
+        }));
+        assert!(!e.to_string().contains("e123"), "{e}");
+    }
+
+    #[test]
+    fn only_recognised_oauth_error_codes_are_shown() {
+        let shown = |error: &str| {
+            LaunchError::from(SmartError::AuthorizationDenied {
+                error: error.into(),
+                description: Some("Camila Lopez".into()),
+            })
+            .to_string()
+        };
+        assert!(shown("access_denied").contains("cancelled or refused (access_denied)"));
+        assert!(shown("temporarily_unavailable").contains("answered: temporarily_unavailable."));
+        let free_text = shown("Camila <b>Lopez</b>");
+        assert!(free_text.contains("(unrecognised)"), "{free_text}");
+        assert!(!free_text.contains("Camila"), "{free_text}");
+        let token = LaunchError::from(SmartError::TokenEndpoint {
+            error: "invalid_client".into(),
+            description: None,
+        });
+        assert!(token.to_string().contains("(invalid_client)"), "{token}");
+    }
 
     #[test]
     fn messages_name_the_problem_and_the_fix() {

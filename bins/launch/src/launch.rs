@@ -12,6 +12,16 @@
 //!    receives a join URL, so that no patient can bypass the lobby.
 //!
 //! The patient's join URL (another Graph call) is fetched after the clinician's page is answered.
+//!
+//! # The visit key is not attested, the token response is
+//!
+//! The key comes from the launch URL's `sessionId`/`conferenceId`, which the EHR substitutes but
+//! does not sign. `createOrGet` may run under it (a meeting's existence reveals nothing), but no
+//! one is sent to a visit before it agrees with the token response's attested context
+//! ([`Attested`]): for a clinician, a stored visit must be the attested appointment's; for a
+//! patient (see `patient.rs`), the stored visit must be their attested patient and appointment,
+//! or the URL's CSN an identifier of the attested Appointment/Encounter that the FHIR reads
+//! return. Those reads already run, so the check adds no round trip.
 
 use std::collections::BTreeMap;
 
@@ -24,9 +34,12 @@ use serde::{Deserialize, Serialize};
 use visitbridge_approval::{EhrUserId, FhirBaseUrl, RecordKind, UrlPolicy};
 use visitbridge_fhir::{FhirClient, FhirClientConfig, PractitionerId};
 use visitbridge_smart::{AuthorizationRequest, Callback, CompletedLaunch, EhrUser, PendingSignIn};
-use visitbridge_store::{MicrosoftObjectId, MicrosoftTenantId, UserLink, UserLinkRepo};
+use visitbridge_store::{
+    MicrosoftObjectId, MicrosoftTenantId, UserLink, UserLinkRepo, Visit, VisitRepo,
+};
 use visitbridge_visit::{
-    LaunchFacts, RecordContext, ResolvedVisit, VisitKey, resolve_visit, visit_key,
+    Attested, Fit, LaunchFacts, RecordContext, ResolvedVisit, StoredIds, VisitError, VisitKey,
+    resolve_visit, visit_key,
 };
 
 use crate::{
@@ -136,11 +149,13 @@ fn authorization_response(request: &AuthorizationRequest) -> Response {
                 fields: request.form_fields().to_vec(),
             },
         );
-        let origin = action.origin().ascii_serialization();
-        let csp = format!(
-            "default-src 'none'; script-src 'self'; style-src 'self'; form-action 'self' {origin}; base-uri 'none'"
+        // No `form-action`: Chromium applies it to every redirect after the submission, and the
+        // authorize endpoint redirects on to the EHR's sign-in host (MyChart, SSO), which would
+        // block the launch. The action is the approved EHR's discovered endpoint.
+        page_headers(
+            response.headers_mut(),
+            "default-src 'none'; script-src 'self'; style-src 'self'; base-uri 'none'",
         );
-        page_headers(response.headers_mut(), &csp);
         response
     } else {
         see_other(request.url().as_str())
@@ -177,6 +192,14 @@ pub(crate) async fn callback(
     headers: &HeaderMap,
 ) -> Result<(RecordKind, Response), LaunchError> {
     let parsed = Callback::from_query(query);
+    // A repeated `state`/`code` is refused before any pending launch is claimed, so the browser
+    // binding and the completion always concern the same `state`.
+    if matches!(
+        parsed,
+        Err(visitbridge_smart::SmartError::MalformedCallback { .. })
+    ) {
+        return Err(LaunchError::StateRejected);
+    }
     let state_param = url::form_urlencoded::parse(query.as_bytes())
         .find(|(k, _)| k == "state")
         .map(|(_, v)| v.into_owned())
@@ -301,6 +324,22 @@ pub(crate) async fn resolve(
         .await?)
 }
 
+/// The ids of a stored visit, to compare with the attested context.
+pub(crate) fn stored_ids(visit: &Visit) -> StoredIds<'_> {
+    StoredIds {
+        patient: visit.patient_fhir_id.as_deref(),
+        appointment: visit.appointment_fhir_id.as_deref(),
+    }
+}
+
+/// The clinician's visit under `key` must be the appointment the EHR attested.
+fn clinician_fits(attested: &Attested, key: &VisitKey, visit: &Visit) -> Result<(), LaunchError> {
+    match attested.clinician_fit(key, stored_ids(visit)) {
+        Fit::Different => Err(VisitError::ContextMismatch.into()),
+        Fit::Same | Fit::Unknown => Ok(()),
+    }
+}
+
 /// A clinician's launch after the SMART callback.
 async fn provider(state: &AppState, done: Completed) -> Result<Response, LaunchError> {
     let ms = state.microsoft()?;
@@ -316,6 +355,7 @@ async fn provider(state: &AppState, done: Completed) -> Result<Response, LaunchE
     let link = state.inner.store.get_user_link(&issuer, &user_id).await?;
     let fhir = fhir_client(state, &done.configuration, &done.launch)?;
     let key = visit_key(&done.record, &done.launch.context);
+    let attested = Attested::from_context(&done.launch.context);
     let mut facts = VisitFacts::from_launch(
         &done.record,
         &done.launch.context,
@@ -334,6 +374,7 @@ async fn provider(state: &AppState, done: Completed) -> Result<Response, LaunchE
             practitioner.as_ref(),
         )
         .await?;
+        attested.check_resolved_ids(&resolved)?;
         return microsoft_sign_in(state, &done, user_id, issuer, resolved).await;
     };
     let organizer = link.microsoft_object_id.as_str().to_owned();
@@ -343,6 +384,16 @@ async fn provider(state: &AppState, done: Completed) -> Result<Response, LaunchE
             // Fast path: the meeting's key is known, so the meeting and the FHIR reads run
             // concurrently.
             let external = meeting::external_id(state, &configuration_id, &key);
+            // A database read, no round trip: a row of another appointment is refused before
+            // the claim could fill its empty fields.
+            if let Some(existing) = state
+                .inner
+                .store
+                .visit_by_key(&configuration_id, external.as_str())
+                .await?
+            {
+                clinician_fits(&attested, &key, &existing)?;
+            }
             let visit = meeting::claim(
                 state,
                 &configuration_id,
@@ -351,6 +402,7 @@ async fn provider(state: &AppState, done: Completed) -> Result<Response, LaunchE
                 Some(&organizer),
             )
             .await?;
+            clinician_fits(&attested, &key, &visit)?;
             let (resolved, outcome) = tokio::join!(
                 resolve(
                     state,
@@ -361,7 +413,9 @@ async fn provider(state: &AppState, done: Completed) -> Result<Response, LaunchE
                 ),
                 meeting::create_or_get(state, ms, &visit),
             );
-            facts.add(&resolved?);
+            let resolved = resolved?;
+            attested.check_resolved_ids(&resolved)?;
+            facts.add(&resolved);
             (visit, outcome?)
         }
         None => {
@@ -373,6 +427,7 @@ async fn provider(state: &AppState, done: Completed) -> Result<Response, LaunchE
                 practitioner.as_ref(),
             )
             .await?;
+            attested.check_resolved_ids(&resolved)?;
             facts.add(&resolved);
             let external = meeting::external_id(state, &configuration_id, &resolved.key);
             let visit = meeting::claim(
@@ -383,6 +438,7 @@ async fn provider(state: &AppState, done: Completed) -> Result<Response, LaunchE
                 Some(&organizer),
             )
             .await?;
+            clinician_fits(&attested, &resolved.key, &visit)?;
             let outcome = meeting::create_or_get(state, ms, &visit).await?;
             (visit, outcome)
         }
@@ -422,7 +478,8 @@ async fn clinician_page(
     Ok(response)
 }
 
-/// A launch waiting for the clinician's Microsoft sign-in: ids only, no EHR token.
+/// A launch waiting for the clinician's Microsoft sign-in: ids only — no EHR token, and nothing
+/// about the appointment beyond its ids (not its times).
 #[derive(Serialize, Deserialize)]
 struct MicrosoftPending {
     sign_in: PendingSignIn,
@@ -430,7 +487,7 @@ struct MicrosoftPending {
     ehr_issuer: String,
     ehr_user_id: EhrUserId,
     record: RecordContext,
-    visit: ResolvedVisit,
+    key: VisitKey,
     facts: StoredFacts,
     binding: String,
 }
@@ -496,7 +553,7 @@ async fn microsoft_sign_in(
         ehr_issuer: issuer.as_str().to_owned(),
         ehr_user_id: user_id,
         record: done.record.clone(),
-        visit: resolved,
+        key: resolved.key,
         facts: StoredFacts::from(&facts),
         binding: binding_of(&done.browser),
     };
@@ -579,8 +636,22 @@ pub(crate) async fn microsoft_callback(
         .await?;
     tracing::info!("linked an EHR user to their Microsoft account");
     let facts = VisitFacts::from(stash.facts);
-    let external = meeting::external_id(state, configuration.id(), &stash.visit.key);
+    // The appointment was the attested one (or read from it) before the sign-in.
+    let attested = Attested {
+        patient: facts.patient.clone(),
+        appointment: facts.appointment.clone(),
+    };
+    let external = meeting::external_id(state, configuration.id(), &stash.key);
+    if let Some(existing) = state
+        .inner
+        .store
+        .visit_by_key(configuration.id(), external.as_str())
+        .await?
+    {
+        clinician_fits(&attested, &stash.key, &existing)?;
+    }
     let visit = meeting::claim(state, configuration.id(), &external, &facts, Some(oid)).await?;
+    clinician_fits(&attested, &stash.key, &visit)?;
     let outcome = meeting::create_or_get(state, ms, &visit).await?;
     let (visit, meeting_info) = meeting::settle(state, ms, visit, outcome, &facts).await?;
     meeting::prefetch_patient_url(state, &visit, meeting_info);

@@ -99,7 +99,9 @@ impl Microsoft {
 }
 
 /// The change-notification subscriptions of visits' meetings: created when a meeting is
-/// provisioned, renewed before they lapse, removed after the call ended. Graph calls run in the
+/// provisioned, renewed before they lapse, removed once the visit is older than the upkeep's
+/// `subscription_max_age_hours` — not when a call ends, since a meeting can hold several calls
+/// (a patient who left the lobby and came back, a dropped call rejoined). Graph calls run in the
 /// background, never on a launch's path.
 ///
 /// The store is the registry: each visit's subscription and its expiry are on the visit's row,
@@ -221,32 +223,6 @@ impl Subscriptions {
         }
     }
 
-    /// The call ended: removes the visit's subscription from the store now and from Graph in
-    /// the background (of several replicas or repeated notifications, one does).
-    pub(crate) fn call_ended(self: &Arc<Self>, visit: &VisitId) {
-        let this = Arc::clone(self);
-        let visit = visit.clone();
-        tokio::spawn(async move {
-            match this.store.clear_subscription(&visit, None).await {
-                Ok(Some(removed)) => {
-                    let id = SubscriptionId::new(removed.subscription_id.as_str());
-                    match this.graph.delete_subscription(&id).await {
-                        Ok(()) => {
-                            tracing::info!(visit_id = %visit, "removed the subscription of an ended call")
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, visit_id = %visit, "cannot remove the subscription of an ended call (it lapses at its expiry)");
-                        }
-                    }
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::warn!(error = %e, visit_id = %visit, "cannot clear the subscription of an ended call");
-                }
-            }
-        });
-    }
-
     /// Answers a lifecycle notification in the background.
     pub(crate) fn lifecycle(self: &Arc<Self>, id: &SubscriptionId, event: &LifecycleEvent) {
         let this = Arc::clone(self);
@@ -350,7 +326,8 @@ impl Subscriptions {
                         .await;
                     match kept {
                         Ok(true) => tracing::debug!(visit_id = %visit.id, "renewed a subscription"),
-                        // Removed meanwhile (the call ended): whoever removed it deletes it.
+                        // Removed meanwhile (aged out, or gone at Graph): whoever removed it
+                        // deletes it.
                         Ok(false) => {}
                         Err(e) => tracing::warn!(error = %e, "cannot keep a renewed subscription"),
                     }

@@ -4,6 +4,12 @@
 //! meeting policy (lobby) is in place. When the clinician has not launched yet, the meeting is
 //! created under the visit's practitioner if they are linked to Microsoft; otherwise the patient
 //! waits on a page that checks again every 15 seconds.
+//!
+//! The launch URL's `sessionId` is the patient's to edit (the EHR signs only `launch`), so the
+//! visit it names is used only when it is the one the EHR attested in the token response: a
+//! stored visit of the token's `patient` (and `appointment`, when named), else — after the FHIR
+//! reads the launch makes anyway — a CSN that is an identifier of the attested Appointment or
+//! Encounter, under a key no other appointment or patient holds.
 
 use axum::{
     http::{HeaderMap, StatusCode, header},
@@ -13,11 +19,13 @@ use chrono::Utc;
 use visitbridge_approval::{ConfigurationId, FhirBaseUrl, UrlPolicy};
 use visitbridge_graph::{ExternalMeetingId, MeetingInfo};
 use visitbridge_store::{UserLinkRepo, Visit, VisitRepo};
-use visitbridge_visit::{LinkError, PatientLink, visit_key};
+use visitbridge_visit::{Attested, Fit, LinkError, PatientLink, visit_key};
 
 use crate::{
     error::LaunchError,
-    launch::{Completed, fhir_client, key_external, practitioner_user_id, resolve, see_other},
+    launch::{
+        Completed, fhir_client, key_external, practitioner_user_id, resolve, see_other, stored_ids,
+    },
     meeting::{self, VisitFacts},
     microsoft::Microsoft,
     session::{self, Role, VisitSession, new_token},
@@ -99,7 +107,10 @@ pub(crate) async fn after_launch(
 ) -> Result<Response, LaunchError> {
     let ms = state.microsoft()?;
     let configuration = &done.configuration;
-    // The clinician usually launched first: the meeting is found by the visit key alone.
+    let attested = Attested::from_context(&done.launch.context);
+    // The clinician usually launched first: the meeting is found by the visit key, and taken
+    // without a FHIR read when its stored ids are the attested patient's and appointment's.
+    let mut existing = None;
     if let Some(key) = visit_key(&done.record, &done.launch.context) {
         let external = key_external(state, configuration, &key);
         if let Some(visit) = state
@@ -107,13 +118,22 @@ pub(crate) async fn after_launch(
             .store
             .visit_by_key(configuration.id(), external.as_str())
             .await?
-            && visit.organizer_object_id.is_some()
         {
-            return to_meeting(state, ms, visit, &VisitFacts::default()).await;
+            if visit.organizer_object_id.is_some()
+                && attested.stored_fit(stored_ids(&visit)) == Fit::Same
+            {
+                return to_meeting(state, ms, visit, &VisitFacts::default()).await;
+            }
+            existing = Some(visit);
         }
     }
     let fhir = fhir_client(state, configuration, &done.launch)?;
     let resolved = resolve(state, &fhir, &done.record, &done.launch, None).await?;
+    attested.check_resolved(&done.record, &resolved)?;
+    if let Some(existing) = &existing {
+        // Checked before the claim, which would fill the row's empty fields.
+        attested.check_claimed(&resolved.key, &resolved, stored_ids(existing))?;
+    }
     let mut facts = VisitFacts::from_launch(&done.record, &done.launch.context, None);
     facts.add(&resolved);
     let external = key_external(state, configuration, &resolved.key);
@@ -132,6 +152,7 @@ pub(crate) async fn after_launch(
         performer.as_deref(),
     )
     .await?;
+    attested.check_claimed(&resolved.key, &resolved, stored_ids(&visit))?;
     if visit.organizer_object_id.is_some() {
         return to_meeting(state, ms, visit, &facts).await;
     }
@@ -201,8 +222,9 @@ pub(crate) async fn join_link(state: &AppState, token: &str) -> Result<Response,
     wait_for_clinician(state, &visit, Vec::new(), None).await
 }
 
-/// A device-test launch, after the SMART callback: the visit's lobby when its meeting exists
-/// (Teams shows a camera and microphone preview there), else instructions.
+/// A device-test launch, after the SMART callback: the visit's lobby when its meeting exists and
+/// is the attested patient's visit (Teams shows a camera and microphone preview there), else
+/// instructions.
 pub(crate) async fn device_test(
     state: &AppState,
     done: Completed,
@@ -220,6 +242,8 @@ pub(crate) async fn device_test(
             .await?
             && visit.join_web_url.is_some()
             && visit.organizer_object_id.is_some()
+            && Attested::from_context(&done.launch.context).stored_fit(stored_ids(&visit))
+                == Fit::Same
         {
             match meeting::patient_url(state, ms, &visit, None).await {
                 Ok(url) => join_url = Some(url),

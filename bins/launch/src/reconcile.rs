@@ -15,7 +15,7 @@ use visitbridge_audit::AuditRecorder;
 use visitbridge_graph::{GraphClient, MeetingId, UserObjectId};
 use visitbridge_store::{ReconciliationClaim, StoreError, VisitId, VisitRepo};
 
-use crate::config::UpkeepConfig;
+use crate::{config::UpkeepConfig, writeback::Writeback};
 
 /// How long a claimed reconciliation is held: longer than reading a report takes, short enough
 /// that one whose process died is soon taken up again.
@@ -62,6 +62,7 @@ pub(crate) struct Reconciler {
     store: Arc<dyn VisitRepo>,
     graph: GraphClient,
     recorder: AuditRecorder,
+    writeback: Arc<Writeback>,
     policy: ReconcilePolicy,
 }
 
@@ -70,18 +71,22 @@ impl Reconciler {
         store: Arc<dyn VisitRepo>,
         graph: GraphClient,
         recorder: AuditRecorder,
+        writeback: Arc<Writeback>,
         policy: ReconcilePolicy,
     ) -> Self {
         Self {
             store,
             graph,
             recorder,
+            writeback,
             policy,
         }
     }
 
-    /// The visit's call ended: reconcile it after the configured delay (replacing an earlier
-    /// schedule). Durable once this returns.
+    /// The visit's call ended: reconcile it after the configured delay. Every call end of the
+    /// visit's meeting (a meeting can hold several calls) moves the schedule to after its own
+    /// end, so the last call is reconciled too, and its report read with all earlier ones.
+    /// Durable once this returns.
     pub(crate) async fn schedule(&self, visit: &VisitId) -> Result<(), StoreError> {
         let at = Utc::now() + chrono::Duration::from_std(self.policy.delay).unwrap_or_default();
         self.store.schedule_reconciliation(visit, at).await
@@ -129,6 +134,10 @@ impl Reconciler {
             Err(e) if e.is_transient() => return Attempt::Retry(e.to_string()),
             Err(e) => return Attempt::GiveUp(e.to_string()),
         };
+        // What is recorded now gets its outbox rows only for sinks that are set.
+        if let Err(e) = self.writeback.ensure(&visit.configuration_id).await {
+            return Attempt::Retry(e.to_string());
+        }
         match self
             .recorder
             .reconcile(visit, &events, self.policy.tolerance)

@@ -204,11 +204,15 @@ impl LaunchService {
         let metrics = Arc::new(Metrics::default());
         let live = LiveHub::new(store.clone());
         let writeback = Arc::new(Writeback::new(
+            Arc::clone(&store),
             config.writeback.clone(),
             http.clone(),
             key.clone(),
         ));
         tracing::info!(sinks = ?describe(&config.writeback), "write-back sinks");
+        // Set before any event can be recorded (the upkeep task below reconciles at once); a
+        // configuration missed here is set on demand when one of its events comes.
+        configure_all_sinks(&store, &writeback).await;
         let worker = DeliveryWorker::new(
             store.clone(),
             writeback.sinks.clone(),
@@ -300,6 +304,7 @@ impl LaunchService {
                     store.clone(),
                     graph.clone(),
                     recorder.clone(),
+                    Arc::clone(&writeback),
                     ReconcilePolicy::from_config(&config.upkeep),
                 ));
                 let login_base = ms.login_base.as_str().trim_end_matches('/');
@@ -322,6 +327,7 @@ impl LaunchService {
                     live: live.clone(),
                     subscriptions: Arc::clone(&subscriptions),
                     reconciler: Arc::clone(&reconciler),
+                    writeback: Arc::clone(&writeback),
                     metrics: Arc::clone(&metrics),
                 });
                 let webhook = webhook_router(webhook_config, sink);
@@ -379,8 +385,6 @@ impl LaunchService {
                 http,
             }),
         };
-        // Sinks must be set before any event is recorded, or its deliveries would be missed.
-        configure_all_sinks(&store, &writeback).await;
         tasks.push(tokio::spawn(async move {
             worker.run(std::future::pending()).await;
         }));
@@ -411,7 +415,7 @@ impl LaunchService {
 }
 
 /// Sets the sinks of every approved configuration (new approvals are also configured at their
-/// first launch).
+/// first launch, or at their first event: `Writeback::ensure`).
 async fn configure_all_sinks(store: &SqliteStore, writeback: &Writeback) {
     let tenants = match store.list_tenants().await {
         Ok(t) => t,

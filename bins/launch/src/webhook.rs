@@ -1,6 +1,14 @@
 //! Graph's notifications: stored (AuditEvent + outbox rows, one transaction per event) before
-//! Graph gets its `202`, then shown on the visit's live panel; lifecycle notifications and call
-//! ends drive the subscriptions in the background.
+//! Graph gets its `202`, then shown on the visit's live panel; lifecycle notifications drive the
+//! subscriptions in the background.
+//!
+//! An event's configuration gets its write-back sinks set first (from the store, if this process
+//! has not yet); if that fails, Graph gets a `503` and delivers again later, so no event is ever
+//! stored without its outbox rows.
+//!
+//! A call end keeps the meeting's subscription: a meeting can hold several calls (the patient
+//! left the lobby before being admitted, everyone dropped and came back), and the later ones must
+//! be heard too. Subscriptions end with the upkeep's age rule (`Subscriptions::renew_due`).
 //!
 //! An event's visit is found by how Graph named the meeting (join URL or meeting id) and, failing
 //! that, by the subscription it came through — both from the store, so a restarted service maps
@@ -16,7 +24,10 @@ use visitbridge_graph::{
 use visitbridge_store::{AuditStore, GraphSubscriptionId, RecordOutcome, Visit, VisitId};
 use visitbridge_visit::RosterChange;
 
-use crate::{live::LiveHub, microsoft::Subscriptions, observe::Metrics, reconcile::Reconciler};
+use crate::{
+    live::LiveHub, microsoft::Subscriptions, observe::Metrics, reconcile::Reconciler,
+    writeback::Writeback,
+};
 
 /// The launch service's [`NotificationSink`].
 pub(crate) struct WebhookSink {
@@ -25,6 +36,7 @@ pub(crate) struct WebhookSink {
     pub(crate) live: LiveHub,
     pub(crate) subscriptions: Arc<Subscriptions>,
     pub(crate) reconciler: Arc<Reconciler>,
+    pub(crate) writeback: Arc<Writeback>,
     pub(crate) metrics: Arc<Metrics>,
 }
 
@@ -105,6 +117,10 @@ impl NotificationSink for WebhookSink {
                     unknown += 1;
                     continue;
                 };
+                self.writeback
+                    .ensure(&visit.configuration_id)
+                    .await
+                    .map_err(sink_error)?;
                 match self
                     .recorder
                     .record(&visit, event)
@@ -139,9 +155,6 @@ impl NotificationSink for WebhookSink {
         self.metrics.notifications("unknown_meeting", unknown);
 
         for (visit, change) in &changes {
-            if *change == RosterChange::CallEnded {
-                self.subscriptions.call_ended(visit);
-            }
             self.live.publish(visit, change).await;
         }
         for notification in &notifications {

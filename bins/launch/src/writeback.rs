@@ -1,5 +1,11 @@
 //! Write-back wiring: each approved configuration's sinks (from the configuration file), with a
 //! backend-services token for its EHR, set on the audit crate's [`ConfiguredSinks`].
+//!
+//! Sinks live in this process's memory, but an event's outbox rows are chosen from them when it
+//! is recorded: so before an event of a configuration is recorded, [`Writeback::ensure`] sets
+//! that configuration's sinks from the store if this process has not yet (after a restart, an
+//! approval since start-up, another replica's launch), and fails if it cannot, so that the event
+//! is not stored without its deliveries.
 
 use std::{
     collections::{BTreeMap, HashSet},
@@ -13,6 +19,7 @@ use visitbridge_audit::{ConfiguredSinks, SinkConfig, SinkContext};
 use visitbridge_fhir::{FhirClient, FhirClientConfig, TokenSource, TokenSourceError};
 use visitbridge_http::{ClientAssertionKey, Secret};
 use visitbridge_smart::{ApprovedIssuer, BackendServicesClient, SmartDiscovery};
+use visitbridge_store::{ConfigurationRepo, SqliteStore, TenantRepo};
 
 use crate::{config::WritebackConfig, issuers::ApprovedConfiguration};
 
@@ -59,9 +66,21 @@ impl TokenSource for LazyBackendToken {
     }
 }
 
+/// Why a configuration's sinks could not be set on demand (the event waits: Graph retries).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum WritebackError {
+    /// The store could not be read.
+    #[error("cannot read the configuration for its write-back sinks: {0}")]
+    Store(#[from] visitbridge_store::StoreError),
+    /// The sinks could not be built from the configuration file.
+    #[error("write-back sinks of configuration {0} cannot be built")]
+    Build(String),
+}
+
 /// Sets each approved configuration's sinks once per approved version.
 pub(crate) struct Writeback {
     pub(crate) sinks: Arc<ConfiguredSinks>,
+    store: Arc<SqliteStore>,
     config: WritebackConfig,
     http: reqwest::Client,
     key: ClientAssertionKey,
@@ -70,12 +89,14 @@ pub(crate) struct Writeback {
 
 impl Writeback {
     pub(crate) fn new(
+        store: Arc<SqliteStore>,
         config: WritebackConfig,
         http: reqwest::Client,
         key: ClientAssertionKey,
     ) -> Self {
         Self {
             sinks: Arc::new(ConfiguredSinks::new()),
+            store,
             config,
             http,
             key,
@@ -93,8 +114,13 @@ impl Writeback {
 
     /// Makes sure `configuration`'s sinks are set (a no-op after the first time per version).
     pub(crate) fn configure(&self, configuration: &ApprovedConfiguration) {
+        let _ = self.try_configure(configuration);
+    }
+
+    /// [`Self::configure`], saying whether the sinks are set.
+    fn try_configure(&self, configuration: &ApprovedConfiguration) -> Result<(), WritebackError> {
         let Some(approved) = configuration.configuration.approved() else {
-            return;
+            return Ok(());
         };
         let key = (configuration.id().as_str().to_owned(), approved.version);
         if self
@@ -103,25 +129,72 @@ impl Writeback {
             .unwrap_or_else(PoisonError::into_inner)
             .contains(&key)
         {
-            return;
+            return Ok(());
         }
-        match self.build(configuration) {
-            Ok(sinks) => {
-                if let Err(e) = self.sinks.set(configuration.id().clone(), sinks) {
-                    tracing::error!(error = %e, "write-back sinks not set");
-                    return;
-                }
+        let built = self
+            .build(configuration)
+            .map_err(|e| e.to_string())
+            .and_then(|sinks| {
+                self.sinks
+                    .set(configuration.id().clone(), sinks)
+                    .map_err(|e| e.to_string())
+            });
+        match built {
+            Ok(()) => {
                 self.done
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .insert(key);
+                Ok(())
             }
-            Err(e) => tracing::error!(
-                error = %e,
-                configuration = configuration.id().as_str(),
-                "write-back sinks cannot be built: this configuration's events are stored but not written back"
-            ),
+            Err(e) => {
+                tracing::error!(
+                    error = %e,
+                    configuration = configuration.id().as_str(),
+                    "write-back sinks cannot be built: this configuration's events cannot be written back"
+                );
+                Err(WritebackError::Build(
+                    configuration.id().as_str().to_owned(),
+                ))
+            }
         }
+    }
+
+    /// Makes sure the sinks of `configuration` are set before one of its events is recorded:
+    /// read from the store when this process has not set them yet. A configuration that is
+    /// (no longer) approved has nothing to write back to. An error means the event must not be
+    /// recorded now (its outbox rows would be missing): the caller answers so that it comes again.
+    pub(crate) async fn ensure(
+        &self,
+        configuration: &ConfigurationId,
+    ) -> Result<(), WritebackError> {
+        if self.sinks.is_configured(configuration) {
+            return Ok(());
+        }
+        // Few tenants; the configuration's tenant is not on the visit.
+        for tenant in self.store.list_tenants().await? {
+            if let Some(found) = self
+                .store
+                .get_configuration(&tenant.id, configuration)
+                .await?
+            {
+                if found.approved().is_none() {
+                    tracing::warn!(
+                        configuration = configuration.as_str(),
+                        "an event of a configuration that is not approved: recorded, not written back"
+                    );
+                    return Ok(());
+                }
+                return self.try_configure(&ApprovedConfiguration {
+                    configuration: found,
+                });
+            }
+        }
+        tracing::warn!(
+            configuration = configuration.as_str(),
+            "an event of an unknown configuration: recorded, not written back"
+        );
+        Ok(())
     }
 
     fn build(

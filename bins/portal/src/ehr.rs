@@ -17,7 +17,7 @@ use visitbridge_approval::{
 };
 use visitbridge_http::Secret;
 use visitbridge_smart::{
-    ApprovedIssuer, PendingLaunch, PendingLaunchStore, SmartClient, SmartClientConfig,
+    ApprovedIssuer, Callback, PendingLaunch, PendingLaunchStore, SmartClient, SmartClientConfig,
     SmartDiscovery, SmartError, StaticIssuers,
 };
 
@@ -218,10 +218,23 @@ pub(crate) async fn callback(
         .await?
         .ok_or(PortalError::SignInRequired)?;
     let query = query.unwrap_or_default();
-    let launch_state = url::form_urlencoded::parse(query.as_bytes())
-        .find(|(k, _)| k == "state")
-        .map(|(_, v)| v.into_owned())
-        .ok_or_else(unknown_sign_in)?;
+    // The state checked against this session must be the one the launch is completed with, so
+    // it comes from the same parse; a query that repeats `state` (or `code`) is refused there.
+    let launch_state = match Callback::from_query(&query) {
+        Ok(callback) => callback.state,
+        // An OAuth error names its sign-in too (no parameter repeats, or it would be malformed):
+        // check the session before telling the approver why the EHR refused.
+        Err(SmartError::AuthorizationDenied { .. }) => {
+            url::form_urlencoded::parse(query.as_bytes())
+                .find(|(k, _)| k == "state")
+                .map(|(_, v)| v.into_owned())
+                .ok_or_else(unknown_sign_in)?
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "EHR sign-in callback refused");
+            return Err(unknown_sign_in());
+        }
+    };
     let pending: PendingApproval = state
         .store()
         .take_pending(&approval_key(&launch_state), APPROVAL_KIND, Utc::now())

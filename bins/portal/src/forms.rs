@@ -161,15 +161,18 @@ impl SettingsInput {
                 None
             }
         };
-        let secret_ref = || {
-            match non_blank(&self.secret_ref).map(SecretRef::new) {
+        let secret_ref = || match non_blank(&self.secret_ref).map(SecretRef::new) {
             Some(Ok(r)) => Ok(r),
-            Some(Err(e)) => Err(e.to_string()),
+            Some(Err(e)) => Err(format!(
+                "{e}: the launch service reads the secret from its [ehr_client_secrets] entry of \
+                 this name or from the environment variable VISITBRIDGE_EHR_SECRET_<name>"
+            )),
             None => Err(
-                "name where the client secret is kept (e.g. an environment variable), never the secret itself"
+                "name the client secret is kept under at the launch service (its \
+                 [ehr_client_secrets] entry, or the environment variable \
+                 VISITBRIDGE_EHR_SECRET_<name>), never the secret itself"
                     .to_owned(),
             ),
-        }
         };
         let auth = match self.client_auth.trim() {
             "private_key_jwt" => Some(ClientAuth::PrivateKeyJwt),
@@ -280,6 +283,48 @@ mod tests {
             errors[0]
                 .1
                 .contains("did you mean https://ehr.example.org/api/FHIR/R4?")
+        );
+    }
+
+    #[test]
+    fn a_secret_ref_must_be_a_plain_name() {
+        for bad in [
+            "VISITBRIDGE-LAUNCH",
+            "a.b",
+            "x y",
+            "../etc",
+            &"A".repeat(65),
+        ] {
+            let errors = SettingsInput {
+                client_auth: "client_secret_post".into(),
+                secret_ref: Some(bad.to_owned()),
+                ..input()
+            }
+            .parse(UrlPolicy::STRICT)
+            .unwrap_err();
+            assert_eq!(errors.len(), 1, "{bad}: {errors:?}");
+            assert_eq!(errors[0].0, "secret_ref");
+            assert!(
+                errors[0]
+                    .1
+                    .contains("must be 1 to 64 ASCII letters, digits or underscores"),
+                "{}",
+                errors[0].1
+            );
+            assert!(errors[0].1.contains("VISITBRIDGE_EHR_SECRET_<name>"));
+        }
+        let good = SettingsInput {
+            client_auth: "client_secret_post".into(),
+            secret_ref: Some("EPIC_PROD".into()),
+            ..input()
+        }
+        .parse(UrlPolicy::STRICT)
+        .unwrap();
+        assert_eq!(
+            good.ehr_client.auth,
+            ClientAuth::ClientSecretPost {
+                secret_ref: SecretRef::new("EPIC_PROD").unwrap()
+            }
         );
     }
 

@@ -191,6 +191,9 @@ pub(crate) enum DeliveryState {
     Pending,
     /// Given up on (too many attempts, or a permanent refusal); an operator can re-drive it.
     DeadLetter,
+    /// Not sent, and never will be: the sink keeps only the latest status and a newer one was
+    /// already delivered (sending this one would undo it). Final, not a failure.
+    Superseded,
 }
 
 impl From<OutboxState> for DeliveryState {
@@ -199,6 +202,7 @@ impl From<OutboxState> for DeliveryState {
             OutboxState::Delivered => Self::Delivered,
             OutboxState::Pending => Self::Pending,
             OutboxState::Dead => Self::DeadLetter,
+            OutboxState::Superseded => Self::Superseded,
         }
     }
 }

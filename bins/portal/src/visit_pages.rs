@@ -361,6 +361,11 @@ impl EventRow {
                                 None => format!("gave up after {attempts}"),
                             },
                         ),
+                        DeliveryState::Superseded => (
+                            "superseded",
+                            "superseded",
+                            "not sent: a newer status was already delivered".to_owned(),
+                        ),
                         DeliveryState::Pending => (
                             "pending",
                             "pending",

@@ -39,8 +39,25 @@ fn check_token(what: &'static str, value: &str, max_len: usize) -> Result<(), In
     Ok(())
 }
 
+/// Secret references become part of an environment variable name at the launch service
+/// (`VISITBRIDGE_EHR_SECRET_<name>`), so they are restricted to the characters every shell and
+/// secret store accepts in such names; nothing else could steer which variable is read.
+fn check_secret_ref(value: &str) -> Result<(), InvalidId> {
+    if value.len() > SecretRef::MAX_LEN
+        || !value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    {
+        return Err(InvalidId {
+            what: "secret reference",
+            reason: "must be 1 to 64 ASCII letters, digits or underscores",
+        });
+    }
+    Ok(())
+}
+
 macro_rules! token_newtype {
-    ($(#[$doc:meta])* $name:ident, $what:literal, $max:literal) => {
+    ($(#[$doc:meta])* $name:ident, $what:literal, $max:literal $(, $extra:path)?) => {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[serde(try_from = "String", into = "String")]
@@ -50,6 +67,7 @@ macro_rules! token_newtype {
             /// Checks and wraps the value (non-empty, no whitespace, bounded length).
             pub fn new(value: impl Into<String>) -> Result<Self, InvalidId> {
                 let value = value.into();
+                $($extra(&value)?;)?
                 check_token($what, &value, $max)?;
                 Ok(Self(value))
             }
@@ -108,12 +126,20 @@ token_newtype!(
     256
 );
 token_newtype!(
-    /// The *name* of a secret held outside the configuration (an environment variable, a key-vault
-    /// entry): configurations are shown in the portal, so they never hold the secret itself.
+    /// The *name* of a secret held outside the configuration: configurations are shown in the
+    /// portal, so they never hold the secret itself. 1 to 64 ASCII letters, digits or underscores;
+    /// the launch service looks the name up in its own `[ehr_client_secrets]` or in the
+    /// environment variable `VISITBRIDGE_EHR_SECRET_<name>`, never in a variable named freely.
     SecretRef,
     "secret reference",
-    256
+    256,
+    check_secret_ref
 );
+
+impl SecretRef {
+    /// The longest secret reference accepted.
+    pub const MAX_LEN: usize = 64;
+}
 
 /// A Microsoft (Entra ID) username, e.g. `analyst@contoso.org`.
 ///
@@ -194,6 +220,31 @@ mod tests {
         assert!(ConfigurationId::new("x".repeat(129)).is_err());
         let err = Username::new("").unwrap_err();
         assert_eq!(err.to_string(), "invalid username: must not be empty");
+    }
+
+    #[test]
+    fn secret_refs_are_plain_names() {
+        for good in ["EPIC_PROD", "a", "epic_prod_2", &"x".repeat(64)] {
+            assert!(SecretRef::new(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "epic-prod",
+            "a.b",
+            "ÄBC",
+            "a=b",
+            "../x",
+            "a b",
+            &"x".repeat(65),
+        ] {
+            assert!(SecretRef::new(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            SecretRef::new("epic-prod").unwrap_err().to_string(),
+            "invalid secret reference: must be 1 to 64 ASCII letters, digits or underscores"
+        );
+        let parsed: Result<SecretRef, _> = serde_json::from_str("\"A-B\"");
+        assert!(parsed.is_err(), "stored values are checked too");
     }
 
     #[test]

@@ -109,6 +109,7 @@ impl AuditRecorder {
             .map(|sink| NewDelivery {
                 sink: sink.name().clone(),
                 idempotency_key: sink.idempotency_key(&stored),
+                latest_only: sink.latest_only(),
             })
             .collect();
         let outcome = self.store.record_event(&stored, &deliveries).await?;

@@ -102,6 +102,14 @@ pub trait Sink: Send + Sync {
         true
     }
 
+    /// Whether the sink keeps only the latest state per participant (a connection status), so an
+    /// event older than one it already received must not be sent (it would undo the newer
+    /// state); such a row ends `superseded`. `false` (the default) delivers every event, as an
+    /// audit trail wants. Decided when the event is recorded, and kept with its outbox row.
+    fn latest_only(&self) -> bool {
+        false
+    }
+
     /// The key under which the sink recognises a repeat of `event` (stored with the outbox row).
     fn idempotency_key(&self, event: &StoredEvent) -> String {
         event.event_id.to_string()
@@ -168,7 +176,17 @@ impl ConfiguredSinks {
         Ok(())
     }
 
-    /// Removes a configuration's sinks (its pending rows will be dead-lettered as unconfigured).
+    /// Whether `configuration`'s sinks were set (possibly to none), as opposed to never: events of
+    /// an unset configuration would be recorded without outbox rows, so callers set it first.
+    pub fn is_configured(&self, configuration: &ConfigurationId) -> bool {
+        self.by_configuration
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains_key(configuration)
+    }
+
+    /// Removes a configuration's sinks (its pending rows wait, retried with backoff, until the
+    /// sinks are set again or they become dead letters after their attempts).
     pub fn remove(&self, configuration: &ConfigurationId) {
         self.by_configuration
             .write()

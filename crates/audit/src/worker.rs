@@ -92,10 +92,11 @@ enum Outcome {
 ///
 /// Each round claims due rows with a lease, delivers up to `concurrency` at once and marks each
 /// result: delivered; failed with a retryable error (5xx, 408, 429, 401, timeouts, connection
-/// failures) → due again after [`DeliveryPolicy::backoff`], until `max_attempts`; failed with a
-/// permanent error (any other 4xx, a visit missing what the sink needs, a sink no longer
-/// configured) → dead at once, since repeating the same request cannot help. Dead letters stay
-/// visible (`OutboxRepo::list_dead`) and are re-driven with `OutboxRepo::redrive` after the cause
+/// failures, a sink this process has not set for the configuration) → due again after
+/// [`DeliveryPolicy::backoff`], until `max_attempts`; failed with a permanent error (any other
+/// 4xx, a visit missing what the sink needs) → dead at once, since repeating the same request
+/// cannot help. Rows of a latest-only sink older than what it already received end `superseded`
+/// when claimed (see `OutboxRepo::claim_due`). Dead letters stay visible (`OutboxRepo::list_dead`) and are re-driven with `OutboxRepo::redrive` after the cause
 /// is fixed. Several workers (or processes) may run on one store: claims never overlap.
 pub struct DeliveryWorker {
     store: Arc<dyn AuditStore>,
@@ -195,8 +196,11 @@ impl DeliveryWorker {
             .into_iter()
             .find(|s| s.name() == &item.sink);
         let result = match sink {
-            None => Err(SinkError::permanent(
-                "this sink is no longer configured for the visit's configuration",
+            // Sinks are set per process (at start-up, a launch, a tick): this process may not have
+            // set them yet, or a change is rolling out. Retried with backoff; dead after the
+            // attempts, and re-drivable, if the sink is really gone.
+            None => Err(SinkError::retryable(
+                "this sink is not configured for the visit's configuration in this process",
             )),
             Some(sink) => {
                 let limit = self.policy.lease / 2;

@@ -130,20 +130,26 @@ pub struct Callback {
 impl Callback {
     /// Parses the callback's query string (without the leading `?`).
     ///
-    /// An `error` parameter becomes [`SmartError::AuthorizationDenied`]; a missing `code` or
-    /// `state` becomes [`SmartError::StateUnknownOrUsed`].
+    /// A query that repeats `code`, `state`, `error` or `error_description` becomes
+    /// [`SmartError::MalformedCallback`], whatever else it holds: every reader of the query then
+    /// sees the same single value. Otherwise an `error` parameter becomes
+    /// [`SmartError::AuthorizationDenied`]; a missing `code` or `state` becomes
+    /// [`SmartError::StateUnknownOrUsed`].
     pub fn from_query(query: &str) -> Result<Self, SmartError> {
         let mut code = None;
         let mut state = None;
         let mut error = None;
         let mut description = None;
         for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
-            match k.as_ref() {
-                "code" => code = Some(v.into_owned()),
-                "state" => state = Some(v.into_owned()),
-                "error" => error = Some(v.into_owned()),
-                "error_description" => description = Some(v.into_owned()),
-                _ => {}
+            let (parameter, slot) = match k.as_ref() {
+                "code" => ("code", &mut code),
+                "state" => ("state", &mut state),
+                "error" => ("error", &mut error),
+                "error_description" => ("error_description", &mut description),
+                _ => continue,
+            };
+            if slot.replace(v.into_owned()).is_some() {
+                return Err(SmartError::MalformedCallback { parameter });
             }
         }
         if let Some(error) = error {
@@ -182,6 +188,35 @@ mod tests {
         assert_ne!(a.verifier.expose(), b.verifier.expose());
         assert_eq!(a.challenge, s256_challenge(a.verifier.expose()));
         assert!(new_state().expect("state").expose().len() >= 22);
+    }
+
+    #[test]
+    fn callback_refuses_repeated_parameters() {
+        for (query, parameter) in [
+            ("state=A&code=X&state=B", "state"),
+            ("code=X&state=A&code=Y", "code"),
+            ("state=A&code=X&code=X", "code"),
+            ("error=access_denied&state=A&error=x", "error"),
+            (
+                "error=access_denied&error_description=a&error_description=b&state=A",
+                "error_description",
+            ),
+            ("code=X&state=A&st%61te=B", "state"),
+        ] {
+            let e = Callback::from_query(query).expect_err(query);
+            assert!(
+                matches!(e, SmartError::MalformedCallback { parameter: p } if p == parameter),
+                "{query}: {e:?}"
+            );
+        }
+        let e = Callback::from_query("state=A&code=secret-code&state=B").expect_err("repeat");
+        assert_eq!(
+            e.to_string(),
+            "the callback is malformed: it repeats the state parameter"
+        );
+        // Other parameters may repeat (the server may add its own).
+        let c = Callback::from_query("code=X&state=A&iss=a&iss=b").expect("callback");
+        assert_eq!(c.state, "A");
     }
 
     #[test]

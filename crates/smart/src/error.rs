@@ -36,6 +36,14 @@ pub enum SmartError {
     /// The callback's `state` matches no pending launch (forged, mixed up, or already used).
     #[error("the launch state is unknown or was already used: start the launch again from the ehr")]
     StateUnknownOrUsed,
+    /// The callback's query repeats `code`, `state`, `error` or `error_description`: which one
+    /// is meant is ambiguous (one part of a service may read the first, another the last), so it
+    /// is refused outright.
+    #[error("the callback is malformed: it repeats the {parameter} parameter")]
+    MalformedCallback {
+        /// The repeated parameter's name.
+        parameter: &'static str,
+    },
     /// The pending launch is older than the allowed time.
     #[error("the launch expired before the callback arrived: start the launch again from the ehr")]
     LaunchExpired,

@@ -296,10 +296,13 @@ impl SmartClient {
 
     /// Completes a launch from the callback's query string (see [`Callback::from_query`]).
     ///
-    /// An OAuth error in the callback also discards the pending launch it names.
+    /// An OAuth error in the callback also discards the pending launch it names. A query that
+    /// repeats a parameter names no launch unambiguously, so it discards none: a forged callback
+    /// does not burn a genuine launch.
     pub async fn complete_callback(&self, query: &str) -> Result<CompletedLaunch, SmartError> {
         match Callback::from_query(query) {
             Ok(callback) => self.complete(&callback.code, &callback.state).await,
+            Err(e @ SmartError::MalformedCallback { .. }) => Err(e),
             Err(e) => {
                 let state = url::form_urlencoded::parse(query.as_bytes())
                     .find(|(k, _)| k == "state")

@@ -281,6 +281,12 @@ pub struct NewDelivery {
     pub sink: SinkName,
     /// The sink's idempotency key for this event.
     pub idempotency_key: String,
+    /// The sink keeps only the latest state per participant (e.g. a connection status): a row
+    /// whose event is older than one already delivered to the sink for the same visit and
+    /// participant is [`OutboxState::Superseded`] instead of sent (it would undo a newer status).
+    /// `false` for sinks that want every event (an audit trail).
+    #[serde(default)]
+    pub latest_only: bool,
 }
 
 /// Whether [`AuditRepo::record_event`] stored the event.
@@ -302,6 +308,10 @@ pub enum OutboxState {
     Delivered,
     /// Gave up (too many attempts, or a permanent refusal); see `last_error`, re-drivable.
     Dead,
+    /// Not sent, and never will be: a newer event of the same visit and participant was already
+    /// delivered to this latest-state-only sink (see [`NewDelivery::latest_only`]). Final, and
+    /// not an error.
+    Superseded,
 }
 
 impl OutboxState {
@@ -311,11 +321,12 @@ impl OutboxState {
             Self::Pending => "pending",
             Self::Delivered => "delivered",
             Self::Dead => "dead",
+            Self::Superseded => "superseded",
         }
     }
 
     pub(crate) fn parse(text: &str) -> Option<Self> {
-        [Self::Pending, Self::Delivered, Self::Dead]
+        [Self::Pending, Self::Delivered, Self::Dead, Self::Superseded]
             .into_iter()
             .find(|k| k.as_str() == text)
     }
@@ -555,6 +566,11 @@ pub trait OutboxRepo: Send + Sync {
     /// retry of an old status never overwrites a newer one): a row is not claimed while an
     /// earlier such row is still pending (waiting or leased). Dead rows do not hold later ones
     /// back. Call events (no participant) are ordered among themselves.
+    ///
+    /// In the same transaction, a pending, unleased row of a latest-only delivery
+    /// ([`NewDelivery::latest_only`]) whose event is older than a row already delivered for the
+    /// same visit, sink and participant becomes [`OutboxState::Superseded`] and is not claimed
+    /// (an event that arrives late must not overwrite a newer status).
     async fn claim_due(
         &self,
         now: DateTime<Utc>,

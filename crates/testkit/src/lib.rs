@@ -12,6 +12,7 @@
 //! - [`entra`]: Entra ID (app-only tokens, OpenID Connect user sign-in).
 //! - [`graph`]: Microsoft Graph online meetings, subscriptions and attendance reports.
 //! - [`epic`]: Epic's proprietary Telehealth connection-status web service.
+//! - [`logs`]: everything `tracing` logs in a test binary, for privacy assertions.
 //!
 //! This crate is a dev-dependency only; its set-up code may panic on a broken fixture.
 //!
@@ -41,4 +42,5 @@ pub mod epic;
 pub mod fhir;
 pub mod fixtures;
 pub mod graph;
+pub mod logs;
 pub mod smart;

@@ -135,6 +135,9 @@ impl RecordContext {
 /// `appt:` the FHIR Appointment id. Provider and patient records carry the same context tokens,
 /// so both sides of a visit derive the same key. It is hashed (with the configuration id) into the
 /// meeting's `externalId` before it leaves us.
+///
+/// A key from the launch URL is not attested (the EHR signs only `launch`): a visit found under
+/// it is used once it agrees with the token response ([`crate::Attested`]).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct VisitKey(String);
@@ -153,6 +156,11 @@ impl VisitKey {
     /// The key of a group visit's conference.
     pub fn conference(id: &str) -> Self {
         Self(format!("conf:{}", id.trim()))
+    }
+
+    /// Whether this is a group visit's key (one meeting for several appointments).
+    pub fn is_conference(&self) -> bool {
+        self.0.starts_with("conf:")
     }
 
     /// The key as text.

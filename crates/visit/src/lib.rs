@@ -10,12 +10,17 @@
 //! - [`visit_key`]: the meeting's key from the launch alone, so the meeting can be created
 //!   *while* FHIR is read: a group visit's conference id, else the CSN, else the Appointment the
 //!   token response names. Keys are namespaced (`conf:`, `csn:`, `appt:`) so two kinds of id can
-//!   never collide.
+//!   never collide. The key only *names* the meeting: it comes from the unsigned launch URL, so
+//!   nothing is handed out under it before [`Attested`] agrees.
 //! - [`resolve_visit`]: the Appointment behind the launch, in a fixed order of evidence — Epic's
 //!   `appointment` in the token response, SMART 2's `fhirContext`, the Encounter's
-//!   `appointment`, the patient's appointment today — through the [`VisitDirectory`] trait
-//!   (implemented for `visitbridge_fhir::FhirClient`). Only ids come out: names on references
-//!   are never read.
+//!   `appointment`, the patient's appointment closest to now — through the [`VisitDirectory`]
+//!   trait (implemented for `visitbridge_fhir::FhirClient`). Only ids come out: names on
+//!   references are never read.
+//! - [`Attested`]: the launch URL's context is not signed by the EHR (only `launch` is), so the
+//!   visit a key leads to is used only once it agrees with the token response's attested
+//!   `patient`/`appointment`: a stored visit by its ids, a visit read through FHIR by the CSN
+//!   being an identifier of the attested Appointment or Encounter.
 //! - [`PatientLink`]: signed (HMAC-SHA256 under the deployment secret, domain-separated),
 //!   expiring links to a visit, carrying the configuration id and the *hashed* visit key.
 //! - [`RosterState`]: the live participant panel (lobby, connected, disconnected) from Graph's
@@ -36,11 +41,13 @@
 //! ```
 #![deny(missing_docs)]
 
+mod attest;
 mod context;
 mod link;
 mod resolve;
 mod roster;
 
+pub use attest::{Attested, Fit, StoredIds};
 pub use context::{RecordContext, RecordContextError, VisitKey, context_appointment, visit_key};
 pub use link::{LinkError, PatientLink, at_unix};
 pub use resolve::{FoundBy, LaunchFacts, ResolvedVisit, VisitDirectory, VisitError, resolve_visit};

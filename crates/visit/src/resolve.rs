@@ -1,6 +1,6 @@
 //! Finding the visit (the FHIR Appointment) a launch is for, in a fixed order of evidence.
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use visitbridge_fhir::{
     Appointment, AppointmentId, AppointmentStatus, DatePrefix, Encounter, EncounterId, FhirClient,
@@ -20,7 +20,7 @@ pub enum FoundBy {
     FhirContext,
     /// The launch's Encounter, through `Encounter.appointment`.
     Encounter,
-    /// The patient's appointment today (with the launching practitioner when known).
+    /// The patient's appointment closest to now (with the launching practitioner when known).
     TodaysAppointment,
 }
 
@@ -42,6 +42,10 @@ pub struct ResolvedVisit {
     pub start: Option<DateTime<Utc>>,
     /// The planned end.
     pub end: Option<DateTime<Utc>>,
+    /// The values of the Appointment's and (when read) the Encounter's business identifiers
+    /// (Epic: the CSN), which tie the launch URL's unsigned context to the attested visit.
+    #[serde(default)]
+    pub identifiers: Vec<String>,
     /// How it was found.
     pub found_by: FoundBy,
 }
@@ -62,6 +66,14 @@ pub enum VisitError {
     /// The EHR's FHIR server failed or refused.
     #[error("the EHR's FHIR server could not be read: {0}")]
     Fhir(#[from] FhirError),
+    /// The launch URL's visit (its `sessionId`/`conferenceId`, which the EHR does not sign) is
+    /// not the visit the EHR attested in its token response, or a stored visit of that key
+    /// belongs to another patient or appointment.
+    #[error(
+        "this launch's visit details don't match what the EHR says; start the visit again from \
+         the EHR"
+    )]
+    ContextMismatch,
 }
 
 /// The FHIR reads visit resolution needs; implemented for [`FhirClient`], and by fakes in tests.
@@ -74,12 +86,13 @@ pub trait VisitDirectory: Send + Sync {
     /// `GET Encounter?appointment={id}`.
     async fn encounters_of(&self, appointment: &AppointmentId)
     -> Result<Vec<Encounter>, FhirError>;
-    /// `GET Appointment?patient={id}&date={day}` (and `practitioner` when given).
-    async fn appointments_on(
+    /// `GET Appointment?patient={id}&date=ge{from}&date=le{to}` (and `practitioner` when given).
+    async fn appointments_between(
         &self,
         patient: &PatientId,
         practitioner: Option<&PractitionerId>,
-        day: NaiveDate,
+        from: NaiveDate,
+        to: NaiveDate,
     ) -> Result<Vec<Appointment>, FhirError>;
 }
 
@@ -103,15 +116,17 @@ impl VisitDirectory for FhirClient {
         Ok(page.resources().cloned().collect())
     }
 
-    async fn appointments_on(
+    async fn appointments_between(
         &self,
         patient: &PatientId,
         practitioner: Option<&PractitionerId>,
-        day: NaiveDate,
+        from: NaiveDate,
+        to: NaiveDate,
     ) -> Result<Vec<Appointment>, FhirError> {
         let mut query = SearchQuery::<Appointment>::new()
             .patient(patient)
-            .date(DatePrefix::Eq, day);
+            .date(DatePrefix::Ge, from)
+            .date(DatePrefix::Le, to);
         if let Some(practitioner) = practitioner {
             query = query.practitioner(practitioner);
         }
@@ -127,7 +142,8 @@ pub struct LaunchFacts<'a> {
     pub record: &'a RecordContext,
     /// The token response's launch context.
     pub context: &'a LaunchContext,
-    /// The launching practitioner (from `fhirUser`), for the search of today's appointments.
+    /// The launching practitioner (from `fhirUser`), for the search of the patient's
+    /// appointments.
     pub practitioner: Option<&'a PractitionerId>,
     /// Now (passed in for tests).
     pub now: DateTime<Utc>,
@@ -135,6 +151,21 @@ pub struct LaunchFacts<'a> {
 
 fn id<R>(text: &str, what: &'static str) -> Result<visitbridge_fhir::Id<R>, VisitError> {
     visitbridge_fhir::Id::new(text.trim()).map_err(|_| VisitError::InvalidId(what))
+}
+
+/// How far either side of now the patient's appointments are searched: wider than any time zone's
+/// offset, so "today" where the patient is always falls inside, whatever UTC's date is.
+const SEARCH_REACH_HOURS: i64 = 14;
+
+fn identifier_values<'a>(
+    identifiers: impl IntoIterator<Item = &'a visitbridge_fhir::Identifier>,
+) -> impl Iterator<Item = String> {
+    identifiers
+        .into_iter()
+        .filter_map(|i| i.value.as_deref())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
 }
 
 fn usable(appointment: &Appointment) -> bool {
@@ -150,8 +181,10 @@ fn usable(appointment: &Appointment) -> bool {
 
 /// Finds the launch's visit, in this order: Epic's `appointment` in the token response; SMART 2's
 /// `fhirContext` Appointment; the launch Encounter's `appointment`; the patient's (usable)
-/// appointment today, with the launching practitioner when known, the one starting closest to
-/// now; else [`VisitError::NotFound`].
+/// appointment around now (searched from the day of now − 14 h to the day of now + 14 h, so the
+/// patient's local day is covered in any time zone), with the launching practitioner when known:
+/// the one whose identifier is the record's CSN, else the one starting closest to now; else
+/// [`VisitError::NotFound`].
 ///
 /// When the Appointment is named by the token response, its read and (if the context has no
 /// encounter) the encounter search run concurrently: one round trip.
@@ -163,63 +196,81 @@ pub async fn resolve_visit(
         Some(e) if !e.trim().is_empty() => Some(id::<Encounter>(e, "encounter")?),
         _ => None,
     };
-    let (appointment, encounter, found_by) =
-        if let Some((appointment_id, found_by)) = context_appointment(facts.context) {
-            let appointment_id = id::<Appointment>(&appointment_id, "appointment")?;
-            let (appointment, encounter) = match &context_encounter {
-                Some(encounter) => (
-                    directory.appointment(&appointment_id).await?,
-                    Some(encounter.clone()),
-                ),
-                None => {
-                    let (appointment, encounters) = futures_util::future::join(
-                        directory.appointment(&appointment_id),
-                        directory.encounters_of(&appointment_id),
-                    )
-                    .await;
-                    // The encounter only enriches the audit trail: its search failing does not fail
-                    // the launch.
-                    let encounter = encounters
-                        .ok()
-                        .and_then(|list| list.into_iter().find_map(|e| e.id));
-                    (appointment?, encounter)
-                }
-            };
-            (appointment, encounter, found_by)
-        } else if let Some(encounter_id) = &context_encounter {
-            let encounter = directory.encounter(encounter_id).await?;
-            let appointment_id = encounter
-                .appointment_ids()
-                .into_iter()
-                .next()
-                .ok_or(VisitError::NotFound)?;
-            (
+    let mut identifiers = Vec::new();
+    let (appointment, encounter, found_by) = if let Some((appointment_id, found_by)) =
+        context_appointment(facts.context)
+    {
+        let appointment_id = id::<Appointment>(&appointment_id, "appointment")?;
+        let (appointment, encounter) = match &context_encounter {
+            Some(encounter) => (
                 directory.appointment(&appointment_id).await?,
-                Some(encounter_id.clone()),
-                FoundBy::Encounter,
-            )
-        } else if let Some(patient) = facts.context.patient.as_deref() {
-            let patient = id::<visitbridge_fhir::Patient>(patient, "patient")?;
-            let today = facts.now.date_naive();
-            let candidates = directory
-                .appointments_on(&patient, facts.practitioner, today)
-                .await?;
-            let appointment = candidates
-                .into_iter()
-                .filter(usable)
-                .min_by_key(|a| {
-                    a.start
-                        .as_ref()
-                        .and_then(|s| s.utc())
-                        .map_or(i64::MAX, |s| (s - facts.now).num_seconds().abs())
-                })
-                .ok_or(VisitError::NotFound)?;
-            (appointment, None, FoundBy::TodaysAppointment)
-        } else {
-            return Err(VisitError::NotFound);
+                Some(encounter.clone()),
+            ),
+            None => {
+                let (appointment, encounters) = futures_util::future::join(
+                    directory.appointment(&appointment_id),
+                    directory.encounters_of(&appointment_id),
+                )
+                .await;
+                // The encounter only enriches the audit trail: its search failing does not fail
+                // the launch.
+                let encounter = encounters.ok().and_then(|list| {
+                    list.into_iter().find_map(|e| {
+                        let id = e.id?;
+                        identifiers.extend(identifier_values(&e.identifier));
+                        Some(id)
+                    })
+                });
+                (appointment?, encounter)
+            }
         };
+        (appointment, encounter, found_by)
+    } else if let Some(encounter_id) = &context_encounter {
+        let encounter = directory.encounter(encounter_id).await?;
+        identifiers.extend(identifier_values(&encounter.identifier));
+        let appointment_id = encounter
+            .appointment_ids()
+            .into_iter()
+            .next()
+            .ok_or(VisitError::NotFound)?;
+        (
+            directory.appointment(&appointment_id).await?,
+            Some(encounter_id.clone()),
+            FoundBy::Encounter,
+        )
+    } else if let Some(patient) = facts.context.patient.as_deref() {
+        let patient = id::<visitbridge_fhir::Patient>(patient, "patient")?;
+        let reach = Duration::hours(SEARCH_REACH_HOURS);
+        let candidates = directory
+            .appointments_between(
+                &patient,
+                facts.practitioner,
+                (facts.now - reach).date_naive(),
+                (facts.now + reach).date_naive(),
+            )
+            .await?;
+        let csn = facts.record.session_id.as_deref();
+        let appointment = candidates
+            .into_iter()
+            .filter(usable)
+            .min_by_key(|a| {
+                let named = csn
+                    .is_some_and(|csn| identifier_values(&a.identifier).any(|v| v == csn.trim()));
+                let distance = a
+                    .start
+                    .as_ref()
+                    .and_then(|s| s.utc())
+                    .map_or(i64::MAX, |s| (s - facts.now).num_seconds().abs());
+                (!named, distance)
+            })
+            .ok_or(VisitError::NotFound)?;
+        (appointment, None, FoundBy::TodaysAppointment)
+    } else {
+        return Err(VisitError::NotFound);
+    };
 
     let appointment_id = appointment.id.clone().ok_or(VisitError::NotFound)?;
+    identifiers.extend(identifier_values(&appointment.identifier));
     let key = visit_key(facts.record, facts.context)
         .unwrap_or_else(|| VisitKey::appointment(appointment_id.as_str()));
     let patient = appointment.patient_id().or_else(|| {
@@ -236,6 +287,7 @@ pub async fn resolve_visit(
         practitioners: appointment.practitioner_ids(),
         start: appointment.start.as_ref().and_then(|s| s.utc()),
         end: appointment.end.as_ref().and_then(|s| s.utc()),
+        identifiers,
         appointment: appointment_id,
         found_by,
     })
@@ -314,17 +366,29 @@ mod tests {
                 .cloned()
                 .collect())
         }
-        async fn appointments_on(
+        async fn appointments_between(
             &self,
             patient: &PatientId,
             practitioner: Option<&PractitionerId>,
-            _day: NaiveDate,
+            from: NaiveDate,
+            to: NaiveDate,
         ) -> Result<Vec<Appointment>, FhirError> {
             self.calls.lock().unwrap().push(format!(
                 "search Appointment?patient={patient}&practitioner={}",
                 practitioner.map(|p| p.as_str()).unwrap_or("-")
             ));
-            Ok(self.appointments.clone())
+            // As a server does: appointments starting on a day from `from` to `to`.
+            Ok(self
+                .appointments
+                .iter()
+                .filter(|a| {
+                    a.start
+                        .as_ref()
+                        .and_then(|s| s.utc())
+                        .is_some_and(|s| (from..=to).contains(&s.date_naive()))
+                })
+                .cloned()
+                .collect())
         }
     }
 
@@ -442,6 +506,75 @@ mod tests {
             calls,
             vec!["search Appointment?patient=pat-1&practitioner=doc-1"]
         );
+    }
+
+    #[tokio::test]
+    async fn a_late_evening_launch_west_of_utc_finds_that_evenings_appointment() {
+        // 23:30 on March 5 in UTC-6 is 05:30 UTC on March 6. The patient's visit began at 17:30
+        // local (23:30 UTC on March 5, the UTC day before), and they have another visit the next
+        // morning: a search of UTC's "today" would find only tomorrow's.
+        let fake = Fake {
+            appointments: vec![
+                appointment("a-this-evening", "2026-03-05T23:30:00Z", "booked"),
+                appointment("a-tomorrow", "2026-03-06T17:00:00Z", "booked"),
+                appointment("a-last-week", "2026-02-27T05:00:00Z", "booked"),
+            ],
+            ..Fake::default()
+        };
+        let record = RecordContext::default();
+        let context: LaunchContext = serde_json::from_value(json!({"patient": "pat-1"})).unwrap();
+        let now = DateTime::parse_from_rfc3339("2026-03-05T23:30:00-06:00")
+            .unwrap()
+            .with_timezone(&Utc);
+        let facts = LaunchFacts {
+            record: &record,
+            context: &context,
+            practitioner: None,
+            now,
+        };
+        let visit = resolve_visit(facts, &fake).await.unwrap();
+        assert_eq!(visit.appointment.as_str(), "a-this-evening");
+        assert_eq!(visit.found_by, FoundBy::TodaysAppointment);
+
+        // The next morning at 10:45 local, the morning's visit is the closest.
+        let now = DateTime::parse_from_rfc3339("2026-03-06T10:45:00-06:00")
+            .unwrap()
+            .with_timezone(&Utc);
+        let visit = resolve_visit(LaunchFacts { now, ..facts }, &fake)
+            .await
+            .unwrap();
+        assert_eq!(visit.appointment.as_str(), "a-tomorrow");
+    }
+
+    #[tokio::test]
+    async fn the_records_csn_picks_among_the_patients_appointments() {
+        let mut named = appointment("a-early", "2026-03-05T09:00:00Z", "booked");
+        named.identifier = vec![visitbridge_fhir::Identifier::new("urn:oid:csn", "555")];
+        let fake = Fake {
+            appointments: vec![
+                named,
+                appointment("a-now", "2026-03-05T14:00:00Z", "booked"),
+            ],
+            ..Fake::default()
+        };
+        let record = RecordContext::from_params([("sessionId", "555")]).unwrap();
+        let context: LaunchContext = serde_json::from_value(json!({"patient": "pat-1"})).unwrap();
+        let now = DateTime::parse_from_rfc3339("2026-03-05T14:10:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let visit = resolve_visit(
+            LaunchFacts {
+                record: &record,
+                context: &context,
+                practitioner: None,
+                now,
+            },
+            &fake,
+        )
+        .await
+        .unwrap();
+        assert_eq!(visit.appointment.as_str(), "a-early");
+        assert_eq!(visit.identifiers, vec!["555".to_owned()]);
     }
 
     #[tokio::test]

@@ -5,8 +5,7 @@
 
 use std::{
     collections::BTreeMap,
-    io::Write,
-    sync::{Arc, Mutex, OnceLock},
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
@@ -41,45 +40,14 @@ pub(crate) const CLIENT_STATE: &str = "test-client-state-5b1f0c";
 /// The id of the approved configuration.
 pub(crate) const CONFIGURATION_ID: &str = "cfg-test";
 
-/// Everything captured from `tracing` in this test binary (all tests share it).
-static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-
-struct LogWriter(Arc<Mutex<Vec<u8>>>);
-
-impl Write for LogWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Installs the capturing subscriber once.
+/// Installs the capturing subscriber once (shared by every test of this binary).
 pub(crate) fn capture_logs() {
-    let buffer = LOGS
-        .get_or_init(|| Arc::new(Mutex::new(Vec::new())))
-        .clone();
-    static INSTALLED: OnceLock<()> = OnceLock::new();
-    INSTALLED.get_or_init(|| {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new(
-                "debug,wiremock=off,hyper=info,hyper_util=info,h2=info,reqwest=info,rustls=info",
-            ))
-            .with_ansi(false)
-            .with_writer(move || LogWriter(buffer.clone()))
-            .try_init();
-    });
+    visitbridge_testkit::logs::capture();
 }
 
 /// The logs captured so far.
 pub(crate) fn logs() -> String {
-    let buffer = LOGS.get_or_init(|| Arc::new(Mutex::new(Vec::new())));
-    String::from_utf8_lossy(&buffer.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
+    visitbridge_testkit::logs::captured()
 }
 
 /// What a test changes in the world.

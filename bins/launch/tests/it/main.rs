@@ -2,13 +2,17 @@
 //! FHIR, Epic's connection-status service) and Microsoft (Entra ID, Graph), with a real SQLite
 //! file; and the binary as a user starts it.
 
+mod attestation;
 mod binary;
+mod disclosure;
 mod events;
 mod harness;
+mod launch_page;
 mod patient;
 mod privacy;
 mod provider;
 mod round_trips;
 mod routes;
 mod security;
+mod sessions;
 mod upkeep;

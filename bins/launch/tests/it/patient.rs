@@ -10,7 +10,10 @@ use crate::{
     provider::provider_launch,
 };
 
-fn patient_context(csn: &str) -> Vec<(&str, &str)> {
+/// The fixture visit's CSN, as the fixture Appointment and Encounter carry it in `identifier`.
+pub(crate) const FIXTURE_CSN: &str = "10000001234";
+
+pub(crate) fn patient_context(csn: &str) -> Vec<(&str, &str)> {
     vec![("sessionId", csn), ("environment", "test")]
 }
 
@@ -57,10 +60,11 @@ async fn a_patient_before_the_clinician_gets_the_meeting_of_the_visits_practitio
     provider_launch(&env, &env.browser()).await;
     assert_eq!(env.graph.meeting_count(), 1);
 
-    // Today's visit: the patient is first.
+    // Today's visit (launched by its CSN, which the attested Appointment carries): the patient
+    // is first.
     let page = env
         .browser()
-        .navigate(&env.launch_url("patient", &patient_context("90000002")))
+        .navigate(&env.launch_url("patient", &patient_context(FIXTURE_CSN)))
         .await;
     let teams = page.teams.unwrap_or_else(|| panic!("{}", page.body));
     assert!(
@@ -76,7 +80,7 @@ async fn a_patient_before_the_clinician_gets_the_meeting_of_the_visits_practitio
     // The clinician launches the same visit: same meeting.
     let clinician = env
         .browser()
-        .navigate(&env.launch_url("provider", &patient_context("90000002")))
+        .navigate(&env.launch_url("provider", &patient_context(FIXTURE_CSN)))
         .await;
     assert_eq!(clinician.status, 200, "{}", clinician.body);
     assert_eq!(env.graph.meeting_count(), 2);
@@ -87,7 +91,7 @@ async fn a_patient_waits_until_the_clinician_can_host_the_meeting() {
     let env = Env::start().await;
     let patient = env.browser();
     let page = patient
-        .navigate(&env.launch_url("patient", &Env::visit_context()))
+        .navigate(&env.launch_url("patient", &patient_context(FIXTURE_CSN)))
         .await;
     assert_eq!(page.status, 200, "{}", page.body);
     assert!(page.url.ends_with("/join/wait"), "{}", page.url);
@@ -106,7 +110,11 @@ async fn a_patient_waits_until_the_clinician_can_host_the_meeting() {
     assert!(again.teams.is_none());
 
     // The clinician launches (and links their account); the next refresh goes to the meeting.
-    provider_launch(&env, &env.browser()).await;
+    let clinician = env
+        .browser()
+        .navigate(&env.launch_url("provider", &patient_context(FIXTURE_CSN)))
+        .await;
+    assert_eq!(clinician.status, 200, "{}", clinician.body);
     let refreshed = patient.navigate(&format!("{}/join/wait", env.base)).await;
     let teams = refreshed
         .teams

@@ -2,17 +2,11 @@
 
 use visitbridge_testkit::smart::PRACTITIONER_ID;
 
-use crate::harness::{EhrAuth, LogCapture, Portal, admin, approver, unescape};
+use crate::harness::{EhrAuth, Portal, admin, approver, unescape};
 
 #[tokio::test]
 async fn admin_adds_approver_validates_and_approves_then_records_are_shown() {
-    let logs = LogCapture::default();
-    let _guard = tracing::subscriber::set_default(
-        tracing_subscriber::fmt()
-            .with_writer(logs.clone())
-            .with_max_level(tracing::Level::TRACE)
-            .finish(),
-    );
+    visitbridge_testkit::logs::capture();
     let portal = Portal::start().await;
 
     // The admin signs in, adds the FHIR base URL and submits it.
@@ -138,7 +132,7 @@ async fn admin_adds_approver_validates_and_approves_then_records_are_shown() {
     assert!(text.contains("admin@contoso.example (admin)"));
 
     // Nothing secret reached the logs: no code, verifier, token, state, session or CSRF value.
-    let logs = logs.text();
+    let logs = visitbridge_testkit::logs::captured();
     assert!(
         logs.contains("configuration transition"),
         "logs were captured: {logs}"

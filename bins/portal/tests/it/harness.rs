@@ -1,11 +1,7 @@
 //! A portal wired to wiremock fakes of Entra ID and an Epic-shaped EHR, a real SQLite file, and a
 //! small browser (cookie jar, forms, redirects through the fakes) that drives it in-process.
 
-use std::{
-    collections::BTreeMap,
-    io::Write,
-    sync::{Arc, Mutex},
-};
+use std::{collections::BTreeMap, sync::Arc};
 
 use axum::{Router, body::Body, http::Request};
 use serde_json::json;
@@ -76,33 +72,7 @@ pub(crate) fn other_admin() -> EntraUser {
     }
 }
 
-/// Log lines written while a test runs (for "no token in the logs" checks).
-#[derive(Clone, Default)]
-pub(crate) struct LogCapture(Arc<Mutex<Vec<u8>>>);
-
-impl LogCapture {
-    pub(crate) fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
-impl Write for LogCapture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogCapture {
-    type Writer = LogCapture;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
+/// The portal under test, with its fakes and database.
 pub(crate) struct Portal {
     pub(crate) app: Router,
     /// The portal's store, for tests that record visits the way the launch service does.

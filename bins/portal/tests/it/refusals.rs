@@ -223,6 +223,65 @@ async fn an_ehr_sign_in_callback_in_another_session_is_refused() {
 }
 
 #[tokio::test]
+async fn an_ehr_callback_with_a_repeated_state_is_refused() {
+    let portal = Portal::start().await;
+    let mut admin = portal.signed_in(admin()).await;
+    let id = portal.submitted_configuration(&mut admin).await;
+    let state_of = |location: &str| {
+        url::Url::parse(location)
+            .unwrap()
+            .query_pairs()
+            .find(|(k, _)| k == "state")
+            .unwrap()
+            .1
+            .into_owned()
+    };
+    // The approver starts an EHR sign-in (state A, bound to their session)...
+    let mut victim = portal.signed_in(approver()).await;
+    let start = victim
+        .post(&format!("/configurations/{id}/ehr-sign-in"), &[])
+        .await;
+    let victim_state = state_of(start.location.as_deref().unwrap());
+    // ...while an attacker completes their own at the EHR (state B, code X).
+    let mut attacker = portal.signed_in(approver()).await;
+    let start = attacker
+        .post(&format!("/configurations/{id}/ehr-sign-in"), &[])
+        .await;
+    let authorize = start.location.unwrap();
+    let attacker_state = state_of(&authorize);
+    let callback = portal.smart.browser_get(&authorize).await;
+    let code = callback
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .unwrap()
+        .1
+        .into_owned();
+
+    // The binding check must not see A while the sign-in completes B.
+    let page = victim
+        .get(&format!(
+            "/approvals/ehr-callback?state={victim_state}&code={code}&state={attacker_state}"
+        ))
+        .await;
+    assert_eq!(page.status, 400, "{}", page.body);
+    assert!(
+        page.body.contains("unknown, expired or was already used"),
+        "{}",
+        page.body
+    );
+    assert!(
+        portal.smart.token_requests().is_empty(),
+        "the code was never exchanged"
+    );
+    let history = admin.get(&format!("/configurations/{id}/history")).await;
+    assert!(!history.body.contains("Signed in to the EHR"));
+
+    // The victim's own sign-in was not burnt by the forged callback.
+    let page = portal.ehr_sign_in(&mut victim, &id).await;
+    assert_eq!(page.status, 303, "{}", page.body);
+}
+
+#[tokio::test]
 async fn a_change_after_approval_goes_back_for_approval_while_the_approved_version_serves() {
     let portal = Portal::start().await;
     let mut admin = portal.signed_in(admin()).await;

@@ -87,6 +87,7 @@ async fn add_visit(
         .map(|sink| NewDelivery {
             sink: SinkName::new(*sink).unwrap(),
             idempotency_key: format!("{sink}-key"),
+            latest_only: false,
         })
         .collect();
     for (n, (kind, participant, at)) in events.iter().enumerate() {

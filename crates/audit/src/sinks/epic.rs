@@ -186,6 +186,12 @@ impl Sink for EpicConnectionStatusSink {
                 .is_some_and(|p| p.class != ParticipantClass::Application)
     }
 
+    /// Epic shows the participant's current status: an old join that arrives after the leave
+    /// was sent must not turn "disconnected" back into "connected".
+    fn latest_only(&self) -> bool {
+        true
+    }
+
     async fn deliver(
         &self,
         _item: &OutboxItem,

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use visitbridge_audit::{AuditEventMode, SinkConfig};
+use visitbridge_audit::{AuditEventMode, SinkConfig, SinkResolver};
 use visitbridge_graph::EventKind;
 use visitbridge_store::{AuditRepo, OutboxRepo, OutboxState, VisitRepo};
 use wiremock::{
@@ -247,7 +247,7 @@ fn url_encode(text: &str) -> String {
 }
 
 #[tokio::test]
-async fn an_unconfigured_sink_is_a_dead_letter_not_a_loss() {
+async fn a_sink_this_process_has_not_set_stays_pending_and_is_delivered_once_set() {
     let env = Env::new(Sinks::Epic).await;
     env.recorder()
         .record(
@@ -256,17 +256,78 @@ async fn an_unconfigured_sink_is_a_dead_letter_not_a_loss() {
         )
         .await
         .unwrap();
-    // The configuration's sinks change before delivery.
-    env.set_sinks(&[]);
-    assert_eq!(drain(&env.worker()).await.dead, 1);
-    let dead = env.store.list_dead(10).await.unwrap();
+    // Another process (or a restart) that has not set this configuration's sinks yet.
+    let unset = Arc::new(ConfiguredSinks::new());
+    let worker = DeliveryWorker::new(env.store.clone(), unset.clone(), fast_policy());
+    let report = worker.run_once(Utc::now()).await.unwrap();
+    assert_eq!((report.claimed, report.retried, report.dead), (1, 1, 0));
+    let depth = env.store.outbox_depth().await.unwrap();
+    assert_eq!((depth.pending, depth.dead), (1, 0), "pending, not dead");
+    let item = env.store.outbox_for_visit(&env.visit.id).await.unwrap();
+    assert_eq!(item[0].state, OutboxState::Pending);
     assert!(
-        dead[0]
+        item[0].next_attempt_at > item[0].created_at,
+        "after a backoff"
+    );
+    assert!(
+        item[0]
             .last_error
             .as_deref()
             .unwrap()
-            .contains("no longer configured")
+            .contains("not configured")
     );
+    assert!(env.epic.calls().is_empty());
+    // The sinks are set: the row goes out, once.
+    unset
+        .set(
+            env.visit.configuration_id.clone(),
+            env.sinks.sinks_for(&env.visit.configuration_id),
+        )
+        .unwrap();
+    let rest = drain(&worker).await;
+    assert_eq!((rest.delivered, rest.dead), (1, 0));
+    assert_eq!(env.epic.accepted().len(), 1);
+}
+
+#[tokio::test]
+async fn an_old_join_arriving_after_the_leave_was_sent_is_superseded_at_epic_but_audited() {
+    let env = Env::new(Sinks::All).await;
+    let worker = env.worker();
+    let leave = person(EventKind::ParticipantLeft, 60, guest("p"));
+    env.recorder().record(&env.visit, &leave).await.unwrap();
+    assert_eq!(drain(&worker).await.delivered, 3);
+    // The join (a minute earlier) arrives late, e.g. from the attendance report.
+    let join = person(EventKind::ParticipantJoined, 0, guest("p"));
+    let recorded = env.recorder().record(&env.visit, &join).await.unwrap();
+    assert_eq!(recorded.deliveries, 3);
+    let report = drain(&worker).await;
+    assert_eq!((report.delivered, report.dead), (2, 0));
+    // Epic still says disconnected: it never got the old "connected".
+    let statuses: Vec<String> = env
+        .epic
+        .accepted()
+        .iter()
+        .map(|c| c.connection_status.clone().unwrap())
+        .collect();
+    assert_eq!(statuses, ["TEST-DISCONNECTED"]);
+    // The audit trail has both.
+    assert_eq!(env.fhir.audit_events().len(), 2);
+    let rows = env
+        .store
+        .outbox_for_event(&recorded.event_id)
+        .await
+        .unwrap();
+    let state = |sink: &str| {
+        rows.iter()
+            .find(|i| i.sink.as_str() == sink)
+            .map(|i| i.state)
+    };
+    assert_eq!(
+        state("epic-connection-status"),
+        Some(OutboxState::Superseded)
+    );
+    assert_eq!(state("fhir-audit-event"), Some(OutboxState::Delivered));
+    assert_eq!(env.store.outbox_depth().await.unwrap().dead, 0);
 }
 
 #[tokio::test]

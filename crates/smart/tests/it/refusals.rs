@@ -93,6 +93,42 @@ async fn callback_with_another_state_is_refused_without_a_token_request() {
 }
 
 #[tokio::test]
+async fn callback_with_a_repeated_state_is_refused_without_a_token_request() {
+    let ehr = Ehr::with_secret_basic().await;
+    let client = ehr.client(secret_basic());
+    let victim = client
+        .begin_ehr_launch(&ehr.fake.fhir_base(), "launch-token", session())
+        .await
+        .expect("begin");
+    let attacker = client
+        .begin_ehr_launch(&ehr.fake.fhir_base(), "launch-token", session())
+        .await
+        .expect("begin");
+    let callback = ehr.fake.browser_get(attacker.url().as_str()).await;
+    let code = query_map(&callback)["code"].clone();
+    let victim_state = victim.state().expose();
+    let attacker_state = attacker.state().expose();
+    for query in [
+        format!("state={victim_state}&code={code}&state={attacker_state}"),
+        format!("code={code}&state={attacker_state}&code={code}"),
+        format!("code={code}&state={attacker_state}&error=x&error=y"),
+    ] {
+        let err = client.complete_callback(&query).await.expect_err(&query);
+        assert!(
+            matches!(err, SmartError::MalformedCallback { .. }),
+            "{query}: {err}"
+        );
+        assert!(!err.to_string().contains(&code), "{err}");
+    }
+    assert!(ehr.fake.token_requests().is_empty());
+    // Neither launch was burnt by the forged callbacks: the genuine one completes.
+    client
+        .complete_callback(&format!("code={code}&state={attacker_state}"))
+        .await
+        .expect("the genuine callback completes");
+}
+
+#[tokio::test]
 async fn replayed_callback_is_refused() {
     let ehr = Ehr::with_secret_basic().await;
     let client = ehr.client(secret_basic());

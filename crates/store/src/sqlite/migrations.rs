@@ -176,7 +176,42 @@ CREATE INDEX visits_subscription_expiry ON visits (subscription_expires_at)
 CREATE INDEX visits_reconcile_due ON visits (reconcile_after) WHERE reconcile_after IS NOT NULL;
 "#;
 
-const MIGRATIONS_SLICE: &[M<'static>] = &[M::up(V1), M::up(V2), M::up(V3)];
+/// Version 4: outbox rows of latest-state-only sinks (Epic's connection status) are flagged, and
+/// a new final state `superseded` marks a row not sent because a newer event of the same visit,
+/// sink and participant was already delivered. SQLite cannot change a CHECK constraint in place,
+/// so the table is rebuilt with its ids (and so its AUTOINCREMENT sequence) kept.
+const V4: &str = r#"
+CREATE TABLE outbox_v4 (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id TEXT NOT NULL REFERENCES visit_events(event_id),
+    visit_id TEXT NOT NULL REFERENCES visits(id),
+    participant_key TEXT NOT NULL,
+    occurred_at INTEGER NOT NULL,
+    sink TEXT NOT NULL,
+    idempotency_key TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'dead', 'superseded')),
+    attempts INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+    next_attempt_at INTEGER NOT NULL,
+    lease_until INTEGER,
+    last_error TEXT,
+    created_at INTEGER NOT NULL,
+    delivered_at INTEGER,
+    latest_only INTEGER NOT NULL DEFAULT 0 CHECK (latest_only IN (0, 1)),
+    UNIQUE (event_id, sink)
+) STRICT;
+INSERT INTO outbox_v4 (id, event_id, visit_id, participant_key, occurred_at, sink,
+                       idempotency_key, state, attempts, next_attempt_at, lease_until, last_error,
+                       created_at, delivered_at)
+    SELECT id, event_id, visit_id, participant_key, occurred_at, sink, idempotency_key, state,
+           attempts, next_attempt_at, lease_until, last_error, created_at, delivered_at
+    FROM outbox;
+DROP TABLE outbox;
+ALTER TABLE outbox_v4 RENAME TO outbox;
+CREATE INDEX outbox_due ON outbox (state, next_attempt_at);
+CREATE INDEX outbox_order ON outbox (visit_id, sink, participant_key, state, occurred_at);
+"#;
+
+const MIGRATIONS_SLICE: &[M<'static>] = &[M::up(V1), M::up(V2), M::up(V3), M::up(V4)];
 
 /// All migrations, oldest first.
 pub(crate) const MIGRATIONS: Migrations<'static> = Migrations::from_slice(MIGRATIONS_SLICE);
@@ -222,5 +257,50 @@ mod tests {
             conn.execute("UPDATE visits SET subscription_id = 's' WHERE id = 'v'", [])
                 .is_err()
         );
+    }
+
+    #[test]
+    fn outbox_rows_of_version_3_keep_their_ids_and_states_and_may_be_superseded() {
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        super::MIGRATIONS.to_version(&mut conn, 3).unwrap();
+        conn.execute_batch(
+            "INSERT INTO tenants VALUES ('t', 'T', 'tid', 0);
+             INSERT INTO configurations (id, tenant_id, fhir_base_url, environment, state, version,
+                 revision, document, created_at, updated_at)
+             VALUES ('c', 't', 'https://x', 'test', 'draft', 1, 1, '{}', 0, 0);
+             INSERT INTO visits (id, configuration_id, external_meeting_id, created_at)
+             VALUES ('v', 'c', 'vb-1', 0);
+             INSERT INTO visit_events (event_id, visit_id, kind, occurred_at, recorded_at, origin,
+                 audit_event)
+             VALUES ('e', 'v', 'call-started', 0, 0, 'notification', '{}');
+             INSERT INTO outbox (id, event_id, visit_id, participant_key, occurred_at, sink,
+                 idempotency_key, state, attempts, next_attempt_at, created_at)
+             VALUES (7, 'e', 'v', '', 0, 'epic', 'k', 'dead', 3, 0, 0);",
+        )
+        .unwrap();
+        super::MIGRATIONS.to_latest(&mut conn).unwrap();
+        let row: (i64, String, i64, i64) = conn
+            .query_row(
+                "SELECT id, state, attempts, latest_only FROM outbox",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .unwrap();
+        assert_eq!(row, (7, "dead".to_owned(), 3, 0));
+        conn.execute("UPDATE outbox SET state = 'superseded'", [])
+            .unwrap();
+        assert!(
+            conn.execute("UPDATE outbox SET state = 'gone'", [])
+                .is_err()
+        );
+        // New rows continue after the kept ids.
+        conn.execute(
+            "INSERT INTO outbox (event_id, visit_id, participant_key, occurred_at, sink,
+                 idempotency_key, state, next_attempt_at, created_at)
+             VALUES ('e', 'v', '', 0, 'fhir', 'k', 'pending', 0, 0)",
+            [],
+        )
+        .unwrap();
+        assert_eq!(conn.last_insert_rowid(), 8);
     }
 }

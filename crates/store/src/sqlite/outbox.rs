@@ -221,8 +221,8 @@ impl AuditRepo for SqliteStore {
                 tx.execute(
                     "INSERT INTO outbox
                          (event_id, visit_id, participant_key, occurred_at, sink, idempotency_key,
-                          state, attempts, next_attempt_at, created_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', 0, ?7, ?7)",
+                          state, attempts, next_attempt_at, created_at, latest_only)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', 0, ?7, ?7, ?8)",
                     params![
                         event.event_id.as_str(),
                         event.visit_id.as_str(),
@@ -231,6 +231,7 @@ impl AuditRepo for SqliteStore {
                         delivery.sink.as_str(),
                         delivery.idempotency_key,
                         now,
+                        delivery.latest_only,
                     ],
                 )
                 .map_err(|e| match violation(&e) {
@@ -290,6 +291,21 @@ impl OutboxRepo for SqliteStore {
         let now = to_millis(now);
         let lease_until = now.saturating_add(millis_of(lease));
         self.write(move |tx| {
+            // Latest-only rows older than what the sink already has are settled first, in the same
+            // IMMEDIATE transaction as the claims, so none of them can slip out in between. A
+            // leased row is left to finish: its worker already sent it, or is sending it.
+            tx.execute(
+                "UPDATE outbox SET state = 'superseded', lease_until = NULL,
+                                   last_error = 'superseded: a newer event was already delivered'
+                 WHERE state = 'pending' AND latest_only = 1
+                   AND (lease_until IS NULL OR lease_until <= ?1)
+                   AND EXISTS (
+                       SELECT 1 FROM outbox d
+                       WHERE d.visit_id = outbox.visit_id AND d.sink = outbox.sink
+                         AND d.participant_key = outbox.participant_key
+                         AND d.state = 'delivered' AND d.occurred_at > outbox.occurred_at)",
+                params![now],
+            )?;
             // Candidates first, then the claims, in one IMMEDIATE transaction: no other writer
             // can claim the same rows in between.
             let ids: Vec<i64> = {

@@ -37,6 +37,8 @@ fn to(sinks: &[&str]) -> Vec<NewDelivery> {
         .map(|s| NewDelivery {
             sink: SinkName::new(*s).unwrap(),
             idempotency_key: format!("key-{s}"),
+            // "epic" stands for a connection-status sink: only the latest status counts.
+            latest_only: *s == "epic",
         })
         .collect()
 }
@@ -317,6 +319,71 @@ async fn rows_of_one_visit_and_sink_go_out_in_event_order() {
         ids(&claim(&store, at(21)).await),
         pairs(&[("leave", "epic")])
     );
+}
+
+#[tokio::test]
+async fn an_old_event_arriving_after_a_newer_one_was_delivered_is_superseded_for_latest_only_sinks()
+{
+    let (store, _dir) = with_visit().await;
+    // The guest's leave (minute 5) is recorded and delivered everywhere.
+    store
+        .record_event(
+            &event("leave", "v-1", VisitEventKind::ParticipantLeft, 5),
+            &to(&["epic", "fhir"]),
+        )
+        .await
+        .unwrap();
+    for c in claim(&store, at(6)).await {
+        assert!(store.mark_delivered(c.item.id, at(6)).await.unwrap());
+    }
+    // Then the join (minute 1) arrives late (reconciliation, out-of-order delivery); and the
+    // same guest's join at minute 8 (a rejoin), and another visit's older join.
+    store
+        .record_event(
+            &event("join", "v-1", VisitEventKind::ParticipantJoined, 1),
+            &to(&["epic", "fhir"]),
+        )
+        .await
+        .unwrap();
+    store
+        .record_event(
+            &event("rejoin", "v-1", VisitEventKind::ParticipantJoined, 8),
+            &to(&["epic"]),
+        )
+        .await
+        .unwrap();
+    store
+        .record_event(
+            &event("other", "v-2", VisitEventKind::ParticipantJoined, 1),
+            &to(&["epic"]),
+        )
+        .await
+        .unwrap();
+    let mut got = ids(&claim(&store, at(9)).await);
+    got.sort();
+    // The audit trail still gets the old join; the status sink does not (it would say
+    // "connected" after "disconnected"); a newer event and other visits are not affected.
+    assert_eq!(
+        got,
+        pairs(&[("join", "fhir"), ("other", "epic"), ("rejoin", "epic")])
+    );
+    let join = store
+        .outbox_for_event(&EventId::new("join").unwrap())
+        .await
+        .unwrap();
+    let epic = join.iter().find(|i| i.sink.as_str() == "epic").unwrap();
+    assert_eq!(epic.state, OutboxState::Superseded);
+    assert_eq!(epic.state.as_str(), "superseded");
+    assert_eq!(epic.attempts, 0, "never sent");
+    assert!(epic.last_error.as_deref().unwrap().contains("superseded"));
+    // Final: neither pending nor dead, not claimed later, not re-drivable.
+    let depth = store.outbox_depth().await.unwrap();
+    assert_eq!(depth.dead, 0);
+    assert_eq!(depth.pending, 3, "the three claimed rows");
+    assert!(!store.redrive(epic.id, at(9)).await.unwrap());
+    for c in claim(&store, at(9)).await {
+        assert_ne!(c.item.id, epic.id);
+    }
 }
 
 #[tokio::test]
