@@ -212,9 +212,11 @@ authority = {authority}
 client_id = "visitbridge-demo-portal"
 client_secret = "sandbox-secret-not-a-real-one"
 
+# The approver's EHR sign-in is a public client (PKCE, no secret): it runs against a URL before
+# its approval, so it never carries a credential that URL's server could keep.
 [ehr_sign_in]
 client_id = "visitbridge-demo-portal"
-client_secret = "sandbox-secret-not-a-real-one"
+client_auth = "public"
 
 [[admins]]
 microsoft_tenant_id = {tenant}

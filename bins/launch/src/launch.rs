@@ -47,7 +47,7 @@ use crate::{
     issuers::{ApprovedConfiguration, find_configuration},
     meeting::{self, VisitFacts},
     pending,
-    session::{self, Role, VisitSession, binding_of, new_token, read_cookie, same_browser},
+    session::{self, Grant, binding_of, new_token, read_cookie, same_browser},
     state::AppState,
     views::{AuthorizePost, html, page_headers},
 };
@@ -255,8 +255,10 @@ pub(crate) async fn callback(
         browser: browser.unwrap_or_default(),
     };
     let response = match kind {
-        RecordKind::ProviderLaunch => provider(state, completed).await?,
-        RecordKind::PatientLaunch => crate::patient::after_launch(state, completed).await?,
+        RecordKind::ProviderLaunch => provider(state, headers, completed).await?,
+        RecordKind::PatientLaunch => {
+            crate::patient::after_launch(state, headers, completed).await?
+        }
         RecordKind::DeviceTest => crate::patient::device_test(state, completed).await?,
     };
     Ok((kind, response))
@@ -341,7 +343,11 @@ fn clinician_fits(attested: &Attested, key: &VisitKey, visit: &Visit) -> Result<
 }
 
 /// A clinician's launch after the SMART callback.
-async fn provider(state: &AppState, done: Completed) -> Result<Response, LaunchError> {
+async fn provider(
+    state: &AppState,
+    headers: &HeaderMap,
+    done: Completed,
+) -> Result<Response, LaunchError> {
     let ms = state.microsoft()?;
     let user = done.launch.ehr_user.as_ref().ok_or_else(|| {
         LaunchError::SignInRefused("the EHR did not say who signed in".to_owned())
@@ -445,35 +451,25 @@ async fn provider(state: &AppState, done: Completed) -> Result<Response, LaunchE
     };
     let (visit, meeting_info) = meeting::settle(state, ms, visit, outcome, &facts).await?;
     meeting::prefetch_patient_url(state, &visit, meeting_info);
-    clinician_page(state, &visit, &organizer).await
+    clinician_page(state, headers, &visit, &organizer).await
 }
 
-/// Opens the clinician's session on `visit` and sends them to its page.
+/// Grants the browser's session the clinician's `visit` and sends them to its page.
 async fn clinician_page(
     state: &AppState,
+    headers: &HeaderMap,
     visit: &visitbridge_store::Visit,
     object_id: &str,
 ) -> Result<Response, LaunchError> {
-    let session = VisitSession {
-        role: Role::Clinician,
-        visit_id: visit.id.clone(),
-        object_id: Some(object_id.to_owned()),
-        csrf: new_token()?,
-        practitioners: Vec::new(),
-        ehr_issuer: None,
-    };
-    let id = session::create(
+    let cookie = session::grant(
         state.inner.store.as_ref(),
-        &session,
+        &state.inner.cookies,
+        headers,
+        Grant::clinician(visit.id.clone(), object_id)?,
         state.inner.session_ttl,
     )
     .await?;
     let mut response = see_other(&format!("/visits/{}", visit.id));
-    let cookie = state.inner.cookies.set(
-        &state.inner.cookies.session_cookie(),
-        &id,
-        state.inner.session_ttl,
-    );
     response.headers_mut().append(header::SET_COOKIE, cookie);
     Ok(response)
 }
@@ -655,7 +651,7 @@ pub(crate) async fn microsoft_callback(
     let outcome = meeting::create_or_get(state, ms, &visit).await?;
     let (visit, meeting_info) = meeting::settle(state, ms, visit, outcome, &facts).await?;
     meeting::prefetch_patient_url(state, &visit, meeting_info);
-    clinician_page(state, &visit, oid).await
+    clinician_page(state, headers, &visit, oid).await
 }
 
 /// Keys the visit registry on (used by the patient flows).

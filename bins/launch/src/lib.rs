@@ -340,8 +340,12 @@ async fn join_wait(State(state): State<AppState>, headers: HeaderMap) -> Respons
     response
 }
 
-async fn join_link(State(state): State<AppState>, Path(token): Path<String>) -> Response {
-    let response = respond(patient::join_link(&state, &token).await);
+async fn join_link(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let response = respond(patient::join_link(&state, &headers, &token).await);
     state
         .inner
         .metrics

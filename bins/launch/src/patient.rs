@@ -28,7 +28,7 @@ use crate::{
     },
     meeting::{self, VisitFacts},
     microsoft::Microsoft,
-    session::{self, Role, VisitSession, new_token},
+    session::{self, Grant},
     state::AppState,
     views::{DeviceTestPage, WaitingPage, html},
 };
@@ -69,33 +69,23 @@ async fn to_meeting(
     Ok(see_other(&url))
 }
 
-/// Opens a waiting patient's session and sends them to the waiting page.
+/// Grants the browser's session the waiting patient's `visit` and sends them to the waiting page.
 async fn wait_for_clinician(
     state: &AppState,
+    headers: &HeaderMap,
     visit: &Visit,
     practitioners: Vec<String>,
     ehr_issuer: Option<String>,
 ) -> Result<Response, LaunchError> {
-    let session = VisitSession {
-        role: Role::Patient,
-        visit_id: visit.id.clone(),
-        object_id: None,
-        csrf: new_token()?,
-        practitioners,
-        ehr_issuer,
-    };
-    let id = session::create(
+    let cookie = session::grant(
         state.inner.store.as_ref(),
-        &session,
+        &state.inner.cookies,
+        headers,
+        Grant::patient(visit.id.clone(), practitioners, ehr_issuer)?,
         state.inner.session_ttl,
     )
     .await?;
     let mut response = see_other("/join/wait");
-    let cookie = state.inner.cookies.set(
-        &state.inner.cookies.session_cookie(),
-        &id,
-        state.inner.session_ttl,
-    );
     response.headers_mut().append(header::SET_COOKIE, cookie);
     Ok(response)
 }
@@ -103,6 +93,7 @@ async fn wait_for_clinician(
 /// A patient's launch from the portal, after the SMART callback.
 pub(crate) async fn after_launch(
     state: &AppState,
+    headers: &HeaderMap,
     done: Completed,
 ) -> Result<Response, LaunchError> {
     let ms = state.microsoft()?;
@@ -158,6 +149,7 @@ pub(crate) async fn after_launch(
     }
     wait_for_clinician(
         state,
+        headers,
         &visit,
         practitioners,
         Some(issuer.as_str().to_owned()),
@@ -169,7 +161,7 @@ pub(crate) async fn after_launch(
 pub(crate) async fn wait(state: &AppState, headers: &HeaderMap) -> Result<Response, LaunchError> {
     let session = session::load(state.inner.store.as_ref(), &state.inner.cookies, headers)
         .await?
-        .filter(|s| s.role == Role::Patient)
+        .and_then(|s| s.patient().cloned())
         .ok_or(LaunchError::SessionRequired)?;
     let visit = state
         .inner
@@ -205,7 +197,11 @@ pub(crate) async fn wait(state: &AppState, headers: &HeaderMap) -> Result<Respon
 }
 
 /// `GET /join/{token}`: a signed, expiring patient link.
-pub(crate) async fn join_link(state: &AppState, token: &str) -> Result<Response, LaunchError> {
+pub(crate) async fn join_link(
+    state: &AppState,
+    headers: &HeaderMap,
+    token: &str,
+) -> Result<Response, LaunchError> {
     let link = PatientLink::verify(token, &state.inner.deployment_secret, Utc::now())?;
     let configuration = ConfigurationId::new(link.configuration_id)
         .map_err(|_| LaunchError::Link(LinkError::Invalid))?;
@@ -219,7 +215,7 @@ pub(crate) async fn join_link(state: &AppState, token: &str) -> Result<Response,
         let ms = state.microsoft()?;
         return to_meeting(state, ms, visit, &VisitFacts::default()).await;
     }
-    wait_for_clinician(state, &visit, Vec::new(), None).await
+    wait_for_clinician(state, headers, &visit, Vec::new(), None).await
 }
 
 /// A device-test launch, after the SMART callback: the visit's lobby when its meeting exists and

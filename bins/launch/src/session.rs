@@ -1,4 +1,5 @@
-//! Cookies: the browser binding of launches, and visit sessions (in the store, by random id).
+//! Cookies: the browser binding of launches, and visit sessions (in the store, by random id),
+//! each holding the grants of the visits its browser was launched into.
 //!
 //! Both cookies are `HttpOnly`, `Path=/`, with the configured `SameSite` (`None` for EHR-embedded
 //! browsers) and `Secure` whenever the service is not plain http on loopback, in which case they
@@ -10,7 +11,7 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use visitbridge_http::random_token;
-use visitbridge_store::{SessionRepo, VisitId};
+use visitbridge_store::{SessionRepo, StoredSession, VisitId};
 
 use crate::{config::SameSite, error::LaunchError};
 
@@ -98,7 +99,11 @@ pub(crate) fn new_token() -> Result<String, LaunchError> {
     random_token(32).map_err(LaunchError::internal)
 }
 
-/// Who a session belongs to.
+/// How many visits one browser's session remembers; beyond this the oldest grant is dropped.
+/// A clinician working through a clinic day opens a visit page per patient from one browser.
+pub(crate) const MAX_GRANTS: usize = 20;
+
+/// Who a grant belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum Role {
@@ -108,15 +113,16 @@ pub(crate) enum Role {
     Patient,
 }
 
-/// A visit session: which visit, who. No names, no tokens of upstreams.
+/// One visit this browser was launched into: which visit, who. No names, no tokens of upstreams.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct VisitSession {
+pub(crate) struct Grant {
     pub(crate) role: Role,
     pub(crate) visit_id: VisitId,
     /// The clinician's Entra object id ("Clinician (you)" in the panel).
     #[serde(default)]
     pub(crate) object_id: Option<String>,
-    /// The token of the session's forms.
+    /// The token of this visit's forms: per grant, so a later launch in the same browser neither
+    /// changes the token an open page holds nor learns an earlier one.
     pub(crate) csrf: String,
     /// For a waiting patient: the visit's practitioners (FHIR ids), to find one linked to
     /// Microsoft when the page refreshes.
@@ -125,23 +131,152 @@ pub(crate) struct VisitSession {
     /// For a waiting patient: the EHR's FHIR base URL (user links are keyed on it).
     #[serde(default)]
     pub(crate) ehr_issuer: Option<String>,
+    /// When this grant lapses (a later launch extends the session, not its older grants).
+    pub(crate) expires_at: DateTime<Utc>,
 }
 
-/// Stores `session` under a new random id until `now + ttl`; returns the id.
-pub(crate) async fn create(
+impl Grant {
+    /// A clinician's grant of `visit_id`, with a fresh form token; [`grant`] sets its lapse.
+    pub(crate) fn clinician(visit_id: VisitId, object_id: &str) -> Result<Self, LaunchError> {
+        Ok(Self {
+            role: Role::Clinician,
+            visit_id,
+            object_id: Some(object_id.to_owned()),
+            csrf: new_token()?,
+            practitioners: Vec::new(),
+            ehr_issuer: None,
+            expires_at: Utc::now(),
+        })
+    }
+
+    /// A waiting patient's grant of `visit_id`; [`grant`] sets its lapse.
+    pub(crate) fn patient(
+        visit_id: VisitId,
+        practitioners: Vec<String>,
+        ehr_issuer: Option<String>,
+    ) -> Result<Self, LaunchError> {
+        Ok(Self {
+            role: Role::Patient,
+            visit_id,
+            object_id: None,
+            csrf: new_token()?,
+            practitioners,
+            ehr_issuer,
+            expires_at: Utc::now(),
+        })
+    }
+}
+
+/// A browser's visit session: the visits it was launched into, oldest first, at most
+/// [`MAX_GRANTS`]. A launch adds to it instead of replacing it, so every visit page open in the
+/// browser keeps its live panel and patient-link form.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct VisitSession {
+    pub(crate) grants: Vec<Grant>,
+}
+
+impl VisitSession {
+    /// The clinician's grant for visit `id`.
+    pub(crate) fn clinician(&self, id: &str) -> Option<&Grant> {
+        self.grants
+            .iter()
+            .rev()
+            .find(|g| g.role == Role::Clinician && g.visit_id.as_str() == id)
+    }
+
+    /// The newest waiting patient's grant (`/join/wait` names no visit).
+    pub(crate) fn patient(&self) -> Option<&Grant> {
+        self.grants.iter().rev().find(|g| g.role == Role::Patient)
+    }
+
+    /// Adds `grant` as the newest: replaces the grant of the same visit and role (keeping its
+    /// form token, which an open page of that visit holds), drops lapsed grants at `now` and the
+    /// oldest beyond [`MAX_GRANTS`].
+    fn add(&mut self, mut grant: Grant, now: DateTime<Utc>) {
+        self.grants.retain(|g| g.expires_at > now);
+        if let Some(at) = self
+            .grants
+            .iter()
+            .position(|g| g.role == grant.role && g.visit_id == grant.visit_id)
+        {
+            grant.csrf = self.grants.remove(at).csrf;
+        }
+        self.grants.push(grant);
+        let extra = self.grants.len().saturating_sub(MAX_GRANTS);
+        self.grants.drain(..extra);
+    }
+}
+
+/// The session stored before grants: one visit per session (read so that sessions open when the
+/// service is upgraded keep working until they expire).
+#[derive(Deserialize)]
+struct SingleVisitSession {
+    role: Role,
+    visit_id: VisitId,
+    #[serde(default)]
+    object_id: Option<String>,
+    csrf: String,
+    #[serde(default)]
+    practitioners: Vec<String>,
+    #[serde(default)]
+    ehr_issuer: Option<String>,
+}
+
+fn parse(stored: StoredSession) -> Option<VisitSession> {
+    let data = stored.data;
+    if data.get("grants").is_some() {
+        return serde_json::from_value(data).ok();
+    }
+    let old: SingleVisitSession = serde_json::from_value(data).ok()?;
+    Some(VisitSession {
+        grants: vec![Grant {
+            role: old.role,
+            visit_id: old.visit_id,
+            object_id: old.object_id,
+            csrf: old.csrf,
+            practitioners: old.practitioners,
+            ehr_issuer: old.ehr_issuer,
+            expires_at: stored.expires_at,
+        }],
+    })
+}
+
+/// Adds `grant` (valid for `ttl`) to the session named by the request's cookie, or to a new one,
+/// and stores the result under a **new** random id, removing the old one: a session id planted
+/// in the browser beforehand never gains the new visit. Returns the `Set-Cookie` value.
+///
+/// Two launches finishing at the same instant in one browser may each keep only their own grant
+/// (the last cookie written wins); the other visit's page then asks for a launch again.
+pub(crate) async fn grant(
     store: &dyn SessionRepo,
-    session: &VisitSession,
+    policy: &CookiePolicy,
+    headers: &HeaderMap,
+    mut grant: Grant,
     ttl: Duration,
-) -> Result<String, LaunchError> {
+) -> Result<HeaderValue, LaunchError> {
+    let now = Utc::now();
+    let expires = now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::hours(12));
+    grant.expires_at = expires;
+    let old_id = read_cookie(headers, &policy.session_cookie());
+    let mut session = match &old_id {
+        Some(id) => store
+            .get_session(id, now)
+            .await?
+            .and_then(parse)
+            .unwrap_or_default(),
+        None => VisitSession::default(),
+    };
+    session.add(grant, now);
     let id = new_token()?;
-    let expires: DateTime<Utc> =
-        Utc::now() + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::hours(12));
-    let data = serde_json::to_value(session).map_err(LaunchError::internal)?;
+    let data = serde_json::to_value(&session).map_err(LaunchError::internal)?;
     store.put_session(&id, &data, expires).await?;
-    Ok(id)
+    if let Some(old) = old_id {
+        store.delete_session(&old).await?;
+    }
+    Ok(policy.set(&policy.session_cookie(), &id, ttl))
 }
 
-/// The valid session named by the request's cookie, if any.
+/// The valid session named by the request's cookie, if any, without its lapsed grants.
 pub(crate) async fn load(
     store: &dyn SessionRepo,
     policy: &CookiePolicy,
@@ -150,10 +285,14 @@ pub(crate) async fn load(
     let Some(id) = read_cookie(headers, &policy.session_cookie()) else {
         return Ok(None);
     };
-    let Some(stored) = store.get_session(&id, Utc::now()).await? else {
+    let now = Utc::now();
+    let Some(stored) = store.get_session(&id, now).await? else {
         return Ok(None);
     };
-    Ok(serde_json::from_value(stored.data).ok())
+    Ok(parse(stored).map(|mut session| {
+        session.grants.retain(|g| g.expires_at > now);
+        session
+    }))
 }
 
 #[cfg(test)]
@@ -194,6 +333,67 @@ mod tests {
         );
         assert_eq!(read_cookie(&headers, "vb-browser").as_deref(), Some("yes"));
         assert_eq!(read_cookie(&headers, "vb-session"), None);
+    }
+
+    fn clinician_grant(visit: &str, csrf: &str, expires_at: DateTime<Utc>) -> Grant {
+        Grant {
+            role: Role::Clinician,
+            visit_id: VisitId::new(visit).unwrap(),
+            object_id: Some("oid".to_owned()),
+            csrf: csrf.to_owned(),
+            practitioners: Vec::new(),
+            ehr_issuer: None,
+            expires_at,
+        }
+    }
+
+    #[test]
+    fn grants_accumulate_newest_kept_and_lapsed_ones_dropped() {
+        let now = Utc::now();
+        let later = now + chrono::Duration::hours(1);
+        let mut session = VisitSession::default();
+        session.add(clinician_grant("lapsed", "c0", now), now);
+        for i in 0..MAX_GRANTS + 3 {
+            session.add(
+                clinician_grant(&format!("visit-{i}"), &format!("c{i}"), later),
+                now,
+            );
+        }
+        assert_eq!(session.grants.len(), MAX_GRANTS);
+        assert!(session.clinician("lapsed").is_none());
+        assert!(session.clinician("visit-0").is_none(), "the oldest went");
+        assert!(session.clinician("visit-2").is_none());
+        assert_eq!(session.clinician("visit-3").unwrap().csrf, "c3");
+        let newest = format!("visit-{}", MAX_GRANTS + 2);
+        assert!(session.clinician(&newest).is_some());
+        assert!(
+            session.patient().is_none(),
+            "a clinician grant is not a patient's"
+        );
+
+        // A second launch of an open visit keeps the form token its page holds.
+        session.add(clinician_grant("visit-3", "fresh", later), now);
+        assert_eq!(session.grants.len(), MAX_GRANTS);
+        assert_eq!(session.clinician("visit-3").unwrap().csrf, "c3");
+        assert_eq!(session.grants.last().unwrap().visit_id.as_str(), "visit-3");
+    }
+
+    #[test]
+    fn a_session_stored_before_grants_is_still_read() {
+        let expires_at = Utc::now() + chrono::Duration::hours(1);
+        let stored = StoredSession {
+            data: serde_json::json!({
+                "role": "clinician",
+                "visit_id": "v1",
+                "object_id": "oid",
+                "csrf": "c1",
+            }),
+            expires_at,
+        };
+        let session = parse(stored).unwrap();
+        let grant = session.clinician("v1").unwrap();
+        assert_eq!(grant.csrf, "c1");
+        assert_eq!(grant.expires_at, expires_at);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The clinician's visit page: join links, the live participant panel (server-sent events) and
-//! patient links. Every route needs the session the clinician's launch opened for that visit.
+//! patient links. Every route needs a session holding the clinician's grant of that visit (one
+//! browser's session holds the grants of every visit launched in it).
 
 use std::{convert::Infallible, time::Duration};
 
@@ -18,20 +19,20 @@ use visitbridge_visit::PatientLink;
 
 use crate::{
     error::LaunchError,
-    session::{self, Role, VisitSession},
+    session::{self, Grant},
     state::AppState,
     views::{PatientLinkPage, VisitPage, html, minutes_text},
 };
 
-/// The clinician's session for visit `id`, and the visit.
+/// The session's clinician grant for visit `id`, and the visit.
 async fn clinician(
     state: &AppState,
     headers: &HeaderMap,
     id: &str,
-) -> Result<(VisitSession, Visit), LaunchError> {
+) -> Result<(Grant, Visit), LaunchError> {
     let session = session::load(state.inner.store.as_ref(), &state.inner.cookies, headers)
         .await?
-        .filter(|s| s.role == Role::Clinician && s.visit_id.as_str() == id)
+        .and_then(|s| s.clinician(id).cloned())
         .ok_or(LaunchError::SessionRequired)?;
     let visit_id = VisitId::new(id).map_err(|_| LaunchError::NotFound)?;
     let visit = state

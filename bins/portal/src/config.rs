@@ -54,7 +54,8 @@ fn invalid(message: impl Into<String>) -> ConfigError {
 ///
 /// [ehr_sign_in]
 /// client_id = "visitbridge-portal"
-/// # client_secret from VISITBRIDGE_PORTAL_EHR_CLIENT_SECRET
+/// # client_auth = "public" (the default: PKCE only, no credential), or "private_key_jwt" with
+/// # private_key_file and key_id; never a client secret (see EhrClientAuthMethod)
 ///
 /// [[admins]]
 /// microsoft_tenant_id = "0b7c1e0f-3a57-4c4e-9d0a-5f4f6c2b9e11"
@@ -136,16 +137,40 @@ impl EntraConfig {
 }
 
 /// How the portal authenticates at the EHR's token endpoint for the approver's sign-in.
+///
+/// The sign-in runs against a FHIR base URL that is not yet approved: an admin typed it, and its
+/// SMART discovery names the token endpoint. A client secret sent there goes to whichever server
+/// the admin chose, so the `client_secret_*` methods are parsed only to be refused by
+/// [`PortalConfig::validate`] with an explanation. A public client loses nothing here (the
+/// sign-in only proves the URL is a working EHR endpoint); a `private_key_jwt` assertion names
+/// the token URL it is sent to and expires within minutes, so it cannot be replayed elsewhere.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EhrClientAuthMethod {
-    /// `client_secret_basic`.
+    /// A public client (`none`): only the client id, protected by PKCE.
     #[default]
-    ClientSecretBasic,
-    /// `client_secret_post`.
-    ClientSecretPost,
+    Public,
     /// `private_key_jwt` with the key in `private_key_file`.
     PrivateKeyJwt,
+    /// `client_secret_basic`: refused (the secret would go to an unapproved token endpoint).
+    ClientSecretBasic,
+    /// `client_secret_post`: refused (the secret would go to an unapproved token endpoint).
+    ClientSecretPost,
+}
+
+/// Why the approver's EHR sign-in never uses a client secret (shared by the refusals).
+const NO_SECRET_WHY: &str = "the approver's EHR sign-in runs against a FHIR base URL before it \
+     is approved, and that URL's SMART discovery names the token endpoint, so a client secret \
+     would be sent to whatever server an admin entered; register the portal's EHR sign-in app \
+     as a public client and use client_auth = \"public\" (the default, PKCE only), or use \
+     client_auth = \"private_key_jwt\" (each assertion names its token URL and expires in \
+     minutes)";
+
+/// The refusal of a `client_secret_*` method for the EHR sign-in.
+pub(crate) fn secret_auth_refused(method: &str) -> ConfigError {
+    invalid(format!(
+        "ehr_sign_in.client_auth = \"{method}\" is not allowed: {NO_SECRET_WHY}"
+    ))
 }
 
 /// The SMART client registration of the portal at the EHR, for the approver's standalone launch
@@ -155,11 +180,11 @@ pub enum EhrClientAuthMethod {
 pub struct EhrSignInConfig {
     /// The client id registered at the EHR, with redirect URI `{public_base_url}/approvals/ehr-callback`.
     pub client_id: String,
-    /// Client authentication at the token endpoint.
+    /// Client authentication at the token endpoint: `public` (default) or `private_key_jwt`.
     #[serde(default)]
     pub client_auth: EhrClientAuthMethod,
-    /// The secret for the `client_secret_*` methods; better set through
-    /// `VISITBRIDGE_PORTAL_EHR_CLIENT_SECRET`.
+    /// Not allowed: read only so that a file (or `VISITBRIDGE_PORTAL_EHR_CLIENT_SECRET`) still
+    /// carrying one is refused with the reason, instead of being silently ignored.
     #[serde(default)]
     pub client_secret: Secret,
     /// For `private_key_jwt`: a PKCS#8 PEM file with an RSA (RS384) or P-384 (ES384) key.
@@ -287,22 +312,35 @@ impl PortalConfig {
         if self.ehr_sign_in.client_id.trim().is_empty() {
             return Err(invalid("ehr_sign_in.client_id is required"));
         }
-        match self.ehr_sign_in.client_auth {
+        let ehr = &self.ehr_sign_in;
+        match ehr.client_auth {
+            EhrClientAuthMethod::ClientSecretBasic => {
+                return Err(secret_auth_refused("client_secret_basic"));
+            }
+            EhrClientAuthMethod::ClientSecretPost => {
+                return Err(secret_auth_refused("client_secret_post"));
+            }
             EhrClientAuthMethod::PrivateKeyJwt
-                if self.ehr_sign_in.private_key_file.is_none()
-                    || self.ehr_sign_in.key_id.is_none() =>
+                if ehr.private_key_file.is_none() || ehr.key_id.is_none() =>
             {
                 return Err(invalid(
                     "ehr_sign_in.client_auth = \"private_key_jwt\" needs private_key_file and key_id",
                 ));
             }
             EhrClientAuthMethod::PrivateKeyJwt => {}
-            _ if self.ehr_sign_in.client_secret.is_empty() => {
+            EhrClientAuthMethod::Public
+                if ehr.private_key_file.is_some() || ehr.key_id.is_some() =>
+            {
                 return Err(invalid(
-                    "the EHR sign-in client secret is missing: set VISITBRIDGE_PORTAL_EHR_CLIENT_SECRET",
+                    "ehr_sign_in.private_key_file and key_id are used only with client_auth = \"private_key_jwt\": set it, or remove them for a public client",
                 ));
             }
-            _ => {}
+            EhrClientAuthMethod::Public => {}
+        }
+        if !ehr.client_secret.is_empty() {
+            return Err(invalid(format!(
+                "ehr_sign_in.client_secret (or VISITBRIDGE_PORTAL_EHR_CLIENT_SECRET) is set, but the EHR sign-in never uses a client secret: remove it; {NO_SECRET_WHY}"
+            )));
         }
         for key in &self.api_keys {
             if key.name.trim().is_empty() || key.name.chars().any(char::is_whitespace) {
@@ -348,7 +386,7 @@ impl PortalConfig {
     name = "visitbridge-portal",
     version,
     about = "The VisitBridge configuration portal: admins register FHIR base URLs, approvers sign in to the EHR and approve them",
-    after_help = "Secrets belong in the environment (VISITBRIDGE_PORTAL_ENTRA_CLIENT_SECRET, VISITBRIDGE_PORTAL_EHR_CLIENT_SECRET), not in the file or on the command line."
+    after_help = "Secrets belong in the environment (VISITBRIDGE_PORTAL_ENTRA_CLIENT_SECRET), not in the file or on the command line. The EHR sign-in uses no client secret: a public client or private_key_jwt."
 )]
 pub struct Cli {
     /// The TOML configuration file.
@@ -370,11 +408,13 @@ pub struct Cli {
         hide_env_values = true
     )]
     pub entra_client_secret: Option<String>,
-    /// The EHR sign-in client secret, over the file's `ehr_sign_in.client_secret`.
+    /// Not allowed (the EHR sign-in uses no client secret): read only so that a deployment still
+    /// setting it is refused with the reason at start-up.
     #[arg(
         long,
         env = "VISITBRIDGE_PORTAL_EHR_CLIENT_SECRET",
-        hide_env_values = true
+        hide_env_values = true,
+        hide = true
     )]
     pub ehr_client_secret: Option<String>,
     /// Development mode: accept loopback FHIR base URLs (local fakes).
@@ -431,7 +471,6 @@ mod tests {
         client_secret = "s"
         [ehr_sign_in]
         client_id = "ehr-app"
-        client_secret = "t"
     "#;
 
     fn parse(extra: &str) -> Result<PortalConfig, ConfigError> {
@@ -497,6 +536,89 @@ mod tests {
                 .contains("VISITBRIDGE_PORTAL_ENTRA_CLIENT_SECRET"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_ehr_sign_in_is_a_public_client_by_default() {
+        let config = parse("").unwrap();
+        assert_eq!(config.ehr_sign_in.client_auth, EhrClientAuthMethod::Public);
+    }
+
+    #[test]
+    fn the_ehr_sign_in_refuses_client_secrets_and_says_why() {
+        for method in ["client_secret_basic", "client_secret_post"] {
+            let text = MINIMAL.replace(
+                "client_id = \"ehr-app\"",
+                &format!(
+                    "client_id = \"ehr-app\"\nclient_auth = \"{method}\"\nclient_secret = \"t\""
+                ),
+            );
+            let err = PortalConfig::from_toml(&text)
+                .unwrap()
+                .validate()
+                .unwrap_err();
+            let message = err.to_string();
+            assert!(message.contains(method), "{message}");
+            assert!(message.contains("before it is approved"), "{message}");
+            assert!(message.contains("client_auth = \"public\""), "{message}");
+            assert!(message.contains("private_key_jwt"), "{message}");
+            assert!(
+                !message.contains("\"t\""),
+                "the secret is not echoed: {message}"
+            );
+        }
+        // A secret left over with the default method (the file or the environment variable).
+        let text = MINIMAL.replace(
+            "client_id = \"ehr-app\"",
+            "client_id = \"ehr-app\"\nclient_secret = \"left-over\"",
+        );
+        let mut config = PortalConfig::from_toml(&text).unwrap();
+        let err = config.validate().unwrap_err();
+        assert!(
+            err.to_string().contains("never uses a client secret"),
+            "{err}"
+        );
+        assert!(!err.to_string().contains("left-over"), "{err}");
+        config.ehr_sign_in.client_secret = Secret::default();
+        config.validate().unwrap();
+        Cli::parse_from([
+            "visitbridge-portal",
+            "-c",
+            "x",
+            "--ehr-client-secret",
+            "env",
+        ])
+        .apply(&mut config);
+        let err = config.validate().unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("VISITBRIDGE_PORTAL_EHR_CLIENT_SECRET"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_private_key_jwt_sign_in_needs_its_key_and_a_key_needs_that_method() {
+        let text = MINIMAL.replace(
+            "client_id = \"ehr-app\"",
+            "client_id = \"ehr-app\"\nclient_auth = \"private_key_jwt\"",
+        );
+        let err = PortalConfig::from_toml(&text)
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert!(err.to_string().contains("private_key_file"), "{err}");
+        let text = MINIMAL.replace(
+            "client_id = \"ehr-app\"",
+            "client_id = \"ehr-app\"\nprivate_key_file = \"/k.pem\"\nkey_id = \"k1\"",
+        );
+        let err = PortalConfig::from_toml(&text)
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert!(err.to_string().contains("only with"), "{err}");
+        let text = text.replace("key_id", "client_auth = \"private_key_jwt\"\nkey_id");
+        PortalConfig::from_toml(&text).unwrap().validate().unwrap();
     }
 
     #[test]

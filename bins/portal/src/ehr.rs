@@ -17,8 +17,8 @@ use visitbridge_approval::{
 };
 use visitbridge_http::Secret;
 use visitbridge_smart::{
-    ApprovedIssuer, Callback, PendingLaunch, PendingLaunchStore, SmartClient, SmartClientConfig,
-    SmartDiscovery, SmartError, StaticIssuers,
+    ApprovedIssuer, Callback, ClientAuth, PendingLaunch, PendingLaunchStore, SmartClient,
+    SmartClientConfig, SmartDiscovery, SmartError, StaticIssuers,
 };
 
 use crate::{
@@ -101,12 +101,20 @@ fn smart_client(
         .config()
         .public_url("/approvals/ehr-callback")
         .map_err(PortalError::internal)?;
-    let mut config = SmartClientConfig::new(
-        state.config().ehr_sign_in.client_id.clone(),
-        redirect,
-        state.ehr_auth().clone(),
-    )
-    .with_scopes(format!("launch {SCOPES}"), SCOPES);
+    // The URL is not approved yet and its discovery names the token endpoint: a shared secret
+    // sent there would go to whatever server the admin entered (the configuration refuses them;
+    // this guards the one place a credential leaves).
+    let auth = match state.ehr_auth() {
+        auth @ (ClientAuth::Public | ClientAuth::PrivateKeyJwt(_)) => auth.clone(),
+        ClientAuth::SecretBasic(_) | ClientAuth::SecretPost(_) => {
+            return Err(PortalError::internal(
+                "the EHR sign-in must not send a client secret",
+            ));
+        }
+    };
+    let mut config =
+        SmartClientConfig::new(state.config().ehr_sign_in.client_id.clone(), redirect, auth)
+            .with_scopes(format!("launch {SCOPES}"), SCOPES);
     if epic_client_id_header {
         config = config
             .with_epic_client_id_header()

@@ -12,7 +12,7 @@ use visitbridge_smart::{ClientAuth, OidcClientConfig, OidcProvider};
 use visitbridge_store::Store;
 
 use crate::{
-    config::{ConfigError, EhrClientAuthMethod, PortalConfig},
+    config::{ConfigError, EhrClientAuthMethod, PortalConfig, secret_auth_refused},
     error::PortalError,
     session::Cookies,
 };
@@ -30,6 +30,7 @@ struct Inner {
     /// Discovered on first use, so the portal starts (and answers `/healthz`) while Entra is
     /// unreachable; a failed discovery is retried by the next sign-in.
     entra: OnceCell<OidcProvider>,
+    /// The approver's EHR sign-in credential: public or `private_key_jwt`, never a secret.
     ehr_auth: ClientAuth,
     launch_urls: LaunchServiceUrls,
     cookies: Cookies,
@@ -54,12 +55,14 @@ impl AppState {
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         let ehr = &config.ehr_sign_in;
         let ehr_auth = match ehr.client_auth {
+            // Refused by `validate` already; never turned into a credential.
             EhrClientAuthMethod::ClientSecretBasic => {
-                ClientAuth::SecretBasic(ehr.client_secret.clone())
+                return Err(secret_auth_refused("client_secret_basic"));
             }
             EhrClientAuthMethod::ClientSecretPost => {
-                ClientAuth::SecretPost(ehr.client_secret.clone())
+                return Err(secret_auth_refused("client_secret_post"));
             }
+            EhrClientAuthMethod::Public => ClientAuth::Public,
             EhrClientAuthMethod::PrivateKeyJwt => {
                 let (Some(path), Some(kid)) = (&ehr.private_key_file, &ehr.key_id) else {
                     return Err(ConfigError::Invalid(

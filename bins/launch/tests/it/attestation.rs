@@ -18,12 +18,12 @@ use crate::{
 };
 
 /// Another patient of the same clinician, with their own appointment and CSN.
-const OTHER_PATIENT: &str = "eOtherPatient0000000000003";
-const OTHER_APPOINTMENT: &str = "eOtherAppointment000000003";
-const OTHER_CSN: &str = "10000001299";
+pub(crate) const OTHER_PATIENT: &str = "eOtherPatient0000000000003";
+pub(crate) const OTHER_APPOINTMENT: &str = "eOtherAppointment000000003";
+pub(crate) const OTHER_CSN: &str = "10000001299";
 
 /// Serves the other patient's Appointment (the fixture's shape, their ids and CSN).
-async fn mount_other_appointment(env: &Env) {
+pub(crate) async fn mount_other_appointment(env: &Env) {
     let mut appointment: Value = serde_json::from_str(fixtures::EPIC_APPOINTMENT).unwrap();
     appointment["id"] = json!(OTHER_APPOINTMENT);
     appointment["identifier"][0]["value"] = json!(OTHER_CSN);
@@ -40,7 +40,7 @@ async fn mount_other_appointment(env: &Env) {
 }
 
 /// From now on the EHR's token responses attest the other patient's visit (their MyChart launch).
-fn as_other_patient(env: &Env) {
+pub(crate) fn as_other_patient(env: &Env) {
     env.smart.set_launch_context(json!({
         "patient": OTHER_PATIENT,
         "appointment": OTHER_APPOINTMENT,

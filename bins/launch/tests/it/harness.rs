@@ -462,7 +462,8 @@ impl Browser {
         url.starts_with(&self.base)
     }
 
-    fn cookie_header(&self) -> String {
+    /// The `Cookie` header this browser sends to our host.
+    pub(crate) fn cookie_header(&self) -> String {
         self.jar
             .lock()
             .unwrap()

@@ -4,6 +4,7 @@
 
 mod attestation;
 mod binary;
+mod browser_sessions;
 mod disclosure;
 mod events;
 mod harness;

@@ -17,7 +17,7 @@ pub(crate) fn patient_context(csn: &str) -> Vec<(&str, &str)> {
     vec![("sessionId", csn), ("environment", "test")]
 }
 
-fn csrf_of(body: &str) -> String {
+pub(crate) fn csrf_of(body: &str) -> String {
     let at = body.find("name=\"csrf\" value=\"").expect("csrf field") + 19;
     body[at..at + body[at..].find('"').unwrap()].to_owned()
 }

@@ -151,7 +151,6 @@ async fn admin_adds_approver_validates_and_approves_then_records_are_shown() {
     secrets.extend(admin.cookies.values().cloned());
     secrets.extend(approver.cookies.values().cloned());
     secrets.push(page.csrf());
-    secrets.push(crate::harness::EHR_CLIENT_SECRET.to_owned());
     secrets.push(visitbridge_testkit::entra::CLIENT_SECRET.to_owned());
     assert!(secrets.len() >= 8, "{secrets:?}");
     for secret in secrets {
@@ -184,6 +183,38 @@ async fn the_ehr_sign_in_can_use_a_private_key_jwt_client() {
         "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
     );
     assert!(token_request.authorization.is_none(), "no secret is sent");
+    assert!(!token_request.form.contains_key("client_secret"));
+    let page = approver.get(done.location.as_deref().unwrap()).await;
+    assert!(page.body.contains("EHR sign-in succeeded"), "{}", page.body);
+}
+
+#[tokio::test]
+async fn the_ehr_sign_in_is_a_public_client_that_sends_no_secret() {
+    // Whatever server the (not yet approved) URL's discovery names gets no credential to reuse.
+    let portal = Portal::start_with(EhrAuth::Public).await;
+    let mut admin = portal.signed_in(admin()).await;
+    let id = portal.submitted_configuration(&mut admin).await;
+    let mut approver = portal.signed_in(approver()).await;
+    let done = portal.ehr_sign_in(&mut approver, &id).await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    let requests = portal.smart.token_requests();
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    let token_request = &requests[0];
+    assert_eq!(token_request.authorization, None, "no Basic credentials");
+    assert!(
+        !token_request.form.contains_key("client_secret"),
+        "{:?}",
+        token_request.form.keys()
+    );
+    assert!(!token_request.form.contains_key("client_assertion"));
+    assert_eq!(
+        token_request.form["client_id"],
+        crate::harness::EHR_CLIENT_ID
+    );
+    assert!(
+        token_request.form.contains_key("code_verifier"),
+        "PKCE protects the public client"
+    );
     let page = approver.get(done.location.as_deref().unwrap()).await;
     assert!(page.body.contains("EHR sign-in succeeded"), "{}", page.body);
 }

@@ -53,6 +53,66 @@ fn a_bad_configuration_is_refused_with_a_clear_message() {
     );
 }
 
+#[test]
+fn an_ehr_sign_in_client_secret_is_refused_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("portal.toml");
+    let write = |ehr_sign_in: &str| {
+        std::fs::write(
+            &file,
+            format!(
+                r#"
+                public_base_url = "http://localhost:8090"
+                cookie_secure = false
+                database = "{}"
+                launch_base_url = "http://localhost:8080"
+                [entra]
+                client_id = "app"
+                [ehr_sign_in]
+                client_id = "ehr"
+                {ehr_sign_in}
+                "#,
+                dir.path().join("portal.sqlite").display()
+            ),
+        )
+        .unwrap();
+    };
+    let run = |ehr_secret: Option<&str>| {
+        let mut command = Command::new(BIN);
+        command
+            .args(["--config", file.to_str().unwrap()])
+            .env("VISITBRIDGE_PORTAL_ENTRA_CLIENT_SECRET", "entra-secret")
+            .env_remove("VISITBRIDGE_PORTAL_EHR_CLIENT_SECRET");
+        if let Some(secret) = ehr_secret {
+            command.env("VISITBRIDGE_PORTAL_EHR_CLIENT_SECRET", secret);
+        }
+        let output = command.output().unwrap();
+        assert!(!output.status.success(), "the portal started");
+        String::from_utf8(output.stderr).unwrap()
+    };
+
+    // The method of an older configuration file.
+    write("client_auth = \"client_secret_basic\"");
+    let stderr = run(Some("ehr-secret-value"));
+    assert!(
+        stderr.contains("client_auth = \"client_secret_basic\" is not allowed"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("before it is approved"), "{stderr}");
+    assert!(stderr.contains("client_auth = \"public\""), "{stderr}");
+    assert!(!stderr.contains("ehr-secret-value"), "{stderr}");
+
+    // The secret of an older deployment's environment, with the default (public) method.
+    write("");
+    let stderr = run(Some("ehr-secret-value"));
+    assert!(
+        stderr.contains("VISITBRIDGE_PORTAL_EHR_CLIENT_SECRET"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("never uses a client secret"), "{stderr}");
+    assert!(!stderr.contains("ehr-secret-value"), "{stderr}");
+}
+
 #[tokio::test]
 async fn starts_from_a_file_and_environment_and_answers_health_probes() {
     let dir = tempfile::tempdir().unwrap();
@@ -78,7 +138,7 @@ async fn starts_from_a_file_and_environment_and_answers_health_probes() {
     let mut child = Command::new(BIN)
         .args(["--config", file.to_str().unwrap()])
         .env("VISITBRIDGE_PORTAL_ENTRA_CLIENT_SECRET", "entra-secret")
-        .env("VISITBRIDGE_PORTAL_EHR_CLIENT_SECRET", "ehr-secret")
+        .env_remove("VISITBRIDGE_PORTAL_EHR_CLIENT_SECRET")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

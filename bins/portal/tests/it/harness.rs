@@ -25,7 +25,6 @@ use wiremock::{
 pub(crate) const PUBLIC: &str = "https://portal.example.test";
 /// The portal's client registration at the EHR, for approvers' sign-ins.
 pub(crate) const EHR_CLIENT_ID: &str = "visitbridge-portal";
-pub(crate) const EHR_CLIENT_SECRET: &str = "portal-ehr-secret-value";
 /// The JSON API key of the first organisation.
 pub(crate) const API_KEY: &str = "api-key-of-contoso-0123456789abcdef0123";
 /// A second organisation, with its own admin.
@@ -88,7 +87,8 @@ pub(crate) struct Portal {
 /// How the portal authenticates at the fake EHR's token endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum EhrAuth {
-    SecretBasic,
+    /// A public client (the default): PKCE, no credential.
+    Public,
     PrivateKeyJwt,
 }
 
@@ -97,7 +97,7 @@ pub(crate) const EHR_KEY_ID: &str = "portal-ehr-key-1";
 
 impl Portal {
     pub(crate) async fn start() -> Self {
-        Self::start_with(EhrAuth::SecretBasic).await
+        Self::start_with(EhrAuth::Public).await
     }
 
     pub(crate) async fn start_with(ehr_auth: EhrAuth) -> Self {
@@ -123,10 +123,8 @@ impl Portal {
 
         let ehr_server = MockServer::start().await;
         let expected = match ehr_auth {
-            EhrAuth::SecretBasic => ExpectedClientAuth::SecretBasic {
-                client_id: EHR_CLIENT_ID.into(),
-                secret: EHR_CLIENT_SECRET.into(),
-            },
+            // The fake has no "public" mode: the tests check what the token request carried.
+            EhrAuth::Public => ExpectedClientAuth::Any,
             EhrAuth::PrivateKeyJwt => ExpectedClientAuth::PrivateKeyJwt {
                 client_id: EHR_CLIENT_ID.into(),
                 public_key_pem: keys::CLIENT_RSA_PUB.into(),
@@ -139,7 +137,7 @@ impl Portal {
 
         let dir = tempfile::tempdir().unwrap();
         let ehr_sign_in = match ehr_auth {
-            EhrAuth::SecretBasic => format!("client_secret = \"{EHR_CLIENT_SECRET}\""),
+            EhrAuth::Public => String::new(),
             EhrAuth::PrivateKeyJwt => {
                 let key_file = dir.path().join("portal-ehr-key.pem");
                 std::fs::write(&key_file, keys::CLIENT_RSA).unwrap();
