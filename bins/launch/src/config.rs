@@ -1,12 +1,7 @@
 //! The launch service's configuration: an optional TOML file, overridden by flags and environment
 //! variables, with loopback defaults so that `cargo run -p visitbridge-launch` starts as it is.
 
-use std::{
-    collections::BTreeMap,
-    net::{IpAddr, SocketAddr},
-    path::PathBuf,
-    time::Duration,
-};
+use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf};
 
 use clap::Parser;
 use serde::Deserialize;
@@ -14,7 +9,8 @@ use url::Url;
 use visitbridge_approval::SecretRef;
 use visitbridge_audit::SinkConfig;
 use visitbridge_graph::MeetingPolicy;
-use visitbridge_http::{HttpConfig, Secret};
+pub use visitbridge_http::HttpTimeouts;
+use visitbridge_http::{Secret, is_loopback_url};
 
 /// Why the configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +31,9 @@ pub enum ConfigError {
     #[error("invalid configuration: {0}")]
     Invalid(String),
 }
+
+/// The `User-Agent` of the launch service's outbound calls.
+pub(crate) const USER_AGENT: &str = concat!("VisitBridge-Launch/", env!("CARGO_PKG_VERSION"));
 
 fn invalid(message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid(message.into())
@@ -438,60 +437,10 @@ pub struct ConfigurationSinks {
     pub sinks: Vec<SinkConfig>,
 }
 
-/// Timeouts of outbound calls.
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HttpTimeouts {
-    /// Seconds to open a connection.
-    #[serde(default = "default_connect")]
-    pub connect_timeout_secs: u64,
-    /// Seconds for a whole call.
-    #[serde(default = "default_total")]
-    pub total_timeout_secs: u64,
-}
-
-fn default_connect() -> u64 {
-    5
-}
-
-fn default_total() -> u64 {
-    15
-}
-
-impl Default for HttpTimeouts {
-    fn default() -> Self {
-        Self {
-            connect_timeout_secs: default_connect(),
-            total_timeout_secs: default_total(),
-        }
-    }
-}
-
-impl HttpTimeouts {
-    /// The shared client configuration with these timeouts.
-    pub fn http_config(&self) -> HttpConfig {
-        HttpConfig {
-            connect_timeout: Duration::from_secs(self.connect_timeout_secs),
-            total_timeout: Duration::from_secs(self.total_timeout_secs),
-            user_agent: concat!("VisitBridge-Launch/", env!("CARGO_PKG_VERSION")).to_owned(),
-        }
-    }
-}
-
 impl Default for LaunchConfig {
     fn default() -> Self {
         // An empty document takes every default.
         toml::from_str("").unwrap_or_else(|_| unreachable!())
-    }
-}
-
-/// Whether `url` points at this machine.
-pub(crate) fn is_loopback(url: &Url) -> bool {
-    match url.host() {
-        Some(url::Host::Domain(d)) => d == "localhost" || d.ends_with(".localhost"),
-        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
-        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
-        None => false,
     }
 }
 
@@ -512,7 +461,7 @@ impl LaunchConfig {
     pub fn cookie_secure(&self, public_base: &Url) -> bool {
         self.cookies
             .secure
-            .unwrap_or(!(public_base.scheme() == "http" && is_loopback(public_base)))
+            .unwrap_or(!(public_base.scheme() == "http" && is_loopback_url(public_base)))
     }
 
     /// Checks what types alone cannot, for the public base URL `public_base`.
@@ -534,7 +483,7 @@ impl LaunchConfig {
         }
         match public_base.scheme() {
             "https" => {}
-            "http" if is_loopback(public_base) => {}
+            "http" if is_loopback_url(public_base) => {}
             _ => {
                 return Err(invalid(
                     "public_base_url must use https (plain http only on a loopback address)",
@@ -542,7 +491,7 @@ impl LaunchConfig {
             }
         }
         let secure = self.cookie_secure(public_base);
-        if !secure && !is_loopback(public_base) {
+        if !secure && !is_loopback_url(public_base) {
             return Err(invalid(
                 "cookies.secure = false is only allowed on a loopback public_base_url",
             ));

@@ -95,7 +95,7 @@ use axum::{
     http::{HeaderMap, StatusCode, header},
     middleware,
     response::{IntoResponse, Response},
-    routing::{get, post},
+    routing::{MethodRouter, get, post},
 };
 use visitbridge_approval::RecordKind;
 use visitbridge_store::OutboxRepo;
@@ -117,9 +117,18 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/.well-known/jwks.json", get(jwks))
         .route("/static/{name}", get(static_file))
-        .route("/launch/provider", get(launch_provider))
-        .route("/launch/patient", get(launch_patient))
-        .route("/launch/device-test", get(launch_device_test))
+        .route(
+            "/launch/provider",
+            launch_get(RecordKind::ProviderLaunch, "provider"),
+        )
+        .route(
+            "/launch/patient",
+            launch_get(RecordKind::PatientLaunch, "patient"),
+        )
+        .route(
+            "/launch/device-test",
+            launch_get(RecordKind::DeviceTest, "device_test"),
+        )
         .route("/launch/callback", get(callback))
         .route("/launch/microsoft/callback", get(microsoft_callback))
         .route("/visits/{id}", get(visit_page))
@@ -199,62 +208,17 @@ async fn static_file(Path(name): Path<String>) -> Response {
     }
 }
 
-async fn launch_route(
-    state: &AppState,
-    kind: RecordKind,
-    name: &'static str,
-    query: Option<String>,
-    headers: &HeaderMap,
-) -> Response {
-    let response =
-        respond(launch::begin(state, kind, query.as_deref().unwrap_or(""), headers).await);
-    state.inner.metrics.launch(name, launch_outcome(&response));
-    response
-}
-
-async fn launch_provider(
-    State(state): State<AppState>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-) -> Response {
-    launch_route(
-        &state,
-        RecordKind::ProviderLaunch,
-        "provider",
-        query,
-        &headers,
+/// The `GET` route of one kind of launch: begins it and counts its outcome under `name`.
+fn launch_get(kind: RecordKind, name: &'static str) -> MethodRouter<AppState> {
+    get(
+        move |State(state): State<AppState>, RawQuery(query): RawQuery, headers: HeaderMap| async move {
+            let response = respond(
+                launch::begin(&state, kind, query.as_deref().unwrap_or(""), &headers).await,
+            );
+            state.inner.metrics.launch(name, launch_outcome(&response));
+            response
+        },
     )
-    .await
-}
-
-async fn launch_patient(
-    State(state): State<AppState>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-) -> Response {
-    launch_route(
-        &state,
-        RecordKind::PatientLaunch,
-        "patient",
-        query,
-        &headers,
-    )
-    .await
-}
-
-async fn launch_device_test(
-    State(state): State<AppState>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-) -> Response {
-    launch_route(
-        &state,
-        RecordKind::DeviceTest,
-        "device_test",
-        query,
-        &headers,
-    )
-    .await
 }
 
 async fn callback(

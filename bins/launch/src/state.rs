@@ -134,7 +134,7 @@ impl LaunchService {
     /// Entra token refresh, subscription renewal, purges). Needs a Tokio runtime.
     pub async fn build(config: LaunchConfig, public_base: Url) -> Result<Self, BuildError> {
         config.validate(&public_base)?;
-        let http = build_client(&config.http.http_config())?;
+        let http = build_client(&config.http.http_config(crate::config::USER_AGENT))?;
         if let Some(dir) = config.database.parent()
             && !dir.as_os_str().is_empty()
         {

@@ -1,17 +1,14 @@
 //! The portal's configuration: a TOML file, overridden by command-line flags and environment
 //! variables, checked once at start-up.
 
-use std::{
-    net::{IpAddr, SocketAddr},
-    path::PathBuf,
-    time::Duration,
-};
+use std::{net::SocketAddr, path::PathBuf};
 
 use clap::Parser;
 use serde::Deserialize;
 use url::Url;
 use visitbridge_approval::{LaunchServiceUrls, UrlPolicy, Username};
-use visitbridge_http::{HttpConfig, Secret};
+pub use visitbridge_http::HttpTimeouts;
+use visitbridge_http::{Secret, is_loopback_url};
 use visitbridge_store::MicrosoftTenantId;
 
 /// Why the configuration cannot be used.
@@ -33,6 +30,9 @@ pub enum ConfigError {
     #[error("invalid configuration: {0}")]
     Invalid(String),
 }
+
+/// The `User-Agent` of the portal's outbound calls.
+pub(crate) const USER_AGENT: &str = concat!("VisitBridge-Portal/", env!("CARGO_PKG_VERSION"));
 
 fn invalid(message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid(message.into())
@@ -129,7 +129,7 @@ impl EntraConfig {
         let base = self.authority.trim().trim_end_matches('/');
         let issuer = Url::parse(&format!("{base}/v2.0"))
             .map_err(|e| invalid(format!("entra.authority: {e}")))?;
-        if issuer.scheme() != "https" && !is_loopback(&issuer) {
+        if issuer.scheme() != "https" && !is_loopback_url(&issuer) {
             return Err(invalid("entra.authority must be an https URL"));
         }
         Ok(issuer)
@@ -217,55 +217,6 @@ pub struct ApiKeyConfig {
     pub key: Secret,
 }
 
-/// Timeouts of outbound calls.
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HttpTimeouts {
-    /// Seconds to open a connection.
-    #[serde(default = "default_connect")]
-    pub connect_timeout_secs: u64,
-    /// Seconds for a whole call.
-    #[serde(default = "default_total")]
-    pub total_timeout_secs: u64,
-}
-
-fn default_connect() -> u64 {
-    5
-}
-
-fn default_total() -> u64 {
-    15
-}
-
-impl Default for HttpTimeouts {
-    fn default() -> Self {
-        Self {
-            connect_timeout_secs: default_connect(),
-            total_timeout_secs: default_total(),
-        }
-    }
-}
-
-impl HttpTimeouts {
-    /// The shared client configuration with these timeouts.
-    pub fn http_config(&self) -> HttpConfig {
-        HttpConfig {
-            connect_timeout: Duration::from_secs(self.connect_timeout_secs),
-            total_timeout: Duration::from_secs(self.total_timeout_secs),
-            user_agent: concat!("VisitBridge-Portal/", env!("CARGO_PKG_VERSION")).to_owned(),
-        }
-    }
-}
-
-fn is_loopback(url: &Url) -> bool {
-    match url.host() {
-        Some(url::Host::Domain(d)) => d == "localhost" || d.ends_with(".localhost"),
-        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
-        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
-        None => false,
-    }
-}
-
 impl PortalConfig {
     /// Parses a TOML document (not yet validated).
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
@@ -286,14 +237,14 @@ impl PortalConfig {
         }
         match base.scheme() {
             "https" => {}
-            "http" if is_loopback(base) => {}
+            "http" if is_loopback_url(base) => {}
             _ => {
                 return Err(invalid(
                     "public_base_url must use https (plain http only on a loopback address)",
                 ));
             }
         }
-        if !self.cookie_secure && !is_loopback(base) {
+        if !self.cookie_secure && !is_loopback_url(base) {
             return Err(invalid(
                 "cookie_secure = false is only allowed for development on a loopback public_base_url",
             ));

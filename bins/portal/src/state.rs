@@ -51,7 +51,7 @@ impl AppState {
     /// Checks `config`, builds the HTTP client and loads the EHR sign-in credential.
     pub fn new(config: PortalConfig, store: Arc<dyn Store>) -> Result<Self, ConfigError> {
         config.validate()?;
-        let http = build_client(&config.http.http_config())
+        let http = build_client(&config.http.http_config(crate::config::USER_AGENT))
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         let ehr = &config.ehr_sign_in;
         let ehr_auth = match ehr.client_auth {

@@ -56,45 +56,21 @@ fn check_secret_ref(value: &str) -> Result<(), InvalidId> {
     Ok(())
 }
 
+/// A token-like identifier: [`check_token`] with its own name and length bound, after an
+/// optional extra check.
 macro_rules! token_newtype {
     ($(#[$doc:meta])* $name:ident, $what:literal, $max:literal $(, $extra:path)?) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-        #[serde(try_from = "String", into = "String")]
-        pub struct $name(String);
-
-        impl $name {
-            /// Checks and wraps the value (non-empty, no whitespace, bounded length).
-            pub fn new(value: impl Into<String>) -> Result<Self, InvalidId> {
-                let value = value.into();
-                $($extra(&value)?;)?
-                check_token($what, &value, $max)?;
-                Ok(Self(value))
-            }
-
-            /// The value as text.
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
-        }
-
-        impl TryFrom<String> for $name {
-            type Error = InvalidId;
-            fn try_from(value: String) -> Result<Self, InvalidId> {
-                Self::new(value)
-            }
-        }
-
-        impl From<$name> for String {
-            fn from(value: $name) -> String {
-                value.0
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
+        crate::string_newtype! {
+            $(#[$doc])*
+            #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+            pub struct $name;
+            error: InvalidId,
+            check: |value: &str| -> Result<(), InvalidId> {
+                $($extra(value)?;)?
+                check_token($what, value, $max)
+            },
+            new_doc: "Checks and wraps the value (non-empty, no whitespace, bounded length).",
+            as_str_doc: "The value as text.",
         }
     };
 }

@@ -103,6 +103,7 @@
 mod fhir_url;
 mod ids;
 mod machine;
+mod newtype;
 mod probe;
 mod records;
 mod settings;

@@ -14,6 +14,8 @@
 //! - [`ClientAssertionKey`] signs `private_key_jwt` client assertions (SMART backend services,
 //!   Entra certificate credentials) and renders the public key as a JWK.
 //! - [`Secret`] holds tokens and client secrets; its `Debug` prints `[redacted]`.
+//! - [`HttpTimeouts`] is the `[http]` section both services read from their configuration files,
+//!   and [`is_loopback_url`] the test behind their "plain http only on loopback" rules.
 //!
 //! ```no_run
 //! use visitbridge_http::{HttpConfig, RetryPolicy, build_client, send_idempotent};
@@ -34,12 +36,14 @@
 
 mod assertion;
 mod client;
+mod loopback;
 mod oauth;
 mod retry;
 mod secret;
 
 pub use assertion::{AssertionError, ClientAssertionKey, random_token};
-pub use client::{HttpConfig, HttpError, build_client};
+pub use client::{HttpConfig, HttpError, HttpTimeouts, build_client};
+pub use loopback::is_loopback_url;
 pub use oauth::OAuthHttpClient;
 pub use retry::{RetryPolicy, SendError, is_retryable_status, retry_after, send_idempotent};
 pub use secret::Secret;

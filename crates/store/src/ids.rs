@@ -1,57 +1,39 @@
 //! Identifiers of Microsoft (Entra ID) directory objects, as kept in user links and tenants.
 
-use std::fmt;
-
-use serde::{Deserialize, Serialize};
-
 use crate::StoreError;
+
+/// Checks an identifier-like value: non-empty, at most `max_len` bytes, no whitespace or control
+/// characters; refused as `what`.
+pub(crate) fn check_bounded_id(
+    value: &str,
+    max_len: usize,
+    what: &'static str,
+) -> Result<(), StoreError> {
+    if value.is_empty()
+        || value.len() > max_len
+        || value.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(StoreError::InvalidRecord(what));
+    }
+    Ok(())
+}
 
 macro_rules! directory_id {
     ($(#[$doc:meta])* $name:ident, $what:literal) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-        #[serde(try_from = "String", into = "String")]
-        pub struct $name(String);
-
-        impl $name {
-            /// Checks and wraps the id: non-empty, at most 128 characters, no whitespace.
-            pub fn new(value: impl Into<String>) -> Result<Self, StoreError> {
-                let value = value.into();
-                if value.is_empty()
-                    || value.len() > 128
-                    || value.chars().any(|c| c.is_whitespace() || c.is_control())
-                {
-                    return Err(StoreError::InvalidRecord(concat!(
-                        $what,
-                        " must be 1 to 128 characters without spaces"
-                    )));
-                }
-                Ok(Self(value))
-            }
-
-            /// The id as text.
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
-        }
-
-        impl TryFrom<String> for $name {
-            type Error = StoreError;
-            fn try_from(value: String) -> Result<Self, StoreError> {
-                Self::new(value)
-            }
-        }
-
-        impl From<$name> for String {
-            fn from(value: $name) -> String {
-                value.0
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
+        visitbridge_approval::string_newtype! {
+            $(#[$doc])*
+            #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+            pub struct $name;
+            error: StoreError,
+            check: |value: &str| {
+                check_bounded_id(
+                    value,
+                    128,
+                    concat!($what, " must be 1 to 128 characters without spaces"),
+                )
+            },
+            new_doc: "Checks and wraps the id: non-empty, at most 128 characters, no whitespace.",
+            as_str_doc: "The id as text.",
         }
     };
 }

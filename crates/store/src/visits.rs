@@ -14,60 +14,28 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use visitbridge_approval::ConfigurationId;
 
-use crate::{MicrosoftObjectId, StoreError};
+use crate::{MicrosoftObjectId, StoreError, ids::check_bounded_id};
 
 /// Longest identifier kept in these records.
 const MAX_ID_LEN: usize = 512;
 
 /// Checks an identifier-like value: non-empty, bounded, no whitespace or control characters.
 pub(crate) fn check_id(value: &str, what: &'static str) -> Result<(), StoreError> {
-    if value.is_empty()
-        || value.len() > MAX_ID_LEN
-        || value.chars().any(|c| c.is_whitespace() || c.is_control())
-    {
-        return Err(StoreError::InvalidRecord(what));
-    }
-    Ok(())
+    check_bounded_id(value, MAX_ID_LEN, what)
 }
 
 macro_rules! text_id {
     ($(#[$doc:meta])* $name:ident, $what:literal) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-        #[serde(try_from = "String", into = "String")]
-        pub struct $name(String);
-
-        impl $name {
-            /// Checks and wraps the id: 1 to 512 characters without whitespace.
-            pub fn new(value: impl Into<String>) -> Result<Self, StoreError> {
-                let value = value.into();
-                check_id(&value, concat!($what, " must be 1 to 512 characters without spaces"))?;
-                Ok(Self(value))
-            }
-
-            /// The id as text.
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
-        }
-
-        impl TryFrom<String> for $name {
-            type Error = StoreError;
-            fn try_from(value: String) -> Result<Self, StoreError> {
-                Self::new(value)
-            }
-        }
-
-        impl From<$name> for String {
-            fn from(value: $name) -> String {
-                value.0
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
+        visitbridge_approval::string_newtype! {
+            $(#[$doc])*
+            #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+            pub struct $name;
+            error: StoreError,
+            check: |value: &str| {
+                check_id(value, concat!($what, " must be 1 to 512 characters without spaces"))
+            },
+            new_doc: "Checks and wraps the id: 1 to 512 characters without spaces.",
+            as_str_doc: "The id as text.",
         }
     };
 }
