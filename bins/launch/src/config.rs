@@ -254,6 +254,10 @@ pub struct MicrosoftConfig {
     /// ... and the id we give it.
     #[serde(default)]
     pub encryption_certificate_id: Option<String>,
+    /// With encryption configured, where the identity platform's keys for checking Graph's
+    /// `validationTokens` are; default `{login_base}/common/discovery/v2.0/keys`.
+    #[serde(default)]
+    pub validation_jwks_url: Option<Url>,
 }
 
 fn default_login_base() -> Url {

@@ -3,9 +3,15 @@
 //! "something went wrong" with a reference; the log gets the cause under the same request id.
 
 use axum::{
-    http::StatusCode,
+    Form,
+    extract::{
+        FromRequest, FromRequestParts, Path, Request,
+        rejection::{FormRejection, PathRejection},
+    },
+    http::{StatusCode, request::Parts},
     response::{IntoResponse, Response},
 };
+use serde::de::DeserializeOwned;
 use visitbridge_approval::{Environment, FhirUrlProblem, OAuthGap, classify_oauth_error};
 use visitbridge_fhir::FhirError;
 use visitbridge_graph::GraphError;
@@ -126,6 +132,16 @@ pub(crate) enum LaunchError {
     /// Nothing here.
     #[error("This page does not exist.")]
     NotFound,
+    /// A form, an address or a body that could not be read (the text says which).
+    #[error("{0}")]
+    BadRequest(&'static str),
+    /// A body over the size limit.
+    #[error("This request is too large. Reload the page and try again.")]
+    TooLarge,
+    /// A known address asked with a method it does not answer (the `Allow` header lists those
+    /// it does).
+    #[error("This address does not accept {0} requests.")]
+    MethodNotAllowed(String),
     /// A bug or an outage: logged, never shown.
     #[error("Something went wrong.")]
     Internal(#[source] Cause),
@@ -152,6 +168,9 @@ impl LaunchError {
             Self::SessionRequired => StatusCode::UNAUTHORIZED,
             Self::Visit(e) if !matches!(**e, VisitError::Fhir(_)) => StatusCode::NOT_FOUND,
             Self::NotFound => StatusCode::NOT_FOUND,
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::Visit(_)
             | Self::EhrUpstream(_)
             | Self::AccessPolicyMissing(_)
@@ -177,6 +196,9 @@ impl LaunchError {
             Self::Link(_) => "Visit link not valid",
             Self::SessionRequired | Self::CsrfRejected => "Open the visit from the EHR",
             Self::NotFound => "Not found",
+            Self::BadRequest(_) => "The request could not be read",
+            Self::TooLarge => "The request is too large",
+            Self::MethodNotAllowed(_) => "Not available this way",
             Self::EhrUpstream(_)
             | Self::Graph(_)
             | Self::AccessPolicyMissing(_)
@@ -204,6 +226,9 @@ impl LaunchError {
             Self::SessionRequired | Self::CsrfRejected => "session_required",
             Self::Link(_) => "link_invalid",
             Self::NotFound => "not_found",
+            Self::BadRequest(_) => "bad_request",
+            Self::TooLarge => "too_large",
+            Self::MethodNotAllowed(_) => "method_not_allowed",
             Self::Internal(_) => "internal",
         }
     }
@@ -271,6 +296,64 @@ impl From<GraphError> for LaunchError {
 impl From<VisitError> for LaunchError {
     fn from(e: VisitError) -> Self {
         Self::Visit(Box::new(e))
+    }
+}
+
+// axum's own rejections answer in plain text; these keep every bad request on the service's
+// error page. The rejection's text is not shown: it can quote the input.
+impl From<PathRejection> for LaunchError {
+    fn from(rejection: PathRejection) -> Self {
+        if rejection.status().is_client_error() {
+            Self::BadRequest(
+                "This address is not valid. Check the link, or open the visit from the EHR again.",
+            )
+        } else {
+            Self::internal(rejection)
+        }
+    }
+}
+
+impl From<FormRejection> for LaunchError {
+    fn from(rejection: FormRejection) -> Self {
+        match rejection.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => Self::TooLarge,
+            status if status.is_client_error() => {
+                Self::BadRequest("This form could not be read. Reload the page and try again.")
+            }
+            _ => Self::internal(rejection),
+        }
+    }
+}
+
+/// [`Path`] whose rejection is the service's error page.
+pub(crate) struct PagePath<T>(pub(crate) T);
+
+impl<T, S> FromRequestParts<S> for PagePath<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = LaunchError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, LaunchError> {
+        let Path(value) = Path::<T>::from_request_parts(parts, state).await?;
+        Ok(Self(value))
+    }
+}
+
+/// [`Form`] whose rejection (including a body over the limit) is the service's error page.
+pub(crate) struct PageForm<T>(pub(crate) T);
+
+impl<T, S> FromRequest<S> for PageForm<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = LaunchError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, LaunchError> {
+        let Form(value) = Form::<T>::from_request(req, state).await?;
+        Ok(Self(value))
     }
 }
 

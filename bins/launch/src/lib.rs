@@ -90,9 +90,9 @@ mod webhook;
 mod writeback;
 
 use axum::{
-    Form, Json, Router,
-    extract::{Path, RawQuery, State},
-    http::{HeaderMap, StatusCode, header},
+    Json, Router,
+    extract::{RawQuery, State},
+    http::{HeaderMap, Method, StatusCode, header},
     middleware,
     response::{IntoResponse, Response},
     routing::{MethodRouter, get, post},
@@ -106,7 +106,11 @@ pub use config::{
 };
 pub use state::{AppState, BuildError, LaunchService};
 
-use crate::{error::LaunchError, observe::launch_outcome, views::IndexPage};
+use crate::{
+    error::{LaunchError, PageForm, PagePath},
+    observe::launch_outcome,
+    views::IndexPage,
+};
 
 /// The service's router (separate from `main` so tests drive it without a socket).
 pub fn app(state: AppState) -> Router {
@@ -141,7 +145,10 @@ pub fn app(state: AppState) -> Router {
     if let Some(webhook) = &state.inner.webhook {
         router = router.nest("/graph", webhook.clone());
     }
-    router.layer(middleware::from_fn(observe::request_context))
+    // Last, so it reaches every route above, the webhook's included.
+    router
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn(observe::request_context))
 }
 
 fn respond(result: Result<Response, LaunchError>) -> Response {
@@ -154,6 +161,11 @@ async fn index() -> Response {
 
 async fn not_found() -> Response {
     LaunchError::NotFound.into_response()
+}
+
+/// A known route asked with another method; axum adds the `Allow` header.
+async fn method_not_allowed(method: Method) -> Response {
+    LaunchError::MethodNotAllowed(method.to_string()).into_response()
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
@@ -193,7 +205,7 @@ async fn jwks(State(state): State<AppState>) -> Response {
     }
 }
 
-async fn static_file(Path(name): Path<String>) -> Response {
+async fn static_file(PagePath(name): PagePath<String>) -> Response {
     match views::static_file(&name) {
         Some((body, content_type)) => (
             [
@@ -263,7 +275,7 @@ async fn microsoft_callback(
 
 async fn visit_page(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PagePath(id): PagePath<String>,
     headers: HeaderMap,
 ) -> Response {
     respond(visits::page(&state, &headers, &id).await)
@@ -271,7 +283,7 @@ async fn visit_page(
 
 async fn visit_events(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PagePath(id): PagePath<String>,
     headers: HeaderMap,
 ) -> Response {
     match visits::events(&state, &headers, &id).await {
@@ -288,9 +300,9 @@ struct LinkForm {
 
 async fn patient_link(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PagePath(id): PagePath<String>,
     headers: HeaderMap,
-    Form(form): Form<LinkForm>,
+    PageForm(form): PageForm<LinkForm>,
 ) -> Response {
     respond(visits::patient_link(&state, &headers, &id, &form.csrf).await)
 }
@@ -306,7 +318,7 @@ async fn join_wait(State(state): State<AppState>, headers: HeaderMap) -> Respons
 
 async fn join_link(
     State(state): State<AppState>,
-    Path(token): Path<String>,
+    PagePath(token): PagePath<String>,
     headers: HeaderMap,
 ) -> Response {
     let response = respond(patient::join_link(&state, &headers, &token).await);

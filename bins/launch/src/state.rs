@@ -7,7 +7,8 @@ use url::Url;
 use visitbridge_audit::{AuditRecorder, DeliveryPolicy, DeliveryWorker};
 use visitbridge_graph::{
     ClientStateSecret, DecryptionKeys, EncryptionCertificate, EntraAppTokens, EntraConfig,
-    GraphClient, GraphConfig, SubscriptionConfig, TokenCredential, WebhookConfig, webhook_router,
+    GraphClient, GraphConfig, NotificationEncryption, SubscriptionConfig, TokenCredential,
+    ValidationTokenConfig, ValidationTokenVerifier, WebhookConfig, webhook_router,
 };
 use visitbridge_http::{ClientAssertionKey, Secret, build_client, random_token};
 use visitbridge_store::{
@@ -287,11 +288,22 @@ impl LaunchService {
                     let key_pem = read_file(key_file, "encryption key")?;
                     let cert = EncryptionCertificate::from_pem(id.clone(), &cert_pem)
                         .map_err(|e| BuildError::Key(e.to_string()))?;
-                    webhook_config.decryption_keys = Some(
-                        DecryptionKeys::new()
-                            .with_key_pem(id.clone(), &key_pem, Some(&cert))
-                            .map_err(|e| BuildError::Key(e.to_string()))?,
-                    );
+                    let keys = DecryptionKeys::new()
+                        .with_key_pem(id.clone(), &key_pem, Some(&cert))
+                        .map_err(|e| BuildError::Key(e.to_string()))?;
+                    // Encrypted subscriptions make Graph sign each batch: with them, a leaked
+                    // clientState alone must not be enough to forge participant events.
+                    let mut validation =
+                        ValidationTokenConfig::new(ms.tenant_id.clone(), ms.client_id.clone())
+                            .with_login_base(&ms.login_base)
+                            .map_err(|e| BuildError::Key(format!("microsoft.login_base: {e}")))?;
+                    if let Some(jwks) = &ms.validation_jwks_url {
+                        validation = validation.with_jwks_url(jwks.clone());
+                    }
+                    webhook_config.encryption = Some(NotificationEncryption::new(
+                        keys,
+                        ValidationTokenVerifier::new(http.clone(), validation),
+                    ));
                     subscription.encryption_certificate = Some(cert);
                 }
                 let subscriptions = Arc::new(Subscriptions::new(

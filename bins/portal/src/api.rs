@@ -4,13 +4,13 @@
 
 use axum::{
     Json, Router,
-    extract::{FromRequest, FromRequestParts, Path, RawQuery, Request, State},
-    http::{StatusCode, header, request::Parts},
+    extract::{FromRequestParts, RawQuery, State},
+    http::{Method, StatusCode, header, request::Parts},
     response::{IntoResponse, Response},
     routing::{get, post},
 };
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use serde::{Deserialize, Serialize};
 use visitbridge_approval::{
     Actor, Configuration, HistoryEntry, IntegrationRecords, Rejection, TenantId, Username,
     environment_warning,
@@ -20,6 +20,7 @@ use crate::{
     AppState,
     auth::tenant_for,
     error::{ApiError, PortalError},
+    extract::{ApiJson, ApiPath},
     forms::SettingsInput,
     report::{self, EventView, ParticipantView, Period, Report, VisitDetail, VisitSummary},
     service,
@@ -38,6 +39,9 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/visits", get(visits))
         .route("/visits/{id}", get(visit))
         .fallback(|| async { ApiError(PortalError::NoSuchPage) })
+        .method_not_allowed_fallback(|method: Method| async move {
+            ApiError(PortalError::MethodNotAllowed(method.to_string()))
+        })
 }
 
 /// The caller, authenticated by its API key: an admin of the key's organisation.
@@ -76,20 +80,6 @@ impl FromRequestParts<AppState> for ApiClient {
             actor: Actor::admin(tenant.clone(), username),
             tenant,
         })
-    }
-}
-
-/// A JSON body whose rejection is a problem document.
-pub(crate) struct ApiJson<T>(T);
-
-impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(value)) => Ok(Self(value)),
-            Err(rejection) => Err(PortalError::BadRequest(rejection.body_text()).into()),
-        }
     }
 }
 
@@ -194,7 +184,7 @@ async fn create(
 async fn show(
     State(state): State<AppState>,
     client: ApiClient,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let c = service::load(&state, &client.tenant, &id).await?;
     Ok(json_of(&state, StatusCode::OK, &c))
@@ -212,7 +202,7 @@ struct EditBody {
 async fn edit(
     State(state): State<AppState>,
     client: ApiClient,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<EditBody>,
 ) -> Result<Response, ApiError> {
     let c = service::load(&state, &client.tenant, &id).await?;
@@ -225,7 +215,7 @@ async fn edit(
 async fn submit(
     State(state): State<AppState>,
     client: ApiClient,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let c = service::load(&state, &client.tenant, &id).await?;
     let c = service::save(&state, c.submit(&client.actor, Utc::now())).await?;
@@ -240,7 +230,7 @@ struct History {
 async fn history(
     State(state): State<AppState>,
     client: ApiClient,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let c = service::load(&state, &client.tenant, &id).await?;
     let history = state
@@ -253,7 +243,7 @@ async fn history(
 async fn records(
     State(state): State<AppState>,
     client: ApiClient,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<IntegrationRecords>, ApiError> {
     let c = service::load(&state, &client.tenant, &id).await?;
     c.integration_records(state.launch_urls())
@@ -270,7 +260,7 @@ async fn records(
 async fn interactive_only(
     State(state): State<AppState>,
     client: ApiClient,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let c = service::load(&state, &client.tenant, &id).await?;
     let base = state
@@ -355,7 +345,7 @@ struct VisitDetailView<'a> {
 async fn visit(
     State(state): State<AppState>,
     client: ApiClient,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let VisitDetail {
         visit,

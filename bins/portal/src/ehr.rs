@@ -5,7 +5,7 @@
 use std::{collections::BTreeMap, sync::Arc};
 
 use axum::{
-    extract::{Path, RawQuery, State},
+    extract::{RawQuery, State},
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Redirect, Response},
 };
@@ -25,6 +25,7 @@ use crate::{
     AppState,
     auth::error_code,
     error::PortalError,
+    extract::PagePath,
     pages::{Plain, detail_page},
     probe::probe_retry,
     service,
@@ -136,7 +137,7 @@ fn smart_client(
 /// `POST /configurations/{id}/ehr-sign-in`: sends the approver to their EHR's sign-in.
 pub(crate) async fn begin(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PagePath(id): PagePath<String>,
     CsrfForm(user, Plain {}): CsrfForm<Plain>,
 ) -> Result<Response, PortalError> {
     let c = service::load(&state, &user.data.tenant, &id).await?;

@@ -39,8 +39,10 @@
 //!   field, errors next to fields and summarised at the top, no JavaScript needed except for the
 //!   optional copy buttons (served as a file, so the CSP allows no inline script).
 //! - **Errors** keep their status and say what to do; internal errors say "something went wrong"
-//!   and are logged. Logs carry paths, never query strings (the OAuth callbacks carry codes), and
-//!   never tokens.
+//!   and are logged. axum's own rejections (a malformed address, query, form or JSON body, a
+//!   wrong method) and the layers' refusals (cross-site, body limit, timeout) get the same error
+//!   page, or problem JSON under `/api/v1`, never plain text. Logs carry paths, never query
+//!   strings (the OAuth callbacks carry codes), and never tokens.
 //! - **Visits report**: the recent visits (7, 30 or 90 days) of the configurations a person may
 //!   see, each with its start, duration, organiser's object id, attendee count, lobby wait and
 //!   status as [`visitbridge_audit::VisitTimeline`] derives them from the stored events, live
@@ -75,6 +77,7 @@ mod auth;
 mod config;
 mod ehr;
 mod error;
+mod extract;
 mod forms;
 mod pages;
 mod probe;
@@ -90,7 +93,8 @@ use std::time::Duration;
 use axum::{
     Router,
     extract::State,
-    http::{HeaderName, HeaderValue, Request, StatusCode, header},
+    http::{HeaderName, HeaderValue, Method, Request, StatusCode, header},
+    middleware,
     response::{IntoResponse, Response},
     routing::{get, post},
 };
@@ -132,12 +136,9 @@ pub fn app(state: AppState) -> Router {
         .public_base_url
         .origin()
         .ascii_serialization();
+    // Its refusal is rendered by `render_layer_rejections`, which knows a page from the API.
     let csrf = CsrfLayer::new();
-    let csrf = csrf
-        .clone()
-        .add_trusted_origin(&origin)
-        .unwrap_or(csrf)
-        .with_rejection_response(|_| PortalError::CsrfRejected.into_response());
+    let csrf = csrf.clone().add_trusted_origin(&origin).unwrap_or(csrf);
     let header = |name: HeaderName, value: &'static str| {
         SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value))
     };
@@ -169,7 +170,18 @@ pub fn app(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .nest("/api/v1", api::router())
         .fallback(|| async { PortalError::NoSuchPage })
+        // After the nest: the API's routes keep their own (problem JSON) fallback.
+        .method_not_allowed_fallback(|method: Method| async move {
+            PortalError::MethodNotAllowed(method.to_string())
+        })
         .layer(csrf)
+        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::GATEWAY_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
+        // Outside the layers whose refusals it renders, inside those that add headers to it.
+        .layer(middleware::from_fn(error::render_layer_rejections))
         .layer(header(
             header::CONTENT_SECURITY_POLICY,
             CONTENT_SECURITY_POLICY,
@@ -179,11 +191,6 @@ pub fn app(state: AppState) -> Router {
         // The OAuth callbacks carry codes in their query: never pass them on in a Referer.
         .layer(header(header::REFERRER_POLICY, "no-referrer"))
         .layer(header(header::CACHE_CONTROL, "no-store"))
-        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::GATEWAY_TIMEOUT,
-            REQUEST_TIMEOUT,
-        ))
         .layer(
             TraceLayer::new_for_http()
                 // The path only: callback queries carry authorization codes and states.

@@ -1,7 +1,7 @@
 //! The configuration pages: list, add, show, change, submit, approve, reject, history, records.
 
 use axum::{
-    extract::{Path, Query, State},
+    extract::State,
     http::StatusCode,
     response::{IntoResponse, Redirect, Response},
 };
@@ -12,6 +12,7 @@ use visitbridge_approval::{ApprovalState, Configuration, EhrUserId, environment_
 use crate::{
     AppState,
     error::PortalError,
+    extract::{PagePath, PageQuery},
     forms::SettingsInput,
     service::{self, ChangeError},
     session::{CsrfForm, User},
@@ -169,7 +170,7 @@ pub(crate) async fn create(
 pub(crate) async fn edit_form(
     State(state): State<AppState>,
     user: User,
-    Path(id): Path<String>,
+    PagePath(id): PagePath<String>,
 ) -> Result<Response, PortalError> {
     let c = service::load(&state, &user.data.tenant, &id).await?;
     require_admin(&user, "change configurations")?;
@@ -183,7 +184,7 @@ pub(crate) async fn edit_form(
 /// `POST /configurations/{id}/edit`.
 pub(crate) async fn edit(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PagePath(id): PagePath<String>,
     CsrfForm(user, form): CsrfForm<ConfigurationForm>,
 ) -> Result<Response, PortalError> {
     let c = service::load(&state, &user.data.tenant, &id).await?;
@@ -260,8 +261,8 @@ pub(crate) struct DetailQuery {
 pub(crate) async fn detail(
     State(state): State<AppState>,
     user: User,
-    Path(id): Path<String>,
-    Query(query): Query<DetailQuery>,
+    PagePath(id): PagePath<String>,
+    PageQuery(query): PageQuery<DetailQuery>,
 ) -> Result<Response, PortalError> {
     let c = service::load(&state, &user.data.tenant, &id).await?;
     check_visible(&user, &c)?;
@@ -279,7 +280,7 @@ pub(crate) struct Plain {}
 /// `POST /configurations/{id}/submit`.
 pub(crate) async fn submit(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PagePath(id): PagePath<String>,
     CsrfForm(user, Plain {}): CsrfForm<Plain>,
 ) -> Result<Response, PortalError> {
     let c = service::load(&state, &user.data.tenant, &id).await?;
@@ -290,7 +291,7 @@ pub(crate) async fn submit(
 /// `POST /configurations/{id}/approve`.
 pub(crate) async fn approve(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PagePath(id): PagePath<String>,
     CsrfForm(user, Plain {}): CsrfForm<Plain>,
 ) -> Result<Response, PortalError> {
     let c = service::load(&state, &user.data.tenant, &id).await?;
@@ -308,7 +309,7 @@ pub(crate) struct RejectForm {
 /// `POST /configurations/{id}/reject`.
 pub(crate) async fn reject(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PagePath(id): PagePath<String>,
     CsrfForm(user, form): CsrfForm<RejectForm>,
 ) -> Result<Response, PortalError> {
     let c = service::load(&state, &user.data.tenant, &id).await?;
@@ -328,7 +329,7 @@ pub(crate) async fn reject(
 pub(crate) async fn history(
     State(state): State<AppState>,
     user: User,
-    Path(id): Path<String>,
+    PagePath(id): PagePath<String>,
 ) -> Result<Response, PortalError> {
     let c = service::load(&state, &user.data.tenant, &id).await?;
     check_visible(&user, &c)?;
@@ -351,7 +352,7 @@ pub(crate) async fn history(
 pub(crate) async fn records(
     State(state): State<AppState>,
     user: User,
-    Path(id): Path<String>,
+    PagePath(id): PagePath<String>,
 ) -> Result<Response, PortalError> {
     let c = service::load(&state, &user.data.tenant, &id).await?;
     check_visible(&user, &c)?;

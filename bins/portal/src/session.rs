@@ -5,7 +5,7 @@
 use axum::{
     body::{Body, Bytes},
     extract::{Form, FromRequest, FromRequestParts, Request},
-    http::{HeaderMap, HeaderValue, header, request::Parts},
+    http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts},
 };
 use chrono::{Duration, Utc};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
@@ -191,9 +191,17 @@ where
         let user = User::load(state, &parts.headers)
             .await?
             .ok_or(PortalError::SignInRequired)?;
-        let bytes: Bytes = axum::body::to_bytes(body, MAX_FORM_BYTES)
+        // Through `Bytes` rather than `to_bytes`: its rejection tells an oversized body (`413`,
+        // from the body limit layer) from one that could not be read.
+        let bytes = Bytes::from_request(Request::new(body), state)
             .await
-            .map_err(|_| PortalError::BadRequest("the form could not be read".to_owned()))?;
+            .map_err(|rejection| match rejection.status() {
+                StatusCode::PAYLOAD_TOO_LARGE => PortalError::TooLarge,
+                _ => PortalError::BadRequest("the form could not be read".to_owned()),
+            })?;
+        if bytes.len() > MAX_FORM_BYTES {
+            return Err(PortalError::TooLarge);
+        }
         let token = url::form_urlencoded::parse(&bytes)
             .find(|(k, _)| k == "csrf")
             .map(|(_, v)| v.into_owned());
@@ -205,11 +213,7 @@ where
             }
         }
         let req = Request::from_parts(parts, Body::from(bytes));
-        let Form(value) = Form::<T>::from_request(req, state).await.map_err(|_| {
-            PortalError::BadRequest(
-                "the form could not be read: reload the page and try again".to_owned(),
-            )
-        })?;
+        let Form(value) = Form::<T>::from_request(req, state).await?;
         Ok(Self(user, value))
     }
 }

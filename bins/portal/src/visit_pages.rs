@@ -4,7 +4,7 @@
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::{
-    extract::{Path, RawQuery, State},
+    extract::{RawQuery, State},
     http::{StatusCode, header},
     response::{IntoResponse, Response},
 };
@@ -16,6 +16,7 @@ use visitbridge_store::{EventOrigin, VisitEventKind};
 use crate::{
     AppState,
     error::PortalError,
+    extract::PagePath,
     pages::check_visible,
     report::{
         self, DeliveryState, EventView, MAX_VISITS, ParticipantView, Period, Report, VisitDetail,
@@ -444,7 +445,7 @@ impl VisitPage {
 pub(crate) async fn detail(
     State(state): State<AppState>,
     user: User,
-    Path(id): Path<String>,
+    PagePath(id): PagePath<String>,
 ) -> Result<Response, PortalError> {
     let detail = report::detail(&state, &user.data.tenant, &id, |c| {
         check_visit_visible(&user, c)

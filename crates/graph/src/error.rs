@@ -95,6 +95,11 @@ pub enum GraphError {
     /// subscription.
     #[error("notification clientState does not match")]
     ClientStateMismatch,
+    /// With encryption configured, a change notification could not be shown to come from
+    /// Microsoft Graph: plain `resourceData` instead of `encryptedContent`, or no valid
+    /// `validationTokens`. Treated like a forged `clientState`.
+    #[error("notification is not verifiably from microsoft graph: {0}")]
+    UnverifiedNotification(&'static str),
     /// A payload from Entra ID or Graph (or a notification) did not have the documented shape.
     #[error("could not read {what}: {detail}")]
     Parse {

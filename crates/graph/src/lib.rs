@@ -30,7 +30,11 @@
 //!   [`notifications`] implements the webhook protocol as plain functions (handshake,
 //!   constant-time `clientState`, plain and encrypted content), and [`webhook_router`] wraps it in
 //!   a small axum router for the launch service to nest. Decryption ([`DecryptionKeys`]) verifies
-//!   the HMAC **before** decrypting. Roster payloads become [`ParticipantEvent`]s; display names are
+//!   the HMAC **before** decrypting. When encryption is configured ([`NotificationEncryption`]),
+//!   plain `resourceData` is refused and each batch with encrypted content needs a valid
+//!   `validationTokens` JWT ([`ValidationTokenVerifier`]: Microsoft identity platform keys, cached
+//!   by `kid`, `aud` = our app, `azp` = Graph Change Tracking, our tenant's issuer), so a leaked
+//!   `clientState` is not enough to forge participant events. Roster payloads become [`ParticipantEvent`]s; display names are
 //!   dropped in the parser and exist in no type of this crate.
 //! - **Reconciliation**: [`GraphClient::attendance_events`] turns attendance reports into the same
 //!   event type, for events a notification outage made us miss.
@@ -77,6 +81,7 @@ pub mod notifications;
 mod pem;
 mod subscriptions;
 mod token;
+mod validation;
 mod webhook;
 
 pub use client::{GraphClient, GraphConfig};
@@ -91,11 +96,14 @@ pub use meetings::{
     PatientJoinKind, PatientJoinUrl, ProvisionedMeeting, VisitMeetingRequest,
 };
 pub use notifications::{
-    ClientStateSecret, LifecycleEvent, Notification, ValidationResponse, parse_notifications,
-    validation_response,
+    ClientStateSecret, LifecycleEvent, Notification, NotificationEncryption, ValidationResponse,
+    parse_notifications, parse_verified_notifications, validation_response,
 };
 pub use subscriptions::{
     MAX_SUBSCRIPTION_LIFETIME, Subscription, SubscriptionConfig, meeting_resource,
 };
 pub use token::{EntraAppTokens, EntraConfig, TokenCredential};
+pub use validation::{
+    GRAPH_CHANGE_TRACKING_APP_ID, ValidationTokenConfig, ValidationTokenVerifier,
+};
 pub use webhook::{NotificationSink, SinkError, WebhookConfig, webhook_router};

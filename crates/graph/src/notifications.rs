@@ -1,5 +1,9 @@
 //! Graph's webhook protocol without a web framework: the validation handshake, the `clientState`
 //! check, and notification parsing (plain or encrypted) into our events.
+//!
+//! Two entry points: [`parse_notifications`] (synchronous, no network) and
+//! [`parse_verified_notifications`], which with [`NotificationEncryption`] configured also insists
+//! on encrypted content and checks the batch's `validationTokens` — the one the webhook uses.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -11,6 +15,7 @@ use crate::{
     error::GraphError,
     events::{MeetingRef, ParticipantEvent, from_roster_payload, parse_time},
     ids::SubscriptionId,
+    validation::ValidationTokenVerifier,
 };
 
 /// The `clientState` our subscriptions were created with; notifications carrying another are
@@ -124,8 +129,43 @@ pub enum Notification {
 }
 
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct Batch {
     value: Vec<Value>,
+    #[serde(default)]
+    validation_tokens: Vec<String>,
+}
+
+/// What the deployment requires when its subscriptions ask for encrypted resource data
+/// (`includeResourceData` with an encryption certificate): the keys to decrypt it, and the check
+/// of the `validationTokens` Graph sends along.
+///
+/// With it configured, a change notification carrying plain `resourceData` (or no content) is
+/// refused, since Graph would have encrypted a genuine one, and a batch with encrypted content
+/// needs at least one valid validation token. Lifecycle notifications carry neither content nor
+/// tokens and are accepted on their `clientState` alone (what they trigger — reauthorizing,
+/// reconciling — asks Graph, not the sender).
+#[derive(Debug)]
+pub struct NotificationEncryption {
+    keys: DecryptionKeys,
+    validation: ValidationTokenVerifier,
+}
+
+impl NotificationEncryption {
+    /// Decrypts with `keys` and checks validation tokens with `validation`.
+    pub fn new(keys: DecryptionKeys, validation: ValidationTokenVerifier) -> Self {
+        Self { keys, validation }
+    }
+
+    /// The decryption keys.
+    pub fn keys(&self) -> &DecryptionKeys {
+        &self.keys
+    }
+
+    /// The validation token check.
+    pub fn validation(&self) -> &ValidationTokenVerifier {
+        &self.validation
+    }
 }
 
 #[derive(Deserialize)]
@@ -143,17 +183,63 @@ struct Item {
     subscription_expiration_date_time: Option<String>,
 }
 
-/// Parses a notification POST body.
+/// Parses a notification POST body, without checking `validationTokens` (see
+/// [`parse_verified_notifications`], which the webhook uses).
 ///
 /// Every item's `clientState` is checked (in constant time) **before** anything else is looked at;
 /// one mismatch refuses the whole batch with [`GraphError::ClientStateMismatch`], since a batch
-/// mixing ours and someone else's is not from Graph. Encrypted content needs `keys`.
-/// Display names in the payload are dropped here.
+/// mixing ours and someone else's is not from Graph. Encrypted content needs `keys`; when `keys`
+/// are given, a change notification without encrypted content is refused with
+/// [`GraphError::UnverifiedNotification`]. Display names in the payload are dropped here.
 pub fn parse_notifications(
     body: &[u8],
     client_state: &ClientStateSecret,
     keys: Option<&DecryptionKeys>,
 ) -> Result<Vec<Notification>, GraphError> {
+    let (items, _tokens) = read_batch(body, client_state)?;
+    let keys = keys.filter(|k| !k.is_empty());
+    if keys.is_some() {
+        require_encrypted(&items)?;
+    }
+    items
+        .into_iter()
+        .map(|item| parse_item(item, keys))
+        .collect()
+}
+
+/// Parses a notification POST body and, with `encryption` configured, proves it came from Graph.
+///
+/// Without `encryption` this is [`parse_notifications`] without keys. With it, in order: the
+/// `clientState` of every item ([`GraphError::ClientStateMismatch`]); every change notification
+/// must carry `encryptedContent`, and a batch with any needs at least one valid validation token
+/// ([`GraphError::UnverifiedNotification`]); then decryption, HMAC first. A validation token check
+/// that could not fetch Microsoft's keys fails with a transient error ([`GraphError::is_transient`])
+/// so the caller can ask Graph to deliver again.
+pub async fn parse_verified_notifications(
+    body: &[u8],
+    client_state: &ClientStateSecret,
+    encryption: Option<&NotificationEncryption>,
+) -> Result<Vec<Notification>, GraphError> {
+    let Some(encryption) = encryption else {
+        return parse_notifications(body, client_state, None);
+    };
+    let (items, tokens) = read_batch(body, client_state)?;
+    require_encrypted(&items)?;
+    if items.iter().any(|i| i.encrypted_content.is_some()) {
+        encryption.validation.verify_any(&tokens).await?;
+    }
+    items
+        .into_iter()
+        .map(|item| parse_item(item, Some(&encryption.keys)))
+        .collect()
+}
+
+/// Reads the batch and checks every item's `clientState`; returns the items and the batch's
+/// validation tokens.
+fn read_batch(
+    body: &[u8],
+    client_state: &ClientStateSecret,
+) -> Result<(Vec<Item>, Vec<String>), GraphError> {
     let batch: Batch =
         serde_json::from_slice(body).map_err(|e| GraphError::parse("a notification batch", &e))?;
     let items = batch
@@ -170,10 +256,21 @@ pub fn parse_notifications(
     }) {
         return Err(GraphError::ClientStateMismatch);
     }
-    items
-        .into_iter()
-        .map(|item| parse_item(item, keys))
-        .collect()
+    Ok((items, batch.validation_tokens))
+}
+
+/// With encryption configured, Graph encrypts every change notification's resource data: plain
+/// `resourceData` (or none) can only come from someone who learnt the `clientState`.
+fn require_encrypted(items: &[Item]) -> Result<(), GraphError> {
+    if items
+        .iter()
+        .any(|i| i.lifecycle_event.is_none() && i.encrypted_content.is_none())
+    {
+        return Err(GraphError::UnverifiedNotification(
+            "change notification without encrypted content",
+        ));
+    }
+    Ok(())
 }
 
 fn parse_item(item: Item, keys: Option<&DecryptionKeys>) -> Result<Notification, GraphError> {

@@ -12,9 +12,11 @@ use axum::{
 };
 
 use crate::{
-    crypto::DecryptionKeys,
     error::GraphError,
-    notifications::{ClientStateSecret, Notification, parse_notifications, validation_response},
+    notifications::{
+        ClientStateSecret, Notification, NotificationEncryption, parse_verified_notifications,
+        validation_response,
+    },
 };
 
 /// Why a sink could not keep a batch (Graph will deliver it again).
@@ -37,8 +39,10 @@ pub trait NotificationSink: Send + Sync + 'static {
 pub struct WebhookConfig {
     /// The subscriptions' `clientState`.
     pub client_state: ClientStateSecret,
-    /// Keys for encrypted content (subscriptions with an encryption certificate).
-    pub decryption_keys: Option<DecryptionKeys>,
+    /// Keys for encrypted content and the validation token check (subscriptions with an
+    /// encryption certificate). When set, change notifications must be encrypted and carry a
+    /// valid validation token; when not, plain `resourceData` is accepted on the `clientState`.
+    pub encryption: Option<NotificationEncryption>,
     /// The largest body accepted (default 1 MiB; a roster batch is a few KiB).
     pub max_body_bytes: usize,
 }
@@ -48,7 +52,7 @@ impl WebhookConfig {
     pub fn new(client_state: ClientStateSecret) -> Self {
         Self {
             client_state,
-            decryption_keys: None,
+            encryption: None,
             max_body_bytes: 1024 * 1024,
         }
     }
@@ -62,10 +66,13 @@ struct WebhookState {
 /// `POST /notifications` and `POST /lifecycle` (nest it, e.g. under `/graph`).
 ///
 /// - `?validationToken=…`: `200`, `text/plain`, `X-Content-Type-Options: nosniff`, the token.
-/// - a `clientState` mismatch: `403` with an empty body (no hint for a prober).
+/// - a `clientState` mismatch, or (with [`WebhookConfig::encryption`]) a change notification
+///   without encrypted content or a batch without a valid validation token: `403` with an empty
+///   body (no hint for a prober). Both mean "not from Graph", so they get the same answer.
 /// - a body that is not a notification batch, or cannot be decrypted: `400` (Graph does not
 ///   retry 4xx, and retrying would not help).
-/// - the sink failed: `503`, so Graph delivers again later (for up to 4 hours).
+/// - Microsoft's token signing keys could not be fetched, or the sink failed: `503`, so Graph
+///   delivers again later (for up to 4 hours).
 /// - otherwise: `202`.
 pub fn webhook_router(config: WebhookConfig, sink: Arc<dyn NotificationSink>) -> Router {
     let limit = config.max_body_bytes;
@@ -99,16 +106,25 @@ async fn handle(
         )
             .into_response();
     }
-    let parsed = parse_notifications(
+    let parsed = parse_verified_notifications(
         &body,
         &state.config.client_state,
-        state.config.decryption_keys.as_ref(),
-    );
+        state.config.encryption.as_ref(),
+    )
+    .await;
     let notifications = match parsed {
         Ok(n) => n,
         Err(GraphError::ClientStateMismatch) => {
             tracing::warn!("refused a notification with a foreign clientState");
             return StatusCode::FORBIDDEN.into_response();
+        }
+        Err(error @ GraphError::UnverifiedNotification(_)) => {
+            tracing::warn!(error = %error, "refused an unverified notification");
+            return StatusCode::FORBIDDEN.into_response();
+        }
+        Err(error) if error.is_transient() => {
+            tracing::warn!(error = %error, "could not verify a notification now; graph will retry");
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
         }
         Err(error) => {
             tracing::warn!(error = %error, "refused an unreadable notification");

@@ -22,7 +22,10 @@
 //!   status for the next N requests. With [`FakeGraph::mount_with_entra`], only tokens issued (and
 //!   not revoked) by the Entra fake are accepted (401 otherwise).
 //!
-//! [`encrypted_content`] and the notification builders produce what Graph POSTs to a webhook.
+//! [`encrypted_content`] and the notification builders produce what Graph POSTs to a webhook;
+//! encrypted batches carry `validationTokens` ([`ValidationToken`], signed like the Microsoft
+//! identity platform's with [`entra::ENTRA_SIGNING_RSA`]), whose keys [`ValidationJwks::mount`]
+//! serves at `/common/discovery/v2.0/keys`.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -36,9 +39,13 @@ use aws_lc_rs::{
     rsa::{OAEP_SHA1_MGF1SHA1, OaepPublicEncryptingKey, PublicEncryptingKey},
 };
 use base64::Engine as _;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Map, Value, json};
 use url::Url;
-use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate, matchers::path_regex};
+use wiremock::{
+    Mock, MockServer, Request, Respond, ResponseTemplate,
+    matchers::{method, path, path_regex},
+};
 
 use crate::{
     entra::{self, FakeEntra, pem_der},
@@ -874,6 +881,158 @@ pub fn encrypted_content(plaintext: &[u8]) -> Value {
     })
 }
 
+/// The application id of "Microsoft Graph Change Tracking", the `azp` of validation tokens.
+pub const GRAPH_CHANGE_TRACKING_APP_ID: &str = "0bf30f3b-4a52-48df-9a82-234910c4a086";
+
+/// A `validationTokens` entry as Graph sends with encrypted notifications: a JWT from the
+/// Microsoft identity platform. [`Default`] is a genuine one for [`entra::CLIENT_ID`] in
+/// [`entra::TENANT_ID`]; change a field to forge a wrong one.
+#[derive(Debug, Clone)]
+pub struct ValidationToken {
+    /// `aud`: the subscribing app's id.
+    pub aud: String,
+    /// `azp` (v2 tokens' calling app); `None` leaves it out.
+    pub azp: Option<String>,
+    /// `appid` (v1 tokens' calling app); `None` leaves it out.
+    pub appid: Option<String>,
+    /// `iss`: `https://sts.windows.net/{tenant}/`.
+    pub iss: String,
+    /// `tid`.
+    pub tid: String,
+    /// Seconds from now until `exp` (negative: already expired).
+    pub expires_in: i64,
+    /// The signing key (PKCS#8 PEM).
+    pub signing_key_pem: &'static str,
+    /// The header's `kid`.
+    pub kid: String,
+}
+
+impl Default for ValidationToken {
+    fn default() -> Self {
+        Self {
+            aud: entra::CLIENT_ID.to_owned(),
+            azp: Some(GRAPH_CHANGE_TRACKING_APP_ID.to_owned()),
+            appid: Some(GRAPH_CHANGE_TRACKING_APP_ID.to_owned()),
+            iss: format!("https://sts.windows.net/{}/", entra::TENANT_ID),
+            tid: entra::TENANT_ID.to_owned(),
+            expires_in: 3600,
+            signing_key_pem: entra::ENTRA_SIGNING_RSA,
+            kid: entra::SIGNING_KID.to_owned(),
+        }
+    }
+}
+
+impl ValidationToken {
+    /// The signed JWT (RS256).
+    pub fn sign(&self) -> String {
+        let now = chrono::Utc::now().timestamp();
+        let mut claims = json!({
+            "aud": self.aud,
+            "iss": self.iss,
+            "iat": now - 60,
+            "nbf": now - 60,
+            "exp": now + self.expires_in,
+            "aio": "42FgYKhZ+uOZrHa7p+7tfruauq1HAA==",
+            "app_displayname": "Microsoft Graph Change Tracking",
+            "appidacr": "2",
+            "idp": format!("https://sts.windows.net/{}/", self.tid),
+            "tid": self.tid,
+            "uti": random_uuid(),
+            "ver": "1.0",
+        });
+        if let Some(azp) = &self.azp {
+            claims["azp"] = json!(azp);
+        }
+        if let Some(appid) = &self.appid {
+            claims["appid"] = json!(appid);
+        }
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some(self.kid.clone());
+        let key = EncodingKey::from_rsa_pem(self.signing_key_pem.as_bytes())
+            .expect("validation token signing key"); // allow-unwrap: test setup
+        jsonwebtoken::encode(&header, &claims, &key).expect("sign validation token") // allow-unwrap: test setup
+    }
+}
+
+/// A genuine validation token ([`ValidationToken::default`]).
+pub fn validation_token() -> String {
+    ValidationToken::default().sign()
+}
+
+/// The identity platform's JWKS (`/common/discovery/v2.0/keys`) with the key validation tokens
+/// are signed with, counting fetches. Takes precedence over [`FakeEntra`]'s copy on one server.
+#[derive(Clone)]
+pub struct ValidationJwks {
+    base: String,
+    fetches: Arc<Mutex<usize>>,
+}
+
+struct JwksResponder {
+    body: Value,
+    fetches: Arc<Mutex<usize>>,
+}
+
+impl Respond for JwksResponder {
+    fn respond(&self, _request: &Request) -> ResponseTemplate {
+        *self
+            .fetches
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) += 1;
+        ResponseTemplate::new(200).set_body_json(&self.body)
+    }
+}
+
+impl ValidationJwks {
+    /// Mounts the JWKS on `server`.
+    pub async fn mount(server: &MockServer) -> Self {
+        let key = EncodingKey::from_rsa_pem(entra::ENTRA_SIGNING_RSA.as_bytes())
+            .expect("entra signing key"); // allow-unwrap: test setup
+        let mut jwk =
+            jsonwebtoken::jwk::Jwk::from_encoding_key(&key, Algorithm::RS256).expect("entra jwk"); // allow-unwrap: test setup
+        jwk.common.key_id = Some(entra::SIGNING_KID.to_owned());
+        jwk.common.public_key_use = Some(jsonwebtoken::jwk::PublicKeyUse::Signature);
+        let mut body =
+            serde_json::to_value(jsonwebtoken::jwk::JwkSet { keys: vec![jwk] }).expect("jwks json"); // allow-unwrap: test setup
+        // Microsoft's set also lists keys of kinds a verifier must skip.
+        if let Some(keys) = body["keys"].as_array_mut() {
+            keys.push(json!({"kty": "oct", "kid": "not-a-signing-key", "k": "c2VjcmV0"}));
+        }
+        let fetches = Arc::new(Mutex::new(0));
+        Mock::given(method("GET"))
+            .and(path("/common/discovery/v2.0/keys"))
+            .respond_with(JwksResponder {
+                body,
+                fetches: fetches.clone(),
+            })
+            .with_priority(1)
+            .named("identity platform jwks")
+            .mount(server)
+            .await;
+        Self {
+            base: server.uri(),
+            fetches,
+        }
+    }
+
+    /// The JWKS URL.
+    pub fn jwks_url(&self) -> Url {
+        Url::parse(&format!("{}/common/discovery/v2.0/keys", self.base)).expect("jwks url") // allow-unwrap: test setup
+    }
+
+    /// The login host serving it (for configurations derived from a login base).
+    pub fn login_base(&self) -> Url {
+        Url::parse(&format!("{}/", self.base)).expect("server uri") // allow-unwrap: test setup
+    }
+
+    /// How many times the JWKS was fetched.
+    pub fn fetches(&self) -> usize {
+        *self
+            .fetches
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
 /// The subscription resource Graph echoes in notifications for the meeting at `join_web_url`.
 pub fn notification_resource(join_web_url: &str) -> String {
     format!("communications/onlineMeetings/?$filter=JoinWebUrl eq '{join_web_url}'")
@@ -942,8 +1101,39 @@ pub fn plain_notification(
     }]})
 }
 
-/// A notification batch with `payload` encrypted in `encryptedContent` (see [`encrypted_content`]).
+/// A notification batch with `payload` encrypted in `encryptedContent` (see [`encrypted_content`])
+/// and a genuine [`validation_token`] in `validationTokens`, as Graph sends it.
 pub fn encrypted_notification(
+    subscription_id: &str,
+    client_state: &str,
+    join_web_url: &str,
+    payload: &Value,
+) -> Value {
+    encrypted_notification_with_tokens(
+        subscription_id,
+        client_state,
+        join_web_url,
+        payload,
+        vec![validation_token()],
+    )
+}
+
+/// [`encrypted_notification`] with the given `validationTokens` (none: the key is left out).
+pub fn encrypted_notification_with_tokens(
+    subscription_id: &str,
+    client_state: &str,
+    join_web_url: &str,
+    payload: &Value,
+    validation_tokens: Vec<String>,
+) -> Value {
+    let mut batch = encrypted_batch(subscription_id, client_state, join_web_url, payload);
+    if !validation_tokens.is_empty() {
+        batch["validationTokens"] = json!(validation_tokens);
+    }
+    batch
+}
+
+fn encrypted_batch(
     subscription_id: &str,
     client_state: &str,
     join_web_url: &str,

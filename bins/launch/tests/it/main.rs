@@ -3,6 +3,7 @@
 //! file; and the binary as a user starts it.
 
 mod attestation;
+mod bad_input;
 mod binary;
 mod browser_sessions;
 mod disclosure;

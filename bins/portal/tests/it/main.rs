@@ -3,6 +3,7 @@
 
 mod api;
 mod approval;
+mod bad_input;
 mod binary;
 mod harness;
 mod refusals;

@@ -6,6 +6,7 @@ mod meetings;
 mod notifications;
 mod subscriptions;
 mod tokens;
+mod validation;
 mod webhook;
 
 use std::{sync::Arc, time::Duration};

@@ -18,13 +18,13 @@ use visitbridge_testkit::graph::{
     roster_update,
 };
 
-use crate::{notifications::decryption_keys, world};
+use crate::{validation::Microsoft, world};
 
-const CLIENT_STATE: &str = "webhook-client-state";
+pub(crate) const CLIENT_STATE: &str = "webhook-client-state";
 
 #[derive(Default)]
-struct Recorder {
-    batches: Mutex<Vec<Vec<Notification>>>,
+pub(crate) struct Recorder {
+    pub(crate) batches: Mutex<Vec<Vec<Notification>>>,
     fail: bool,
 }
 
@@ -39,22 +39,29 @@ impl NotificationSink for Recorder {
     }
 }
 
+/// The webhook without encryption: plain resource data is accepted on the clientState.
 fn router(sink: Arc<Recorder>) -> axum::Router {
+    let config = WebhookConfig::new(ClientStateSecret::new(Secret::new(CLIENT_STATE)));
+    webhook_router(config, sink)
+}
+
+/// The webhook with decryption keys and validation tokens checked against `microsoft`'s JWKS.
+pub(crate) fn encrypted_router(microsoft: &Microsoft, sink: Arc<Recorder>) -> axum::Router {
     let config = WebhookConfig {
-        decryption_keys: Some(decryption_keys()),
+        encryption: Some(microsoft.encryption()),
         ..WebhookConfig::new(ClientStateSecret::new(Secret::new(CLIENT_STATE)))
     };
     webhook_router(config, sink)
 }
 
-fn post(uri: &str, body: &Value) -> Request<Body> {
+pub(crate) fn post(uri: &str, body: &Value) -> Request<Body> {
     Request::post(uri)
         .header(header::CONTENT_TYPE, "application/json")
         .body(Body::from(serde_json::to_vec(body).unwrap()))
         .unwrap()
 }
 
-fn roster() -> Value {
+pub(crate) fn roster() -> Value {
     roster_update(
         "2026-03-05T18:02:11Z",
         vec![acs_participant("leg-1", "8:acs:patient", "Camila Lopez")],
@@ -104,9 +111,10 @@ async fn a_client_state_mismatch_is_refused_without_details() {
 
 #[tokio::test]
 async fn an_encrypted_notification_is_persisted_then_acknowledged() {
+    let microsoft = Microsoft::start().await;
     let sink = Arc::new(Recorder::default());
     let n = encrypted_notification("sub-1", CLIENT_STATE, "https://t/x", &roster());
-    let response = router(sink.clone())
+    let response = encrypted_router(&microsoft, sink.clone())
         .oneshot(post("/notifications", &n))
         .await
         .unwrap();
@@ -167,8 +175,10 @@ async fn a_reauthorization_request_is_acknowledged_and_then_answered() {
         .await
         .expect("subscribed");
     let sink = Arc::new(Recorder::default());
+    // Lifecycle notifications carry no validation tokens, even with encryption configured.
+    let microsoft = Microsoft::start().await;
     let n = lifecycle_notification(sub.id.as_str(), CLIENT_STATE, "reauthorizationRequired");
-    let response = router(sink.clone())
+    let response = encrypted_router(&microsoft, sink.clone())
         .oneshot(post("/lifecycle", &n))
         .await
         .unwrap();
