@@ -23,8 +23,9 @@
 ///     as_str_doc: "The room name as text.",
 /// }
 ///
-/// assert_eq!(RoomName::new("blue").unwrap().to_string(), "blue");
+/// assert_eq!(RoomName::new("blue")?.to_string(), "blue");
 /// assert!(RoomName::new("").is_err());
+/// # Ok::<(), String>(())
 /// ```
 #[doc(hidden)]
 #[macro_export]

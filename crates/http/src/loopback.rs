@@ -11,8 +11,9 @@ use url::{Host, Url};
 /// use url::Url;
 /// use visitbridge_http::is_loopback_url;
 ///
-/// assert!(is_loopback_url(&Url::parse("http://127.0.0.1:8080/").unwrap()));
-/// assert!(!is_loopback_url(&Url::parse("https://visits.example.org/").unwrap()));
+/// assert!(is_loopback_url(&Url::parse("http://127.0.0.1:8080/")?));
+/// assert!(!is_loopback_url(&Url::parse("https://visits.example.org/")?));
+/// # Ok::<(), url::ParseError>(())
 /// ```
 pub fn is_loopback_url(url: &Url) -> bool {
     match url.host() {
