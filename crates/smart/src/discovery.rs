@@ -83,12 +83,7 @@ impl SmartConfiguration {
 
 /// `https://` is required of every endpoint, except on loopback hosts (local fakes and tests).
 fn check_endpoint(name: &str, url: &Url) -> Result<(), String> {
-    let loopback = match url.host() {
-        Some(url::Host::Domain(d)) => d == "localhost",
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    };
+    let loopback = visitbridge_http::is_loopback_url(url);
     if url.scheme() == "https" || (url.scheme() == "http" && loopback) {
         Ok(())
     } else {

@@ -91,12 +91,7 @@ impl EpicConnectionStatusConfig {
                 "epic connection status: two statuses have the same code".to_owned(),
             ));
         }
-        let loopback = match self.interconnect_base.host() {
-            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-            Some(url::Host::Domain(d)) => d == "localhost",
-            None => false,
-        };
+        let loopback = visitbridge_http::is_loopback_url(&self.interconnect_base);
         let scheme_ok = match self.interconnect_base.scheme() {
             "https" => true,
             "http" => loopback,
