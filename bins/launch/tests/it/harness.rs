@@ -10,6 +10,7 @@ use std::{
 };
 
 use chrono::Utc;
+use serde_json::Value;
 use tempfile::TempDir;
 use visitbridge_approval::{
     Actor, ClientAuth, ClientId, Configuration, ConfigurationId, ConfigurationSettings,
@@ -18,15 +19,15 @@ use visitbridge_approval::{
 };
 use visitbridge_launch::{LaunchConfig, LaunchService, app};
 use visitbridge_store::{
-    ConfigurationRepo, MicrosoftTenantId, SqliteStore, Tenant, TenantRepo, Visit, VisitId,
-    VisitRepo,
+    ConfigurationRepo, MicrosoftTenantId, OutboxRepo, SqliteStore, Tenant, TenantRepo, Visit,
+    VisitId, VisitRepo, VisitSubscription,
 };
 use visitbridge_testkit::{
-    entra::{self, FakeEntra},
+    entra::{self, EntraUser, FakeEntra},
     epic::{EpicConnectionStatusFake, INTERCONNECT_PREFIX},
     fhir::FhirFake,
     fixtures::keys,
-    graph::FakeGraph,
+    graph::{FakeGraph, plain_notification, roster_update, user_participant},
     smart::{ExpectedClientAuth, SmartFake},
 };
 use wiremock::MockServer;
@@ -48,6 +49,28 @@ pub(crate) fn capture_logs() {
 /// The logs captured so far.
 pub(crate) fn logs() -> String {
     visitbridge_testkit::logs::captured()
+}
+
+/// A notification of `subscription` whose resource names the meeting in a form no join URL can
+/// be read from: only the subscription leads to the visit.
+pub(crate) fn through_subscription(subscription: &str, payload: Value) -> Value {
+    let mut body = plain_notification(subscription, CLIENT_STATE, "https://unused", payload);
+    body["value"][0]["resource"] =
+        Value::String("communications/onlineMeetings/MSo1N2Y5ZGFjYy03MWJm".into());
+    body
+}
+
+/// A roster update: the default clinician joined at `at`.
+pub(crate) fn clinician_joined(at: &str) -> Value {
+    roster_update(
+        at,
+        vec![user_participant(
+            "leg-doc",
+            &EntraUser::default().oid,
+            "Dr. Ross",
+        )],
+        vec![],
+    )
 }
 
 /// What a test changes in the world.
@@ -377,6 +400,84 @@ impl Env {
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
         panic!("timed out waiting for: {what}");
+    }
+
+    /// Posts a Graph change notification to the service; its status.
+    pub(crate) async fn post_notification(&self, body: &Value) -> u16 {
+        reqwest::Client::new()
+            .post(format!("{}/graph/notifications", self.base))
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    /// Requests Graph received with `method` whose path contains `part`.
+    pub(crate) async fn graph_requests(&self, method: &str, part: &str) -> usize {
+        self.ms
+            .received_requests()
+            .await
+            .unwrap()
+            .iter()
+            .filter(|r| r.method.as_str() == method && r.url.path().contains(part))
+            .count()
+    }
+
+    /// The clinician's launch, and the visit once its subscription is stored.
+    pub(crate) async fn subscribed_visit(&self) -> (Visit, VisitSubscription) {
+        let page = crate::provider::provider_launch(self, &self.browser()).await;
+        let visit = self.visit(&page.visit_id()).await;
+        self.eventually("the subscription stored", async || {
+            self.store
+                .subscription_of(&visit.id)
+                .await
+                .unwrap()
+                .is_some()
+        })
+        .await;
+        let stored = self
+            .store
+            .subscription_of(&visit.id)
+            .await
+            .unwrap()
+            .unwrap();
+        (visit, stored)
+    }
+
+    /// Waits until nothing is pending in the outbox.
+    pub(crate) async fn wait_nothing_pending(&self, what: &str) {
+        self.eventually(what, async || {
+            self.store.outbox_depth().await.unwrap().pending == 0
+        })
+        .await;
+    }
+
+    /// Makes the visit's scheduled reconciliation due now (its delay has passed).
+    pub(crate) async fn reconcile_now(&self, visit: &VisitId) {
+        self.store
+            .schedule_reconciliation(visit, Utc::now())
+            .await
+            .unwrap();
+    }
+
+    /// Waits until the visit has no reconciliation scheduled (done, or given up).
+    pub(crate) async fn wait_reconciled(&self, what: &str, visit: &VisitId) {
+        self.wait_reconciled_and(what, visit, async || true).await;
+    }
+
+    /// Waits until the visit has no reconciliation scheduled and then `also` holds.
+    pub(crate) async fn wait_reconciled_and(
+        &self,
+        what: &str,
+        visit: &VisitId,
+        also: impl AsyncFn() -> bool,
+    ) {
+        self.eventually(what, async || {
+            self.store.reconciliation_of(visit).await.unwrap().is_none() && also().await
+        })
+        .await;
     }
 }
 

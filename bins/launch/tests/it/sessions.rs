@@ -3,61 +3,24 @@
 //! process never set up still gets its outbox rows and is written back.
 
 use chrono::{Duration, Utc};
-use serde_json::Value;
 use visitbridge_approval::{ConfigurationId, Environment};
 use visitbridge_store::{
     AuditRepo, OutboxRepo, OutboxState, Visit, VisitEventKind, VisitId, VisitRepo,
 };
 use visitbridge_testkit::{
     entra::EntraUser,
-    graph::{attendance_report, call_event, plain_notification, roster_update, user_participant},
+    graph::{attendance_report, call_event, plain_notification},
 };
 
-use crate::{
-    harness::{CLIENT_STATE, Env, Options, approve},
-    provider::provider_launch,
-};
+use crate::harness::{CLIENT_STATE, Env, Options, approve, clinician_joined, through_subscription};
 
-async fn post(env: &Env, body: &Value) -> u16 {
-    reqwest::Client::new()
-        .post(format!("{}/graph/notifications", env.base))
-        .json(body)
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
-}
-
-/// A notification that names the meeting only through its subscription.
-fn through_subscription(subscription: &str, payload: Value) -> Value {
-    let mut body = plain_notification(subscription, CLIENT_STATE, "https://unused", payload);
-    body["value"][0]["resource"] =
-        Value::String("communications/onlineMeetings/MSo1N2Y5ZGFjYy03MWJm".into());
-    body
-}
-
-fn clinician_joined(at: &str) -> Value {
-    roster_update(
-        at,
-        vec![user_participant(
-            "leg-doc",
-            &EntraUser::default().oid,
-            "Dr. Ross",
-        )],
-        vec![],
-    )
-}
-
+/// GETs of the meeting's attendance reports.
 async fn report_reads(env: &Env, meeting: &str) -> usize {
-    let path = format!("/onlineMeetings/{meeting}/attendanceReports");
-    env.ms
-        .received_requests()
-        .await
-        .unwrap()
-        .iter()
-        .filter(|r| r.method.as_str() == "GET" && r.url.path().contains(&path))
-        .count()
+    env.graph_requests(
+        "GET",
+        &format!("/onlineMeetings/{meeting}/attendanceReports"),
+    )
+    .await
 }
 
 #[tokio::test]
@@ -67,17 +30,7 @@ async fn a_second_call_in_the_meeting_is_still_heard_and_reconciled_after_its_en
         ..Options::default()
     })
     .await;
-    let page = provider_launch(&env, &env.browser()).await;
-    let visit = env.visit(&page.visit_id()).await;
-    env.eventually("the subscription stored", async || {
-        env.store
-            .subscription_of(&visit.id)
-            .await
-            .unwrap()
-            .is_some()
-    })
-    .await;
-    let stored = env.store.subscription_of(&visit.id).await.unwrap().unwrap();
+    let (visit, stored) = env.subscribed_visit().await;
     let id = stored.subscription_id.as_str().to_owned();
     let meeting = visit.graph_meeting_id.clone().unwrap();
 
@@ -86,7 +39,11 @@ async fn a_second_call_in_the_meeting_is_still_heard_and_reconciled_after_its_en
         call_event("CallStarted", "2026-03-05T18:00:00Z"),
         call_event("CallEnded", "2026-03-05T18:02:00Z"),
     ] {
-        assert_eq!(post(&env, &through_subscription(&id, payload)).await, 202);
+        assert_eq!(
+            env.post_notification(&through_subscription(&id, payload))
+                .await,
+            202
+        );
     }
     let first = env
         .store
@@ -101,7 +58,11 @@ async fn a_second_call_in_the_meeting_is_still_heard_and_reconciled_after_its_en
         clinician_joined("2026-03-05T18:05:03Z"),
         call_event("CallEnded", "2026-03-05T18:35:00Z"),
     ] {
-        assert_eq!(post(&env, &through_subscription(&id, payload)).await, 202);
+        assert_eq!(
+            env.post_notification(&through_subscription(&id, payload))
+                .await,
+            202
+        );
     }
     let kinds: Vec<VisitEventKind> = env
         .store
@@ -133,10 +94,7 @@ async fn a_second_call_in_the_meeting_is_still_heard_and_reconciled_after_its_en
     assert!(last.due_at > Utc::now() + Duration::minutes(59));
     assert_eq!(last.attempts, 0);
 
-    env.eventually("written back", async || {
-        env.store.outbox_depth().await.unwrap().pending == 0
-    })
-    .await;
+    env.wait_nothing_pending("written back").await;
     // The subscription was never removed: not at Graph, not in the store.
     assert!(env.graph.deleted().is_empty(), "{:?}", env.graph.deleted());
     assert!(env.graph.subscription(&id).is_some());
@@ -164,18 +122,9 @@ async fn a_second_call_in_the_meeting_is_still_heard_and_reconciled_after_its_en
         0,
         "not before the delay"
     );
-    env.store
-        .schedule_reconciliation(&visit.id, Utc::now())
-        .await
-        .unwrap();
-    env.eventually("reconciled after the last end", async || {
-        env.store
-            .reconciliation_of(&visit.id)
-            .await
-            .unwrap()
-            .is_none()
-    })
-    .await;
+    env.reconcile_now(&visit.id).await;
+    env.wait_reconciled("reconciled after the last end", &visit.id)
+        .await;
     assert!(report_reads(&env, &meeting).await > 0);
 }
 
@@ -220,7 +169,7 @@ async fn an_event_of_a_configuration_this_process_never_set_up_is_written_back()
         join_url,
         clinician_joined("2026-03-05T18:00:01Z"),
     );
-    assert_eq!(post(&env, &body).await, 202);
+    assert_eq!(env.post_notification(&body).await, 202);
     let events = env.store.events_for_visit(&visit.id).await.unwrap();
     assert_eq!(events.len(), 1);
     let rows = env

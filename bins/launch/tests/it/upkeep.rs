@@ -7,26 +7,16 @@ use chrono::{Duration, Utc};
 use serde_json::Value;
 use visitbridge_store::{
     AuditRepo, EventOrigin, OutboxRepo, ParticipantClass, Visit, VisitEventKind, VisitRepo,
-    VisitSubscription,
 };
 use visitbridge_testkit::{
     entra::EntraUser,
-    graph::{attendance_report, call_event, plain_notification, roster_update, user_participant},
+    graph::{attendance_report, call_event, plain_notification},
 };
 
 use crate::{
-    harness::{CLIENT_STATE, Env, Options, logs},
+    harness::{CLIENT_STATE, Env, Options, clinician_joined, logs, through_subscription},
     provider::provider_launch,
 };
-
-/// A notification of `subscription` whose resource names the meeting in a form no join URL can
-/// be read from: only the subscription leads to the visit.
-fn through_subscription(subscription: &str, payload: Value) -> Value {
-    let mut body = plain_notification(subscription, CLIENT_STATE, "https://unused", payload);
-    body["value"][0]["resource"] =
-        Value::String("communications/onlineMeetings/MSo1N2Y5ZGFjYy03MWJm".into());
-    body
-}
 
 /// A notification naming the visit's meeting by its join URL.
 fn about(visit: &Visit, payload: Value) -> Value {
@@ -38,60 +28,10 @@ fn about(visit: &Visit, payload: Value) -> Value {
     )
 }
 
-async fn post(env: &Env, body: &Value) -> u16 {
-    reqwest::Client::new()
-        .post(format!("{}/graph/notifications", env.base))
-        .json(body)
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
-}
-
-/// Requests Graph received with `method` whose path contains `part`.
-async fn graph_requests(env: &Env, method: &str, part: &str) -> usize {
-    env.ms
-        .received_requests()
-        .await
-        .unwrap()
-        .iter()
-        .filter(|r| r.method.as_str() == method && r.url.path().contains(part))
-        .count()
-}
-
-/// The clinician's launch, and the visit once its subscription is stored.
-async fn subscribed_visit(env: &Env) -> (Visit, VisitSubscription) {
-    let page = provider_launch(env, &env.browser()).await;
-    let visit = env.visit(&page.visit_id()).await;
-    env.eventually("the subscription stored", async || {
-        env.store
-            .subscription_of(&visit.id)
-            .await
-            .unwrap()
-            .is_some()
-    })
-    .await;
-    let stored = env.store.subscription_of(&visit.id).await.unwrap().unwrap();
-    (visit, stored)
-}
-
-fn clinician_joined(at: &str) -> Value {
-    roster_update(
-        at,
-        vec![user_participant(
-            "leg-doc",
-            &EntraUser::default().oid,
-            "Dr. Ross",
-        )],
-        vec![],
-    )
-}
-
 #[tokio::test]
 async fn a_subscription_outlives_a_restart_maps_notifications_is_renewed_and_outlives_a_call_end() {
     let mut env = Env::start().await;
-    let (visit, stored) = subscribed_visit(&env).await;
+    let (visit, stored) = env.subscribed_visit().await;
 
     // Stored as Graph made it: the meeting's subscription, with Graph's expiry.
     let id = stored.subscription_id.as_str().to_owned();
@@ -136,14 +76,15 @@ async fn a_subscription_outlives_a_restart_maps_notifications_is_renewed_and_out
     })
     .await;
     assert_eq!(
-        graph_requests(&env, "PATCH", &format!("/subscriptions/{id}")).await,
+        env.graph_requests("PATCH", &format!("/subscriptions/{id}"))
+            .await,
         1
     );
     assert_eq!(env.graph.subscription_requests().len(), 1);
 
     // A notification that names the meeting only through its subscription reaches the visit.
     let joined = through_subscription(&id, clinician_joined("2026-03-05T18:00:01Z"));
-    assert_eq!(post(&env, &joined).await, 202);
+    assert_eq!(env.post_notification(&joined).await, 202);
     let events = env.store.events_for_visit(&visit.id).await.unwrap();
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(events[0].kind, VisitEventKind::ParticipantJoined);
@@ -155,11 +96,8 @@ async fn a_subscription_outlives_a_restart_maps_notifications_is_renewed_and_out
     // The call ends: the subscription stays, still mapped (another call of the meeting may
     // follow; the upkeep's age rule removes it).
     let ended = through_subscription(&id, call_event("CallEnded", "2026-03-05T18:30:00Z"));
-    assert_eq!(post(&env, &ended).await, 202);
-    env.eventually("the call end written back", async || {
-        env.store.outbox_depth().await.unwrap().pending == 0
-    })
-    .await;
+    assert_eq!(env.post_notification(&ended).await, 202);
+    env.wait_nothing_pending("the call end written back").await;
     assert!(env.graph.deleted().is_empty());
     assert!(env.graph.subscription(&id).is_some());
     assert!(
@@ -204,7 +142,8 @@ async fn the_patient_join_url_is_served_from_the_store_after_a_restart() {
         "{kept}"
     );
     assert_eq!(
-        graph_requests(&env, "GET", "getVirtualAppointmentJoinWebUrl").await,
+        env.graph_requests("GET", "getVirtualAppointmentJoinWebUrl")
+            .await,
         1
     );
 
@@ -242,7 +181,7 @@ async fn a_call_end_reconciles_missed_joins_and_leaves_from_the_attendance_repor
         ..Options::default()
     })
     .await;
-    let (visit, _) = subscribed_visit(&env).await;
+    let (visit, _) = env.subscribed_visit().await;
     let oid = EntraUser::default().oid;
     env.graph.add_attendance_report(
         visit.graph_meeting_id.as_deref().unwrap(),
@@ -257,11 +196,11 @@ async fn a_call_end_reconciles_missed_joins_and_leaves_from_the_attendance_repor
     // Live: the call starts and the clinician joins; the patient's join and every leave are
     // missed (a notification outage).
     let started = about(&visit, call_event("CallStarted", "2026-03-05T18:00:00Z"));
-    assert_eq!(post(&env, &started).await, 202);
+    assert_eq!(env.post_notification(&started).await, 202);
     let joined = about(&visit, clinician_joined("2026-03-05T18:00:01Z"));
-    assert_eq!(post(&env, &joined).await, 202);
+    assert_eq!(env.post_notification(&joined).await, 202);
     let ended = about(&visit, call_event("CallEnded", "2026-03-05T18:30:00Z"));
-    assert_eq!(post(&env, &ended).await, 202);
+    assert_eq!(env.post_notification(&ended).await, 202);
     assert_eq!(
         env.store.events_for_visit(&visit.id).await.unwrap().len(),
         3
@@ -274,10 +213,7 @@ async fn a_call_end_reconciles_missed_joins_and_leaves_from_the_attendance_repor
     );
     // (Live events delivered first: a delivery cut short by the restart would only come back
     // when its lease runs out.)
-    env.eventually("live events written back", async || {
-        env.store.outbox_depth().await.unwrap().pending == 0
-    })
-    .await;
+    env.wait_nothing_pending("live events written back").await;
     env.restart().await;
     assert_eq!(
         env.store.reconciliation_of(&visit.id).await.unwrap(),
@@ -285,19 +221,9 @@ async fn a_call_end_reconciles_missed_joins_and_leaves_from_the_attendance_repor
         "the schedule outlives the restart"
     );
     // The delay passes.
-    env.store
-        .schedule_reconciliation(&visit.id, Utc::now())
-        .await
-        .unwrap();
+    env.reconcile_now(&visit.id).await;
 
-    env.eventually("reconciled", async || {
-        env.store
-            .reconciliation_of(&visit.id)
-            .await
-            .unwrap()
-            .is_none()
-    })
-    .await;
+    env.wait_reconciled("reconciled", &visit.id).await;
     let events = env.store.events_for_visit(&visit.id).await.unwrap();
     let mut reconciled: Vec<(VisitEventKind, ParticipantClass, String)> = events
         .iter()
@@ -339,8 +265,8 @@ async fn a_call_end_reconciles_missed_joins_and_leaves_from_the_attendance_repor
 
     // Graph delivers the call end again, and its delay passes: reconciled again, nothing new
     // recorded or sent.
-    let reads = graph_requests(&env, "GET", "/attendanceReports").await;
-    assert_eq!(post(&env, &ended).await, 202);
+    let reads = env.graph_requests("GET", "/attendanceReports").await;
+    assert_eq!(env.post_notification(&ended).await, 202);
     assert!(
         env.store
             .reconciliation_of(&visit.id)
@@ -348,27 +274,16 @@ async fn a_call_end_reconciles_missed_joins_and_leaves_from_the_attendance_repor
             .unwrap()
             .is_some()
     );
-    env.store
-        .schedule_reconciliation(&visit.id, Utc::now())
-        .await
-        .unwrap();
-    env.eventually("reconciled again", async || {
-        env.store
-            .reconciliation_of(&visit.id)
-            .await
-            .unwrap()
-            .is_none()
-            && graph_requests(&env, "GET", "/attendanceReports").await > reads
+    env.reconcile_now(&visit.id).await;
+    env.wait_reconciled_and("reconciled again", &visit.id, async || {
+        env.graph_requests("GET", "/attendanceReports").await > reads
     })
     .await;
     assert_eq!(
         env.store.events_for_visit(&visit.id).await.unwrap().len(),
         6
     );
-    env.eventually("nothing pending", async || {
-        env.store.outbox_depth().await.unwrap().pending == 0
-    })
-    .await;
+    env.wait_nothing_pending("nothing pending").await;
     assert_eq!(env.fhir.audit_events().len(), 6);
 }
 
@@ -379,23 +294,16 @@ async fn without_a_report_reconciliation_gives_up_after_its_attempts() {
         ..Options::default()
     })
     .await;
-    let (visit, _) = subscribed_visit(&env).await;
+    let (visit, _) = env.subscribed_visit().await;
     let ended = about(&visit, call_event("CallEnded", "2026-03-05T18:30:00Z"));
-    assert_eq!(post(&env, &ended).await, 202);
-    env.eventually("given up", async || {
-        env.store
-            .reconciliation_of(&visit.id)
-            .await
-            .unwrap()
-            .is_none()
-    })
-    .await;
+    assert_eq!(env.post_notification(&ended).await, 202);
+    env.wait_reconciled("given up", &visit.id).await;
     let path = format!(
         "/onlineMeetings/{}/attendanceReports",
         visit.graph_meeting_id.as_deref().unwrap()
     );
     assert_eq!(
-        graph_requests(&env, "GET", &path).await,
+        env.graph_requests("GET", &path).await,
         3,
         "one read per attempt"
     );

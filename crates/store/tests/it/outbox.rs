@@ -43,6 +43,11 @@ fn to(sinks: &[&str]) -> Vec<NewDelivery> {
         .collect()
 }
 
+/// Records `event` with a delivery to each of `sinks`.
+async fn record(store: &SqliteStore, event: &StoredEvent, sinks: &[&str]) {
+    store.record_event(event, &to(sinks)).await.unwrap();
+}
+
 async fn with_visit() -> (SqliteStore, tempfile::TempDir) {
     let (store, dir, cfg) = store_with_configuration().await;
     store
@@ -147,10 +152,8 @@ async fn a_call_ended_event_ends_the_visit() {
     let v = store.get_visit(&e.visit_id).await.unwrap().unwrap();
     assert_eq!(v.ended_at, Some(at(30)));
     // An earlier end reported late does not move it back.
-    store
-        .record_event(&event("e-end-0", "v-1", VisitEventKind::CallEnded, 20), &[])
-        .await
-        .unwrap();
+    let earlier = event("e-end-0", "v-1", VisitEventKind::CallEnded, 20);
+    record(&store, &earlier, &[]).await;
     let v = store.get_visit(&e.visit_id).await.unwrap().unwrap();
     assert_eq!(v.ended_at, Some(at(30)));
 }
@@ -158,13 +161,8 @@ async fn a_call_ended_event_ends_the_visit() {
 #[tokio::test]
 async fn claims_lease_rows_and_a_crashed_workers_rows_come_back_after_the_lease() {
     let (store, _dir) = with_visit().await;
-    store
-        .record_event(
-            &event("e-1", "v-1", VisitEventKind::ParticipantJoined, 1),
-            &to(&["fhir"]),
-        )
-        .await
-        .unwrap();
+    let e = event("e-1", "v-1", VisitEventKind::ParticipantJoined, 1);
+    record(&store, &e, &["fhir"]).await;
     let now = at(2);
     let first = claim(&store, now).await;
     assert_eq!(ids(&first), pairs(&[("e-1", "fhir")]));
@@ -208,13 +206,8 @@ async fn claims_lease_rows_and_a_crashed_workers_rows_come_back_after_the_lease(
 #[tokio::test]
 async fn failed_rows_wait_for_their_next_attempt() {
     let (store, _dir) = with_visit().await;
-    store
-        .record_event(
-            &event("e-1", "v-1", VisitEventKind::ParticipantJoined, 1),
-            &to(&["epic"]),
-        )
-        .await
-        .unwrap();
+    let e = event("e-1", "v-1", VisitEventKind::ParticipantJoined, 1);
+    record(&store, &e, &["epic"]).await;
     let c = claim(&store, at(1)).await.remove(0);
     assert!(
         store
@@ -241,27 +234,12 @@ async fn failed_rows_wait_for_their_next_attempt() {
 async fn rows_of_one_visit_and_sink_go_out_in_event_order() {
     let (store, _dir) = with_visit().await;
     // Recorded out of order: the leave (minute 5) before the join (minute 1).
-    store
-        .record_event(
-            &event("leave", "v-1", VisitEventKind::ParticipantLeft, 5),
-            &to(&["epic", "fhir"]),
-        )
-        .await
-        .unwrap();
-    store
-        .record_event(
-            &event("join", "v-1", VisitEventKind::ParticipantJoined, 1),
-            &to(&["epic", "fhir"]),
-        )
-        .await
-        .unwrap();
-    store
-        .record_event(
-            &event("other", "v-2", VisitEventKind::ParticipantJoined, 3),
-            &to(&["epic"]),
-        )
-        .await
-        .unwrap();
+    let left = event("leave", "v-1", VisitEventKind::ParticipantLeft, 5);
+    record(&store, &left, &["epic", "fhir"]).await;
+    let joined = event("join", "v-1", VisitEventKind::ParticipantJoined, 1);
+    record(&store, &joined, &["epic", "fhir"]).await;
+    let other = event("other", "v-2", VisitEventKind::ParticipantJoined, 3);
+    record(&store, &other, &["epic"]).await;
     let first = claim(&store, at(10)).await;
     let mut got = ids(&first);
     got.sort();
@@ -298,10 +276,7 @@ async fn rows_of_one_visit_and_sink_go_out_in_event_order() {
         }),
         ..event("staff", "v-1", VisitEventKind::ParticipantJoined, 7)
     };
-    store
-        .record_event(&other_guest, &to(&["epic"]))
-        .await
-        .unwrap();
+    record(&store, &other_guest, &["epic"]).await;
     let staff = claim(&store, at(12)).await;
     assert_eq!(ids(&staff), pairs(&[("staff", "epic")]));
     store
@@ -326,39 +301,19 @@ async fn an_old_event_arriving_after_a_newer_one_was_delivered_is_superseded_for
 {
     let (store, _dir) = with_visit().await;
     // The guest's leave (minute 5) is recorded and delivered everywhere.
-    store
-        .record_event(
-            &event("leave", "v-1", VisitEventKind::ParticipantLeft, 5),
-            &to(&["epic", "fhir"]),
-        )
-        .await
-        .unwrap();
+    let left = event("leave", "v-1", VisitEventKind::ParticipantLeft, 5);
+    record(&store, &left, &["epic", "fhir"]).await;
     for c in claim(&store, at(6)).await {
         assert!(store.mark_delivered(c.item.id, at(6)).await.unwrap());
     }
     // Then the join (minute 1) arrives late (reconciliation, out-of-order delivery); and the
     // same guest's join at minute 8 (a rejoin), and another visit's older join.
-    store
-        .record_event(
-            &event("join", "v-1", VisitEventKind::ParticipantJoined, 1),
-            &to(&["epic", "fhir"]),
-        )
-        .await
-        .unwrap();
-    store
-        .record_event(
-            &event("rejoin", "v-1", VisitEventKind::ParticipantJoined, 8),
-            &to(&["epic"]),
-        )
-        .await
-        .unwrap();
-    store
-        .record_event(
-            &event("other", "v-2", VisitEventKind::ParticipantJoined, 1),
-            &to(&["epic"]),
-        )
-        .await
-        .unwrap();
+    let joined = event("join", "v-1", VisitEventKind::ParticipantJoined, 1);
+    record(&store, &joined, &["epic", "fhir"]).await;
+    let rejoined = event("rejoin", "v-1", VisitEventKind::ParticipantJoined, 8);
+    record(&store, &rejoined, &["epic"]).await;
+    let other = event("other", "v-2", VisitEventKind::ParticipantJoined, 1);
+    record(&store, &other, &["epic"]).await;
     let mut got = ids(&claim(&store, at(9)).await);
     got.sort();
     // The audit trail still gets the old join; the status sink does not (it would say
@@ -389,13 +344,8 @@ async fn an_old_event_arriving_after_a_newer_one_was_delivered_is_superseded_for
 #[tokio::test]
 async fn dead_letters_are_listed_counted_and_redriven() {
     let (store, _dir) = with_visit().await;
-    store
-        .record_event(
-            &event("e-1", "v-1", VisitEventKind::ParticipantJoined, 1),
-            &to(&["epic"]),
-        )
-        .await
-        .unwrap();
+    let e = event("e-1", "v-1", VisitEventKind::ParticipantJoined, 1);
+    record(&store, &e, &["epic"]).await;
     let c = claim(&store, at(1)).await.remove(0);
     assert!(
         store
@@ -442,7 +392,7 @@ async fn a_visits_outbox_rows_are_read_together_with_their_states() {
     let left = event("e-2", "v-1", VisitEventKind::ParticipantLeft, 2);
     let other = event("e-3", "v-2", VisitEventKind::ParticipantJoined, 1);
     for e in [&joined, &left, &other] {
-        store.record_event(e, &to(&["epic", "fhir"])).await.unwrap();
+        record(&store, e, &["epic", "fhir"]).await;
     }
     // The join reaches both sinks; then the leave (held back until the join is out) fails for
     // good at one of them and is still on its way to the other.
@@ -499,7 +449,7 @@ async fn a_visits_outbox_rows_are_read_together_with_their_states() {
 async fn events_and_outbox_survive_reopening_and_events_are_immutable() {
     let (store, dir) = with_visit().await;
     let e = event("e-1", "v-1", VisitEventKind::ParticipantJoined, 1);
-    store.record_event(&e, &to(&["fhir"])).await.unwrap();
+    record(&store, &e, &["fhir"]).await;
     // Claimed, then the process dies.
     assert_eq!(claim(&store, at(1)).await.len(), 1);
     drop(store);
