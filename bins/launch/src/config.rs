@@ -110,6 +110,16 @@ pub struct LaunchConfig {
     /// How many minutes a launch may wait for the EHR's (or Microsoft's) callback.
     #[serde(default = "default_launch_ttl")]
     pub launch_ttl_minutes: u64,
+    /// The most a launch step may take, in seconds, whatever upstream hangs: the start of a
+    /// launch (discovery), and each callback (token exchange, FHIR reads, Teams meeting) ends by
+    /// then, with its error page if need be. Calls inside it keep their own timeouts.
+    #[serde(default = "default_launch_deadline")]
+    pub launch_deadline_seconds: u64,
+    /// `fhirUser` resource types counted as staff besides `Practitioner` and `PractitionerRole`
+    /// (for an EHR that names its clinicians otherwise). A clinician launch by anyone else — a
+    /// `Patient`, a `RelatedPerson` — is refused.
+    #[serde(default)]
+    pub staff_user_types: Vec<String>,
     /// Cookie settings.
     #[serde(default)]
     pub cookies: CookieConfig,
@@ -154,6 +164,10 @@ fn default_session_ttl() -> u64 {
 }
 
 fn default_launch_ttl() -> u64 {
+    10
+}
+
+fn default_launch_deadline() -> u64 {
     10
 }
 

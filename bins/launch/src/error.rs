@@ -87,12 +87,44 @@ pub(crate) enum LaunchError {
         "The sign-in was refused: {0}. Start the visit again; if it keeps failing, tell your administrator."
     )]
     SignInRefused(String),
-    /// The EHR's SMART service failed or is misconfigured.
+    /// The EHR's SMART service answered something unusable (a setup problem, not an outage);
+    /// the text names what, never an address.
     #[error(
         "The EHR's sign-in service could not be used ({0}). Try again in a minute; if it keeps \
          failing, tell your administrator."
     )]
-    EhrUpstream(String),
+    EhrUpstream(&'static str),
+    /// The EHR is down, overloaded or not answering (5xx, throttling, timeouts, no connection).
+    #[error(
+        "The EHR is having trouble right now. Try again in a minute; if it keeps happening, tell \
+         your administrator."
+    )]
+    EhrUnavailable,
+    /// Microsoft 365 sign-in is down, overloaded or not answering.
+    #[error(
+        "Microsoft 365 sign-in is having trouble right now. Try again in a minute; if it keeps \
+         happening, tell your administrator."
+    )]
+    MicrosoftUnavailable,
+    /// The EHR sent the browser back with an OAuth error and no `state` (some servers drop it on
+    /// POSTed authorize requests), so no launch can be named: only the error code is shown,
+    /// when it is one of OAuth's registered codes.
+    #[error("The EHR refused the sign-in request ({}). {}", .0.code(), .0.advice())]
+    EhrAuthorizationError(AuthorizationErrorCode),
+    /// The launch step took longer than the launch deadline.
+    #[error(
+        "The EHR or Microsoft 365 took too long to answer (more than {0} seconds), so the launch \
+         was stopped. Try again in a minute; if it keeps happening, tell your administrator."
+    )]
+    DeadlineExceeded(u64),
+    /// A clinician launch by someone the EHR did not sign in as staff (a patient's launch
+    /// replayed at the clinician's address, say).
+    #[error(
+        "This launch is for clinicians, and the EHR did not sign you in as one ({0}). Patients \
+         join from the patient portal's Begin virtual visit button or from their visit link. If \
+         you are a clinician, start the visit from the EHR with your own account."
+    )]
+    NotStaff(#[from] visitbridge_visit::NotStaff),
     /// A configuration the launch needs is missing on this service.
     #[error("{0}")]
     Misconfigured(String),
@@ -164,6 +196,8 @@ impl LaunchError {
             | Self::SignInRefused(_)
             | Self::WrongMicrosoftTenant
             | Self::CsrfRejected
+            | Self::EhrAuthorizationError(_)
+            | Self::NotStaff(_)
             | Self::Link(_) => StatusCode::FORBIDDEN,
             Self::SessionRequired => StatusCode::UNAUTHORIZED,
             Self::Visit(e) if !matches!(**e, VisitError::Fhir(_)) => StatusCode::NOT_FOUND,
@@ -173,8 +207,11 @@ impl LaunchError {
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::Visit(_)
             | Self::EhrUpstream(_)
+            | Self::EhrUnavailable
+            | Self::MicrosoftUnavailable
             | Self::AccessPolicyMissing(_)
             | Self::Graph(_) => StatusCode::BAD_GATEWAY,
+            Self::DeadlineExceeded(_) => StatusCode::GATEWAY_TIMEOUT,
             Self::Misconfigured(_) | Self::MicrosoftNotConfigured => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -190,7 +227,13 @@ impl LaunchError {
             }
             Self::RecordContext(_) | Self::BadLaunch(_) => "The launch is incomplete",
             Self::StateRejected | Self::BrowserMismatch => "Start the visit again",
-            Self::SignInRefused(_) | Self::WrongMicrosoftTenant => "Sign-in refused",
+            Self::SignInRefused(_)
+            | Self::WrongMicrosoftTenant
+            | Self::EhrAuthorizationError(_) => "Sign-in refused",
+            Self::NotStaff(_) => "This launch is for clinicians",
+            Self::EhrUnavailable => "The EHR is not answering",
+            Self::MicrosoftUnavailable => "Microsoft 365 is not answering",
+            Self::DeadlineExceeded(_) => "The visit cannot start yet",
             Self::Visit(e) if matches!(**e, VisitError::Fhir(_)) => "The visit cannot start yet",
             Self::Visit(_) => "Visit not found",
             Self::Link(_) => "Visit link not valid",
@@ -218,8 +261,14 @@ impl LaunchError {
             }
             Self::StateRejected => "state_rejected",
             Self::BrowserMismatch => "browser_mismatch",
-            Self::SignInRefused(_) | Self::WrongMicrosoftTenant => "sign_in_refused",
+            Self::SignInRefused(_)
+            | Self::WrongMicrosoftTenant
+            | Self::EhrAuthorizationError(_) => "sign_in_refused",
+            Self::NotStaff(_) => "not_staff",
             Self::EhrUpstream(_) => "ehr_upstream",
+            Self::EhrUnavailable => "ehr_unavailable",
+            Self::MicrosoftUnavailable => "microsoft_unavailable",
+            Self::DeadlineExceeded(_) => "deadline_exceeded",
             Self::Misconfigured(_) | Self::MicrosoftNotConfigured => "misconfigured",
             Self::Visit(_) => "visit_not_found",
             Self::AccessPolicyMissing(_) | Self::Graph(_) => "graph_error",
@@ -237,7 +286,15 @@ impl LaunchError {
         match self {
             Self::Internal(cause) => tracing::error!(error = %cause, "request failed"),
             Self::Graph(cause) => tracing::warn!(error = %cause, "graph call failed"),
-            Self::EhrUpstream(_) => tracing::warn!(error = %self, "ehr call failed"),
+            Self::EhrUpstream(_) | Self::EhrUnavailable => {
+                tracing::warn!(outcome = self.outcome(), "ehr call failed");
+            }
+            Self::MicrosoftUnavailable => {
+                tracing::warn!(outcome = self.outcome(), "microsoft sign-in failed");
+            }
+            Self::DeadlineExceeded(seconds) => {
+                tracing::warn!(deadline_seconds = seconds, "launch deadline exceeded");
+            }
             Self::Visit(e) if matches!(**e, VisitError::Fhir(_)) => {
                 tracing::warn!(error = %self, "ehr call failed");
             }
@@ -248,6 +305,12 @@ impl LaunchError {
 
 impl From<SmartError> for LaunchError {
     fn from(e: SmartError) -> Self {
+        // Only what a person can act on reaches the page: never an endpoint (an internal
+        // address), never the EHR's free text. The log gets the kind, under the request id.
+        if let Some(log) = outage(&e) {
+            tracing::warn!(cause = log, "ehr unavailable");
+            return Self::EhrUnavailable;
+        }
         match e {
             SmartError::IssuerNotApproved { iss } => Self::IssuerNotApproved {
                 host: host_of(&iss),
@@ -270,7 +333,119 @@ impl From<SmartError> for LaunchError {
             }
             SmartError::Store(cause) => Self::Internal(cause),
             SmartError::Assertion(cause) => Self::internal(cause),
-            other => Self::EhrUpstream(other.to_string()),
+            SmartError::Discovery { .. } => {
+                Self::EhrUpstream("its SMART configuration could not be read")
+            }
+            SmartError::S256NotSupported { .. } => {
+                Self::EhrUpstream("it does not offer PKCE S256, which VisitBridge requires")
+            }
+            SmartError::UpstreamStatus { .. } => {
+                Self::EhrUpstream("it refused the request VisitBridge sent")
+            }
+            SmartError::MalformedResponse { .. } => {
+                Self::EhrUpstream("it answered something that is not a valid OAuth response")
+            }
+            SmartError::TokenExpired => Self::StateRejected,
+            other => Self::internal(other),
+        }
+    }
+}
+
+/// Whether a SMART failure is the upstream being down, overloaded or unreachable (5xx, 429,
+/// a timeout, no connection, or OAuth's `server_error`/`temporarily_unavailable`), and what to
+/// log of it (no address).
+fn outage(e: &SmartError) -> Option<&'static str> {
+    match e {
+        SmartError::Throttled { .. } => Some("throttled"),
+        SmartError::Timeout { .. } => Some("timeout"),
+        SmartError::Transport { .. } => Some("transport"),
+        SmartError::UpstreamStatus { status, .. } if *status >= 500 => Some("server error"),
+        SmartError::AuthorizationDenied { error, .. } | SmartError::TokenEndpoint { error, .. }
+            if matches!(error.as_str(), "server_error" | "temporarily_unavailable") =>
+        {
+            Some("oauth server_error")
+        }
+        _ => None,
+    }
+}
+
+impl LaunchError {
+    /// A failure of the Microsoft 365 sign-in (Entra ID): outages say Microsoft, not the EHR.
+    pub(crate) fn microsoft(e: SmartError) -> Self {
+        if let Some(log) = outage(&e) {
+            tracing::warn!(cause = log, "microsoft sign-in unavailable");
+            return Self::MicrosoftUnavailable;
+        }
+        match Self::from(e) {
+            Self::EhrUpstream(_) => Self::MicrosoftUnavailable,
+            other => other,
+        }
+    }
+}
+
+/// An OAuth authorization error code the page may show (RFC 6749 §4.1.2.1's registered codes,
+/// and `invalid_client`, which EHRs send there too though §5.2 defines it for the token
+/// endpoint); anything else is never echoed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AuthorizationErrorCode {
+    InvalidRequest,
+    UnauthorizedClient,
+    InvalidClient,
+    AccessDenied,
+    UnsupportedResponseType,
+    InvalidScope,
+    /// A code that is not a registered one (not shown).
+    Unrecognised,
+}
+
+impl AuthorizationErrorCode {
+    /// The code of an EHR's `error` parameter.
+    pub(crate) fn parse(error: &str) -> Self {
+        match error {
+            "invalid_request" => Self::InvalidRequest,
+            "unauthorized_client" => Self::UnauthorizedClient,
+            "invalid_client" => Self::InvalidClient,
+            "access_denied" => Self::AccessDenied,
+            "unsupported_response_type" => Self::UnsupportedResponseType,
+            "invalid_scope" => Self::InvalidScope,
+            _ => Self::Unrecognised,
+        }
+    }
+
+    fn code(self) -> &'static str {
+        match self {
+            Self::InvalidRequest => "invalid_request",
+            Self::UnauthorizedClient => "unauthorized_client",
+            Self::InvalidClient => "invalid_client",
+            Self::AccessDenied => "access_denied",
+            Self::UnsupportedResponseType => "unsupported_response_type",
+            Self::InvalidScope => "invalid_scope",
+            Self::Unrecognised => "an unrecognised error",
+        }
+    }
+
+    fn advice(self) -> &'static str {
+        match self {
+            Self::InvalidClient | Self::UnauthorizedClient => {
+                "Check that the client id in the VisitBridge portal is the one registered in the \
+                 EHR for this environment, and that the app is active there; tell your \
+                 administrator."
+            }
+            Self::InvalidScope => {
+                "The EHR refused the scopes VisitBridge asks for: check the app's registered APIs \
+                 and the configuration's scope style (v1 or v2); tell your administrator."
+            }
+            Self::InvalidRequest | Self::UnsupportedResponseType => {
+                "Check that the redirect URI registered in the EHR is exactly the one the \
+                 VisitBridge portal shows; tell your administrator."
+            }
+            Self::AccessDenied => {
+                "The sign-in was cancelled or refused. Start the visit again from the EHR."
+            }
+            Self::Unrecognised => {
+                "Start the visit again from the EHR; if it keeps happening, tell your \
+                 administrator."
+            }
         }
     }
 }
@@ -295,7 +470,24 @@ impl From<GraphError> for LaunchError {
 
 impl From<VisitError> for LaunchError {
     fn from(e: VisitError) -> Self {
-        Self::Visit(Box::new(e))
+        match &e {
+            VisitError::Fhir(FhirError::Status { status, .. }) if status.is_server_error() => {
+                tracing::warn!(status = status.as_u16(), "fhir server error");
+                Self::EhrUnavailable
+            }
+            VisitError::Fhir(FhirError::Timeout { .. } | FhirError::Transport(_)) => {
+                tracing::warn!(error = %fhir_summary_of(&e), "fhir server unavailable");
+                Self::EhrUnavailable
+            }
+            _ => Self::Visit(Box::new(e)),
+        }
+    }
+}
+
+fn fhir_summary_of(e: &VisitError) -> String {
+    match e {
+        VisitError::Fhir(fhir) => fhir_summary(fhir),
+        other => other.to_string(),
     }
 }
 
@@ -492,7 +684,9 @@ mod tests {
             .to_string()
         };
         assert!(shown("access_denied").contains("cancelled or refused (access_denied)"));
-        assert!(shown("temporarily_unavailable").contains("answered: temporarily_unavailable."));
+        assert!(shown("interaction_required").contains("answered: interaction_required."));
+        // An outage code is an outage, not a refusal.
+        assert!(shown("temporarily_unavailable").contains("having trouble right now"));
         let free_text = shown("Camila <b>Lopez</b>");
         assert!(free_text.contains("(unrecognised)"), "{free_text}");
         assert!(!free_text.contains("Camila"), "{free_text}");

@@ -43,7 +43,7 @@ use visitbridge_visit::{
 };
 
 use crate::{
-    error::LaunchError,
+    error::{AuthorizationErrorCode, LaunchError},
     issuers::{ApprovedConfiguration, find_configuration},
     meeting::{self, VisitFacts},
     pending,
@@ -87,8 +87,31 @@ pub(crate) fn browser_id(
     }
 }
 
+/// Runs a launch step under the launch deadline: whatever upstream hangs, the step ends by then,
+/// with [`LaunchError::DeadlineExceeded`]'s page. Dropping the step cancels its calls; what it
+/// stored before is consistent on its own (a claimed visit row without meeting is completed by
+/// the next launch).
+pub(crate) async fn within_deadline<T>(
+    state: &AppState,
+    step: impl Future<Output = Result<T, LaunchError>>,
+) -> Result<T, LaunchError> {
+    let deadline = state.inner.launch_deadline;
+    tokio::time::timeout(deadline, step)
+        .await
+        .unwrap_or(Err(LaunchError::DeadlineExceeded(deadline.as_secs())))
+}
+
 /// `GET /launch/{provider,patient,device-test}?iss=…&launch=…&<record context>`.
 pub(crate) async fn begin(
+    state: &AppState,
+    kind: RecordKind,
+    query: &str,
+    headers: &HeaderMap,
+) -> Result<Response, LaunchError> {
+    within_deadline(state, begin_launch(state, kind, query, headers)).await
+}
+
+async fn begin_launch(
     state: &AppState,
     kind: RecordKind,
     query: &str,
@@ -185,8 +208,29 @@ pub(crate) struct Completed {
 }
 
 /// `GET /launch/callback?code=…&state=…`: checks the state (single use, this browser), exchanges
-/// the code, validates the id_token; then continues by record kind.
+/// the code, validates the id_token; then continues by record kind — all within the launch
+/// deadline.
 pub(crate) async fn callback(
+    state: &AppState,
+    query: &str,
+    headers: &HeaderMap,
+) -> Result<(RecordKind, Response), LaunchError> {
+    within_deadline(state, complete_launch(state, query, headers)).await
+}
+
+/// The EHR's OAuth error of a callback that came back without `state`: the launch it ends cannot
+/// be named, but the EHR's (registered) error code says what to fix.
+fn stateless_error(query: &str) -> Option<LaunchError> {
+    let error = url::form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "error")
+        .map(|(_, v)| v.into_owned())?;
+    Some(match error.as_str() {
+        "server_error" | "temporarily_unavailable" => LaunchError::EhrUnavailable,
+        code => LaunchError::EhrAuthorizationError(AuthorizationErrorCode::parse(code)),
+    })
+}
+
+async fn complete_launch(
     state: &AppState,
     query: &str,
     headers: &HeaderMap,
@@ -200,10 +244,12 @@ pub(crate) async fn callback(
     ) {
         return Err(LaunchError::StateRejected);
     }
-    let state_param = url::form_urlencoded::parse(query.as_bytes())
+    let Some(state_param) = url::form_urlencoded::parse(query.as_bytes())
         .find(|(k, _)| k == "state")
         .map(|(_, v)| v.into_owned())
-        .ok_or(LaunchError::StateRejected)?;
+    else {
+        return Err(stateless_error(query).unwrap_or(LaunchError::StateRejected));
+    };
     let claimed = state
         .inner
         .pending
@@ -343,15 +389,22 @@ fn clinician_fits(attested: &Attested, key: &VisitKey, visit: &Visit) -> Result<
 }
 
 /// A clinician's launch after the SMART callback.
+///
+/// Staff only: a token the EHR issued to a patient (a MyChart launch replayed here) is refused
+/// before any user link, visit row or Graph call. The meeting's key is the attested Appointment
+/// (or a group visit's conference), so a launch with the visit's CSN, without it, or with another
+/// CSN reaches one visit row; the URL's CSN must be an identifier of the attested visit, and is
+/// kept on the row (for the EHR write-back) only once it is.
 async fn provider(
     state: &AppState,
     headers: &HeaderMap,
     done: Completed,
 ) -> Result<Response, LaunchError> {
+    let user = state
+        .inner
+        .staff
+        .check(done.launch.ehr_user.as_ref(), &done.launch.scope)?;
     let ms = state.microsoft()?;
-    let user = done.launch.ehr_user.as_ref().ok_or_else(|| {
-        LaunchError::SignInRefused("the EHR did not say who signed in".to_owned())
-    })?;
     let user_id = ehr_user_id(user)?;
     let practitioner = match user.fhir_user_reference() {
         Some(("Practitioner", id)) => PractitionerId::new(id).ok(),
@@ -367,6 +420,8 @@ async fn provider(
         &done.launch.context,
         practitioner.as_ref().map(|p| p.as_str()),
     );
+    // The URL's CSN or conference id is not signed: on the row only once attested.
+    let url_conference = facts.conference_id.take();
     let configuration_id = done.configuration.id().clone();
 
     let Some(link) = link else {
@@ -380,7 +435,7 @@ async fn provider(
             practitioner.as_ref(),
         )
         .await?;
-        attested.check_resolved_ids(&resolved)?;
+        attested.check_resolved(&done.record, &resolved)?;
         return microsoft_sign_in(state, &done, user_id, issuer, resolved).await;
     };
     let organizer = link.microsoft_object_id.as_str().to_owned();
@@ -420,7 +475,7 @@ async fn provider(
                 meeting::create_or_get(state, ms, &visit),
             );
             let resolved = resolved?;
-            attested.check_resolved_ids(&resolved)?;
+            attested.check_resolved(&done.record, &resolved)?;
             facts.add(&resolved);
             (visit, outcome?)
         }
@@ -433,7 +488,7 @@ async fn provider(
                 practitioner.as_ref(),
             )
             .await?;
-            attested.check_resolved_ids(&resolved)?;
+            attested.check_resolved(&done.record, &resolved)?;
             facts.add(&resolved);
             let external = meeting::external_id(state, &configuration_id, &resolved.key);
             let visit = meeting::claim(
@@ -449,6 +504,7 @@ async fn provider(
             (visit, outcome)
         }
     };
+    facts.conference_id = url_conference;
     let (visit, meeting_info) = meeting::settle(state, ms, visit, outcome, &facts).await?;
     meeting::prefetch_patient_url(state, &visit, meeting_info);
     clinician_page(state, headers, &visit, &organizer).await
@@ -531,7 +587,9 @@ async fn microsoft_sign_in(
 ) -> Result<Response, LaunchError> {
     let ms = state.microsoft()?;
     let oidc = ms.oidc().await?;
-    let (request, sign_in) = oidc.begin_sign_in(&[("prompt", "select_account")])?;
+    let (request, sign_in) = oidc
+        .begin_sign_in(&[("prompt", "select_account")])
+        .map_err(LaunchError::microsoft)?;
     let mut facts = VisitFacts::from_launch(
         &done.record,
         &done.launch.context,
@@ -566,8 +624,16 @@ async fn microsoft_sign_in(
 }
 
 /// `GET /launch/microsoft/callback?code=…&state=…`: links the EHR user to the Microsoft account,
-/// then continues the launch that asked for it.
+/// then continues the launch that asked for it, within the launch deadline.
 pub(crate) async fn microsoft_callback(
+    state: &AppState,
+    query: &str,
+    headers: &HeaderMap,
+) -> Result<Response, LaunchError> {
+    within_deadline(state, complete_microsoft_sign_in(state, query, headers)).await
+}
+
+async fn complete_microsoft_sign_in(
     state: &AppState,
     query: &str,
     headers: &HeaderMap,
@@ -582,7 +648,7 @@ pub(crate) async fn microsoft_callback(
             .await
             .map_err(LaunchError::Internal)?;
     let stash = stash.ok_or(LaunchError::StateRejected)?;
-    let callback = Callback::from_query(query)?;
+    let callback = Callback::from_query(query).map_err(LaunchError::microsoft)?;
     let browser = read_cookie(headers, &state.inner.cookies.browser_cookie());
     if !same_browser(browser.as_deref(), Some(&stash.binding)) {
         return Err(LaunchError::BrowserMismatch);
@@ -595,7 +661,8 @@ pub(crate) async fn microsoft_callback(
             "entra_sign_in",
             oidc.complete_sign_in(stash.sign_in, &callback),
         )
-        .await?;
+        .await
+        .map_err(LaunchError::microsoft)?;
     let (Some(oid), Some(tid)) = (
         signed_in.claims.str_claim("oid"),
         signed_in.claims.str_claim("tid"),

@@ -25,6 +25,7 @@ use crate::{
     error::LaunchError,
     launch::{
         Completed, fhir_client, key_external, practitioner_user_id, resolve, see_other, stored_ids,
+        within_deadline,
     },
     meeting::{self, VisitFacts},
     microsoft::Microsoft,
@@ -157,8 +158,13 @@ pub(crate) async fn after_launch(
     .await
 }
 
-/// `GET /join/wait`: the waiting patient's page; goes to the meeting as soon as it can.
+/// `GET /join/wait`: the waiting patient's page; goes to the meeting as soon as it can (within
+/// the launch deadline).
 pub(crate) async fn wait(state: &AppState, headers: &HeaderMap) -> Result<Response, LaunchError> {
+    within_deadline(state, wait_step(state, headers)).await
+}
+
+async fn wait_step(state: &AppState, headers: &HeaderMap) -> Result<Response, LaunchError> {
     let session = session::load(state.inner.store.as_ref(), &state.inner.cookies, headers)
         .await?
         .and_then(|s| s.patient().cloned())
@@ -196,8 +202,16 @@ pub(crate) async fn wait(state: &AppState, headers: &HeaderMap) -> Result<Respon
     Ok(html(StatusCode::OK, &WaitingPage))
 }
 
-/// `GET /join/{token}`: a signed, expiring patient link.
+/// `GET /join/{token}`: a signed, expiring patient link (within the launch deadline).
 pub(crate) async fn join_link(
+    state: &AppState,
+    headers: &HeaderMap,
+    token: &str,
+) -> Result<Response, LaunchError> {
+    within_deadline(state, join_link_step(state, headers, token)).await
+}
+
+async fn join_link_step(
     state: &AppState,
     headers: &HeaderMap,
     token: &str,

@@ -14,6 +14,7 @@ use visitbridge_http::{ClientAssertionKey, Secret, build_client, random_token};
 use visitbridge_store::{
     ConfigurationRepo, PendingRepo, SessionRepo, SqliteStore, StoreError, TenantRepo,
 };
+use visitbridge_visit::StaffRule;
 
 use crate::{
     clients::{ClientSettings, SmartClients},
@@ -66,6 +67,10 @@ pub(crate) struct Inner {
     pub(crate) session_ttl: Duration,
     pub(crate) link_ttl_minutes: u64,
     pub(crate) launch_ttl: Duration,
+    /// The most one launch step (start or callback) may take.
+    pub(crate) launch_deadline: Duration,
+    /// Who may launch as a clinician.
+    pub(crate) staff: StaffRule,
     pub(crate) deployment_secret: Secret,
     pub(crate) signing_keys: Vec<ClientAssertionKey>,
     pub(crate) clients: SmartClients,
@@ -385,6 +390,10 @@ impl LaunchService {
                 session_ttl: Duration::from_secs(config.session_ttl_minutes * 60),
                 link_ttl_minutes: config.patient_link_ttl_minutes,
                 launch_ttl,
+                launch_deadline: Duration::from_secs(config.launch_deadline_seconds.max(1)),
+                staff: StaffRule {
+                    extra_user_types: config.staff_user_types.clone(),
+                },
                 deployment_secret,
                 signing_keys: vec![key],
                 clients,

@@ -287,11 +287,26 @@ pub struct ProvisionedMeeting {
 }
 
 /// Logged once per process: a missing permission is a configuration fact, not news per visit.
-static VIRTUAL_APPOINTMENT_FALLBACK_LOGGED: AtomicBool = AtomicBool::new(false);
+static VIRTUAL_APPOINTMENT_FALLBACK_LOGGED: RaisedOnce = RaisedOnce::new();
+
+/// A flag raised by its first [`Self::raise`]: that call answers `true`, every later one `false`.
+pub(crate) struct RaisedOnce(AtomicBool);
+
+impl RaisedOnce {
+    /// A flag not raised yet.
+    pub(crate) const fn new() -> Self {
+        Self(AtomicBool::new(false))
+    }
+
+    /// Raises the flag; whether this call was the one that raised it.
+    pub(crate) fn raise(&self) -> bool {
+        !self.0.swap(true, Ordering::Relaxed)
+    }
+}
 
 /// Whether this is the first fallback of the process (then the caller logs it).
 pub(crate) fn first_fallback() -> bool {
-    !VIRTUAL_APPOINTMENT_FALLBACK_LOGGED.swap(true, Ordering::Relaxed)
+    VIRTUAL_APPOINTMENT_FALLBACK_LOGGED.raise()
 }
 
 #[derive(Deserialize)]
@@ -530,9 +545,14 @@ mod tests {
 
     #[test]
     fn the_fallback_is_logged_once_per_process() {
-        // Other tests in this process may have used it already; after this call it is spent.
+        // A fresh flag: the first raise is the one, no later one is.
+        let flag = RaisedOnce::new();
+        assert!(flag.raise());
+        assert!(!flag.raise());
+        assert!(!flag.raise());
+        // The process's flag: other tests in this process may have raised it already; after
+        // this call it is raised for good.
         let _ = first_fallback();
-        assert!(!first_fallback());
         assert!(!first_fallback());
     }
 }

@@ -172,6 +172,17 @@ impl EhrUser {
         let resource_type = parts.next().filter(|s| !s.is_empty())?;
         Some((resource_type, id))
     }
+
+    /// Whether `fhirUser` names a member of staff: a `Practitioner` or a `PractitionerRole`
+    /// (SMART App Launch 2.x, "fhirUser"). A `Patient`, a `RelatedPerson`, a `Person`, or no
+    /// `fhirUser` at all is not staff. Other resource types an operator counts as staff are
+    /// added by the caller (see `visitbridge_visit::StaffRule`).
+    pub fn is_staff(&self) -> bool {
+        matches!(
+            self.fhir_user_reference(),
+            Some(("Practitioner" | "PractitionerRole", _))
+        )
+    }
 }
 
 #[cfg(test)]

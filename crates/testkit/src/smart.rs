@@ -139,6 +139,7 @@ struct State {
     token_delay: Option<Duration>,
     token_malformed: bool,
     id_token_fault: Option<IdTokenFault>,
+    fhir_user: Option<String>,
     signing_kid: String,
     context: Map<String, Value>,
     backend_expires_in: u64,
@@ -213,6 +214,7 @@ impl SmartFake {
                 token_delay: None,
                 token_malformed: false,
                 id_token_fault: None,
+                fhir_user: None,
                 signing_kid: SIGNING_KID.to_owned(),
                 context,
                 backend_expires_in: 3600,
@@ -287,9 +289,22 @@ impl SmartFake {
         format!("{}{JWKS_PATH}", self.uri)
     }
 
-    /// The `fhirUser` of the id_tokens: the practitioner's absolute URL.
+    /// The `fhirUser` of the id_tokens: the practitioner's absolute URL, unless
+    /// [`Self::set_fhir_user`] chose another user.
     pub fn fhir_user(&self) -> String {
-        format!("{}/Practitioner/{PRACTITIONER_ID}", self.fhir_base())
+        let state = lock(&self.state);
+        state
+            .fhir_user
+            .clone()
+            .unwrap_or_else(|| format!("{}/Practitioner/{PRACTITIONER_ID}", state.fhir_base()))
+    }
+
+    /// Signs in another EHR user: `reference` is a relative FHIR reference (`Patient/abc`,
+    /// `RelatedPerson/r1`, `PractitionerRole/pr1`) made absolute against the FHIR base and sent as
+    /// the id_token's `fhirUser` (and its id as `sub`); `None` restores the practitioner.
+    pub fn set_fhir_user(&self, reference: Option<&str>) {
+        let mut state = lock(&self.state);
+        state.fhir_user = reference.map(|r| format!("{}/{r}", state.fhir_base()));
     }
 
     /// Sets the PKCE methods discovery advertises (default `["S256"]`).
@@ -796,13 +811,22 @@ fn launch_token(state: &State, grant: &Grant) -> ResponseTemplate {
 fn id_token(state: &State, grant: &Grant) -> String {
     let now = chrono::Utc::now().timestamp();
     let fault = state.id_token_fault;
+    let fhir_user = state
+        .fhir_user
+        .clone()
+        .unwrap_or_else(|| format!("{}/Practitioner/{PRACTITIONER_ID}", state.fhir_base()));
+    let subject = fhir_user
+        .rsplit('/')
+        .next()
+        .unwrap_or(PRACTITIONER_ID)
+        .to_owned();
     let mut claims = json!({
         "iss": state.issuer(),
-        "sub": PRACTITIONER_ID,
+        "sub": subject,
         "aud": grant.client_id,
         "iat": now,
         "exp": now + 300,
-        "fhirUser": format!("{}/Practitioner/{PRACTITIONER_ID}", state.fhir_base()),
+        "fhirUser": fhir_user,
         "preferred_username": "FHIR",
     });
     if let Some(nonce) = &grant.nonce {

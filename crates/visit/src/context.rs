@@ -148,7 +148,8 @@ impl VisitKey {
         Self(format!("appt:{}", id.trim()))
     }
 
-    /// The key of a visit known by its CSN.
+    /// The key of a visit known by its CSN: rows of earlier versions only ([`visit_key`] never
+    /// derives it now; one appointment must have one key).
     pub fn csn(csn: &str) -> Self {
         Self(format!("csn:{}", csn.trim()))
     }
@@ -193,16 +194,18 @@ pub fn context_appointment(context: &LaunchContext) -> Option<(String, crate::Fo
 }
 
 /// The visit key known from the launch alone, before any FHIR read: a group visit's conference
-/// id, else the CSN of the record context, else the Appointment the token response names.
+/// id, else the Appointment the token response names (attested by the EHR).
+///
+/// The record's CSN (`sessionId`) is deliberately not a key: the same appointment launched with
+/// its CSN, without it, or from a record that substitutes another context token must reach one
+/// visit row and one meeting. The CSN only picks among the patient's appointments and must be an
+/// identifier of the attested Appointment or Encounter ([`crate::Attested::check_resolved`]).
 ///
 /// `None` means the visit must be found through FHIR first ([`crate::resolve_visit`]), whose key
 /// is then the Appointment's.
 pub fn visit_key(record: &RecordContext, context: &LaunchContext) -> Option<VisitKey> {
     if let Some(conference) = &record.conference_id {
         return Some(VisitKey::conference(conference));
-    }
-    if let Some(csn) = &record.session_id {
-        return Some(VisitKey::csn(csn));
     }
     context_appointment(context).map(|(id, _)| VisitKey::appointment(&id))
 }
@@ -250,7 +253,7 @@ mod tests {
     }
 
     #[test]
-    fn the_key_prefers_conference_then_csn_then_appointment() {
+    fn the_key_is_the_conference_else_the_attested_appointment_never_the_csn() {
         let epic: LaunchContext = serde_json::from_value(serde_json::json!({
             "appointment": "appt-1",
             "fhirContext": [{"reference": "Appointment/appt-2"}]
@@ -272,7 +275,8 @@ mod tests {
             );
         };
         check(&group, &epic, Some("conf:g-7"));
-        check(&csn, &epic, Some("csn:42"));
+        check(&csn, &epic, Some("appt:appt-1"));
+        check(&csn, &none, None);
         check(&empty, &epic, Some("appt:appt-1"));
         check(&empty, &v2, Some("appt:appt-2"));
         check(&empty, &none, None);

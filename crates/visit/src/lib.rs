@@ -8,10 +8,14 @@
 //!   `conferenceId`, `environment`) as the EHR substituted them. Only those keys are read; a
 //!   token the EHR left unsubstituted (`%CSN%`) is an error that says the record was copied wrong.
 //! - [`visit_key`]: the meeting's key from the launch alone, so the meeting can be created
-//!   *while* FHIR is read: a group visit's conference id, else the CSN, else the Appointment the
-//!   token response names. Keys are namespaced (`conf:`, `csn:`, `appt:`) so two kinds of id can
-//!   never collide. The key only *names* the meeting: it comes from the unsigned launch URL, so
-//!   nothing is handed out under it before [`Attested`] agrees.
+//!   *while* FHIR is read: a group visit's conference id, else the Appointment the token
+//!   response names (attested by the EHR). One appointment has one key whether or not the launch
+//!   URL carries its CSN, so it has one visit row and one meeting: the CSN is never a key, only
+//!   evidence that must match the attested Appointment or Encounter. Keys are namespaced
+//!   (`conf:`, `appt:`; `csn:` rows are from earlier versions) so two kinds of id can never
+//!   collide. A conference id comes from the unsigned launch URL, so nothing is handed out under
+//!   it before [`Attested`] agrees.
+//! - [`StaffRule`]: who may act as a clinician: a staff `fhirUser`, never a patient's token.
 //! - [`resolve_visit`]: the Appointment behind the launch, in a fixed order of evidence — Epic's
 //!   `appointment` in the token response, SMART 2's `fhirContext`, the Encounter's
 //!   `appointment`, the patient's appointment closest to now — through the [`VisitDirectory`]
@@ -36,19 +40,21 @@
 //! let record = RecordContext::from_params([("sessionId", "12345"), ("environment", "test")])?;
 //! let context: LaunchContext = serde_json::from_str(r#"{"appointment": "eVa-Ad1"}"#)?;
 //! let key = visit_key(&record, &context).ok_or("no visit key")?;
-//! assert_eq!(key.as_str(), "csn:12345");
+//! assert_eq!(key.as_str(), "appt:eVa-Ad1");
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 #![deny(missing_docs)]
 
 mod attest;
 mod context;
+mod identity;
 mod link;
 mod resolve;
 mod roster;
 
 pub use attest::{Attested, Fit, StoredIds};
 pub use context::{RecordContext, RecordContextError, VisitKey, context_appointment, visit_key};
+pub use identity::{NotStaff, StaffRule};
 pub use link::{LinkError, PatientLink, at_unix};
 pub use resolve::{FoundBy, LaunchFacts, ResolvedVisit, VisitDirectory, VisitError, resolve_visit};
 pub use roster::{PanelEntry, PanelView, Party, PartyClass, Presence, RosterChange, RosterState};

@@ -448,7 +448,8 @@ mod tests {
         let visit = visit.unwrap();
         assert_eq!(visit.found_by, FoundBy::EpicAppointment);
         assert_eq!(visit.appointment.as_str(), "a-now");
-        assert_eq!(visit.key.as_str(), "csn:777");
+        // The CSN names no key: the attested Appointment does.
+        assert_eq!(visit.key.as_str(), "appt:a-now");
         assert_eq!(visit.encounter.as_ref().map(|e| e.as_str()), Some("enc-1"));
         assert_eq!(visit.patient.as_ref().map(|p| p.as_str()), Some("pat-1"));
         assert_eq!(

@@ -2,6 +2,7 @@
 //! visit's CSN is refused and given no meeting; the visit is the one the token response attests.
 
 use serde_json::{Value, json};
+use visitbridge_store::VisitRepo;
 use visitbridge_testkit::{
     fhir::{PATIENT_ID, fhir_json},
     fixtures,
@@ -116,7 +117,7 @@ async fn join_url_requests(env: &Env) -> usize {
 #[tokio::test]
 async fn a_patient_who_edits_the_csn_is_refused_and_gets_no_meeting() {
     let env = Env::start().await;
-    // The clinician starts the fixture patient's visit (CSN 58219301 in the launch URL).
+    // The clinician starts the fixture patient's visit (CSN 10000001234 in the launch URL).
     let clinician = provider_launch(&env, &env.browser()).await;
     let victim = env.visit(&clinician.visit_id()).await;
     assert_eq!(victim.patient_fhir_id.as_deref(), Some(PATIENT_ID));
@@ -124,7 +125,7 @@ async fn a_patient_who_edits_the_csn_is_refused_and_gets_no_meeting() {
 
     // The other patient launches from MyChart with the victim's CSN in place of their own.
     as_other_patient(&env);
-    let edited: Vec<(&str, &str)> = patient_context("58219301");
+    let edited: Vec<(&str, &str)> = patient_context("10000001234");
     let page = env
         .browser()
         .navigate(&env.launch_url("patient", &edited))
@@ -224,7 +225,8 @@ async fn an_edited_csn_in_a_device_test_does_not_open_another_visits_lobby() {
 #[tokio::test]
 async fn a_clinician_launch_for_another_appointment_under_a_known_key_is_refused() {
     let env = Env::start().await;
-    provider_launch(&env, &env.browser()).await;
+    let first = provider_launch(&env, &env.browser()).await;
+    let before = env.visit(&first.visit_id()).await;
     mount_other_appointment(&env).await;
     // The EHR attests another appointment, but the URL names the first visit's CSN.
     as_other_patient(&env);
@@ -233,5 +235,24 @@ async fn a_clinician_launch_for_another_appointment_under_a_known_key_is_refused
         .navigate(&env.launch_url("provider", &Env::visit_context()))
         .await;
     assert_mismatch_page(&page);
-    assert_eq!(env.graph.meeting_count(), 1);
+    // The first visit is untouched; whatever the refused launch set up belongs to the attested
+    // appointment, and keeps no unattested CSN.
+    let after = env.visit(&first.visit_id()).await;
+    assert_eq!(after.appointment_fhir_id, before.appointment_fhir_id);
+    assert_eq!(after.patient_fhir_id, before.patient_fhir_id);
+    assert_eq!(after.graph_meeting_id, before.graph_meeting_id);
+    let rows = env
+        .store
+        .visits_since(
+            &before.configuration_id,
+            chrono::Utc::now() - chrono::Duration::days(1),
+            10,
+        )
+        .await
+        .unwrap();
+    for row in rows.iter().filter(|r| r.id != before.id) {
+        assert_eq!(row.appointment_fhir_id.as_deref(), Some(OTHER_APPOINTMENT));
+        assert_eq!(row.conference_id, None, "an unattested CSN was kept");
+    }
+    assert!(env.graph.meeting_count() <= 2);
 }

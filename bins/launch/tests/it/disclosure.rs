@@ -84,7 +84,7 @@ async fn a_secret_ref_naming_another_environment_variable_is_never_read() {
     approve_with_secret_ref(&env, &smart.fhir_base(), "PATH").await;
 
     let url = format!(
-        "{}/launch/provider?iss={}&launch=x&sessionId=58219301&environment=test",
+        "{}/launch/provider?iss={}&launch=x&sessionId=10000001234&environment=test",
         env.base,
         smart.fhir_base()
     );

@@ -194,7 +194,7 @@ async fn roster_notifications_reach_the_panel_the_audit_trail_and_the_ehr() {
         .accepted()
         .iter()
         .map(|c| {
-            assert_eq!(c.conference_id.as_deref(), Some("58219301"));
+            assert_eq!(c.conference_id.as_deref(), Some("10000001234"));
             (
                 c.external_id.clone().unwrap(),
                 c.connection_status.clone().unwrap(),

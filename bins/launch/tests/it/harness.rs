@@ -10,7 +10,7 @@ use std::{
 };
 
 use chrono::Utc;
-use serde_json::Value;
+use serde_json::{Value, json};
 use tempfile::TempDir;
 use visitbridge_approval::{
     Actor, ClientAuth, ClientId, Configuration, ConfigurationId, ConfigurationSettings,
@@ -25,12 +25,15 @@ use visitbridge_store::{
 use visitbridge_testkit::{
     entra::{self, EntraUser, FakeEntra},
     epic::{EpicConnectionStatusFake, INTERCONNECT_PREFIX},
-    fhir::FhirFake,
-    fixtures::keys,
+    fhir::{APPOINTMENT_ID, FhirFake, fhir_json},
+    fixtures::{self, keys},
     graph::{FakeGraph, plain_notification, roster_update, user_participant},
     smart::{ExpectedClientAuth, SmartFake},
 };
-use wiremock::MockServer;
+use wiremock::{
+    Mock, MockServer,
+    matchers::{method, path},
+};
 
 /// Our client id at the fake EHR.
 pub(crate) const EHR_CLIENT_ID: &str = "visitbridge-test-client";
@@ -88,6 +91,8 @@ pub(crate) struct Options {
     pub(crate) reconcile_delay_seconds: u64,
     /// Attempts at reading an attendance report.
     pub(crate) reconcile_max_attempts: u32,
+    /// More top-level configuration lines (keys and inline tables only).
+    pub(crate) extra_config: String,
 }
 
 impl Default for Options {
@@ -99,6 +104,7 @@ impl Default for Options {
             epic_sink: true,
             reconcile_delay_seconds: 0,
             reconcile_max_attempts: 3,
+            extra_config: String::new(),
         }
     }
 }
@@ -293,6 +299,7 @@ impl Env {
             dev_mode = true
             deployment_secret = "test-deployment-secret-0123456789abcdef"
             patient_link_ttl_minutes = 60
+            {extra}
             [backend_key]
             private_key_file = "{key}"
             key_id = "{BACKEND_KID}"
@@ -318,6 +325,7 @@ impl Env {
             attempts = options.max_attempts,
             delay = options.reconcile_delay_seconds,
             reconcile_attempts = options.reconcile_max_attempts,
+            extra = options.extra_config,
         );
         let (running, base) = serve(&config).await;
         Self {
@@ -368,10 +376,44 @@ impl Env {
         url.to_string()
     }
 
+    /// Another of the fixture patient's visits: its Appointment (the fixture's shape, with `id`
+    /// and the CSN `csn`) is served from now on, and the EHR's token responses attest it (see
+    /// [`Self::attest_appointment`]).
+    pub(crate) async fn another_visit(&self, id: &str, csn: &str) {
+        let mut appointment: Value = serde_json::from_str(fixtures::EPIC_APPOINTMENT).unwrap();
+        appointment["id"] = json!(id);
+        appointment["identifier"][0]["value"] = json!(csn);
+        Mock::given(method("GET"))
+            .and(path(self.fhir.path(&format!("Appointment/{id}"))))
+            .respond_with(fhir_json(200, appointment.to_string()))
+            .with_priority(1)
+            .mount(&self.ehr)
+            .await;
+        self.attest_appointment(id);
+    }
+
+    /// From now on the EHR's token responses attest the Appointment `id` (the fixture's context
+    /// otherwise; without its Encounter unless it is the fixture's Appointment).
+    pub(crate) fn attest_appointment(&self, id: &str) {
+        let mut context: serde_json::Map<String, Value> =
+            serde_json::from_str(fixtures::EPIC_TOKEN_RESPONSE).unwrap();
+        context.retain(|k, _| {
+            !matches!(
+                k.as_str(),
+                "access_token" | "token_type" | "expires_in" | "scope" | "id_token" | "state"
+            )
+        });
+        context.insert("appointment".into(), json!(id));
+        if id != APPOINTMENT_ID {
+            context.remove("encounter");
+        }
+        self.smart.set_launch_context(Value::Object(context));
+    }
+
     /// The record context of the fixture visit (CSN and a test environment).
     pub(crate) fn visit_context() -> Vec<(&'static str, &'static str)> {
         vec![
-            ("sessionId", "58219301"),
+            ("sessionId", "10000001234"),
             ("departmentId", "10501101"),
             ("conferenceId", ""),
             ("environment", "test"),

@@ -9,6 +9,8 @@ mod browser_sessions;
 mod disclosure;
 mod events;
 mod harness;
+mod honest_errors;
+mod identity;
 mod launch_page;
 mod patient;
 mod privacy;

@@ -3,6 +3,7 @@
 
 use chrono::Utc;
 use visitbridge_http::Secret;
+use visitbridge_testkit::fhir::APPOINTMENT_ID;
 use visitbridge_visit::PatientLink;
 
 use crate::{
@@ -57,8 +58,15 @@ async fn a_patient_after_the_clinician_lands_in_the_same_meeting_in_the_browser(
 async fn a_patient_before_the_clinician_gets_the_meeting_of_the_visits_practitioner() {
     let env = Env::start().await;
     // The practitioner linked their Microsoft account at an earlier visit.
-    provider_launch(&env, &env.browser()).await;
+    env.another_visit("eEarlierVisit0000000000001", "77000002")
+        .await;
+    let earlier = env
+        .browser()
+        .navigate(&env.launch_url("provider", &patient_context("77000002")))
+        .await;
+    assert_eq!(earlier.status, 200, "{}", earlier.body);
     assert_eq!(env.graph.meeting_count(), 1);
+    env.attest_appointment(APPOINTMENT_ID);
 
     // Today's visit (launched by its CSN, which the attested Appointment carries): the patient
     // is first.
@@ -149,7 +157,7 @@ async fn a_signed_patient_link_opens_the_meeting_until_it_expires() {
     let body = made.text().await.unwrap();
     let start = body.find(&format!("{}/join/", env.base)).expect("a link");
     let link = body[start..start + body[start..].find('"').unwrap()].to_owned();
-    assert!(!link.contains("58219301"), "the CSN is not in the link");
+    assert!(!link.contains("10000001234"), "the CSN is not in the link");
 
     let opened = env.browser().navigate(&link).await;
     assert!(

@@ -61,7 +61,7 @@ async fn first_launch_links_the_microsoft_account_then_opens_the_visit_page() {
         Some(entra::EntraUser::default().oid.as_str())
     );
     assert_eq!(visit.appointment_fhir_id.as_deref(), Some(APPOINTMENT_ID));
-    assert_eq!(visit.conference_id.as_deref(), Some("58219301"));
+    assert_eq!(visit.conference_id.as_deref(), Some("10000001234"));
     let meeting = env
         .graph
         .meeting(visit.graph_meeting_id.as_deref().unwrap())
@@ -72,7 +72,7 @@ async fn first_launch_links_the_microsoft_account_then_opens_the_visit_page() {
     assert_eq!(meeting["subject"], "Virtual visit");
     // The CSN never reaches Microsoft: the externalId is a keyed hash.
     let external = meeting["externalId"].as_str().unwrap();
-    assert!(external.starts_with("vb-") && !external.contains("58219301"));
+    assert!(external.starts_with("vb-") && !external.contains("10000001234"));
 
     // A subscription to the meeting's call events is created in the background.
     env.eventually("a subscription", async || {
@@ -119,7 +119,9 @@ async fn concurrent_launches_of_one_visit_make_one_meeting() {
     let env = Env::start().await;
     // Link first, so that the concurrent launches all take the fast path.
     provider_launch(&env, &env.browser()).await;
-    // A second visit (another CSN), launched five times at once.
+    // A second visit (another appointment, with its own CSN), launched five times at once.
+    env.another_visit("eSecondVisit00000000000001", "77000001")
+        .await;
     let context = vec![("sessionId", "77000001"), ("environment", "test")];
     let launches = (0..5).map(|_| {
         let browser = env.browser();

@@ -20,10 +20,7 @@ use std::{
 };
 
 use serde_json::{Value, json};
-use visitbridge_testkit::{
-    fhir::{APPOINTMENT_ID, fhir_json},
-    fixtures,
-};
+use visitbridge_testkit::{fhir::fhir_json, fixtures};
 use wiremock::{
     Match, Mock, Request, Respond, ResponseTemplate,
     matchers::{method, path, path_regex},
@@ -150,12 +147,14 @@ fn sequential_round_trips(requests: &[(String, Instant)], end: Instant) -> usize
     chain.into_iter().max().unwrap_or(0)
 }
 
-/// Runs the launch up to the EHR's redirect back, then times the callback alone.
+/// Runs the launch of the visit with CSN `csn` (its Appointment is `eRt{csn}`, attested by the
+/// token response) up to the EHR's redirect back, then times the callback alone.
 async fn measured_callback(
     env: &Env,
     arrivals: &Arrivals,
     csn: &str,
 ) -> (Vec<(String, Instant)>, Instant) {
+    env.attest_appointment(&format!("eRt{csn}"));
     let browser = env.browser();
     let response = browser
         .get(&env.launch_url("provider", &[("sessionId", csn), ("environment", "test")]))
@@ -218,9 +217,10 @@ async fn a_warm_launch_makes_two_sequential_round_trips_three_for_a_new_meeting(
         .await;
     let slow_fhir = SlowFhir(delay.clone());
     Mock::given(method("GET"))
-        .and(path(
-            env.fhir.path(&format!("Appointment/{APPOINTMENT_ID}")),
-        ))
+        .and(path_regex(format!(
+            "^{}[^/]+$",
+            env.fhir.path("Appointment/")
+        )))
         .respond_with(slow_fhir)
         .with_priority(2)
         .mount(&env.ehr)
@@ -267,12 +267,19 @@ async fn a_warm_launch_makes_two_sequential_round_trips_three_for_a_new_meeting(
     assert!(!requests.iter().any(|(r, _)| r.starts_with("PATCH")));
 }
 
-/// The fixture Appointment, slowly.
+/// The fixture Appointment, slowly; an Appointment `eRt{csn}` is the fixture's shape with that
+/// id and CSN.
 struct SlowFhir(Delay);
 
 impl Respond for SlowFhir {
-    fn respond(&self, _: &Request) -> ResponseTemplate {
-        fhir_json(200, fixtures::EPIC_APPOINTMENT).set_delay(self.0.get())
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let id = request.url.path().rsplit('/').next().unwrap_or_default();
+        let mut appointment: Value = serde_json::from_str(fixtures::EPIC_APPOINTMENT).unwrap();
+        if let Some(csn) = id.strip_prefix("eRt") {
+            appointment["id"] = json!(id);
+            appointment["identifier"][0]["value"] = json!(csn);
+        }
+        fhir_json(200, appointment.to_string()).set_delay(self.0.get())
     }
 }
 

@@ -156,7 +156,7 @@ async fn an_event_of_a_configuration_this_process_never_set_up_is_written_back()
             appointment_fhir_id: None,
             encounter_fhir_id: None,
             patient_fhir_id: None,
-            conference_id: Some("58219301".into()),
+            conference_id: Some("10000001234".into()),
             created_at: Utc::now(),
             ended_at: None,
         })
