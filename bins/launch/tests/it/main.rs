@@ -11,6 +11,7 @@ mod disclosure;
 mod events;
 mod harness;
 mod launch_page;
+mod metrics;
 mod patient;
 mod privacy;
 mod provider;
