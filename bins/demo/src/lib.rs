@@ -61,6 +61,9 @@ pub struct RunningDemo {
     pub portal_url: Url,
     /// The launch service.
     pub launch_url: Url,
+    /// The launch service's Prometheus metrics, on their own loopback listener (the main
+    /// listener does not serve them).
+    pub metrics_url: Url,
     /// The portal admin's Microsoft username.
     pub admin: String,
     /// The approver's Microsoft username.
@@ -80,7 +83,7 @@ impl RunningDemo {
         format!(
             "VisitBridge demo is running (sandbox EHR and Microsoft 365, all on this machine):\n\
              \n  EHR schedule:   {schedule}\n  Portal:         {portal}\n  Meeting rooms:  {rooms}\n  \
-             EHR audit log:  {audit}\n  Launch service: {launch}\n\
+             EHR audit log:  {audit}\n  Launch service: {launch}\n  Metrics:        {metrics}\n\
              \nWalk-through: open the EHR schedule and click \"Begin virtual visit\" as the clinician\n\
              (first time: pick the clinician at the Microsoft sign-in), then as the patient; admit the\n\
              patient in the meeting room and watch the clinician's live panel.\n\
@@ -91,6 +94,7 @@ impl RunningDemo {
             rooms = self.rooms_url,
             audit = self.ehr_audit_url,
             launch = self.launch_url,
+            metrics = self.metrics_url,
             admin = self.admin,
             approver = self.approver,
             db = self.database.display(),
@@ -114,6 +118,14 @@ pub async fn start(options: DemoOptions) -> anyhow::Result<RunningDemo> {
     let portal_listener = tokio::net::TcpListener::bind(options.portal)
         .await
         .with_context(|| format!("cannot listen on {}", options.portal))?;
+    // Metrics on a listener of their own, on the launch service's (loopback) address.
+    let metrics_listener = tokio::net::TcpListener::bind(SocketAddr::new(options.launch.ip(), 0))
+        .await
+        .context("cannot listen for the launch service's metrics")?;
+    let metrics_url = Url::parse(&format!(
+        "http://{}/metrics",
+        metrics_listener.local_addr()?
+    ))?;
     let launch_url = Url::parse(&format!("http://{}/", launch_listener.local_addr()?))?;
     let portal_url = Url::parse(&format!("http://{}/", portal_listener.local_addr()?))?;
 
@@ -240,12 +252,18 @@ usernames = [{admin}]
     let housekeeping = portal.spawn_housekeeping(std::time::Duration::from_secs(300));
 
     let launch_app = visitbridge_launch::app(launch.state());
+    let metrics_app = visitbridge_launch::metrics_app(launch.state());
     let portal_app = visitbridge_portal::app(portal);
     let tasks = vec![
         housekeeping,
         tokio::spawn(async move {
             if let Err(e) = axum::serve(launch_listener, launch_app).await {
                 tracing::error!(error = %e, "the launch service stopped");
+            }
+        }),
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(metrics_listener, metrics_app).await {
+                tracing::error!(error = %e, "the launch service's metrics stopped");
             }
         }),
         tokio::spawn(async move {
@@ -262,6 +280,7 @@ usernames = [{admin}]
         rooms_url: sandbox.rooms_url.clone(),
         portal_url,
         launch_url,
+        metrics_url,
         admin,
         approver,
         database,

@@ -13,13 +13,14 @@ use visitbridge_approval::{
     provider_scopes,
 };
 use visitbridge_http::{ClientAssertionKey, Secret};
-use visitbridge_smart::{ClientAuth, SmartClient, SmartClientConfig, SmartDiscovery};
+use visitbridge_smart::{
+    ClientAuth, PendingLaunchStore, SmartClient, SmartClientConfig, SmartDiscovery,
+};
 use visitbridge_store::ConfigurationRepo;
 
 use crate::{
     error::LaunchError,
     issuers::{ApprovedConfiguration, ConfigurationIssuer},
-    pending::StorePendingLaunches,
 };
 
 /// The prefix of the environment variables EHR client secrets may be read from.
@@ -67,7 +68,8 @@ impl Drop for Entry {
 pub(crate) struct ClientSettings {
     pub(crate) http: reqwest::Client,
     pub(crate) store: Arc<dyn ConfigurationRepo>,
-    pub(crate) pending: Arc<StorePendingLaunches>,
+    /// Never used: launches are sealed in cookies (see `pending::LaunchCookies`).
+    pub(crate) pending: Arc<dyn PendingLaunchStore>,
     /// The one redirect URI of every record, `{public base}/launch/callback`.
     pub(crate) callback: Url,
     /// Our key, for configurations registered with `private_key_jwt`.

@@ -48,7 +48,10 @@ fn invalid(message: impl Into<String>) -> ConfigError {
 /// public_base_url = "https://visits.example.org"
 /// database = "/var/lib/visitbridge/visitbridge.sqlite"
 /// patient_link_ttl_minutes = 1440
-/// # deployment_secret from VISITBRIDGE_LAUNCH_DEPLOYMENT_SECRET
+/// metrics_listen = "127.0.0.1:9464"   # /metrics only, for the scraper
+/// # deployment_secret from VISITBRIDGE_LAUNCH_DEPLOYMENT_SECRET, and an optional
+/// # metrics_bearer_token (for /metrics on the main listener) from
+/// # VISITBRIDGE_LAUNCH_METRICS_BEARER_TOKEN
 ///
 /// [cookies]
 /// same_site = "none"   # the EHR shows us in an embedded browser
@@ -91,6 +94,15 @@ pub struct LaunchConfig {
     /// The SQLite database (shared with the portal).
     #[serde(default = "default_database")]
     pub database: PathBuf,
+    /// A second address serving only `/metrics`, without authentication (e.g. `127.0.0.1:9464`,
+    /// reachable by the scraper but not from the internet). Default: none.
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
+    /// With it, `/metrics` on the main listener answers only `Authorization: Bearer <token>`
+    /// (at least 32 characters; better set through `VISITBRIDGE_LAUNCH_METRICS_BEARER_TOKEN`).
+    /// Without it, `/metrics` on the main listener does not exist (404).
+    #[serde(default)]
+    pub metrics_bearer_token: Secret,
     /// Development mode: the deployment secret, backend key and Graph `clientState` may be left
     /// out and are then generated for the run (with a warning). Outside development mode they are
     /// required, since generated ones change at every restart. On when started without a file.
@@ -562,6 +574,20 @@ impl LaunchConfig {
         {
             return Err(invalid("backend_key.algorithm must be RS384 or ES384"));
         }
+        if !self.metrics_bearer_token.is_empty() && self.metrics_bearer_token.expose().len() < 32 {
+            return Err(invalid(
+                "the metrics bearer token must be at least 32 characters",
+            ));
+        }
+        if self
+            .metrics_listen
+            .is_some_and(|m| m.port() != 0 && m == self.listen)
+        {
+            return Err(invalid(
+                "metrics_listen must be another address than listen (it serves only /metrics, \
+                 without authentication)",
+            ));
+        }
         if !self.deployment_secret.is_empty() && self.deployment_secret.expose().len() < 32 {
             return Err(invalid(
                 "the deployment secret must be at least 32 characters",
@@ -626,6 +652,17 @@ pub struct Cli {
         hide_env_values = true
     )]
     pub deployment_secret: Option<String>,
+    /// The address serving only `/metrics`, over the file's `metrics_listen`.
+    #[arg(long, env = "VISITBRIDGE_LAUNCH_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// The bearer token of `/metrics` on the main listener, over the file's
+    /// `metrics_bearer_token`.
+    #[arg(
+        long,
+        env = "VISITBRIDGE_LAUNCH_METRICS_BEARER_TOKEN",
+        hide_env_values = true
+    )]
+    pub metrics_bearer_token: Option<String>,
     /// The Entra client secret, over the file's `microsoft.client_secret`.
     #[arg(
         long,
@@ -679,6 +716,12 @@ impl Cli {
         }
         if let Some(secret) = &self.deployment_secret {
             config.deployment_secret = Secret::new(secret.clone());
+        }
+        if let Some(addr) = self.metrics_listen {
+            config.metrics_listen = Some(addr);
+        }
+        if let Some(token) = &self.metrics_bearer_token {
+            config.metrics_bearer_token = Secret::new(token.clone());
         }
         if let Some(ms) = &mut config.microsoft {
             if let Some(secret) = &self.entra_client_secret {
@@ -848,6 +891,27 @@ mod tests {
         .unwrap();
         let base = from_file.public_base(from_file.listen);
         assert!(refusal(&from_file, &base).contains("without a path"));
+    }
+
+    #[test]
+    fn metrics_settings_are_checked() {
+        // Top-level keys go before the file's sections.
+        let top = |extra: &str| LaunchConfig::from_toml(&format!("{extra}\n{PRODUCTION}")).unwrap();
+        let config = top(
+            "metrics_listen = \"127.0.0.1:9464\"\nmetrics_bearer_token = \"0123456789abcdef0123456789abcdef\"",
+        );
+        config.validate(&https()).unwrap();
+        assert_eq!(
+            config.metrics_listen,
+            Some(SocketAddr::from(([127, 0, 0, 1], 9464)))
+        );
+        assert!(!format!("{config:?}").contains("0123456789abcdef0123456789abcdef"));
+        let short = top("metrics_bearer_token = \"short\"");
+        assert!(refusal(&short, &https()).contains("at least 32 characters"));
+        let same = top("listen = \"0.0.0.0:8080\"\nmetrics_listen = \"0.0.0.0:8080\"");
+        assert!(refusal(&same, &https()).contains("another address"));
+        assert!(LaunchConfig::default().metrics_listen.is_none());
+        assert!(LaunchConfig::default().metrics_bearer_token.is_empty());
     }
 
     #[test]

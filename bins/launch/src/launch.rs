@@ -53,7 +53,7 @@ use crate::{
 };
 
 /// Record-context keys of our own (the EHR's parameters are filtered to the record's).
-const KIND_KEY: &str = "vb.record";
+pub(crate) const KIND_KEY: &str = "vb.record";
 const BINDING_KEY: &str = "vb.binding";
 /// Pending Microsoft sign-ins in the store.
 const MICROSOFT_SIGN_IN: &str = "launch/microsoft";
@@ -66,7 +66,7 @@ fn kind_name(kind: RecordKind) -> &'static str {
     }
 }
 
-fn kind_of(name: &str) -> Option<RecordKind> {
+pub(crate) fn kind_of(name: &str) -> Option<RecordKind> {
     [
         RecordKind::ProviderLaunch,
         RecordKind::PatientLaunch,
@@ -148,8 +148,13 @@ async fn begin_launch(
     let mut context: BTreeMap<String, String> = record.to_map();
     context.insert(KIND_KEY.to_owned(), kind_name(kind).to_owned());
     context.insert(BINDING_KEY.to_owned(), binding_of(&browser));
-    let request = client.begin_ehr_launch(&iss, &launch, context).await?;
+    let (request, pending) = client.prepare_ehr_launch(&iss, &launch, context).await?;
+    let sealed = state
+        .inner
+        .pending
+        .seal(request.state().expose(), &pending)?;
     let mut response = authorization_response(&request);
+    response.headers_mut().append(header::SET_COOKIE, sealed);
     if new_browser {
         let cookie = state.inner.cookies.set(
             &state.inner.cookies.browser_cookie(),
@@ -250,15 +255,7 @@ async fn complete_launch(
     else {
         return Err(stateless_error(query).unwrap_or(LaunchError::StateRejected));
     };
-    let claimed = state
-        .inner
-        .pending
-        .claim(&state_param)
-        .await
-        .map_err(LaunchError::Internal)?;
-    let Some((pending, claim)) = claimed else {
-        return Err(LaunchError::StateRejected);
-    };
+    let pending = state.inner.pending.claim(&state_param, headers).await?;
     // An OAuth error from the EHR: the pending launch is gone (claimed and dropped).
     let callback = parsed?;
     let browser = read_cookie(headers, &state.inner.cookies.browser_cookie());
@@ -290,10 +287,9 @@ async fn complete_launch(
         .metrics
         .time(
             "ehr_token",
-            client.complete(&callback.code, &callback.state),
+            client.complete_pending(pending, &callback.code),
         )
         .await?;
-    drop(claim);
     let completed = Completed {
         configuration,
         launch,

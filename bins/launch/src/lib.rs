@@ -17,7 +17,8 @@
 //! | `GET /visits/{id}`, `GET /visits/{id}/events`, `POST /visits/{id}/patient-link` | the clinician's visit page, its live panel (server-sent events), patient links |
 //! | `GET /join/{token}`, `GET /join/wait` | signed patient links, the patient's waiting page |
 //! | `POST /graph/notifications`, `POST /graph/lifecycle` | Graph's change and lifecycle notifications |
-//! | `GET /.well-known/jwks.json`, `/healthz`, `/readyz`, `/metrics` | our public keys, probes, Prometheus text |
+//! | `GET /.well-known/jwks.json`, `/healthz`, `/readyz` | our public keys, probes |
+//! | `GET /metrics` | Prometheus text: on the main listener only with `metrics_bearer_token` (else 404); always on the separate `metrics_listen` ([`metrics_app`]) |
 //!
 //! # Design choices
 //!
@@ -26,10 +27,13 @@
 //!   test/production mix-up gets a page that names it. Each configuration version and record kind
 //!   gets one long-lived SMART client, so discovery and the EHR's keys stay cached (and discovery
 //!   is refreshed in the background).
-//! - **Browser-bound, single-use launches.** Pending launches live in the store (single-use
-//!   `take`); each carries a hash of an `HttpOnly` browser cookie and the callback must come from
-//!   that browser. Sessions (visit page, waiting patient) are random ids in an `HttpOnly` cookie,
-//!   with a CSRF token for the one form.
+//! - **Browser-bound, single-use launches, nothing stored before the callback.** A pending
+//!   launch is sealed (AES-256-GCM, key derived from the deployment secret) in an `HttpOnly`
+//!   cookie named after its `state`, so an unauthenticated launch start writes no row and any
+//!   replica can complete it; the callback marks the state used in the store (a replay is
+//!   refused). Each launch carries a hash of an `HttpOnly` browser cookie and the callback must
+//!   come from that browser. Sessions (visit page, waiting patient) are random ids in an
+//!   `HttpOnly` cookie, stored only as their SHA-256, with a CSRF token for the one form.
 //! - **Two round trips for a warm launch**: after the browser returns with the code, the token
 //!   exchange, then the FHIR reads and `createOrGet` concurrently (the meeting's key comes from
 //!   the launch context); a new meeting adds the policy PATCH, made before any join URL is given
@@ -108,7 +112,7 @@ pub use state::{AppState, BuildError, LaunchService};
 
 use crate::{
     error::{LaunchError, PageForm, PagePath},
-    observe::launch_outcome,
+    observe::{MetricsAccess, launch_outcome},
     views::IndexPage,
 };
 
@@ -118,7 +122,7 @@ pub fn app(state: AppState) -> Router {
         .route("/", get(index))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(guarded_metrics))
         .route("/.well-known/jwks.json", get(jwks))
         .route("/static/{name}", get(static_file))
         .route(
@@ -151,6 +155,17 @@ pub fn app(state: AppState) -> Router {
         .layer(middleware::from_fn(observe::request_context))
 }
 
+/// The router of the separate metrics listener (`metrics_listen`): `/metrics`, unauthenticated,
+/// and nothing else. Bind it to an address only the scraper reaches.
+pub fn metrics_app(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .with_state(state)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn(observe::request_context))
+}
+
 fn respond(result: Result<Response, LaunchError>) -> Response {
     result.unwrap_or_else(IntoResponse::into_response)
 }
@@ -179,6 +194,20 @@ async fn readyz(State(state): State<AppState>) -> Response {
             )
                 .into_response()
         }
+    }
+}
+
+/// `/metrics` on the main listener: only with the configured bearer token, else not there.
+async fn guarded_metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    match observe::metrics_access(state.inner.metrics_token.as_ref(), &headers) {
+        MetricsAccess::Allowed => metrics(State(state)).await,
+        MetricsAccess::Hidden => LaunchError::NotFound.into_response(),
+        MetricsAccess::Denied => (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            "a bearer token is required",
+        )
+            .into_response(),
     }
 }
 
@@ -233,30 +262,46 @@ fn launch_get(kind: RecordKind, name: &'static str) -> MethodRouter<AppState> {
     )
 }
 
+/// The name a callback is counted under: its launch's kind, `callback` when the launch is unknown.
+fn callback_name(kind: Option<RecordKind>) -> &'static str {
+    match kind {
+        Some(RecordKind::ProviderLaunch) => "provider_callback",
+        Some(RecordKind::PatientLaunch) => "patient_callback",
+        Some(RecordKind::DeviceTest) => "device_test_callback",
+        None => "callback",
+    }
+}
+
 async fn callback(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    match launch::callback(&state, query.as_deref().unwrap_or(""), &headers).await {
-        Ok((kind, response)) => {
-            let name = match kind {
-                RecordKind::ProviderLaunch => "provider_callback",
-                RecordKind::PatientLaunch => "patient_callback",
-                RecordKind::DeviceTest => "device_test_callback",
-            };
-            state.inner.metrics.launch(name, launch_outcome(&response));
-            response
-        }
-        Err(e) => {
-            let response = e.into_response();
-            state
-                .inner
-                .metrics
-                .launch("callback", launch_outcome(&response));
-            response
-        }
+    let query = query.as_deref().unwrap_or("");
+    let (kind, mut response) = match launch::callback(&state, query, &headers).await {
+        Ok((kind, response)) => (Some(kind), response),
+        // A failure of a launch whose cookie opens is counted under that launch's kind.
+        Err(e) => (pending_kind(&state, query, &headers), e.into_response()),
+    };
+    state
+        .inner
+        .metrics
+        .launch(callback_name(kind), launch_outcome(&response));
+    // Whatever the outcome, this launch is over: its cookie goes.
+    if let Some(clear) = state.inner.pending.clear(query, &headers) {
+        response.headers_mut().append(header::SET_COOKIE, clear);
     }
+    response
+}
+
+/// The kind of the launch the callback `query` names, if its sealed cookie opens.
+fn pending_kind(state: &AppState, query: &str, headers: &HeaderMap) -> Option<RecordKind> {
+    let state_param = url::form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "state")
+        .map(|(_, v)| v.into_owned())?;
+    let pending = state.inner.pending.peek(&state_param, headers)?;
+    let kind = pending.record_context.get(launch::KIND_KEY)?;
+    launch::kind_of(kind)
 }
 
 async fn microsoft_callback(

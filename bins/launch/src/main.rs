@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Parser;
-use visitbridge_launch::{Cli, LaunchService, app};
+use visitbridge_launch::{Cli, LaunchService, app, metrics_app};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -29,8 +29,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr().context("reading the bound address")?;
+    let metrics_listener = match config.metrics_listen {
+        Some(at) => Some(
+            tokio::net::TcpListener::bind(at)
+                .await
+                .with_context(|| format!("cannot listen on {at} (metrics_listen)"))?,
+        ),
+        None => None,
+    };
     let base = config.public_base(addr);
     let database = config.database.display().to_string();
+    let metrics_token = !config.metrics_bearer_token.is_empty();
     let service = LaunchService::build(config, base.clone())
         .await
         .context("starting the launch service")?;
@@ -38,14 +47,48 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     println!("VisitBridge launch service is running:");
     println!("  Health:           {base}/healthz");
     println!("  Public keys JWKS: {base}/.well-known/jwks.json");
-    println!("  Metrics:          {base}/metrics");
+    if let Some(listener) = &metrics_listener {
+        let at = listener
+            .local_addr()
+            .context("reading the metrics address")?;
+        println!("  Metrics:          http://{at}/metrics");
+    }
+    if metrics_token {
+        println!("  Metrics:          {base}/metrics (with the bearer token)");
+    }
+    if metrics_listener.is_none() && !metrics_token {
+        println!("  Metrics:          not served (set metrics_listen or metrics_bearer_token)");
+    }
     println!("  Provider launch:  {base}/launch/provider (opened by the EHR with iss and launch)");
     println!("  Database:         {database}");
     println!("Press Ctrl+C to stop.");
-    axum::serve(listener, app(service.state()))
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await
-        .context("serving")
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let shutdown = move || {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        }
+    };
+    let main = async {
+        axum::serve(listener, app(service.state()))
+            .with_graceful_shutdown(shutdown())
+            .await
+    };
+    let metrics = async {
+        match metrics_listener {
+            Some(listener) => {
+                axum::serve(listener, metrics_app(service.state()))
+                    .with_graceful_shutdown(shutdown())
+                    .await
+            }
+            None => Ok(()),
+        }
+    };
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        let _ = stop.send(true);
+    });
+    let (main, metrics) = tokio::join!(main, metrics);
+    main.context("serving")?;
+    metrics.context("serving metrics")
 }

@@ -14,11 +14,12 @@ use std::{
 
 use axum::{
     extract::{MatchedPath, Request},
-    http::{HeaderName, HeaderValue},
+    http::{HeaderMap, HeaderName, HeaderValue, header},
     middleware::Next,
     response::Response,
 };
 use tracing::Instrument as _;
+use visitbridge_http::Secret;
 use visitbridge_store::OutboxDepth;
 
 use crate::error::Outcome;
@@ -217,6 +218,35 @@ impl Metrics {
     }
 }
 
+/// Whether a request may read `/metrics` on the main listener.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum MetricsAccess {
+    /// No token is configured: the route does not exist there (only on `metrics_listen`).
+    Hidden,
+    /// A token is configured and the request does not carry it.
+    Denied,
+    /// The request carries the configured token.
+    Allowed,
+}
+
+/// Decides [`MetricsAccess`] from the configured `token` and the request's `Authorization`.
+pub(crate) fn metrics_access(token: Option<&Secret>, headers: &HeaderMap) -> MetricsAccess {
+    let Some(token) = token else {
+        return MetricsAccess::Hidden;
+    };
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, value) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| value.trim())
+        });
+    match presented {
+        Some(value) if token.constant_time_eq(value) => MetricsAccess::Allowed,
+        _ => MetricsAccess::Denied,
+    }
+}
+
 /// Counts each launch-route response by kind and outcome (the error's name, or `ok`).
 pub(crate) fn launch_outcome(response: &Response) -> &'static str {
     response
@@ -255,6 +285,43 @@ mod tests {
         ));
         assert!(text.contains("visitbridge_outbox_pending 3"));
         assert!(text.contains("visitbridge_outbox_dead 1"));
+    }
+
+    #[test]
+    fn metrics_need_the_configured_bearer_token() {
+        let with = |value: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::AUTHORIZATION, HeaderValue::from_static(value));
+            headers
+        };
+        let token = Secret::new("0123456789abcdef0123456789abcdef");
+        assert_eq!(
+            metrics_access(None, &with("Bearer anything")),
+            MetricsAccess::Hidden
+        );
+        assert_eq!(
+            metrics_access(Some(&token), &HeaderMap::new()),
+            MetricsAccess::Denied
+        );
+        for wrong in [
+            "Bearer 0123456789abcdef0123456789abcdeX",
+            "Bearer 0123456789abcdef",
+            "Basic 0123456789abcdef0123456789abcdef",
+            "0123456789abcdef0123456789abcdef",
+        ] {
+            assert_eq!(
+                metrics_access(Some(&token), &with(wrong)),
+                MetricsAccess::Denied,
+                "{wrong}"
+            );
+        }
+        assert_eq!(
+            metrics_access(
+                Some(&token),
+                &with("Bearer 0123456789abcdef0123456789abcdef")
+            ),
+            MetricsAccess::Allowed
+        );
     }
 
     #[test]

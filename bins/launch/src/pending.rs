@@ -1,112 +1,193 @@
-//! Pending launches in the store: the SMART crate's [`PendingLaunchStore`] over the store's
-//! single-use [`PendingRepo`], and our own pending Microsoft sign-ins.
+//! Pending launches: each SMART launch sealed in a cookie of the browser that started it, a
+//! single-use marker of each consumed `state` in the store, and our own pending Microsoft
+//! sign-ins (in the store).
+//!
+//! Starting a launch needs no sign-in, so it writes nothing: the pending launch (issuer, PKCE
+//! verifier, nonce, record context, the browser binding) travels in an `HttpOnly` cookie sealed
+//! with AES-256-GCM under a key derived from the deployment secret ([`Sealer`]), bound to its
+//! `state` and expiring with the launch. The cookie's name is derived from the `state`, so two
+//! tabs can launch at once. Any replica can complete any launch. The store is written at the
+//! callback only: a marker of the consumed state (a hash of it), so a replayed callback is still
+//! refused while its cookie could open.
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex, PoisonError},
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
+use axum::http::{HeaderMap, HeaderValue, header};
 use chrono::Utc;
 use serde::{Serialize, de::DeserializeOwned};
+use visitbridge_http::{Sealer, Secret, storage_key};
 use visitbridge_smart::{PendingLaunch, PendingLaunchStore, StoreError as PendingError};
-use visitbridge_store::PendingRepo;
+use visitbridge_store::{PendingRepo, StoreError};
 
-/// The kind of SMART launches in the store (a state of one flow cannot be taken by another).
-const SMART_LAUNCH: &str = "launch/smart";
+use crate::{error::LaunchError, session::CookiePolicy};
 
-/// Pending SMART launches, keyed by `state`.
-///
-/// The callback must know which configuration (and so which SMART client) a state belongs to
-/// before completing it, so [`Self::claim`] takes the launch from the store (atomically, once)
-/// and keeps it in memory for the [`PendingLaunchStore::take`] the client then makes. A claim
-/// that is not completed is dropped with [`Claim`]'s guard.
-pub(crate) struct StorePendingLaunches {
-    store: Arc<dyn PendingRepo>,
+/// The kind of the consumed-state markers in the store.
+const USED: &str = "launch/smart-used";
+/// What the sealing key is for (a key derived for another purpose opens none of these).
+const PURPOSE: &str = "visitbridge/launch-cookie/v1";
+/// The base name of launch cookies (`vb-launch-<16 hex of the state's hash>`).
+const COOKIE_BASE: &str = "vb-launch-";
+/// Browsers keep cookies up to 4096 bytes, name included.
+const MAX_COOKIE_VALUE: usize = 3800;
+/// The cookie outlives the sealed launch a little, so a late callback is told the launch expired
+/// rather than that it came to another browser.
+const GRACE: Duration = Duration::from_secs(120);
+
+/// Pending SMART launches in sealed cookies.
+pub(crate) struct LaunchCookies {
+    sealer: Sealer,
+    policy: CookiePolicy,
     lifetime: Duration,
-    claimed: Mutex<HashMap<String, PendingLaunch>>,
+    store: Arc<dyn PendingRepo>,
 }
 
-impl StorePendingLaunches {
-    pub(crate) fn new(store: Arc<dyn PendingRepo>, lifetime: Duration) -> Self {
-        Self {
-            store,
+impl LaunchCookies {
+    /// Launches sealed under `secret` (the deployment secret), valid for `lifetime`.
+    pub(crate) fn new(
+        secret: &Secret,
+        policy: CookiePolicy,
+        lifetime: Duration,
+        store: Arc<dyn PendingRepo>,
+    ) -> Result<Self, visitbridge_http::SealError> {
+        Ok(Self {
+            sealer: Sealer::derive(secret, PURPOSE)?,
+            policy,
             lifetime,
-            claimed: Mutex::new(HashMap::new()),
+            store,
+        })
+    }
+
+    /// The cookie of the launch with `state`.
+    fn cookie_name(&self, state: &str) -> String {
+        let id = storage_key(&format!("{PURPOSE}\0{state}"));
+        self.policy.name(&format!("{COOKIE_BASE}{}", &id[..16]))
+    }
+
+    /// The `Set-Cookie` value that keeps `launch` (of `state`) in the browser.
+    pub(crate) fn seal(
+        &self,
+        state: &str,
+        launch: &PendingLaunch,
+    ) -> Result<HeaderValue, LaunchError> {
+        let json = serde_json::to_vec(launch).map_err(LaunchError::internal)?;
+        let expires = launch.created_at + chrono_duration(self.lifetime);
+        let sealed = self
+            .sealer
+            .seal(state.as_bytes(), &json, expires)
+            .map_err(LaunchError::internal)?;
+        if sealed.len() > MAX_COOKIE_VALUE {
+            return Err(LaunchError::BadLaunch(
+                "The launch URL carries more context than a browser can keep. Check that the \
+                 integration record's launch URL is entered exactly as the VisitBridge portal \
+                 shows it."
+                    .to_owned(),
+            ));
+        }
+        Ok(self
+            .policy
+            .set(&self.cookie_name(state), &sealed, self.lifetime + GRACE))
+    }
+
+    /// The launch of `state` sealed in this request's cookie, if it opens (nothing is consumed).
+    pub(crate) fn peek(&self, state: &str, headers: &HeaderMap) -> Option<PendingLaunch> {
+        let sealed = cookie(headers, &self.cookie_name(state))?;
+        let json = self
+            .sealer
+            .open(state.as_bytes(), sealed, Utc::now())
+            .ok()?;
+        serde_json::from_slice(&json).ok()
+    }
+
+    /// Takes the launch of `state` from this request's cookie, once: the first callback marks
+    /// the state used in the store, and a later one is refused even with the cookie.
+    ///
+    /// Refusals: a state already used, a cookie that does not open (altered, expired, of another
+    /// state) → [`LaunchError::StateRejected`]; none of our cookies at all → the launch was
+    /// started in another browser (or cookies are blocked): [`LaunchError::BrowserMismatch`].
+    pub(crate) async fn claim(
+        &self,
+        state: &str,
+        headers: &HeaderMap,
+    ) -> Result<PendingLaunch, LaunchError> {
+        let marker = format!("smart-used/{}", storage_key(state));
+        let Some(launch) = self.peek(state, headers) else {
+            if self.store.has_pending(&marker, USED, Utc::now()).await? {
+                return Err(LaunchError::StateRejected);
+            }
+            // A browser with none of our launch cookies (and no browser cookie) never started a
+            // launch here, or blocks cookies; any other is told the link is used or expired.
+            let ours = has_cookie_with_prefix(headers, &self.policy.name(COOKIE_BASE))
+                || cookie(headers, &self.policy.browser_cookie()).is_some();
+            return Err(if ours {
+                LaunchError::StateRejected
+            } else {
+                LaunchError::BrowserMismatch
+            });
+        };
+        // Kept as long as the cookie could still open, then purged with other expired items.
+        let expires = launch.created_at + chrono_duration(self.lifetime + GRACE);
+        match self
+            .store
+            .put_pending(&marker, USED, &serde_json::json!({}), expires)
+            .await
+        {
+            Ok(()) => Ok(launch),
+            Err(StoreError::AlreadyExists(_)) => Err(LaunchError::StateRejected),
+            Err(e) => Err(e.into()),
         }
     }
 
-    /// Takes the launch of `state` out of the store (once) and holds it for completion.
-    pub(crate) async fn claim(
-        self: &Arc<Self>,
-        state: &str,
-    ) -> Result<Option<(PendingLaunch, Claim)>, PendingError> {
-        let Some(json) = self
-            .store
-            .take_pending(state, SMART_LAUNCH, Utc::now())
-            .await?
-        else {
-            return Ok(None);
-        };
-        let launch: PendingLaunch = serde_json::from_value(json)?;
-        self.claimed
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(state.to_owned(), launch.clone());
-        Ok(Some((
-            launch,
-            Claim {
-                owner: Arc::clone(self),
-                state: state.to_owned(),
-            },
-        )))
+    /// The `Set-Cookie` value removing the launch cookie of the callback `query`'s state, if the
+    /// request carries it (whatever the callback's outcome, its launch is over).
+    pub(crate) fn clear(&self, query: &str, headers: &HeaderMap) -> Option<HeaderValue> {
+        let state = url::form_urlencoded::parse(query.as_bytes())
+            .find(|(k, _)| k == "state")
+            .map(|(_, v)| v.into_owned())?;
+        let name = self.cookie_name(&state);
+        cookie(headers, &name)?;
+        Some(self.policy.set(&name, "", Duration::ZERO))
     }
 }
 
-/// Drops a claimed launch that was not completed.
-pub(crate) struct Claim {
-    owner: Arc<StorePendingLaunches>,
-    state: String,
+fn chrono_duration(d: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::minutes(10))
 }
 
-impl Drop for Claim {
-    fn drop(&mut self) {
-        self.owner
-            .claimed
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&self.state);
-    }
+fn cookie_pairs(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .filter(|(_, v)| !v.is_empty())
 }
+
+/// A launch cookie's value (longer than the other cookies, so not `session::read_cookie`).
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    cookie_pairs(headers)
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+        .filter(|v| v.len() <= MAX_COOKIE_VALUE)
+}
+
+fn has_cookie_with_prefix(headers: &HeaderMap, prefix: &str) -> bool {
+    cookie_pairs(headers).any(|(k, _)| k.starts_with(prefix))
+}
+
+/// The SMART clients' own store of pending launches, which the launch service never uses: its
+/// launches are sealed in cookies ([`LaunchCookies`]). Refusing makes a stray use fail loudly
+/// instead of keeping launches in memory or writing a row per unauthenticated start.
+pub(crate) struct SealedInCookies;
 
 #[async_trait::async_trait]
-impl PendingLaunchStore for StorePendingLaunches {
-    async fn put(&self, state: &str, launch: PendingLaunch) -> Result<(), PendingError> {
-        let expires = launch.created_at
-            + chrono::Duration::from_std(self.lifetime).unwrap_or(chrono::Duration::minutes(10));
-        let json = serde_json::to_value(&launch)?;
-        self.store
-            .put_pending(state, SMART_LAUNCH, &json, expires)
-            .await?;
-        Ok(())
+impl PendingLaunchStore for SealedInCookies {
+    async fn put(&self, _state: &str, _launch: PendingLaunch) -> Result<(), PendingError> {
+        Err("pending launches are sealed in cookies, not stored".into())
     }
 
-    async fn take(&self, state: &str) -> Result<Option<PendingLaunch>, PendingError> {
-        let claimed = self
-            .claimed
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(state);
-        match claimed {
-            Some(launch) => Ok(Some(launch)),
-            None => {
-                let json = self
-                    .store
-                    .take_pending(state, SMART_LAUNCH, Utc::now())
-                    .await?;
-                Ok(json.map(serde_json::from_value).transpose()?)
-            }
-        }
+    async fn take(&self, _state: &str) -> Result<Option<PendingLaunch>, PendingError> {
+        Err("pending launches are sealed in cookies, not stored".into())
     }
 }
 
@@ -118,8 +199,7 @@ pub(crate) async fn put<T: Serialize>(
     value: &T,
     lifetime: Duration,
 ) -> Result<(), PendingError> {
-    let expires =
-        Utc::now() + chrono::Duration::from_std(lifetime).unwrap_or(chrono::Duration::minutes(10));
+    let expires = Utc::now() + chrono_duration(lifetime);
     store
         .put_pending(key, kind, &serde_json::to_value(value)?, expires)
         .await?;

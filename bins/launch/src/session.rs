@@ -1,6 +1,10 @@
 //! Cookies: the browser binding of launches, and visit sessions (in the store, by random id),
 //! each holding the grants of the visits its browser was launched into.
 //!
+//! The store keeps a session under the SHA-256 of its id ([`storage_key`], shared with the
+//! portal), never the id itself: a copy of the database (or its WAL) opens no visit page. Sessions
+//! stored raw by earlier releases no longer match, so their browsers simply launch again.
+//!
 //! Both cookies are `HttpOnly`, `Path=/`, with the configured `SameSite` (`None` for EHR-embedded
 //! browsers) and `Secure` whenever the service is not plain http on loopback, in which case they
 //! also get the `__Host-` prefix (no `Domain`, so no other host can set or read them).
@@ -10,7 +14,7 @@ use std::time::Duration;
 use axum::http::{HeaderMap, HeaderValue, header};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use visitbridge_http::random_token;
+use visitbridge_http::{random_token, storage_key};
 use visitbridge_store::{SessionRepo, StoredSession, VisitId};
 
 use crate::{config::SameSite, error::LaunchError};
@@ -23,7 +27,8 @@ pub(crate) struct CookiePolicy {
 }
 
 impl CookiePolicy {
-    fn name(&self, base: &str) -> String {
+    /// `base`, with the `__Host-` prefix when cookies are secure.
+    pub(crate) fn name(&self, base: &str) -> String {
         if self.secure {
             format!("__Host-{base}")
         } else {
@@ -260,7 +265,7 @@ pub(crate) async fn grant(
     let old_id = read_cookie(headers, &policy.session_cookie());
     let mut session = match &old_id {
         Some(id) => store
-            .get_session(id, now)
+            .get_session(&storage_key(id), now)
             .await?
             .and_then(parse)
             .unwrap_or_default(),
@@ -269,9 +274,9 @@ pub(crate) async fn grant(
     session.add(grant, now);
     let id = new_token()?;
     let data = serde_json::to_value(&session).map_err(LaunchError::internal)?;
-    store.put_session(&id, &data, expires).await?;
+    store.put_session(&storage_key(&id), &data, expires).await?;
     if let Some(old) = old_id {
-        store.delete_session(&old).await?;
+        store.delete_session(&storage_key(&old)).await?;
     }
     Ok(policy.set(&policy.session_cookie(), &id, ttl))
 }
@@ -286,7 +291,7 @@ pub(crate) async fn load(
         return Ok(None);
     };
     let now = Utc::now();
-    let Some(stored) = store.get_session(&id, now).await? else {
+    let Some(stored) = store.get_session(&storage_key(&id), now).await? else {
         return Ok(None);
     };
     Ok(parse(stored).map(|mut session| {

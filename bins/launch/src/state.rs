@@ -24,7 +24,7 @@ use crate::{
     live::LiveHub,
     microsoft::{Microsoft, Subscriptions},
     observe::Metrics,
-    pending::StorePendingLaunches,
+    pending::{LaunchCookies, SealedInCookies},
     reconcile::{ReconcilePolicy, Reconciler},
     session::CookiePolicy,
     webhook::WebhookSink,
@@ -74,11 +74,13 @@ pub(crate) struct Inner {
     pub(crate) deployment_secret: Secret,
     pub(crate) signing_keys: Vec<ClientAssertionKey>,
     pub(crate) clients: SmartClients,
-    pub(crate) pending: Arc<StorePendingLaunches>,
+    pub(crate) pending: Arc<LaunchCookies>,
     pub(crate) microsoft: Option<Arc<Microsoft>>,
     pub(crate) live: LiveHub,
     pub(crate) writeback: Arc<Writeback>,
     pub(crate) metrics: Arc<Metrics>,
+    /// The bearer token of `/metrics` on the main listener (`None`: not served there).
+    pub(crate) metrics_token: Option<Secret>,
     pub(crate) webhook: Option<Router>,
     pub(crate) http: reqwest::Client,
 }
@@ -189,10 +191,15 @@ impl LaunchService {
             same_site: config.cookies.same_site,
         };
         let launch_ttl = Duration::from_secs(config.launch_ttl_minutes.max(1) * 60);
-        let pending = Arc::new(StorePendingLaunches::new(
-            store.clone() as Arc<dyn PendingRepo>,
-            launch_ttl,
-        ));
+        let pending = Arc::new(
+            LaunchCookies::new(
+                &deployment_secret,
+                cookies,
+                launch_ttl,
+                store.clone() as Arc<dyn PendingRepo>,
+            )
+            .map_err(|e| BuildError::Key(format!("deployment_secret: {e}")))?,
+        );
         let base_text = public_base.as_str().trim_end_matches('/').to_owned();
         let at = |path: &str| {
             Url::parse(&format!("{base_text}{path}"))
@@ -201,7 +208,7 @@ impl LaunchService {
         let clients = SmartClients::new(ClientSettings {
             http: http.clone(),
             store: store.clone() as Arc<dyn ConfigurationRepo>,
-            pending: Arc::clone(&pending),
+            pending: Arc::new(SealedInCookies),
             callback: at("/launch/callback")?,
             key: key.clone(),
             secrets: config.ehr_client_secrets.clone(),
@@ -402,6 +409,8 @@ impl LaunchService {
                 live,
                 writeback: Arc::clone(&writeback),
                 metrics,
+                metrics_token: (!config.metrics_bearer_token.is_empty())
+                    .then(|| config.metrics_bearer_token.clone()),
                 webhook,
                 http,
             }),

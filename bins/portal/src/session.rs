@@ -82,8 +82,7 @@ pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> 
 /// The key a cookie value is stored under: its SHA-256, so that a copy of the database does not
 /// hand out live sessions.
 pub(crate) fn storage_key(value: &str) -> String {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, value.as_bytes());
-    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    visitbridge_http::storage_key(value)
 }
 
 /// What a session holds: who, for which organisation, and its CSRF token. Nothing else.

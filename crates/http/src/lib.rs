@@ -13,7 +13,10 @@
 //!   second reqwest version).
 //! - [`ClientAssertionKey`] signs `private_key_jwt` client assertions (SMART backend services,
 //!   Entra certificate credentials) and renders the public key as a JWK.
-//! - [`Secret`] holds tokens and client secrets; its `Debug` prints `[redacted]`.
+//! - [`Secret`] holds tokens and client secrets; its `Debug` prints `[redacted]`; [`storage_key`]
+//!   is the one form in which the services keep bearer tokens (session ids) at rest.
+//! - [`Sealer`] seals small values a browser carries for us (AES-256-GCM, key derived from the
+//!   deployment secret per purpose, with an expiry), e.g. a pending launch in a cookie.
 //! - [`HttpTimeouts`] is the `[http]` section both services read from their configuration files,
 //!   and [`is_loopback_url`] the test behind their "plain http only on loopback" rules.
 //!
@@ -36,14 +39,18 @@
 
 mod assertion;
 mod client;
+mod digest;
 mod loopback;
 mod oauth;
 mod retry;
+mod sealed;
 mod secret;
 
 pub use assertion::{AssertionError, ClientAssertionKey, random_token};
 pub use client::{HttpConfig, HttpError, HttpTimeouts, build_client};
+pub use digest::storage_key;
 pub use loopback::is_loopback_url;
 pub use oauth::OAuthHttpClient;
 pub use retry::{RetryPolicy, SendError, is_retryable_status, retry_after, send_idempotent};
+pub use sealed::{SealError, Sealer};
 pub use secret::Secret;

@@ -223,6 +223,20 @@ impl SmartClient {
             .await
     }
 
+    /// Starts an EHR launch like [`Self::begin_ehr_launch`] but keeps nothing: the caller keeps
+    /// the returned [`PendingLaunch`] (e.g. sealed in a cookie of the browser that launched) and
+    /// hands it to [`Self::complete_pending`] when the callback with the request's `state`
+    /// comes. Keeping it single-use and bound to that `state` is then the caller's job.
+    pub async fn prepare_ehr_launch(
+        &self,
+        iss: &str,
+        launch: &str,
+        record_context: BTreeMap<String, String>,
+    ) -> Result<(AuthorizationRequest, PendingLaunch), SmartError> {
+        self.prepare(iss, LaunchKind::Ehr, Some(launch), record_context)
+            .await
+    }
+
     async fn begin(
         &self,
         iss: &str,
@@ -230,6 +244,21 @@ impl SmartClient {
         launch: Option<&str>,
         record_context: BTreeMap<String, String>,
     ) -> Result<AuthorizationRequest, SmartError> {
+        let (request, pending) = self.prepare(iss, kind, launch, record_context).await?;
+        self.pending
+            .put(request.state().expose(), pending)
+            .await
+            .map_err(SmartError::Store)?;
+        Ok(request)
+    }
+
+    async fn prepare(
+        &self,
+        iss: &str,
+        kind: LaunchKind,
+        launch: Option<&str>,
+        record_context: BTreeMap<String, String>,
+    ) -> Result<(AuthorizationRequest, PendingLaunch), SmartError> {
         let approved = approve(self.issuers.as_ref(), iss).await?;
         let config = self.discovery.get(&approved).await?;
         let discovery_error = |reason: &str| SmartError::Discovery {
@@ -282,15 +311,14 @@ impl SmartClient {
             pkce.verifier,
             nonce,
         );
-        self.pending
-            .put(state.expose(), pending)
-            .await
-            .map_err(SmartError::Store)?;
-        Ok(AuthorizationRequest::new(
-            endpoint,
-            params,
-            state,
-            config.has_capability("authorize-post"),
+        Ok((
+            AuthorizationRequest::new(
+                endpoint,
+                params,
+                state,
+                config.has_capability("authorize-post"),
+            ),
+            pending,
         ))
     }
 
@@ -328,6 +356,18 @@ impl SmartClient {
             .await
             .map_err(SmartError::Store)?
             .ok_or(SmartError::StateUnknownOrUsed)?;
+        self.complete_pending(pending, code).await
+    }
+
+    /// Completes a launch the caller kept (see [`Self::prepare_ehr_launch`]): the caller has
+    /// already matched it to the callback's `state` and made sure it is used once. Checks that it
+    /// is this client's and not expired, exchanges `code` with its PKCE verifier, and validates
+    /// the id_token.
+    pub async fn complete_pending(
+        &self,
+        pending: PendingLaunch,
+        code: &Secret,
+    ) -> Result<CompletedLaunch, SmartError> {
         if pending.client_id != self.config.client_id {
             return Err(SmartError::StateUnknownOrUsed);
         }

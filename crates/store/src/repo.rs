@@ -174,6 +174,14 @@ pub trait PendingRepo: Send + Sync {
         kind: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<Value>, StoreError>;
+    /// Whether an item of `kind` is under `key` and still valid at `now`, without taking it (for
+    /// single-use markers: "was this already used?").
+    async fn has_pending(
+        &self,
+        key: &str,
+        kind: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
     /// Removes items expired at or before `now`; how many.
     async fn purge_expired_pending(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
 }

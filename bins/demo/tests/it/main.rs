@@ -45,6 +45,16 @@ async fn the_demo_starts_on_free_ports_and_prints_urls_that_answer() {
     let text = page.text().await.unwrap();
     let portal = &urls.iter().find(|(l, _)| l == "Portal").unwrap().1;
     let portal_status = reqwest::get(portal).await.unwrap().status();
+    // Metrics answer on their own loopback listener, not on the launch service's.
+    let metrics = &urls.iter().find(|(l, _)| l == "Metrics").unwrap().1;
+    let metrics = reqwest::get(metrics).await.unwrap();
+    let metrics_status = metrics.status();
+    let metrics_text = metrics.text().await.unwrap();
+    let launch = &urls.iter().find(|(l, _)| l == "Launch service").unwrap().1;
+    let public_metrics = reqwest::get(format!("{}/metrics", launch.trim_end_matches('/')))
+        .await
+        .unwrap()
+        .status();
     child.kill().unwrap();
     let _ = child.wait();
     assert_eq!(status, 200);
@@ -53,4 +63,10 @@ async fn the_demo_starts_on_free_ports_and_prints_urls_that_answer() {
         portal_status.is_success() || portal_status.is_redirection(),
         "{portal_status}"
     );
+    assert_eq!(metrics_status, 200);
+    assert!(
+        metrics_text.contains("# TYPE visitbridge_launches_total counter"),
+        "{metrics_text}"
+    );
+    assert_eq!(public_metrics, 404);
 }

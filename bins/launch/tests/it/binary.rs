@@ -38,6 +38,56 @@ async fn binary_starts_and_prints_urls_that_answer() {
     assert_eq!(jwks.unwrap().status(), 200);
 }
 
+#[tokio::test]
+async fn the_binary_serves_metrics_on_the_metrics_listener_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_visitbridge-launch"))
+        .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+        .arg("--database")
+        .arg(dir.path().join("visitbridge.sqlite"))
+        .env_remove("VISITBRIDGE_LAUNCH_CONFIG")
+        .env_remove("VISITBRIDGE_LAUNCH_METRICS_BEARER_TOKEN")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut health, mut metrics) = (None, None);
+    while health.is_none() || metrics.is_none() {
+        let line = lines
+            .next()
+            .expect("binary exited before printing its URLs")
+            .unwrap();
+        for word in line.split_whitespace() {
+            if word.ends_with("/healthz") {
+                health = Some(word.to_owned());
+            } else if word.ends_with("/metrics") {
+                metrics = Some(word.to_owned());
+            }
+        }
+    }
+    let (health, metrics) = (health.unwrap(), metrics.unwrap());
+    let scraped = reqwest::get(&metrics).await;
+    let public = reqwest::get(health.replace("/healthz", "/metrics")).await;
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert_ne!(
+        metrics,
+        health.replace("/healthz", "/metrics"),
+        "another port"
+    );
+    let scraped = scraped.unwrap();
+    assert_eq!(scraped.status(), 200);
+    assert!(
+        scraped
+            .text()
+            .await
+            .unwrap()
+            .contains("# TYPE visitbridge_launches_total counter")
+    );
+    assert_eq!(public.unwrap().status(), 404);
+}
+
 #[test]
 fn help_lists_the_options() {
     let output = Command::new(env!("CARGO_BIN_EXE_visitbridge-launch"))
@@ -52,6 +102,8 @@ fn help_lists_the_options() {
         "--public-base-url",
         "--database",
         "--dev-mode",
+        "--metrics-listen",
+        "--metrics-bearer-token",
     ] {
         assert!(text.contains(option), "{option} missing from:\n{text}");
     }

@@ -317,12 +317,7 @@ async fn a_sink_that_stays_down_ends_in_dead_letters_shown_in_metrics() {
             .is_some_and(|e| e.contains("503")),
         "{dead:?}"
     );
-    let metrics = reqwest::get(format!("{}/metrics", env.base))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = env.metrics().await;
     assert!(
         metrics
             .lines()

@@ -43,6 +43,8 @@ pub(crate) const BACKEND_KID: &str = "visitbridge-test-1";
 pub(crate) const CLIENT_STATE: &str = "test-client-state-5b1f0c";
 /// The id of the approved configuration.
 pub(crate) const CONFIGURATION_ID: &str = "cfg-test";
+/// The bearer token of `/metrics` on the main listener.
+pub(crate) const METRICS_TOKEN: &str = "test-metrics-token-0123456789abcdef";
 
 /// Installs the capturing subscriber once (shared by every test of this binary).
 pub(crate) fn capture_logs() {
@@ -298,6 +300,7 @@ impl Env {
             database = "{db}"
             dev_mode = true
             deployment_secret = "test-deployment-secret-0123456789abcdef"
+            metrics_bearer_token = "{METRICS_TOKEN}"
             patient_link_ttl_minutes = 60
             {extra}
             [backend_key]
@@ -442,6 +445,18 @@ impl Env {
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
         panic!("timed out waiting for: {what}");
+    }
+
+    /// The service's Prometheus text, scraped with the bearer token.
+    pub(crate) async fn metrics(&self) -> String {
+        let response = reqwest::Client::new()
+            .get(format!("{}/metrics", self.base))
+            .bearer_auth(METRICS_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        response.text().await.unwrap()
     }
 
     /// Posts a Graph change notification to the service; its status.
@@ -621,11 +636,33 @@ impl Browser {
             let text = value.to_str().unwrap();
             let pair = text.split(';').next().unwrap();
             let (name, value) = pair.split_once('=').unwrap();
-            self.jar
-                .lock()
-                .unwrap()
-                .insert(name.trim().to_owned(), value.trim().to_owned());
+            let mut jar = self.jar.lock().unwrap();
+            // As a browser does: `Max-Age=0` removes the cookie.
+            if text.contains("Max-Age=0") {
+                jar.remove(name.trim());
+            } else {
+                jar.insert(name.trim().to_owned(), value.trim().to_owned());
+            }
         }
+    }
+
+    /// The cookies whose names start with `prefix`, as (name, value).
+    pub(crate) fn cookies_named(&self, prefix: &str) -> Vec<(String, String)> {
+        self.jar
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// Sets (or replaces) a cookie of our host.
+    pub(crate) fn set_cookie(&self, name: &str, value: &str) {
+        self.jar
+            .lock()
+            .unwrap()
+            .insert(name.to_owned(), value.to_owned());
     }
 
     /// One GET (cookies for our host only).

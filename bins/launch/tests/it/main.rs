@@ -2,6 +2,7 @@
 //! FHIR, Epic's connection-status service) and Microsoft (Entra ID, Graph), with a real SQLite
 //! file; and the binary as a user starts it.
 
+mod at_rest;
 mod attestation;
 mod bad_input;
 mod binary;
@@ -12,6 +13,7 @@ mod harness;
 mod honest_errors;
 mod identity;
 mod launch_page;
+mod metrics;
 mod patient;
 mod privacy;
 mod provider;

@@ -53,10 +53,27 @@ async fn jwks_publishes_public_keys_only() {
 }
 
 #[tokio::test]
-async fn metrics_are_prometheus_text() {
+async fn metrics_are_prometheus_text_on_their_own_listener_only() {
     let (_dir, service) = service().await;
     get(&service, "/launch/provider").await;
-    let (status, body, headers) = get(&service, "/metrics").await;
+    // Without a bearer token the public listener has no /metrics at all.
+    let (status, body, _) = get(&service, "/metrics").await;
+    assert_eq!(status, 404);
+    assert!(!body.contains("visitbridge_"), "{body}");
+    // The metrics listener serves them, and nothing else.
+    let metrics = |path: &'static str| {
+        visitbridge_launch::metrics_app(service.state())
+            .oneshot(Request::get(path).body(Body::empty()).unwrap())
+    };
+    assert_eq!(metrics("/healthz").await.unwrap().status(), 404);
+    assert_eq!(metrics("/launch/provider").await.unwrap().status(), 404);
+    let response = metrics("/metrics").await.unwrap();
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let body = String::from_utf8(body.to_vec()).unwrap();
     assert_eq!(status, 200);
     assert!(
         headers["content-type"]

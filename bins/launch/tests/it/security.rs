@@ -12,10 +12,18 @@ use crate::{
 };
 
 /// The launch up to the EHR's redirect back: the callback URL, not yet opened.
-async fn callback_url(env: &Env, browser: &Browser) -> String {
-    let response = browser
-        .get(&env.launch_url("provider", &Env::visit_context()))
-        .await;
+pub(crate) async fn callback_url(env: &Env, browser: &Browser) -> String {
+    callback_url_of(env, browser, "provider", &Env::visit_context()).await
+}
+
+/// [`callback_url`] of a launch of `record` with `context`.
+pub(crate) async fn callback_url_of(
+    env: &Env,
+    browser: &Browser,
+    record: &str,
+    context: &[(&str, &str)],
+) -> String {
+    let response = browser.get(&env.launch_url(record, context)).await;
     assert_eq!(response.status(), 200);
     let body = response.text().await.unwrap();
     // Epic advertises authorize-post: the page is the auto-posting form.

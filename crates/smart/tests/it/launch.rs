@@ -343,3 +343,42 @@ async fn unknown_kids_do_not_refetch_the_jwks_more_than_the_rate_limit_allows() 
         "forged kids within a minute refetch nothing"
     );
 }
+
+#[tokio::test]
+async fn a_prepared_launch_is_kept_by_the_caller_and_completed_from_it() {
+    let ehr = Ehr::with_secret_basic().await;
+    let store = std::sync::Arc::new(visitbridge_smart::InMemoryPendingLaunches::new());
+    let client = ehr.client_with(secret_basic(), http(), store.clone());
+    let (request, pending) = client
+        .prepare_ehr_launch(&ehr.fake.fhir_base(), "launch-token-123", session())
+        .await
+        .expect("prepare");
+    assert!(store.is_empty(), "a prepared launch is not stored");
+    assert_eq!(pending.kind, LaunchKind::Ehr);
+    assert_eq!(pending.client_id, CLIENT_ID);
+    // The JSON a caller keeps (e.g. sealed) round-trips.
+    let kept: visitbridge_smart::PendingLaunch =
+        serde_json::from_str(&serde_json::to_string(&pending).unwrap()).unwrap();
+
+    let callback = ehr.fake.browser_get(request.url().as_str()).await;
+    let query = visitbridge_smart::Callback::from_query(callback.query().unwrap()).unwrap();
+    assert_eq!(query.state, request.state().expose());
+    let done = client
+        .complete_pending(kept.clone(), &query.code)
+        .await
+        .expect("complete");
+    assert!(done.ehr_user.is_some(), "the id_token's nonce matched");
+    assert_eq!(done.pending.record_context, session());
+
+    // Expiry is still checked from the launch's start.
+    let mut old = kept;
+    old.created_at = Utc::now() - chrono::Duration::minutes(11);
+    let err = client
+        .complete_pending(old, &query.code)
+        .await
+        .expect_err("expired");
+    assert!(
+        matches!(err, visitbridge_smart::SmartError::LaunchExpired),
+        "{err:?}"
+    );
+}

@@ -69,6 +69,26 @@ impl PendingRepo for SqliteStore {
         .await
     }
 
+    async fn has_pending(
+        &self,
+        key: &str,
+        kind: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let (key, kind) = (key.to_owned(), kind.to_owned());
+        self.read(move |conn| {
+            let found: Option<i64> = conn
+                .query_row(
+                    "SELECT 1 FROM pending WHERE key = ?1 AND kind = ?2 AND expires_at > ?3",
+                    params![key, kind, to_millis(now)],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            Ok(found.is_some())
+        })
+        .await
+    }
+
     async fn purge_expired_pending(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
         self.write(move |tx| {
             let n = tx.execute(

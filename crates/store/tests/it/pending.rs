@@ -119,3 +119,23 @@ async fn concurrent_takes_yield_the_item_once() {
     }
     assert_eq!(got, 1);
 }
+
+#[tokio::test]
+async fn has_pending_looks_without_taking() {
+    let (store, _dir) = store().await;
+    store
+        .put_pending("k1", "used", &json!({}), at(10))
+        .await
+        .unwrap();
+    assert!(store.has_pending("k1", "used", at(1)).await.unwrap());
+    assert!(
+        store.has_pending("k1", "used", at(1)).await.unwrap(),
+        "still there"
+    );
+    assert!(!store.has_pending("k1", "other", at(1)).await.unwrap());
+    assert!(!store.has_pending("k2", "used", at(1)).await.unwrap());
+    assert!(
+        !store.has_pending("k1", "used", at(10)).await.unwrap(),
+        "expired"
+    );
+}
