@@ -417,7 +417,7 @@ async fn provider(
                     &done.launch,
                     practitioner.as_ref()
                 ),
-                meeting::create_or_get(state, ms, &visit),
+                meeting::create_or_get(state, ms, &visit, &facts),
             );
             let resolved = resolved?;
             attested.check_resolved_ids(&resolved)?;
@@ -445,7 +445,7 @@ async fn provider(
             )
             .await?;
             clinician_fits(&attested, &resolved.key, &visit)?;
-            let outcome = meeting::create_or_get(state, ms, &visit).await?;
+            let outcome = meeting::create_or_get(state, ms, &visit, &facts).await?;
             (visit, outcome)
         }
     };
@@ -518,6 +518,8 @@ impl From<StoredFacts> for VisitFacts {
             appointment: f.appointment,
             encounter: f.encounter,
             patient: f.patient,
+            // Deliberately not kept across the sign-in: the meeting keeps Graph's default times.
+            ..Self::default()
         }
     }
 }
@@ -648,7 +650,7 @@ pub(crate) async fn microsoft_callback(
     }
     let visit = meeting::claim(state, configuration.id(), &external, &facts, Some(oid)).await?;
     clinician_fits(&attested, &stash.key, &visit)?;
-    let outcome = meeting::create_or_get(state, ms, &visit).await?;
+    let outcome = meeting::create_or_get(state, ms, &visit, &facts).await?;
     let (visit, meeting_info) = meeting::settle(state, ms, visit, outcome, &facts).await?;
     meeting::prefetch_patient_url(state, &visit, meeting_info);
     clinician_page(state, headers, &visit, oid).await

@@ -31,6 +31,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let addr = listener.local_addr().context("reading the bound address")?;
     let base = config.public_base(addr);
     let database = config.database.display().to_string();
+    let limits = config.server.clone();
     let service = LaunchService::build(config, base.clone())
         .await
         .context("starting the launch service")?;
@@ -42,10 +43,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     println!("  Provider launch:  {base}/launch/provider (opened by the EHR with iss and launch)");
     println!("  Database:         {database}");
     println!("Press Ctrl+C to stop.");
-    axum::serve(listener, app(service.state()))
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await
-        .context("serving")
+    visitbridge_web::serve(listener, app(service.state()), limits, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await
+    .context("serving")
 }
