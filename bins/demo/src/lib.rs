@@ -257,17 +257,30 @@ usernames = [{admin}]
     let tasks = vec![
         housekeeping,
         tokio::spawn(async move {
-            if let Err(e) = axum::serve(launch_listener, launch_app).await {
+            let limits = visitbridge_web::ServerLimits::default();
+            let serving =
+                visitbridge_web::serve(launch_listener, launch_app, limits, std::future::pending());
+            if let Err(e) = serving.await {
                 tracing::error!(error = %e, "the launch service stopped");
             }
         }),
         tokio::spawn(async move {
-            if let Err(e) = axum::serve(metrics_listener, metrics_app).await {
+            let limits = visitbridge_web::ServerLimits::default();
+            let serving = visitbridge_web::serve(
+                metrics_listener,
+                metrics_app,
+                limits,
+                std::future::pending(),
+            );
+            if let Err(e) = serving.await {
                 tracing::error!(error = %e, "the launch service's metrics stopped");
             }
         }),
         tokio::spawn(async move {
-            if let Err(e) = axum::serve(portal_listener, portal_app).await {
+            let limits = visitbridge_web::ServerLimits::default();
+            let serving =
+                visitbridge_web::serve(portal_listener, portal_app, limits, std::future::pending());
+            if let Err(e) = serving.await {
                 tracing::error!(error = %e, "the portal stopped");
             }
         }),

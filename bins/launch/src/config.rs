@@ -11,6 +11,7 @@ use visitbridge_audit::SinkConfig;
 use visitbridge_graph::MeetingPolicy;
 pub use visitbridge_http::HttpTimeouts;
 use visitbridge_http::{Secret, is_loopback_url};
+pub use visitbridge_web::ServerLimits;
 
 /// Why the configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -157,6 +158,9 @@ pub struct LaunchConfig {
     /// Timeouts of outbound calls.
     #[serde(default)]
     pub http: HttpTimeouts,
+    /// Limits of inbound connections: header read timeout, connections per client IP.
+    #[serde(default)]
+    pub server: ServerLimits,
 }
 
 fn default_listen() -> SocketAddr {

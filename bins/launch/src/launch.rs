@@ -468,7 +468,7 @@ async fn provider(
                     &done.launch,
                     practitioner.as_ref()
                 ),
-                meeting::create_or_get(state, ms, &visit),
+                meeting::create_or_get(state, ms, &visit, &facts),
             );
             let resolved = resolved?;
             attested.check_resolved(&done.record, &resolved)?;
@@ -496,7 +496,7 @@ async fn provider(
             )
             .await?;
             clinician_fits(&attested, &resolved.key, &visit)?;
-            let outcome = meeting::create_or_get(state, ms, &visit).await?;
+            let outcome = meeting::create_or_get(state, ms, &visit, &facts).await?;
             (visit, outcome)
         }
     };
@@ -570,6 +570,8 @@ impl From<StoredFacts> for VisitFacts {
             appointment: f.appointment,
             encounter: f.encounter,
             patient: f.patient,
+            // Deliberately not kept across the sign-in: the meeting keeps Graph's default times.
+            ..Self::default()
         }
     }
 }
@@ -711,7 +713,7 @@ async fn complete_microsoft_sign_in(
     }
     let visit = meeting::claim(state, configuration.id(), &external, &facts, Some(oid)).await?;
     clinician_fits(&attested, &stash.key, &visit)?;
-    let outcome = meeting::create_or_get(state, ms, &visit).await?;
+    let outcome = meeting::create_or_get(state, ms, &visit, &facts).await?;
     let (visit, meeting_info) = meeting::settle(state, ms, visit, outcome, &facts).await?;
     meeting::prefetch_patient_url(state, &visit, meeting_info);
     clinician_page(state, headers, &visit, oid).await

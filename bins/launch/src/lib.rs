@@ -45,7 +45,16 @@
 //!   and `externalId`.
 //! - **Persist, then acknowledge.** Graph's notifications are stored as AuditEvents with their
 //!   outbox rows (and a call end's reconciliation is scheduled) before the webhook answers `202`;
-//!   the live panel and subscription upkeep follow.
+//!   the live panel and subscription upkeep follow. An unreadable item of a batch is counted
+//!   (`visitbridge_notifications_total{result="unreadable"}`) and logged without its content; the
+//!   rest of the batch is kept, since Graph never delivers a `4xx`-answered batch again.
+//! - **Meeting times.** The meeting is planned at the Appointment's start and end (or start +
+//!   `minutesDuration`), sent with `createOrGet` when read before it, else set by the PATCH that
+//!   follows (with the policy, for a new meeting); a moved appointment is patched at the next
+//!   launch. The times only go to the customer's tenant: they are in no row and no pending
+//!   sign-in, so the launch that continues the first Microsoft sign-in leaves them to Graph.
+//! - **Bounded connections.** Served by `visitbridge_web::serve` (`[server]`): a header read
+//!   timeout and a cap on connections per client IP.
 //! - **Nothing lost across a restart.** Each visit's subscription and its expiry, and when to
 //!   reconcile it with its attendance report, are on the visit's row: notifications map to their
 //!   visit by subscription id from the store, and one upkeep tick (`[upkeep]`) renews the
@@ -67,8 +76,12 @@
 //! };
 //! let listener = tokio::net::TcpListener::bind(config.listen).await?;
 //! let base = config.public_base(listener.local_addr()?);
+//! let limits = config.server.clone();
 //! let service = LaunchService::build(config, base).await?;
-//! axum::serve(listener, app(service.state())).await?;
+//! let shutdown = async {
+//!     let _ = tokio::signal::ctrl_c().await;
+//! };
+//! visitbridge_web::serve(listener, app(service.state()), limits, shutdown).await?;
 //! # Ok(())
 //! # }
 //! ```
@@ -106,7 +119,7 @@ use visitbridge_store::OutboxRepo;
 
 pub use config::{
     BackendKeyConfig, Cli, ConfigError, ConfigurationSinks, CookieConfig, HttpTimeouts,
-    LaunchConfig, MicrosoftConfig, SameSite, UpkeepConfig, WritebackConfig,
+    LaunchConfig, MicrosoftConfig, SameSite, ServerLimits, UpkeepConfig, WritebackConfig,
 };
 pub use state::{AppState, BuildError, LaunchService};
 
@@ -147,7 +160,12 @@ pub fn app(state: AppState) -> Router {
         .fallback(not_found)
         .with_state(state.clone());
     if let Some(webhook) = &state.inner.webhook {
-        router = router.nest("/graph", webhook.clone());
+        router = router.nest(
+            "/graph",
+            webhook
+                .clone()
+                .layer(middleware::map_response(webhook_rejection)),
+        );
     }
     // Last, so it reaches every route above, the webhook's included.
     router
@@ -164,6 +182,42 @@ pub fn metrics_app(state: AppState) -> Router {
         .with_state(state)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(observe::request_context))
+}
+
+/// Where the launch service's problem types live.
+const PROBLEM_BASE: &str = "urn:visitbridge:problem:launch:";
+
+/// The webhook's own refusals have no body (no hint for a prober); axum's rejections before it
+/// (a body over the limit, a body that could not be read) are plain text: those become problem
+/// JSON, the format of the service's machine-facing routes.
+async fn webhook_rejection(response: Response) -> Response {
+    let plain_text = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/plain"));
+    let status = response.status();
+    if !plain_text || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let (slug, title, detail) = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            "too-large",
+            "Too large",
+            "the notification body is over the size this service accepts",
+        ),
+        s if s.is_client_error() => (
+            "bad-request",
+            "Bad request",
+            "the notification body could not be read",
+        ),
+        _ => (
+            "unavailable",
+            "Unavailable",
+            "the notification could not be handled now; deliver it again later",
+        ),
+    };
+    visitbridge_web::problem(status, PROBLEM_BASE, slug, title, detail)
 }
 
 fn respond(result: Result<Response, LaunchError>) -> Response {

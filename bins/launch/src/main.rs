@@ -40,6 +40,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let base = config.public_base(addr);
     let database = config.database.display().to_string();
     let metrics_token = !config.metrics_bearer_token.is_empty();
+    let limits = config.server.clone();
     let service = LaunchService::build(config, base.clone())
         .await
         .context("starting the launch service")?;
@@ -69,16 +70,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let _ = stopped.wait_for(|stop| *stop).await;
         }
     };
-    let main = async {
-        axum::serve(listener, app(service.state()))
-            .with_graceful_shutdown(shutdown())
-            .await
-    };
+    let main = visitbridge_web::serve(listener, app(service.state()), limits.clone(), shutdown());
     let metrics = async {
         match metrics_listener {
             Some(listener) => {
-                axum::serve(listener, metrics_app(service.state()))
-                    .with_graceful_shutdown(shutdown())
+                visitbridge_web::serve(listener, metrics_app(service.state()), limits, shutdown())
                     .await
             }
             None => Ok(()),

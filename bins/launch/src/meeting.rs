@@ -8,10 +8,11 @@
 //! different clinicians, even on different replicas — call `createOrGet` with the same organiser
 //! and get the same meeting.
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use visitbridge_approval::ConfigurationId;
 use visitbridge_graph::{
-    ExternalMeetingId, MeetingInfo, MeetingOutcome, UserObjectId, VisitMeetingRequest,
+    ExternalMeetingId, MeetingChanges, MeetingInfo, MeetingOutcome, MeetingTimes, UserObjectId,
+    VisitMeetingRequest,
 };
 use visitbridge_smart::LaunchContext;
 use visitbridge_store::{MicrosoftObjectId, Visit, VisitId, VisitRepo};
@@ -19,7 +20,9 @@ use visitbridge_visit::{RecordContext, ResolvedVisit, VisitKey};
 
 use crate::{error::LaunchError, microsoft::Microsoft, state::AppState};
 
-/// What the launch knows of a visit, ids only, to keep in its registry row.
+/// What the launch knows of a visit: ids to keep in its registry row, and the appointment's
+/// planned times, which only go to Graph (the meeting's slot in the customer's tenant) and are
+/// never stored — not on the visit's row, not in a pending sign-in.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct VisitFacts {
     pub(crate) conference_id: Option<String>,
@@ -27,6 +30,10 @@ pub(crate) struct VisitFacts {
     pub(crate) appointment: Option<String>,
     pub(crate) encounter: Option<String>,
     pub(crate) patient: Option<String>,
+    /// The Appointment's start, when this launch read it.
+    pub(crate) start: Option<DateTime<Utc>>,
+    /// The Appointment's end (or start + `minutesDuration`), when this launch read it.
+    pub(crate) end: Option<DateTime<Utc>>,
 }
 
 fn non_empty(s: Option<&str>) -> Option<String> {
@@ -51,11 +58,23 @@ impl VisitFacts {
             appointment: visitbridge_visit::context_appointment(context).map(|(id, _)| id),
             encounter: non_empty(context.encounter.as_deref()),
             patient: non_empty(context.patient.as_deref()),
+            start: None,
+            end: None,
         }
+    }
+
+    /// The meeting's planned times, when this launch read the Appointment.
+    pub(crate) fn times(&self) -> Option<MeetingTimes> {
+        MeetingTimes::planned(self.start, self.end)
     }
 
     /// Adds what FHIR told (the launch's own values win).
     pub(crate) fn add(&mut self, resolved: &ResolvedVisit) {
+        // The Appointment as read now: a moved appointment's new times.
+        if resolved.start.is_some() {
+            self.start = resolved.start;
+            self.end = resolved.end;
+        }
         self.appointment
             .get_or_insert_with(|| resolved.appointment.as_str().to_owned());
         if self.encounter.is_none() {
@@ -129,13 +148,20 @@ fn request(visit: &Visit) -> Result<VisitMeetingRequest, LaunchError> {
     })
 }
 
-/// `createOrGet` under the visit's organiser.
+/// `createOrGet` under the visit's organiser, with the appointment's times when `facts` has them
+/// (without, Graph plans the meeting from now for an hour, and [`settle`] sets the times once
+/// they are read).
 pub(crate) async fn create_or_get(
     state: &AppState,
     ms: &Microsoft,
     visit: &Visit,
+    facts: &VisitFacts,
 ) -> Result<MeetingOutcome, LaunchError> {
-    let request = request(visit)?;
+    let mut request = request(visit)?;
+    if let Some(times) = facts.times() {
+        request.start = Some(times.start);
+        request.end = Some(times.end);
+    }
     Ok(state
         .inner
         .metrics
@@ -144,8 +170,10 @@ pub(crate) async fn create_or_get(
 }
 
 /// Applies the meeting policy when the meeting is new or drifted (before anyone gets a join
-/// URL, so that no patient can bypass the lobby), and stores the meeting on the visit with the
-/// facts learnt since the claim. Subscribes to the meeting's events in the background.
+/// URL, so that no patient can bypass the lobby) and, in the same PATCH, the appointment's times
+/// when `facts` has them and the meeting's differ (a moved appointment, or a meeting created
+/// before the Appointment was read); then stores the meeting on the visit with the facts learnt
+/// since the claim. Subscribes to the meeting's events in the background.
 pub(crate) async fn settle(
     state: &AppState,
     ms: &Microsoft,
@@ -153,8 +181,9 @@ pub(crate) async fn settle(
     outcome: MeetingOutcome,
     facts: &VisitFacts,
 ) -> Result<(Visit, MeetingInfo), LaunchError> {
+    let changes = MeetingChanges::needed(&outcome, ms.policy(), facts.times());
     let mut meeting = outcome.meeting;
-    if outcome.created || !ms.policy().is_applied_to(&meeting) {
+    if !changes.is_empty() {
         let request = request(&visit)?;
         meeting = state
             .inner
@@ -162,7 +191,7 @@ pub(crate) async fn settle(
             .time(
                 "graph_policy",
                 ms.graph
-                    .apply_policy(&request.organizer, &meeting.id, ms.policy()),
+                    .update_meeting(&request.organizer, &meeting.id, &changes),
             )
             .await?;
     }
@@ -210,8 +239,9 @@ pub(crate) async fn patient_url(
     let (visit, meeting) = match settled {
         Some(meeting) => (visit.clone(), meeting),
         None => {
-            let outcome = create_or_get(state, ms, visit).await?;
-            settle(state, ms, visit.clone(), outcome, &VisitFacts::default()).await?
+            let facts = VisitFacts::default();
+            let outcome = create_or_get(state, ms, visit, &facts).await?;
+            settle(state, ms, visit.clone(), outcome, &facts).await?
         }
     };
     let request = request(&visit)?;

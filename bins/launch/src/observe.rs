@@ -186,7 +186,7 @@ impl Metrics {
         }
         let _ = writeln!(
             out,
-            "# HELP visitbridge_notifications_total Graph notification events by result.\n# TYPE visitbridge_notifications_total counter"
+            "# HELP visitbridge_notifications_total Graph notification events by result (unreadable: items of a batch dropped as unreadable).\n# TYPE visitbridge_notifications_total counter"
         );
         for (what, n) in &notifications {
             let _ = writeln!(

@@ -60,7 +60,7 @@ async fn to_meeting(
     facts: &VisitFacts,
 ) -> Result<Response, LaunchError> {
     let (visit, meeting): (Visit, Option<MeetingInfo>) = if visit.join_web_url.is_none() {
-        let outcome = meeting::create_or_get(state, ms, &visit).await?;
+        let outcome = meeting::create_or_get(state, ms, &visit, facts).await?;
         let (visit, info) = meeting::settle(state, ms, visit, outcome, facts).await?;
         (visit, Some(info))
     } else {

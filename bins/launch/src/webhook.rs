@@ -98,6 +98,11 @@ impl NotificationSink for WebhookSink {
         // Persist first: Graph gets its 202 only once every event is in the store and outbox.
         let mut found = Found::default();
         let (mut recorded, mut duplicates, mut unknown) = (0, 0, 0);
+        // Logged by the webhook (ids and reason only); counted here.
+        let unreadable = notifications
+            .iter()
+            .filter(|n| matches!(n, Notification::Unreadable(_)))
+            .count();
         let mut changes: Vec<(VisitId, RosterChange)> = Vec::new();
         let mut ended: Vec<VisitId> = Vec::new();
         for notification in &notifications {
@@ -153,6 +158,7 @@ impl NotificationSink for WebhookSink {
         self.metrics.notifications("recorded", recorded);
         self.metrics.notifications("duplicate", duplicates);
         self.metrics.notifications("unknown_meeting", unknown);
+        self.metrics.notifications("unreadable", unreadable);
 
         for (visit, change) in &changes {
             self.live.publish(visit, change).await;

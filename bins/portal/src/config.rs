@@ -10,6 +10,7 @@ use visitbridge_approval::{LaunchServiceUrls, UrlPolicy, Username};
 pub use visitbridge_http::HttpTimeouts;
 use visitbridge_http::{Secret, is_loopback_url};
 use visitbridge_store::MicrosoftTenantId;
+pub use visitbridge_web::ServerLimits;
 
 /// Why the configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -94,6 +95,9 @@ pub struct PortalConfig {
     /// Timeouts of outbound calls (Entra, the EHR's SMART and FHIR endpoints).
     #[serde(default)]
     pub http: HttpTimeouts,
+    /// Limits of inbound connections: header read timeout, connections per client IP.
+    #[serde(default)]
+    pub server: ServerLimits,
 }
 
 fn default_listen() -> SocketAddr {

@@ -111,7 +111,7 @@ use tracing::Level;
 
 pub use config::{
     ApiKeyConfig, Cli, ConfigError, EhrClientAuthMethod, EhrSignInConfig, EntraConfig,
-    HttpTimeouts, PortalConfig, TenantAdmins,
+    HttpTimeouts, PortalConfig, ServerLimits, TenantAdmins,
 };
 pub use state::AppState;
 

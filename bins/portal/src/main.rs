@@ -32,6 +32,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .with_context(|| format!("cannot open the database {}", config.database.display()))?;
     let listen = config.listen;
     let public = config.public_base_url.clone();
+    let limits = config.server.clone();
     let state = AppState::new(config, Arc::new(store))?;
     let _housekeeping = state.spawn_housekeeping(Duration::from_secs(600));
     let listener = tokio::net::TcpListener::bind(listen)
@@ -43,10 +44,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     println!("  Health:       http://{addr}/healthz");
     println!("  Public URL:   {public}");
     println!("Press Ctrl+C to stop.");
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await
-        .context("serving")
+    visitbridge_web::serve(listener, app(state), limits, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await
+    .context("serving")
 }

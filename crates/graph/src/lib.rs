@@ -13,8 +13,11 @@
 //! - **One meeting per visit** ([`GraphClient::provision_meeting`]): `createOrGet` with an
 //!   [`ExternalMeetingId`] hashed from (configuration id, visit key), so the EHR's CSN never
 //!   reaches Microsoft and a retried or repeated launch finds the same meeting (201 created / 200
-//!   existing). Then one PATCH applies the [`MeetingPolicy`] (lobby for patients, chat limited to
-//!   the call, organiser presents) — skipped when an existing meeting already has it — and the
+//!   existing); it carries the appointment's `startDateTime`/`endDateTime` when known
+//!   ([`MeetingTimes`]). Then one PATCH ([`MeetingChanges`]) applies the [`MeetingPolicy`] (lobby
+//!   for patients, chat limited to the call, organiser presents) and sets the appointment's times
+//!   when the meeting's differ (a moved appointment) — skipped when there is nothing to change —
+//!   and the
 //!   patient's join URL is fetched (virtual-appointment browser join, falling back to `joinWebUrl`
 //!   with a single log line per process). Each step is also public ([`GraphClient::create_or_get`],
 //!   [`GraphClient::apply_policy`], [`GraphClient::patient_join_url`]) so the launch service can
@@ -92,12 +95,14 @@ pub use events::{
 };
 pub use ids::{ExternalMeetingId, MeetingId, SubscriptionId, UserObjectId};
 pub use meetings::{
-    AllowedPresenters, LobbyScope, MeetingChatMode, MeetingInfo, MeetingOutcome, MeetingPolicy,
-    PatientJoinKind, PatientJoinUrl, ProvisionedMeeting, VisitMeetingRequest,
+    AllowedPresenters, LobbyScope, MeetingChanges, MeetingChatMode, MeetingInfo, MeetingOutcome,
+    MeetingPolicy, MeetingTimes, PatientJoinKind, PatientJoinUrl, ProvisionedMeeting,
+    VisitMeetingRequest,
 };
 pub use notifications::{
-    ClientStateSecret, LifecycleEvent, Notification, NotificationEncryption, ValidationResponse,
-    parse_notifications, parse_verified_notifications, validation_response,
+    ClientStateSecret, LifecycleEvent, Notification, NotificationEncryption,
+    UnreadableNotification, ValidationResponse, parse_notifications, parse_verified_notifications,
+    validation_response,
 };
 pub use subscriptions::{
     MAX_SUBSCRIPTION_LIFETIME, Subscription, SubscriptionConfig, meeting_resource,

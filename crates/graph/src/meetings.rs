@@ -167,6 +167,83 @@ pub struct VisitMeetingRequest {
     pub end: Option<DateTime<Utc>>,
 }
 
+/// When a visit's meeting is planned: the appointment's start and end, as the EHR holds them.
+///
+/// They go to the customer's own tenant (the meeting shows the visit's slot in Teams) and are
+/// never stored by VisitBridge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MeetingTimes {
+    /// The planned start.
+    pub start: DateTime<Utc>,
+    /// The planned end (after `start`).
+    pub end: DateTime<Utc>,
+}
+
+impl MeetingTimes {
+    /// The times of an appointment with a `start` and maybe an `end`; without an end, Graph's
+    /// default length (one hour). `None` without a start or with an end not after the start.
+    pub fn planned(start: Option<DateTime<Utc>>, end: Option<DateTime<Utc>>) -> Option<Self> {
+        let start = start?;
+        let end = match end {
+            Some(end) => end,
+            None => start.checked_add_signed(chrono::TimeDelta::hours(1))?,
+        };
+        (end > start).then_some(Self { start, end })
+    }
+
+    /// Whether `meeting` (as Graph returned it) already has these times, to the second (Graph
+    /// answers with fractions of a second; we send whole seconds).
+    pub fn are_on(&self, meeting: &MeetingInfo) -> bool {
+        let secs = |t: DateTime<Utc>| t.timestamp();
+        meeting.start.map(secs) == Some(secs(self.start))
+            && meeting.end.map(secs) == Some(secs(self.end))
+    }
+}
+
+/// What one `PATCH /onlineMeetings/{id}` changes on a meeting: its policy, its times, or both.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MeetingChanges {
+    /// The policy to apply.
+    pub policy: Option<MeetingPolicy>,
+    /// The times to set.
+    pub times: Option<MeetingTimes>,
+}
+
+impl MeetingChanges {
+    /// What the meeting `createOrGet` returned needs: the policy when it is new or drifted, and
+    /// `times` when they are known and differ from the meeting's (the appointment was moved, or
+    /// the meeting was created before they were known). Unknown times change nothing.
+    pub fn needed(
+        outcome: &MeetingOutcome,
+        policy: &MeetingPolicy,
+        times: Option<MeetingTimes>,
+    ) -> Self {
+        Self {
+            policy: (outcome.created || !policy.is_applied_to(&outcome.meeting))
+                .then(|| policy.clone()),
+            times: times.filter(|t| !t.are_on(&outcome.meeting)),
+        }
+    }
+
+    /// Whether there is nothing to change.
+    pub fn is_empty(&self) -> bool {
+        self.policy.is_none() && self.times.is_none()
+    }
+
+    /// The PATCH body.
+    pub fn patch_body(&self) -> Value {
+        let mut body = match &self.policy {
+            Some(policy) => policy.patch_body(),
+            None => json!({}),
+        };
+        if let Some(times) = self.times {
+            body["startDateTime"] = Value::String(graph_time(times.start));
+            body["endDateTime"] = Value::String(graph_time(times.end));
+        }
+        body
+    }
+}
+
 /// The settings Graph reported for a meeting (raw spellings, so unknown values compare unequal).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct ObservedSettings {
@@ -375,6 +452,28 @@ impl GraphClient {
         meeting_id: &MeetingId,
         policy: &MeetingPolicy,
     ) -> Result<MeetingInfo, GraphError> {
+        let changes = MeetingChanges {
+            policy: Some(policy.clone()),
+            times: None,
+        };
+        self.update_meeting(organizer, meeting_id, &changes).await
+    }
+
+    /// `PATCH /users/{organizer}/onlineMeetings/{id}` with `changes` (policy and/or
+    /// `startDateTime` + `endDateTime`); returns the updated meeting.
+    pub async fn update_meeting(
+        &self,
+        organizer: &UserObjectId,
+        meeting_id: &MeetingId,
+        changes: &MeetingChanges,
+    ) -> Result<MeetingInfo, GraphError> {
+        if let Some(times) = changes.times
+            && times.end <= times.start
+        {
+            return Err(GraphError::Invalid(
+                "the meeting must end after it starts".into(),
+            ));
+        }
         let url = self.url(&[
             "v1.0",
             "users",
@@ -382,7 +481,7 @@ impl GraphClient {
             "onlineMeetings",
             meeting_id.as_str(),
         ])?;
-        let body = policy.patch_body();
+        let body = changes.patch_body();
         let (_, raw): (_, RawMeeting) = self
             .send_json(
                 Call {
@@ -462,21 +561,27 @@ impl GraphClient {
         }
     }
 
-    /// The whole visit set-up: `createOrGet`, then the policy PATCH when the meeting is new or its
-    /// settings differ from the policy, then the patient's join URL (two or three round trips).
+    /// The whole visit set-up: `createOrGet` (with the request's times), then one PATCH when the
+    /// meeting is new or its settings differ from the policy, or its times differ from the
+    /// request's (a moved appointment), then the patient's join URL (two or three round trips).
     pub async fn provision_meeting(
         &self,
         request: &VisitMeetingRequest,
     ) -> Result<ProvisionedMeeting, GraphError> {
+        let outcome = self.create_or_get(request).await?;
+        let changes = MeetingChanges::needed(
+            &outcome,
+            &self.config().policy,
+            MeetingTimes::planned(request.start, request.end),
+        );
         let MeetingOutcome {
             mut meeting,
             created,
-        } = self.create_or_get(request).await?;
-        let policy = &self.config().policy;
-        let policy_applied = created || !policy.is_applied_to(&meeting);
-        if policy_applied {
+        } = outcome;
+        let policy_applied = changes.policy.is_some();
+        if !changes.is_empty() {
             meeting = self
-                .apply_policy(&request.organizer, &meeting.id, policy)
+                .update_meeting(&request.organizer, &meeting.id, &changes)
                 .await?;
         }
         let patient_join_url = self.patient_join_url(&request.organizer, &meeting).await;

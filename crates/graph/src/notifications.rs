@@ -117,6 +117,11 @@ pub enum Notification {
         /// The events, in payload order (may be empty for event types we ignore).
         events: Vec<ParticipantEvent>,
     },
+    /// An item of the batch that carried our `clientState` but could not be read (no
+    /// `eventDateTime`, content that does not decrypt, not a notification's shape). Its batch's
+    /// other items are kept: Graph does not deliver a `4xx`-answered batch again, so refusing the
+    /// batch would lose them all.
+    Unreadable(UnreadableNotification),
     /// A lifecycle notification.
     Lifecycle {
         /// The subscription concerned.
@@ -126,6 +131,16 @@ pub enum Notification {
         /// When the subscription expires, as Graph says.
         subscription_expires_at: Option<DateTime<Utc>>,
     },
+}
+
+/// What is known of an unreadable item: ids and a reason, never its content (which may carry
+/// display names).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnreadableNotification {
+    /// The subscription it named, when it named one.
+    pub subscription_id: Option<SubscriptionId>,
+    /// Why it could not be read (no values of the payload).
+    pub reason: String,
 }
 
 #[derive(Deserialize)]
@@ -172,8 +187,6 @@ impl NotificationEncryption {
 #[serde(rename_all = "camelCase")]
 struct Item {
     subscription_id: String,
-    #[serde(default)]
-    client_state: Option<String>,
     tenant_id: Option<String>,
     #[serde(default)]
     resource: String,
@@ -190,7 +203,10 @@ struct Item {
 /// one mismatch refuses the whole batch with [`GraphError::ClientStateMismatch`], since a batch
 /// mixing ours and someone else's is not from Graph. Encrypted content needs `keys`; when `keys`
 /// are given, a change notification without encrypted content is refused with
-/// [`GraphError::UnverifiedNotification`]. Display names in the payload are dropped here.
+/// [`GraphError::UnverifiedNotification`]. A body that is not a batch is refused with
+/// [`GraphError::Parse`]; an item of ours that cannot be read becomes
+/// [`Notification::Unreadable`] and the other items are kept. Display names in the payload are
+/// dropped here.
 pub fn parse_notifications(
     body: &[u8],
     client_state: &ClientStateSecret,
@@ -201,10 +217,28 @@ pub fn parse_notifications(
     if keys.is_some() {
         require_encrypted(&items)?;
     }
-    items
+    Ok(items
         .into_iter()
-        .map(|item| parse_item(item, keys))
-        .collect()
+        .map(|item| read_item(item, keys))
+        .collect())
+}
+
+/// One item as read by [`read_batch`]: its shape, or why it has none (with the subscription it
+/// named, if any).
+type ReadItem = Result<Item, UnreadableNotification>;
+
+fn read_item(item: ReadItem, keys: Option<&DecryptionKeys>) -> Notification {
+    let item = match item {
+        Ok(item) => item,
+        Err(unreadable) => return Notification::Unreadable(unreadable),
+    };
+    let subscription_id = SubscriptionId::new(item.subscription_id.clone());
+    parse_item(item, keys).unwrap_or_else(|error| {
+        Notification::Unreadable(UnreadableNotification {
+            subscription_id: Some(subscription_id),
+            reason: error.to_string(),
+        })
+    })
 }
 
 /// Parses a notification POST body and, with `encryption` configured, proves it came from Graph.
@@ -225,45 +259,57 @@ pub async fn parse_verified_notifications(
     };
     let (items, tokens) = read_batch(body, client_state)?;
     require_encrypted(&items)?;
-    if items.iter().any(|i| i.encrypted_content.is_some()) {
+    if items
+        .iter()
+        .any(|i| i.as_ref().is_ok_and(|i| i.encrypted_content.is_some()))
+    {
         encryption.validation.verify_any(&tokens).await?;
     }
-    items
+    Ok(items
         .into_iter()
-        .map(|item| parse_item(item, Some(&encryption.keys)))
-        .collect()
+        .map(|item| read_item(item, Some(&encryption.keys)))
+        .collect())
 }
 
-/// Reads the batch and checks every item's `clientState`; returns the items and the batch's
-/// validation tokens.
+/// Reads the batch and checks every item's `clientState` — as sent, before the item's shape is
+/// looked at, so that an item without ours refuses the batch however malformed it is; returns the
+/// items (each read or not) and the batch's validation tokens.
 fn read_batch(
     body: &[u8],
     client_state: &ClientStateSecret,
-) -> Result<(Vec<Item>, Vec<String>), GraphError> {
+) -> Result<(Vec<ReadItem>, Vec<String>), GraphError> {
     let batch: Batch =
         serde_json::from_slice(body).map_err(|e| GraphError::parse("a notification batch", &e))?;
-    let items = batch
-        .value
-        .into_iter()
-        .map(|v| {
-            serde_json::from_value::<Item>(v).map_err(|e| GraphError::parse("a notification", &e))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    if !items.iter().all(|i| {
-        i.client_state
-            .as_deref()
+    if !batch.value.iter().all(|v| {
+        v.get("clientState")
+            .and_then(Value::as_str)
             .is_some_and(|s| client_state.matches(s))
     }) {
         return Err(GraphError::ClientStateMismatch);
     }
+    let items = batch
+        .value
+        .into_iter()
+        .map(|v| {
+            let subscription_id = v
+                .get("subscriptionId")
+                .and_then(Value::as_str)
+                .map(|id| SubscriptionId::new(crate::error::shorten(id, 100)));
+            serde_json::from_value::<Item>(v).map_err(|e| UnreadableNotification {
+                subscription_id,
+                reason: GraphError::parse("a notification", &e).to_string(),
+            })
+        })
+        .collect();
     Ok((items, batch.validation_tokens))
 }
 
 /// With encryption configured, Graph encrypts every change notification's resource data: plain
 /// `resourceData` (or none) can only come from someone who learnt the `clientState`.
-fn require_encrypted(items: &[Item]) -> Result<(), GraphError> {
+fn require_encrypted(items: &[ReadItem]) -> Result<(), GraphError> {
     if items
         .iter()
+        .flatten()
         .any(|i| i.lifecycle_event.is_none() && i.encrypted_content.is_none())
     {
         return Err(GraphError::UnverifiedNotification(

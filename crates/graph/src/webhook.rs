@@ -69,8 +69,12 @@ struct WebhookState {
 /// - a `clientState` mismatch, or (with [`WebhookConfig::encryption`]) a change notification
 ///   without encrypted content or a batch without a valid validation token: `403` with an empty
 ///   body (no hint for a prober). Both mean "not from Graph", so they get the same answer.
-/// - a body that is not a notification batch, or cannot be decrypted: `400` (Graph does not
-///   retry 4xx, and retrying would not help).
+/// - a body that is not a notification batch: `400` (Graph does not retry 4xx, and retrying
+///   would not help).
+/// - a batch with items of ours that cannot be read (no `eventDateTime`, content that does not
+///   decrypt): each is logged (subscription id and reason, never its content) and handed to the
+///   sink as [`Notification::Unreadable`] with the readable ones, and the batch gets its `202` —
+///   so one bad item does not lose its batch.
 /// - Microsoft's token signing keys could not be fetched, or the sink failed: `503`, so Graph
 ///   delivers again later (for up to 4 hours).
 /// - otherwise: `202`.
@@ -131,6 +135,19 @@ async fn handle(
             return StatusCode::BAD_REQUEST.into_response();
         }
     };
+    for notification in &notifications {
+        if let Notification::Unreadable(unreadable) = notification {
+            tracing::warn!(
+                subscription_id = unreadable
+                    .subscription_id
+                    .as_ref()
+                    .map(|id| id.as_str())
+                    .unwrap_or("none"),
+                reason = %unreadable.reason,
+                "dropped an unreadable notification; the rest of its batch is kept"
+            );
+        }
+    }
     match state.sink.accept(notifications).await {
         Ok(()) => StatusCode::ACCEPTED.into_response(),
         Err(error) => {

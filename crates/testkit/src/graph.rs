@@ -8,7 +8,9 @@
 //!   `externalId`: `201 Created` the first time, `200 OK` with the same meeting afterwards. The body
 //!   is checked like Graph does (`externalId` required, no unknown properties, end after start).
 //!   New meetings have Teams' defaults (chat enabled, everyone presents, entry announced).
-//! - `PATCH /v1.0/users/{organizer}/onlineMeetings/{id}` merges and echoes the meeting.
+//! - `PATCH /v1.0/users/{organizer}/onlineMeetings/{id}` merges and echoes the meeting (times
+//!   checked: date-times, end after start). Every `createOrGet` and PATCH body is recorded
+//!   ([`FakeGraph::create_or_get_bodies`], [`FakeGraph::patch_bodies`]).
 //! - `GET …/{id}/getVirtualAppointmentJoinWebUrl` answers `{"value": "https://visit.teams…"}`.
 //! - `GET …/{id}/attendanceReports` pages with `@odata.nextLink` (see [`FakeGraph::set_page_size`]);
 //!   `GET …/attendanceReports/{reportId}?$expand=attendanceRecords` gives the records.
@@ -73,6 +75,7 @@ struct GraphState {
     entra: Option<FakeEntra>,
     meetings: Vec<StoredMeeting>,
     create_or_get_calls: usize,
+    create_or_get_bodies: Vec<Value>,
     patch_bodies: Vec<Value>,
     denied_organizers: HashSet<String>,
     virtual_appointment_denied: bool,
@@ -165,6 +168,12 @@ impl FakeGraph {
     /// `createOrGet` requests received (each try counts).
     pub fn create_or_get_calls(&self) -> usize {
         lock(&self.state).create_or_get_calls
+    }
+
+    /// Bodies of the `createOrGet` requests received (each try counts), e.g. to check the
+    /// `startDateTime` and `endDateTime` sent.
+    pub fn create_or_get_bodies(&self) -> Vec<Value> {
+        lock(&self.state).create_or_get_bodies.clone()
     }
 
     /// Meetings that exist.
@@ -472,6 +481,7 @@ fn create_or_get(state: &mut GraphState, organizer: &str, request: &Request) -> 
     let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(&request.body) else {
         return graph_error(400, "BadRequest", "Invalid request body.", request);
     };
+    state.create_or_get_bodies.push(Value::Object(body.clone()));
     const ALLOWED: [&str; 6] = [
         "chatInfo",
         "endDateTime",
@@ -604,6 +614,34 @@ fn patch_meeting(
     else {
         return graph_error(404, "NotFound", "The meeting was not found.", request);
     };
+    let mut body = body;
+    // Times are checked like Graph does (date-times, end after start) and kept in its format.
+    for key in ["startDateTime", "endDateTime"] {
+        if let Some(value) = body.get(key) {
+            let Some(t) = parse_time(value) else {
+                return graph_error(
+                    400,
+                    "BadRequest",
+                    &format!(
+                        "Cannot convert the literal to the expected type 'Edm.DateTimeOffset' ({key})."
+                    ),
+                    request,
+                );
+            };
+            body.insert(key.to_owned(), Value::String(graph_time(t)));
+        }
+    }
+    let time = |key: &str| body.get(key).or(stored.value.get(key)).and_then(parse_time);
+    if let (Some(start), Some(end)) = (time("startDateTime"), time("endDateTime"))
+        && end < start
+    {
+        return graph_error(
+            400,
+            "BadRequest",
+            "The end time of the meeting must be after the start time.",
+            request,
+        );
+    }
     merge(&mut stored.value, &Value::Object(body));
     ok(200, prefer(stored.value.clone(), request))
 }

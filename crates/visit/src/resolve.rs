@@ -280,17 +280,30 @@ pub async fn resolve_visit(
             .as_deref()
             .and_then(|p| visitbridge_fhir::Id::new(p.trim()).ok())
     });
+    let (start, end) = planned_times(&appointment);
     Ok(ResolvedVisit {
         key,
         encounter,
         patient,
         practitioners: appointment.practitioner_ids(),
-        start: appointment.start.as_ref().and_then(|s| s.utc()),
-        end: appointment.end.as_ref().and_then(|s| s.utc()),
+        start,
+        end,
         identifiers,
         appointment: appointment_id,
         found_by,
     })
+}
+
+/// The Appointment's planned times: `start`, and `end` or else `start + minutesDuration`. An end
+/// that is not after the start is dropped (the meeting then gets Graph's default length).
+fn planned_times(appointment: &Appointment) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
+    let start = appointment.start.as_ref().and_then(|s| s.utc());
+    let end = appointment.end.as_ref().and_then(|e| e.utc()).or_else(|| {
+        let minutes = appointment.minutes_duration.filter(|m| *m > 0)?;
+        start?.checked_add_signed(Duration::minutes(i64::from(minutes)))
+    });
+    let end = end.filter(|e| start.is_none_or(|s| *e > s));
+    (start, end)
 }
 
 #[cfg(test)]
@@ -587,5 +600,44 @@ mod tests {
         assert!(visit.unwrap_err().contains("FHIR server"));
         let (visit, _) = check(&[], json!({"appointment": "bad/../id"})).await;
         assert!(visit.unwrap_err().contains("invalid appointment id"));
+    }
+
+    #[test]
+    fn planned_times_take_the_end_or_start_plus_duration() {
+        let check = |extra: serde_json::Value, expected: (Option<&str>, Option<&str>)| {
+            let mut value = json!({"resourceType": "Appointment", "id": "a", "status": "booked"});
+            for (k, v) in extra.as_object().unwrap() {
+                value[k] = v.clone();
+            }
+            let appointment: Appointment = serde_json::from_value(value).unwrap();
+            let (start, end) = planned_times(&appointment);
+            let text = |t: Option<DateTime<Utc>>| t.map(|t| t.to_rfc3339());
+            let want =
+                |t: Option<&str>| t.map(|t| DateTime::parse_from_rfc3339(t).unwrap().to_rfc3339());
+            assert_eq!(
+                (text(start), text(end)),
+                (want(expected.0), want(expected.1)),
+                "{extra}"
+            );
+        };
+        check(
+            json!({"start": "2030-01-15T05:00:00Z", "end": "2030-01-15T05:30:00Z"}),
+            (Some("2030-01-15T05:00:00Z"), Some("2030-01-15T05:30:00Z")),
+        );
+        check(
+            json!({"start": "2030-01-15T05:00:00-05:00", "minutesDuration": 20}),
+            (Some("2030-01-15T10:00:00Z"), Some("2030-01-15T10:20:00Z")),
+        );
+        // `end` wins over the duration.
+        check(
+            json!({"start": "2030-01-15T05:00:00Z", "end": "2030-01-15T05:45:00Z", "minutesDuration": 20}),
+            (Some("2030-01-15T05:00:00Z"), Some("2030-01-15T05:45:00Z")),
+        );
+        check(json!({"minutesDuration": 20}), (None, None));
+        check(
+            json!({"start": "2030-01-15T05:00:00Z", "end": "2030-01-15T04:00:00Z"}),
+            (Some("2030-01-15T05:00:00Z"), None),
+        );
+        check(json!({}), (None, None));
     }
 }

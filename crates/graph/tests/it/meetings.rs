@@ -149,6 +149,93 @@ async fn the_request_carries_no_visit_key_a_safe_subject_and_the_appointment_tim
     }
 }
 
+fn slot(h: u32, m: u32, minutes: i64) -> VisitMeetingRequest {
+    let start = Utc.with_ymd_and_hms(2030, 1, 15, h, m, 0).unwrap();
+    VisitMeetingRequest {
+        start: Some(start),
+        end: Some(start + chrono::Duration::minutes(minutes)),
+        ..visit("csn-moved")
+    }
+}
+
+#[tokio::test]
+async fn a_new_meeting_gets_the_appointment_times_and_a_moved_one_is_patched() {
+    let w = world().await;
+    let first = w
+        .client
+        .provision_meeting(&slot(5, 0, 30))
+        .await
+        .expect("first");
+    assert!(first.created);
+    let sent = w.graph.create_or_get_bodies();
+    assert_eq!(sent[0]["startDateTime"], "2030-01-15T05:00:00Z");
+    assert_eq!(sent[0]["endDateTime"], "2030-01-15T05:30:00Z");
+    // Created at the appointment's times: the one PATCH is the policy's alone.
+    assert_eq!(w.graph.patch_bodies().len(), 1);
+    assert!(w.graph.patch_bodies()[0].get("startDateTime").is_none());
+
+    // Same times again: nothing to change.
+    let again = w
+        .client
+        .provision_meeting(&slot(5, 0, 30))
+        .await
+        .expect("again");
+    assert!(!again.created);
+    assert_eq!(w.graph.patch_bodies().len(), 1);
+
+    // The EHR moved the appointment to 06:15–06:35: one PATCH with the new times only.
+    let moved = w
+        .client
+        .provision_meeting(&slot(6, 15, 20))
+        .await
+        .expect("moved");
+    assert_eq!(moved.meeting_id, first.meeting_id);
+    assert!(!moved.policy_applied);
+    assert_eq!(
+        w.graph.patch_bodies()[1],
+        json!({"startDateTime": "2030-01-15T06:15:00Z", "endDateTime": "2030-01-15T06:35:00Z"})
+    );
+    let stored = w.graph.meeting(first.meeting_id.as_str()).expect("stored");
+    let at = |k: &str| {
+        chrono::DateTime::parse_from_rfc3339(stored[k].as_str().unwrap())
+            .unwrap()
+            .with_timezone(&Utc)
+    };
+    assert_eq!(
+        at("startDateTime"),
+        Utc.with_ymd_and_hms(2030, 1, 15, 6, 15, 0).unwrap()
+    );
+    assert_eq!(
+        at("endDateTime"),
+        Utc.with_ymd_and_hms(2030, 1, 15, 6, 35, 0).unwrap()
+    );
+
+    // A launch that does not know the times leaves them alone.
+    w.client
+        .provision_meeting(&visit("csn-moved"))
+        .await
+        .expect("no times");
+    assert_eq!(w.graph.patch_bodies().len(), 2);
+}
+
+#[test]
+fn changes_compare_times_to_the_second_and_only_when_known() {
+    use visitbridge_graph::{MeetingChanges, MeetingTimes};
+    let start = Utc.with_ymd_and_hms(2030, 1, 15, 5, 0, 0).unwrap();
+    let times = MeetingTimes::planned(Some(start), None).expect("start only");
+    assert_eq!(times.end, start + chrono::Duration::hours(1));
+    assert_eq!(MeetingTimes::planned(None, Some(start)), None);
+    assert_eq!(MeetingTimes::planned(Some(start), Some(start)), None);
+    let body = MeetingChanges {
+        policy: Some(MeetingPolicy::default()),
+        times: Some(times),
+    }
+    .patch_body();
+    assert_eq!(body["startDateTime"], "2030-01-15T05:00:00Z");
+    assert_eq!(body["endDateTime"], "2030-01-15T06:00:00Z");
+    assert_eq!(body["allowMeetingChat"], "limited");
+}
+
 #[tokio::test]
 async fn an_end_before_the_start_is_refused_before_calling_graph() {
     let w = world().await;

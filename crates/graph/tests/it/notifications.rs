@@ -41,6 +41,7 @@ fn events(notifications: Vec<Notification>) -> Vec<ParticipantEvent> {
         .flat_map(|n| match n {
             Notification::Events { events, .. } => events,
             Notification::Lifecycle { .. } => Vec::new(),
+            Notification::Unreadable(u) => panic!("unreadable: {u:?}"),
         })
         .collect()
 }
@@ -145,32 +146,43 @@ fn altered_ciphertext_fails_the_signature_check() {
     chars[i] = if chars[i] == 'A' { 'B' } else { 'A' };
     encrypted["value"][0]["encryptedContent"]["data"] =
         json!(chars.into_iter().collect::<String>());
-    let error = parse_notifications(
+    let parsed = parse_notifications(
         &bytes(&encrypted),
         &client_state(),
         Some(&decryption_keys()),
     )
-    .expect_err("refused");
-    assert!(
-        matches!(error, GraphError::Decrypt("dataSignature does not match")),
-        "{error:?}"
+    .expect("the batch is read");
+    // The item is dropped as unreadable (nothing of it is used); its batch is not refused.
+    assert_eq!(
+        only_unreadable(&parsed),
+        GraphError::Decrypt("dataSignature does not match").to_string()
     );
+}
+
+/// The reason of the one item of `parsed`, which must be unreadable.
+fn only_unreadable(parsed: &[Notification]) -> String {
+    match parsed {
+        [Notification::Unreadable(u)] => u.reason.clone(),
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]
 fn content_for_another_key_or_without_keys_is_refused() {
     let encrypted = encrypted_notification("sub-1", CLIENT_STATE, JOIN_URL, &sample_roster());
-    let error =
-        parse_notifications(&bytes(&encrypted), &client_state(), None).expect_err("no keys");
-    assert!(matches!(error, GraphError::Decrypt(_)), "{error:?}");
+    let parsed = parse_notifications(&bytes(&encrypted), &client_state(), None).expect("read");
+    assert!(
+        only_unreadable(&parsed).starts_with("could not decrypt notification content"),
+        "{parsed:?}"
+    );
     let wrong = DecryptionKeys::new()
         .with_key_pem(ENCRYPTION_CERTIFICATE_ID, keys::ATTACKER_RSA, None)
         .expect("key");
-    let error = parse_notifications(&bytes(&encrypted), &client_state(), Some(&wrong))
-        .expect_err("wrong key");
-    assert!(
-        matches!(error, GraphError::Decrypt("could not unwrap dataKey")),
-        "{error:?}"
+    let parsed =
+        parse_notifications(&bytes(&encrypted), &client_state(), Some(&wrong)).expect("read");
+    assert_eq!(
+        only_unreadable(&parsed),
+        GraphError::Decrypt("could not unwrap dataKey").to_string()
     );
 }
 
@@ -254,20 +266,96 @@ fn lifecycle_notifications_are_recognised() {
 }
 
 #[test]
-fn unreadable_payloads_are_errors_that_quote_nothing() {
+fn a_body_that_is_not_a_batch_is_an_error_that_quotes_nothing() {
     for body in [
         "not json".as_bytes().to_vec(),
-        br#"{"value": [{"subscriptionId": 42, "clientState": "Camila Lopez"}]}"#.to_vec(),
+        br#"{"value": "Camila Lopez"}"#.to_vec(),
     ] {
         let error = parse_notifications(&body, &client_state(), None).expect_err("refused");
         assert!(matches!(error, GraphError::Parse { .. }), "{error:?}");
         assert_no_phi(&format!("{error} {error:?}"));
     }
-    let mut no_time = plain_notification("sub-1", CLIENT_STATE, JOIN_URL, sample_roster());
-    no_time["value"][0]["resourceData"]
+}
+
+fn unreadable(notifications: &[Notification]) -> Vec<&visitbridge_graph::UnreadableNotification> {
+    notifications
+        .iter()
+        .filter_map(|n| match n {
+            Notification::Unreadable(u) => Some(u),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn one_unreadable_item_keeps_the_rest_of_its_batch() {
+    let good = |at: &str| {
+        plain_notification(
+            "sub-1",
+            CLIENT_STATE,
+            JOIN_URL,
+            roster_update(
+                at,
+                vec![acs_participant("leg-1", "8:acs:p", "Camila Lopez")],
+                vec![],
+            ),
+        )["value"][0]
+            .clone()
+    };
+    let mut no_time = good("2026-03-05T18:03:00Z");
+    no_time["subscriptionId"] = json!("sub-2");
+    no_time["resourceData"]
         .as_object_mut()
         .unwrap()
         .remove("eventDateTime");
-    let error = parse_notifications(&bytes(&no_time), &client_state(), None).expect_err("refused");
-    assert!(matches!(error, GraphError::Parse { .. }));
+    let not_an_item =
+        json!({"subscriptionId": 42, "clientState": CLIENT_STATE, "resource": "Camila Lopez"});
+    let batch = json!({"value": [
+        good("2026-03-05T18:02:00Z"), no_time, not_an_item, good("2026-03-05T18:04:00Z"),
+    ]});
+    let parsed = parse_notifications(&bytes(&batch), &client_state(), None).expect("kept");
+    assert_eq!(parsed.len(), 4);
+    let bad = unreadable(&parsed);
+    assert_eq!(bad.len(), 2, "{parsed:?}");
+    assert_eq!(
+        bad[0].subscription_id.as_ref().map(|s| s.as_str()),
+        Some("sub-2")
+    );
+    assert!(bad[0].reason.contains("eventDateTime"), "{}", bad[0].reason);
+    assert_eq!(bad[1].subscription_id, None);
+    for b in &bad {
+        assert_no_phi(&format!("{b:?}"));
+    }
+    let times: Vec<String> = events(
+        parsed
+            .into_iter()
+            .filter(|n| !matches!(n, Notification::Unreadable(_)))
+            .collect(),
+    )
+    .iter()
+    .map(|e| e.at.to_rfc3339())
+    .collect();
+    assert_eq!(
+        times,
+        ["2026-03-05T18:02:00+00:00", "2026-03-05T18:04:00+00:00"]
+    );
+}
+
+#[test]
+fn one_foreign_item_still_refuses_the_whole_batch() {
+    let ours =
+        plain_notification("sub-1", CLIENT_STATE, JOIN_URL, sample_roster())["value"][0].clone();
+    for foreign in [
+        plain_notification("sub-1", "guess", JOIN_URL, sample_roster())["value"][0].clone(),
+        json!({"subscriptionId": "sub-1"}),
+        json!({"clientState": 7}),
+    ] {
+        let batch = json!({"value": [ours.clone(), foreign]});
+        let error =
+            parse_notifications(&bytes(&batch), &client_state(), None).expect_err("refused");
+        assert!(
+            matches!(error, GraphError::ClientStateMismatch),
+            "{error:?}"
+        );
+    }
 }

@@ -74,6 +74,7 @@ fn delivered_events(sink: &Recorder) -> usize {
         .map(|n| match n {
             Notification::Events { events, .. } => events.len(),
             Notification::Lifecycle { .. } => 0,
+            Notification::Unreadable(u) => panic!("unreadable: {u:?}"),
         })
         .sum()
 }

@@ -198,3 +198,53 @@ async fn a_reauthorization_request_is_acknowledged_and_then_answered() {
         .expect("reauthorized");
     assert_eq!(w.graph.reauthorized(), vec![sub.id.to_string()]);
 }
+
+#[tokio::test]
+async fn a_batch_with_one_unreadable_item_is_kept_and_acknowledged() {
+    let sink = Arc::new(Recorder::default());
+    let item = |at: &str| {
+        let payload = roster_update(
+            at,
+            vec![acs_participant("leg-1", "8:acs:patient", "Camila Lopez")],
+            vec![],
+        );
+        plain_notification("sub-1", CLIENT_STATE, "https://t/x", payload)["value"][0].clone()
+    };
+    let mut no_time = item("2026-03-05T18:03:00Z");
+    no_time["resourceData"]
+        .as_object_mut()
+        .unwrap()
+        .remove("eventDateTime");
+    let batch = serde_json::json!({"value": [
+        item("2026-03-05T18:02:00Z"), no_time, item("2026-03-05T18:04:00Z"),
+    ]});
+    let response = router(sink.clone())
+        .oneshot(post("/notifications", &batch))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let batches = sink.batches.lock().unwrap();
+    let kinds: Vec<&str> = batches[0]
+        .iter()
+        .map(|n| match n {
+            Notification::Events { events, .. } if events.len() == 1 => "events",
+            Notification::Unreadable(_) => "unreadable",
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(kinds, ["events", "unreadable", "events"]);
+}
+
+#[tokio::test]
+async fn a_forged_item_still_refuses_its_batch() {
+    let sink = Arc::new(Recorder::default());
+    let ours = plain_notification("sub-1", CLIENT_STATE, "https://t/x", roster());
+    let forged = plain_notification("sub-1", "guess", "https://t/x", roster());
+    let batch = serde_json::json!({"value": [ours["value"][0], forged["value"][0]]});
+    let response = router(sink.clone())
+        .oneshot(post("/notifications", &batch))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert!(sink.batches.lock().unwrap().is_empty());
+}

@@ -330,6 +330,18 @@ pub(crate) async fn patch_meeting(
     ] {
         body.remove(read_only);
     }
+    // Times are checked like Graph does (date-times, end after start) and kept in its format,
+    // so the room pages show the slot that was sent.
+    for key in ["startDateTime", "endDateTime"] {
+        if let Some(value) = body.get(key) {
+            let Some(t) = value.as_str().and_then(parse_time) else {
+                return bad_request(&format!(
+                    "Cannot convert the literal to the expected type 'Edm.DateTimeOffset' ({key})."
+                ));
+            };
+            body.insert(key.to_owned(), Value::String(graph_time(t)));
+        }
+    }
     let mut st = ms.lock();
     let Some(stored) = st
         .meetings
@@ -338,6 +350,17 @@ pub(crate) async fn patch_meeting(
     else {
         return meeting_not_found();
     };
+    let time = |key: &str| {
+        body.get(key)
+            .or(stored.value.get(key))
+            .and_then(Value::as_str)
+            .and_then(parse_time)
+    };
+    if let (Some(start), Some(end)) = (time("startDateTime"), time("endDateTime"))
+        && end < start
+    {
+        return bad_request("The end time of the meeting must be after the start time.");
+    }
     merge(&mut stored.value, &Value::Object(body));
     ok(StatusCode::OK, prefer(stored.value.clone(), &headers))
 }

@@ -458,15 +458,23 @@ struct IndexPage<'a> {
     meetings: Vec<MeetingRow>,
 }
 
+/// The meeting's slot as Graph holds it (what createOrGet or a PATCH set), e.g.
+/// `2026-03-05 05:00–05:30 UTC`.
 fn time_range(value: &Value) -> String {
-    let t = |k: &str| {
-        value[k]
-            .as_str()
-            .and_then(util::parse_time)
-            .map(|t| t.format("%H:%M").to_string())
-            .unwrap_or_default()
-    };
-    format!("{}–{} UTC", t("startDateTime"), t("endDateTime"))
+    let t = |k: &str| value[k].as_str().and_then(util::parse_time);
+    match (t("startDateTime"), t("endDateTime")) {
+        (Some(start), Some(end)) if start.date_naive() == end.date_naive() => format!(
+            "{}–{} UTC",
+            start.format("%Y-%m-%d %H:%M"),
+            end.format("%H:%M")
+        ),
+        (Some(start), Some(end)) => format!(
+            "{}–{} UTC",
+            start.format("%Y-%m-%d %H:%M"),
+            end.format("%Y-%m-%d %H:%M")
+        ),
+        _ => String::new(),
+    }
 }
 
 pub(crate) async fn index(State(ms): State<SandboxMicrosoft>) -> Response {

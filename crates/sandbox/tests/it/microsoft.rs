@@ -176,6 +176,38 @@ async fn one_meeting_per_visit_created_then_found() {
     assert_eq!(env.sandbox.microsoft.meetings().len(), 2);
 }
 
+#[tokio::test]
+async fn rooms_show_the_times_sent_and_follow_a_moved_visit() {
+    let env = common::start().await;
+    let graph = graph(&env, MS_SECRET);
+    let request = visit_request(&env, 0);
+    let slot = |start: chrono::DateTime<chrono::Utc>, end: chrono::DateTime<chrono::Utc>| {
+        format!(
+            "{}–{} UTC",
+            start.format("%Y-%m-%d %H:%M"),
+            end.format("%H:%M")
+        )
+    };
+    let (start, end) = (request.start.unwrap(), request.end.unwrap());
+    graph
+        .provision_meeting(&request)
+        .await
+        .expect("provisioned");
+    let rooms = get_html(&http(), &env.sandbox.rooms_url).await;
+    assert!(rooms.contains(&slot(start, end)), "{rooms}");
+
+    let later = chrono::Duration::minutes(75);
+    let moved = VisitMeetingRequest {
+        start: Some(start + later),
+        end: Some(end + later),
+        ..visit_request(&env, 0)
+    };
+    graph.provision_meeting(&moved).await.expect("moved");
+    let rooms = get_html(&http(), &env.sandbox.rooms_url).await;
+    assert!(rooms.contains(&slot(start + later, end + later)), "{rooms}");
+    assert!(!rooms.contains(&slot(start, end)), "{rooms}");
+}
+
 fn graph_with_wrong_secret(env: &common::Env) -> GraphClient {
     graph(env, "not-the-secret")
 }
@@ -257,6 +289,7 @@ fn events_of(body: &[u8]) -> Vec<ParticipantEvent> {
     .flat_map(|n| match n {
         Notification::Events { events, .. } => events,
         Notification::Lifecycle { .. } => Vec::new(),
+        Notification::Unreadable(u) => panic!("unreadable: {u:?}"),
     })
     .collect()
 }

@@ -1,0 +1,29 @@
+//! The HTTP edge both VisitBridge services (launch and portal) use: how connections are accepted
+//! and served, and the problem JSON an API answers errors with.
+//!
+//! `axum::serve` has no header read timeout and no connection limit: a client that opens
+//! connections and sends a request line a byte at a time (or never finishes its headers) holds a
+//! socket and a task forever, and a few thousand of them exhaust the service's file descriptors.
+//! [`serve`] is `axum::serve`'s loop with those two limits ([`ServerLimits`]):
+//!
+//! - **Header read timeout.** hyper's HTTP/1 `header_read_timeout`: a connection whose request
+//!   head is not complete within the timeout (default 10 s) is closed. It applies to every request
+//!   of a keep-alive connection, so an idle kept-alive connection is closed too.
+//! - **Connections per client IP.** At most `max_connections_per_ip` open connections (default
+//!   64) from one peer address; a connection over the cap is closed at once, before a byte is
+//!   read, and the refusal is logged once per burst (not per connection). Behind a reverse proxy
+//!   every client has the proxy's address, so set the cap to what the proxy may open.
+//! - **Graceful shutdown** as with `axum::serve`: when `shutdown` completes, no new connection is
+//!   accepted, idle connections are closed, and in-flight requests finish.
+//!
+//! HTTP/1.1 and HTTP/2 (prior knowledge) are both served, with upgrades, as `axum::serve` does.
+//!
+//! [`problem`] renders an RFC 9457 problem document (`application/problem+json`) for the
+//! errors an API (or a webhook) answers outside its handlers, e.g. a body over the size limit.
+#![deny(missing_docs)]
+
+mod problem;
+mod serve;
+
+pub use problem::problem;
+pub use serve::{ServerLimits, serve};
