@@ -139,6 +139,9 @@ struct State {
     token_delay: Option<Duration>,
     token_malformed: bool,
     id_token_fault: Option<IdTokenFault>,
+    /// The id_token's `fhirUser`, relative to the FHIR base (`Some("Patient/x")`), when not the
+    /// practitioner.
+    fhir_user_override: Option<Option<String>>,
     signing_kid: String,
     context: Map<String, Value>,
     backend_expires_in: u64,
@@ -213,6 +216,7 @@ impl SmartFake {
                 token_delay: None,
                 token_malformed: false,
                 id_token_fault: None,
+                fhir_user_override: None,
                 signing_kid: SIGNING_KID.to_owned(),
                 context,
                 backend_expires_in: 3600,
@@ -337,6 +341,18 @@ impl SmartFake {
     /// Spoils the id_token of the following code exchanges (`None`: valid again).
     pub fn set_id_token_fault(&self, fault: Option<IdTokenFault>) {
         lock(&self.state).id_token_fault = fault;
+    }
+
+    /// The `fhirUser` of the following id_tokens: `Some(reference)` relative to the FHIR base
+    /// (e.g. `"Patient/erXuFYUfucBZaryVksYEcMg3"`, a patient's login), `None` for no `fhirUser`
+    /// claim at all. [`SmartFake::reset_fhir_user`] goes back to the practitioner.
+    pub fn set_fhir_user(&self, reference: Option<&str>) {
+        lock(&self.state).fhir_user_override = Some(reference.map(str::to_owned));
+    }
+
+    /// The following id_tokens name the practitioner again (the default).
+    pub fn reset_fhir_user(&self) {
+        lock(&self.state).fhir_user_override = None;
     }
 
     /// Rotates the signing key's `kid` (in the JWKS and in new id_tokens).
@@ -807,6 +823,17 @@ fn id_token(state: &State, grant: &Grant) -> String {
     });
     if let Some(nonce) = &grant.nonce {
         claims["nonce"] = json!(nonce);
+    }
+    match &state.fhir_user_override {
+        None => {}
+        Some(None) => {
+            if let Some(map) = claims.as_object_mut() {
+                map.remove("fhirUser");
+            }
+        }
+        Some(Some(reference)) => {
+            claims["fhirUser"] = json!(format!("{}/{reference}", state.fhir_base()));
+        }
     }
     match fault {
         Some(IdTokenFault::WrongAudience) => claims["aud"] = json!("another-client"),

@@ -8,6 +8,7 @@ mod binary;
 mod browser_sessions;
 mod disclosure;
 mod events;
+mod generic;
 mod harness;
 mod launch_page;
 mod patient;
