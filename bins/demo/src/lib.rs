@@ -344,6 +344,7 @@ async fn seed_approved_configuration(
     let settings = ConfigurationSettings {
         fhir_base_url: url.clone(),
         environment: Environment::Test,
+        ehr_vendor: visitbridge_approval::EhrVendor::Epic,
         approver: approver_name,
         ehr_client: EhrClientSettings {
             client_id: ClientId::new(DEMO_EHR_CLIENT_ID)?,

@@ -268,9 +268,9 @@ async fn interactive_only(
         .public_base_url
         .as_str()
         .trim_end_matches('/');
+    // A 403 names nobody; the configuration page shows the approver to those who may see it.
     Err(PortalError::Forbidden(format!(
-        "approving or rejecting needs the named approver ({}) to sign in to Microsoft and to the EHR interactively: open {base}/configurations/{} in a browser",
-        c.settings().approver,
+        "approving or rejecting needs the configuration's named approver to sign in to Microsoft and to the EHR interactively: open {base}/configurations/{} in a browser",
         c.id()
     ))
     .into())

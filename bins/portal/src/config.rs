@@ -6,7 +6,7 @@ use std::{net::SocketAddr, path::PathBuf};
 use clap::Parser;
 use serde::Deserialize;
 use url::Url;
-use visitbridge_approval::{LaunchServiceUrls, UrlPolicy, Username};
+use visitbridge_approval::{ApprovalPolicy, LaunchServiceUrls, UrlPolicy, Username};
 pub use visitbridge_http::HttpTimeouts;
 use visitbridge_http::{Secret, is_loopback_url};
 use visitbridge_store::MicrosoftTenantId;
@@ -98,6 +98,47 @@ pub struct PortalConfig {
     /// Limits of inbound connections: header read timeout, connections per client IP.
     #[serde(default)]
     pub server: ServerLimits,
+    /// Who may approve.
+    #[serde(default)]
+    pub approval: ApprovalConfig,
+}
+
+/// `[approval]`: who may approve. Whatever the setting, the approver must be the configuration's
+/// named approver and sign in to the EHR as a staff user.
+///
+/// ```toml
+/// [approval]
+/// require_distinct_approver_production = true   # the default
+/// require_distinct_approver_test = false         # the default
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApprovalConfig {
+    /// Refuse approval of a production configuration by the admin who last changed (created,
+    /// edited or submitted) it, so two people stand behind every production change.
+    pub require_distinct_approver_production: bool,
+    /// The same for test configurations.
+    pub require_distinct_approver_test: bool,
+}
+
+impl Default for ApprovalConfig {
+    fn default() -> Self {
+        let policy = ApprovalPolicy::DEFAULT;
+        Self {
+            require_distinct_approver_production: policy.require_distinct_approver_production,
+            require_distinct_approver_test: policy.require_distinct_approver_test,
+        }
+    }
+}
+
+impl ApprovalConfig {
+    /// The approval crate's policy with these settings.
+    pub fn policy(&self) -> ApprovalPolicy {
+        ApprovalPolicy {
+            require_distinct_approver_production: self.require_distinct_approver_production,
+            require_distinct_approver_test: self.require_distinct_approver_test,
+        }
+    }
 }
 
 fn default_listen() -> SocketAddr {
@@ -444,6 +485,32 @@ mod tests {
             "https://login.microsoftonline.com/organizations/v2.0"
         );
         assert_eq!(config.url_policy(), UrlPolicy::STRICT);
+    }
+
+    #[test]
+    fn a_distinct_approver_is_required_for_production_only_by_default() {
+        let policy = parse("").unwrap().approval.policy();
+        assert!(policy.require_distinct_approver_production);
+        assert!(!policy.require_distinct_approver_test);
+        let config = PortalConfig::from_toml(&format!(
+            "{MINIMAL}\n[approval]\nrequire_distinct_approver_production = false\nrequire_distinct_approver_test = true"
+        ))
+        .unwrap();
+        assert_eq!(
+            config.approval.policy(),
+            ApprovalPolicy {
+                require_distinct_approver_production: false,
+                require_distinct_approver_test: true,
+            }
+        );
+        let err = PortalConfig::from_toml(&format!(
+            "{MINIMAL}\n[approval]\nrequire_distinct_approver = true"
+        ))
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("require_distinct_approver"),
+            "{err}"
+        );
     }
 
     #[test]

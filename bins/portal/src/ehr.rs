@@ -146,6 +146,8 @@ pub(crate) async fn begin(
     // callback will make: a wrong approver or a wrong state is refused here.
     let placeholder = EhrUserId::new("not-yet-signed-in").map_err(PortalError::internal)?;
     c.record_ehr_validation(&user.actor(), &url, placeholder, Utc::now())?;
+    // Nobody signs in to the EHR for an approval the operator's policy would refuse them.
+    c.check_distinct_approver(&user.actor(), &state.config().approval.policy())?;
 
     let settings = c.settings();
     let client = smart_client(
@@ -169,7 +171,7 @@ pub(crate) async fn begin(
             };
             return Ok(render(
                 StatusCode::OK,
-                detail_page(&user, &c, None, Some(problem), None),
+                detail_page(&state, &user, &c, None, Some(problem), None),
             ));
         }
     };
@@ -215,6 +217,25 @@ fn explain(e: &SmartError) -> String {
             format!("the EHR sign-in could not be completed: {other}")
         }
     }
+}
+
+/// What to tell an approver whose EHR sign-in was not a staff user's (`kind`: their `fhirUser`
+/// resource type, if any). Names no id: a patient's FHIR id would be patient data.
+fn not_staff(kind: Option<&str>) -> String {
+    let who = match kind {
+        Some("Patient") => "a patient's account (for example a MyChart login)".to_owned(),
+        Some("RelatedPerson") => "a patient proxy's account".to_owned(),
+        Some(other) if other.len() <= 40 && other.chars().all(|c| c.is_ascii_alphanumeric()) => {
+            format!("an account of type {other}")
+        }
+        Some(_) => "an account of an unknown type".to_owned(),
+        None => "an account the EHR did not identify as a user (no fhirUser)".to_owned(),
+    };
+    format!(
+        "the EHR sign-in was made with {who}, not with a staff account: sign in to the EHR again \
+         with your own clinician or analyst account (a Practitioner or PractitionerRole); \
+         nothing was recorded"
+    )
 }
 
 /// `GET /approvals/ehr-callback`: completes the launch and records the EHR sign-in.
@@ -270,12 +291,35 @@ pub(crate) async fn callback(
         c.settings().ehr_client.send_epic_client_id_header,
     )?;
     let ehr_user = match client.complete_callback(&query).await {
-        Ok(done) => done.ehr_user.map(|u| u.id().to_owned()),
+        // Only an EHR user of the organisation can vouch for the URL: a patient portal login
+        // (which anyone can have) proves nothing about who is approving.
+        Ok(done) => match done.ehr_user {
+            Some(u) if !u.is_staff() => {
+                let kind = u.fhir_user_reference().map(|(kind, _)| kind.to_owned());
+                tracing::warn!(
+                    configuration = %c.id(),
+                    fhir_user_type = kind.as_deref().unwrap_or("none"),
+                    "EHR sign-in refused: not a staff user"
+                );
+                return Ok(render(
+                    StatusCode::FORBIDDEN,
+                    detail_page(
+                        &state,
+                        &user,
+                        &c,
+                        None,
+                        Some(not_staff(kind.as_deref())),
+                        None,
+                    ),
+                ));
+            }
+            other => other.map(|u| u.id().to_owned()),
+        },
         Err(e) => {
             let problem = explain(&e);
             return Ok(render(
                 StatusCode::OK,
-                detail_page(&user, &c, None, Some(problem), None),
+                detail_page(&state, &user, &c, None, Some(problem), None),
             ));
         }
     };
@@ -283,6 +327,7 @@ pub(crate) async fn callback(
         return Ok(render(
             StatusCode::OK,
             detail_page(
+                &state,
                 &user,
                 &c,
                 None,

@@ -151,9 +151,9 @@ impl From<TransitionError> for PortalError {
     fn from(e: TransitionError) -> Self {
         match e {
             TransitionError::WrongTenant => Self::NotFound,
-            TransitionError::MissingRole { .. } | TransitionError::NotNamedApprover { .. } => {
-                Self::Forbidden(e.to_string())
-            }
+            TransitionError::MissingRole { .. }
+            | TransitionError::NotNamedApprover { .. }
+            | TransitionError::SameAdminAndApprover { .. } => Self::Forbidden(e.to_string()),
             TransitionError::NothingChanged | TransitionError::InvalidReason => Self::Invalid {
                 message: e.to_string(),
                 fields: Vec::new(),
@@ -224,9 +224,9 @@ impl From<JsonRejection> for PortalError {
 impl From<StoreError> for PortalError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Conflict { .. } | StoreError::AlreadyExists(_) => {
-                Self::Conflict(e.to_string())
-            }
+            StoreError::Conflict { .. }
+            | StoreError::AlreadyExists(_)
+            | StoreError::HeldByAnotherTenant => Self::Conflict(e.to_string()),
             StoreError::NotFound { .. } => Self::NotFound,
             other => Self::internal(other),
         }

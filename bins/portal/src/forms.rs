@@ -3,14 +3,15 @@
 
 use serde::{Deserialize, Serialize};
 use visitbridge_approval::{
-    ClientAuth, ClientId, ConfigurationSettings, EhrClientSettings, Environment, FhirBaseUrl,
-    ScopeStyle, SecretRef, UrlPolicy, Username,
+    ClientAuth, ClientId, ConfigurationSettings, EhrClientSettings, EhrVendor, Environment,
+    FhirBaseUrl, ScopeStyle, SecretRef, UrlPolicy, Username,
 };
 
 /// The field names, as used by the HTML form, the JSON API and error reports.
 pub(crate) mod field {
     pub(crate) const FHIR_BASE_URL: &str = "fhir_base_url";
     pub(crate) const ENVIRONMENT: &str = "environment";
+    pub(crate) const EHR_VENDOR: &str = "ehr_vendor";
     pub(crate) const APPROVER: &str = "approver";
     pub(crate) const CLIENT_ID: &str = "client_id";
     pub(crate) const PATIENT_CLIENT_ID: &str = "patient_client_id";
@@ -31,6 +32,9 @@ pub(crate) struct SettingsInput {
     /// `test` or `production`.
     #[serde(default)]
     pub(crate) environment: String,
+    /// `epic` (the default) or `generic`: which integration records the EHR gets.
+    #[serde(default = "default_vendor")]
+    pub(crate) ehr_vendor: String,
     /// The approver's Microsoft username.
     #[serde(default)]
     pub(crate) approver: String,
@@ -58,6 +62,10 @@ fn yes() -> bool {
     true
 }
 
+fn default_vendor() -> String {
+    EhrVendor::default().as_str().to_owned()
+}
+
 fn default_auth() -> String {
     "private_key_jwt".to_owned()
 }
@@ -71,6 +79,7 @@ impl Default for SettingsInput {
         Self {
             fhir_base_url: String::new(),
             environment: String::new(),
+            ehr_vendor: default_vendor(),
             approver: String::new(),
             client_id: String::new(),
             patient_client_id: None,
@@ -101,6 +110,7 @@ impl SettingsInput {
         Self {
             fhir_base_url: settings.fhir_base_url.to_string(),
             environment: settings.environment.as_str().to_owned(),
+            ehr_vendor: settings.ehr_vendor.as_str().to_owned(),
             approver: settings.approver.to_string(),
             client_id: client.client_id.to_string(),
             patient_client_id: client.patient_client_id.as_ref().map(ToString::to_string),
@@ -128,6 +138,13 @@ impl SettingsInput {
             fail(
                 field::ENVIRONMENT,
                 "choose test or production: they are separate configurations".to_owned(),
+            );
+        }
+        let ehr_vendor = EhrVendor::from_name(self.ehr_vendor.trim());
+        if ehr_vendor.is_none() {
+            fail(
+                field::EHR_VENDOR,
+                "choose epic (Epic's context tokens) or generic (any SMART on FHIR EHR)".to_owned(),
             );
         }
         let approver_text = self.approver.trim();
@@ -201,8 +218,7 @@ impl SettingsInput {
             }
         };
         match (
-            url,
-            environment,
+            (url, environment, ehr_vendor),
             approver,
             client_id,
             patient_client_id,
@@ -210,8 +226,7 @@ impl SettingsInput {
             scope_style,
         ) {
             (
-                Some(fhir_base_url),
-                Some(environment),
+                (Some(fhir_base_url), Some(environment), Some(ehr_vendor)),
                 Some(approver),
                 Some(client_id),
                 Some(patient_client_id),
@@ -220,6 +235,7 @@ impl SettingsInput {
             ) if errors.is_empty() => Ok(ConfigurationSettings {
                 fhir_base_url,
                 environment,
+                ehr_vendor,
                 approver,
                 ehr_client: EhrClientSettings {
                     client_id,
@@ -284,6 +300,32 @@ mod tests {
                 .1
                 .contains("did you mean https://ehr.example.org/api/FHIR/R4?")
         );
+    }
+
+    #[test]
+    fn the_ehr_vendor_is_epic_unless_generic_is_chosen() {
+        assert_eq!(
+            input().parse(UrlPolicy::STRICT).unwrap().ehr_vendor,
+            EhrVendor::Epic
+        );
+        let generic = SettingsInput {
+            ehr_vendor: " generic ".into(),
+            ..input()
+        };
+        let settings = generic.parse(UrlPolicy::STRICT).unwrap();
+        assert_eq!(settings.ehr_vendor, EhrVendor::Generic);
+        assert_eq!(
+            SettingsInput::from_settings(&settings).ehr_vendor,
+            "generic"
+        );
+        let errors = SettingsInput {
+            ehr_vendor: "cerner".into(),
+            ..input()
+        }
+        .parse(UrlPolicy::STRICT)
+        .unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].0, "ehr_vendor");
     }
 
     #[test]

@@ -110,8 +110,8 @@ use tower_http::{
 use tracing::Level;
 
 pub use config::{
-    ApiKeyConfig, Cli, ConfigError, EhrClientAuthMethod, EhrSignInConfig, EntraConfig,
-    HttpTimeouts, PortalConfig, ServerLimits, TenantAdmins,
+    ApiKeyConfig, ApprovalConfig, Cli, ConfigError, EhrClientAuthMethod, EhrSignInConfig,
+    EntraConfig, HttpTimeouts, PortalConfig, ServerLimits, TenantAdmins,
 };
 pub use state::AppState;
 

@@ -27,10 +27,11 @@ pub(crate) fn check_visible(user: &User, c: &Configuration) -> Result<(), Portal
     if user.is_admin || c.settings().approver == user.data.username {
         Ok(())
     } else {
-        Err(PortalError::Forbidden(format!(
-            "only your organisation's VisitBridge admins and this configuration's named approver ({}) can see it",
-            c.settings().approver
-        )))
+        // Names nobody: a refused person must not learn who may see it.
+        Err(PortalError::Forbidden(
+            "only your organisation's VisitBridge admins and this configuration's named approver can see it"
+                .to_owned(),
+        ))
     }
 }
 
@@ -118,6 +119,7 @@ fn edit_page(
 pub(crate) struct ConfigurationForm {
     fhir_base_url: String,
     environment: String,
+    ehr_vendor: String,
     approver: String,
     client_id: String,
     patient_client_id: String,
@@ -134,6 +136,14 @@ impl ConfigurationForm {
         SettingsInput {
             fhir_base_url: self.fhir_base_url.clone(),
             environment: self.environment.clone(),
+            // A form from before the choice existed (or a script) sends none: Epic, as before.
+            ehr_vendor: Some(self.ehr_vendor.trim().to_owned())
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| {
+                    visitbridge_approval::EhrVendor::default()
+                        .as_str()
+                        .to_owned()
+                }),
             approver: self.approver.clone(),
             client_id: self.client_id.clone(),
             patient_client_id: optional(&self.patient_client_id),
@@ -143,6 +153,11 @@ impl ConfigurationForm {
             send_epic_client_id_header: self.send_epic_client_id_header.is_some(),
         }
     }
+}
+
+/// The form error of a FHIR base URL another organisation holds.
+fn held_field(message: String) -> Vec<(String, String)> {
+    vec![(crate::forms::field::FHIR_BASE_URL.to_owned(), message)]
 }
 
 fn to_detail(id: &str, notice: &str) -> Response {
@@ -161,6 +176,10 @@ pub(crate) async fn create(
         Err(ChangeError::Fields { fields, summary }) => Ok(render(
             StatusCode::UNPROCESSABLE_ENTITY,
             add_form(&user, input, fields, summary),
+        )),
+        Err(ChangeError::Held(message)) => Ok(render(
+            StatusCode::CONFLICT,
+            add_form(&user, input, held_field(message), None),
         )),
         Err(ChangeError::Other(e)) => Err(e),
     }
@@ -196,6 +215,10 @@ pub(crate) async fn edit(
             StatusCode::UNPROCESSABLE_ENTITY,
             edit_page(&user, &c, input, fields, summary),
         )),
+        Err(ChangeError::Held(message)) => Ok(render(
+            StatusCode::CONFLICT,
+            edit_page(&user, &c, input, held_field(message), None),
+        )),
         Err(ChangeError::Other(e)) => Err(e),
     }
 }
@@ -221,6 +244,7 @@ fn notice(code: &str, c: &Configuration) -> Option<&'static str> {
 /// The detail page of `c` for `user`. What they may do is asked of the approval state machine,
 /// by trying each transition without keeping it.
 pub(crate) fn detail_page(
+    state: &AppState,
     user: &User,
     c: &Configuration,
     notice: Option<&'static str>,
@@ -231,14 +255,27 @@ pub(crate) fn detail_page(
     let now = Utc::now();
     let url = &c.settings().fhir_base_url;
     let probe_user = EhrUserId::new("dry-run");
+    let policy = state.config().approval.policy();
+    // Only for someone who could otherwise go on to the EHR sign-in.
+    let approve_refused = (c.settings().approver == user.data.username)
+        .then(|| c.check_distinct_approver(&actor, &policy).err())
+        .flatten()
+        .filter(|_| {
+            matches!(
+                c.state(),
+                ApprovalState::AwaitingApproval | ApprovalState::EhrValidated
+            )
+        })
+        .map(|e| e.to_string());
     let actions = Actions {
         can_edit: user.is_admin,
         can_submit: c.submit(&actor, now).is_ok(),
         is_approver: c.settings().approver == user.data.username,
         can_ehr_sign_in: probe_user
             .is_ok_and(|u| c.record_ehr_validation(&actor, url, u, now).is_ok()),
-        can_approve: c.approve(&actor, now).is_ok(),
+        can_approve: c.approve_under(&actor, &policy, now).is_ok(),
         can_reject: c.reject(&actor, "dry run", now).is_ok(),
+        approve_refused,
     };
     DetailPage {
         layout: user.layout(),
@@ -269,7 +306,7 @@ pub(crate) async fn detail(
     let notice = query.notice.as_deref().and_then(|n| notice(n, &c));
     Ok(render(
         StatusCode::OK,
-        detail_page(&user, &c, notice, None, None),
+        detail_page(&state, &user, &c, notice, None, None),
     ))
 }
 
@@ -295,7 +332,8 @@ pub(crate) async fn approve(
     CsrfForm(user, Plain {}): CsrfForm<Plain>,
 ) -> Result<Response, PortalError> {
     let c = service::load(&state, &user.data.tenant, &id).await?;
-    let c = service::save(&state, c.approve(&user.actor(), Utc::now())).await?;
+    let policy = state.config().approval.policy();
+    let c = service::save(&state, c.approve_under(&user.actor(), &policy, Utc::now())).await?;
     Ok(to_detail(c.id().as_str(), "approved"))
 }
 
@@ -316,7 +354,7 @@ pub(crate) async fn reject(
     match c.reject(&user.actor(), &form.reason, Utc::now()) {
         Err(e @ visitbridge_approval::TransitionError::InvalidReason) => Ok(render(
             StatusCode::UNPROCESSABLE_ENTITY,
-            detail_page(&user, &c, None, None, Some(e.to_string())),
+            detail_page(&state, &user, &c, None, None, Some(e.to_string())),
         )),
         transition => {
             let c = service::save(&state, transition).await?;
@@ -372,6 +410,7 @@ pub(crate) async fn records(
             id: c.id().to_string(),
             fhir_base_url: records.fhir_base_url.to_string(),
             environment: records.environment.to_string(),
+            generic: records.ehr_vendor == visitbridge_approval::EhrVendor::Generic,
             approved_version: approved.version,
             pending_version,
             records: RecordsPage::records(&records),

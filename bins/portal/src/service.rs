@@ -25,6 +25,9 @@ pub(crate) enum ChangeError {
         /// A problem with the form as a whole.
         summary: Option<String>,
     },
+    /// The FHIR base URL and environment belong to another organisation: shown next to the URL
+    /// field on the form, `409` through the API.
+    Held(String),
     /// Anything else.
     Other(PortalError),
 }
@@ -47,6 +50,7 @@ impl From<ChangeError> for PortalError {
                 }),
                 fields,
             },
+            ChangeError::Held(message) => PortalError::Conflict(message),
             ChangeError::Other(e) => e,
         }
     }
@@ -74,8 +78,28 @@ fn transition_error(e: TransitionError) -> ChangeError {
 fn write_error(e: StoreError) -> ChangeError {
     match e {
         StoreError::AlreadyExists(message) => url_field(message.to_owned()),
+        e @ StoreError::HeldByAnotherTenant => ChangeError::Held(e.to_string()),
         other => ChangeError::Other(other.into()),
     }
+}
+
+/// Refuses, before any probe, settings whose FHIR base URL and environment another organisation
+/// holds (the store checks again as it writes).
+async fn check_not_held(
+    state: &AppState,
+    actor: &Actor,
+    settings: &ConfigurationSettings,
+) -> Result<(), ChangeError> {
+    if state
+        .store()
+        .held_by_another_tenant(&actor.tenant, &settings.fhir_base_url, settings.environment)
+        .await
+        .map_err(write_error)?
+    {
+        tracing::info!(tenant = %actor.tenant, "FHIR base URL refused: another organisation holds it");
+        return Err(write_error(StoreError::HeldByAnotherTenant));
+    }
+    Ok(())
 }
 
 /// Probes the settings' URL and judges the result with the approval crate's rules.
@@ -108,6 +132,7 @@ pub(crate) async fn create(
                 fields,
                 summary: None,
             })?;
+    check_not_held(state, actor, &settings).await?;
     check_url(state, &settings)
         .await
         .map_err(|p| url_field(p.to_string()))?;
@@ -152,6 +177,9 @@ pub(crate) async fn edit(
         .map_err(transition_error)?;
     let new = edited.configuration.settings();
     let old = current.settings();
+    if new.fhir_base_url != old.fhir_base_url || new.environment != old.environment {
+        check_not_held(state, actor, new).await?;
+    }
     if new.fhir_base_url != old.fhir_base_url || new.ehr_client != old.ehr_client {
         check_url(state, new)
             .await

@@ -139,6 +139,7 @@ pub(crate) struct DetailView {
     pub(crate) id: String,
     pub(crate) fhir_base_url: String,
     pub(crate) environment: String,
+    pub(crate) ehr_vendor: String,
     pub(crate) approver: String,
     pub(crate) client_id: String,
     pub(crate) patient_client_id: Option<String>,
@@ -166,6 +167,7 @@ impl DetailView {
             id: c.id().to_string(),
             fhir_base_url: s.fhir_base_url.to_string(),
             environment: s.environment.to_string(),
+            ehr_vendor: s.ehr_vendor.to_string(),
             approver: s.approver.to_string(),
             client_id: input.client_id,
             patient_client_id: input.patient_client_id,
@@ -199,7 +201,7 @@ impl DetailView {
 }
 
 /// What the signed-in person may do with the configuration shown.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Actions {
     pub(crate) can_edit: bool,
     pub(crate) can_submit: bool,
@@ -207,6 +209,9 @@ pub(crate) struct Actions {
     pub(crate) can_ehr_sign_in: bool,
     pub(crate) can_approve: bool,
     pub(crate) can_reject: bool,
+    /// Why this person cannot approve whatever they do (they made the last change and the
+    /// operator wants someone else to approve), to show instead of the EHR sign-in.
+    pub(crate) approve_refused: Option<String>,
 }
 
 /// One configuration, with its actions.
@@ -334,6 +339,8 @@ pub(crate) struct RecordsPage {
     pub(crate) id: String,
     pub(crate) fhir_base_url: String,
     pub(crate) environment: String,
+    /// Records for a generic SMART EHR rather than Epic.
+    pub(crate) generic: bool,
     pub(crate) approved_version: u32,
     /// A later version waits for approval; the records stay those of the approved one.
     pub(crate) pending_version: Option<u32>,

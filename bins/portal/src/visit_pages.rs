@@ -36,10 +36,11 @@ fn check_visit_visible(user: &User, c: &Configuration) -> Result<(), PortalError
     if sees(user, c) {
         Ok(())
     } else {
-        Err(PortalError::Forbidden(format!(
-            "only your organisation's VisitBridge admins and the named approver ({}) of this visit's configuration can see it",
-            c.settings().approver
-        )))
+        // Names nobody: a refused person must not learn who may see it.
+        Err(PortalError::Forbidden(
+            "only your organisation's VisitBridge admins and the named approver of this visit's configuration can see it"
+                .to_owned(),
+        ))
     }
 }
 

@@ -35,6 +35,13 @@
 //!   EHR user id. Any edit drops that sign-in, because it vouched for the old settings. The
 //!   approver may be the admin too, and must still sign in to the EHR. Usernames compare
 //!   case-insensitively, as Entra's do.
+//! - **Two people, where the operator wants them.** An [`ApprovalPolicy`] (by default: for
+//!   production) refuses approval by the admin who last created, edited or submitted the
+//!   configuration ([`Configuration::last_changed_by`]), so one person cannot change a production
+//!   configuration and approve it alone. The portal passes the operator's setting to
+//!   [`Configuration::approve_under`]; a replay judges past approvals as they were made.
+//!   That the EHR sign-in was a staff user (not a patient's login) is checked by the portal with
+//!   `visitbridge_smart::EhrUser::is_staff` before it records the sign-in.
 //! - **The approved version keeps serving.** A configuration keeps its last [`ApprovedSnapshot`]
 //!   when an admin edits it (state back to AwaitingApproval) or when the approver rejects the
 //!   edit: launches use [`Configuration::approved`], never the pending settings, so a change in
@@ -53,7 +60,9 @@
 //!   the secret, because configurations are shown in the portal. The only EHR user data is the EHR
 //!   user id of the approver's sign-in.
 //! - **Integration records** ([`IntegrationRecords`]) are derived from an approved snapshot and
-//!   the launch service's URLs, so they always match what launches accept.
+//!   the launch service's URLs, so they always match what launches accept. Their form follows the
+//!   configuration's [`EhrVendor`]: Epic's context tokens, or only `iss`, `launch` and the
+//!   environment for any other SMART on FHIR EHR.
 //!
 //! # Example
 //!
@@ -69,6 +78,7 @@
 //! let settings = ConfigurationSettings {
 //!     fhir_base_url: url.clone(),
 //!     environment: Environment::Production,
+//!     ehr_vendor: EhrVendor::Epic,
 //!     approver: Username::new("Analyst@Contoso.org")?,
 //!     ehr_client: EhrClientSettings {
 //!         client_id: ClientId::new("visitbridge-client")?,
@@ -111,9 +121,9 @@ mod settings;
 pub use fhir_url::{FhirBaseUrl, FhirUrlProblem, OAuthGap, UrlPolicy};
 pub use ids::{ClientId, ConfigurationId, EhrUserId, InvalidId, SecretRef, TenantId, Username};
 pub use machine::{
-    ActionKind, Actor, ActorRecord, ApprovalState, ApprovedSnapshot, Configuration, EhrValidation,
-    HistoryAction, HistoryEntry, MAX_REASON_CHARS, Rejection, ReplayError, Role, TransitionError,
-    Transitioned,
+    ActionKind, Actor, ActorRecord, ApprovalPolicy, ApprovalState, ApprovedSnapshot, Configuration,
+    EhrValidation, HistoryAction, HistoryEntry, MAX_REASON_CHARS, Rejection, ReplayError, Role,
+    TransitionError, Transitioned,
 };
 pub use probe::{
     EnvironmentWarning, MetadataProbe, ProbeOutcome, SmartConfigurationProbe, classify_oauth_error,
@@ -123,4 +133,6 @@ pub use records::{
     IntegrationRecord, IntegrationRecords, LaunchServiceUrls, LaunchUrlError, RecordKind,
     VISIT_CONTEXT_TOKENS, context_params, device_test_scopes, patient_scopes, provider_scopes,
 };
-pub use settings::{ClientAuth, ConfigurationSettings, EhrClientSettings, Environment, ScopeStyle};
+pub use settings::{
+    ClientAuth, ConfigurationSettings, EhrClientSettings, EhrVendor, Environment, ScopeStyle,
+};

@@ -5,7 +5,9 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::{ConfigurationId, ConfigurationSettings, EhrUserId, FhirBaseUrl, TenantId, Username};
+use crate::{
+    ConfigurationId, ConfigurationSettings, EhrUserId, Environment, FhirBaseUrl, TenantId, Username,
+};
 
 /// Where a configuration stands in its approval.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -168,6 +170,49 @@ pub struct Rejection {
     pub rejected_by: Username,
 }
 
+/// Who may approve, as the portal's operator configured it: whether the approver must be someone
+/// other than the admin who last changed (created, edited or submitted) the configuration.
+///
+/// The reference product lets one person be admin and approver; a health system that wants two
+/// people behind every production change turns this on (the default). The EHR sign-in is needed
+/// either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovalPolicy {
+    /// Refuse approval of a production configuration by the admin who last changed it.
+    pub require_distinct_approver_production: bool,
+    /// Refuse approval of a test configuration by the admin who last changed it.
+    pub require_distinct_approver_test: bool,
+}
+
+impl ApprovalPolicy {
+    /// The default: a distinct approver for production, the same person allowed for test.
+    pub const DEFAULT: Self = Self {
+        require_distinct_approver_production: true,
+        require_distinct_approver_test: false,
+    };
+
+    /// The same person may change and approve in every environment (the reference product's
+    /// rule). Replaying a history uses it: an approval is judged by the policy of its time.
+    pub const SAME_PERSON_ALLOWED: Self = Self {
+        require_distinct_approver_production: false,
+        require_distinct_approver_test: false,
+    };
+
+    /// Whether approvals in `environment` need someone other than the admin who last changed it.
+    pub fn requires_distinct_approver(&self, environment: Environment) -> bool {
+        match environment {
+            Environment::Production => self.require_distinct_approver_production,
+            Environment::Test => self.require_distinct_approver_test,
+        }
+    }
+}
+
+impl Default for ApprovalPolicy {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
 /// What a history entry records, with the data needed to replay it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
@@ -302,8 +347,9 @@ pub enum TransitionError {
         /// The role it needs.
         role: Role,
     },
-    /// An approver action by someone other than the configuration's named approver.
-    #[error("only the named approver ({approver}) can {action}")]
+    /// An approver action by someone other than the configuration's named approver. The message
+    /// names nobody (it is shown to the person refused); `approver` is for the caller.
+    #[error("only this configuration's named approver can {action}")]
     NotNamedApprover {
         /// What was attempted.
         action: ActionKind,
@@ -340,6 +386,24 @@ pub enum TransitionError {
     /// A rejection without a usable reason.
     #[error("give a reason for the rejection, of at most {MAX_REASON_CHARS} characters")]
     InvalidReason,
+    /// The approver is the admin who last changed the configuration, and the policy wants
+    /// another person for this environment. The message names nobody but the reader.
+    #[error(
+        "you made the last change to this {environment} configuration, so someone else must approve it: \
+         change the named approver to another person, or ask the portal's operator about \
+         require_distinct_approver"
+    )]
+    SameAdminAndApprover {
+        /// The configuration's environment.
+        environment: Environment,
+    },
+    /// The policy wants a distinct approver but who last changed the configuration is not
+    /// recorded (it was last changed by an older version of VisitBridge).
+    #[error(
+        "who last changed this configuration is not recorded, so approval by another person cannot \
+         be checked: reject it and ask an admin to submit it again"
+    )]
+    LastChangeUnrecorded,
 }
 
 /// The longest rejection reason accepted.
@@ -391,6 +455,10 @@ pub struct Configuration {
     approved: Option<ApprovedSnapshot>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    /// The admin who last created, edited or submitted it (absent in documents written before
+    /// it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_changed_by: Option<Username>,
 }
 
 impl Configuration {
@@ -449,6 +517,11 @@ impl Configuration {
         self.updated_at
     }
 
+    /// The admin who last created, edited or submitted it: the change an approval vouches for.
+    pub fn last_changed_by(&self) -> Option<&Username> {
+        self.last_changed_by.as_ref()
+    }
+
     /// An admin creates a configuration, as a draft of version 1.
     pub fn create(
         actor: &Actor,
@@ -469,6 +542,7 @@ impl Configuration {
             approved: None,
             created_at: at,
             updated_at: at,
+            last_changed_by: Some(actor.username.clone()),
         };
         let entry = HistoryEntry {
             revision: 1,
@@ -515,6 +589,7 @@ impl Configuration {
                 c.version += 1;
                 c.ehr_validation = None;
                 c.rejection = None;
+                c.last_changed_by = Some(actor.username.clone());
             },
         ))
     }
@@ -535,7 +610,10 @@ impl Configuration {
             at,
             ApprovalState::AwaitingApproval,
             HistoryAction::Submitted,
-            |c| c.rejection = None,
+            |c| {
+                c.rejection = None;
+                c.last_changed_by = Some(actor.username.clone());
+            },
         ))
     }
 
@@ -581,11 +659,45 @@ impl Configuration {
         ))
     }
 
-    /// The named approver approves, after their EHR sign-in against exactly this FHIR base URL.
-    /// The approved version then serves launches.
+    /// The named approver approves under [`ApprovalPolicy::DEFAULT`]: see
+    /// [`Configuration::approve_under`].
     pub fn approve(
         &self,
         actor: &Actor,
+        at: DateTime<Utc>,
+    ) -> Result<Transitioned, TransitionError> {
+        self.approve_under(actor, &ApprovalPolicy::DEFAULT, at)
+    }
+
+    /// Whether `actor` is someone `policy` lets approve this configuration as far as who made
+    /// its last change goes (the other checks are [`Configuration::approve_under`]'s). Asked
+    /// before the approver is sent to the EHR too, so nobody signs in for an approval that would
+    /// be refused.
+    pub fn check_distinct_approver(
+        &self,
+        actor: &Actor,
+        policy: &ApprovalPolicy,
+    ) -> Result<(), TransitionError> {
+        let environment = self.settings.environment;
+        if !policy.requires_distinct_approver(environment) {
+            return Ok(());
+        }
+        match &self.last_changed_by {
+            Some(admin) if *admin == actor.username => {
+                Err(TransitionError::SameAdminAndApprover { environment })
+            }
+            Some(_) => Ok(()),
+            None => Err(TransitionError::LastChangeUnrecorded),
+        }
+    }
+
+    /// The named approver approves, after their EHR sign-in against exactly this FHIR base URL,
+    /// and, where `policy` wants it, being someone other than the admin who last changed it. The
+    /// approved version then serves launches.
+    pub fn approve_under(
+        &self,
+        actor: &Actor,
+        policy: &ApprovalPolicy,
         at: DateTime<Utc>,
     ) -> Result<Transitioned, TransitionError> {
         let action = ActionKind::Approve;
@@ -599,6 +711,7 @@ impl Configuration {
             }
             _ => return Err(self.illegal(action)),
         }
+        self.check_distinct_approver(actor, policy)?;
         // The state implies a matching validation; checked again because approval is the one
         // transition that must never happen without it.
         let validation = match &self.ehr_validation {
@@ -707,7 +820,10 @@ impl Configuration {
                     validation.ehr_user_id.clone(),
                     at,
                 ),
-                (Some(c), HistoryAction::Approved) => c.approve(&actor, at),
+                // Judged when it happened, under the operator's policy of the time.
+                (Some(c), HistoryAction::Approved) => {
+                    c.approve_under(&actor, &ApprovalPolicy::SAME_PERSON_ALLOWED, at)
+                }
                 (Some(c), HistoryAction::Rejected { reason }) => c.reject(&actor, reason, at),
             };
             let transitioned =

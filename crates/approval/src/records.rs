@@ -5,7 +5,9 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use crate::{ApprovedSnapshot, ClientId, Configuration, Environment, FhirBaseUrl, ScopeStyle};
+use crate::{
+    ApprovedSnapshot, ClientId, Configuration, EhrVendor, Environment, FhirBaseUrl, ScopeStyle,
+};
 
 /// Names of the launch parameters the records make the EHR send, for the launch service to read.
 pub mod context_params {
@@ -173,6 +175,8 @@ pub struct IntegrationRecords {
     pub fhir_base_url: FhirBaseUrl,
     /// The environment they are for.
     pub environment: Environment,
+    /// The kind of EHR they are for, which decides their context parameters.
+    pub ehr_vendor: EhrVendor,
     /// The approved configuration version they come from.
     pub configuration_version: u32,
     /// Clinician launch.
@@ -194,7 +198,12 @@ impl IntegrationRecords {
             context_params::ENVIRONMENT,
             settings.environment.as_str()
         );
-        let visit_context = format!("{VISIT_CONTEXT_TOKENS}&{environment}");
+        // Epic substitutes its tokens; any other SMART EHR sends `iss` and `launch` and the
+        // visit comes from the token response's context, so the records ask for nothing else.
+        let visit_context = match settings.ehr_vendor {
+            EhrVendor::Epic => format!("{VISIT_CONTEXT_TOKENS}&{environment}"),
+            EhrVendor::Generic => environment.clone(),
+        };
         let record = |kind, launch_url: &Url, client_id: &ClientId, scopes, context: &str| {
             IntegrationRecord {
                 kind,
@@ -208,6 +217,7 @@ impl IntegrationRecords {
         Self {
             fhir_base_url: settings.fhir_base_url.clone(),
             environment: settings.environment,
+            ehr_vendor: settings.ehr_vendor,
             configuration_version: approved.version,
             provider_launch: record(
                 RecordKind::ProviderLaunch,

@@ -42,6 +42,51 @@ impl fmt::Display for Environment {
     }
 }
 
+/// Which kind of EHR a configuration is for: it decides what the integration records ask the
+/// EHR to send at launch.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum EhrVendor {
+    /// Epic: records carry Epic's context tokens (`sessionId=%CSN%`, the department and the
+    /// group visit's conference id), so the visit's meeting is named before FHIR is read. The
+    /// default, and what configurations stored before this setting existed are.
+    #[default]
+    Epic,
+    /// Any SMART on FHIR EHR: records carry only the environment, besides the `iss` and `launch`
+    /// every EHR launch sends; the launch service finds the visit from the token response's
+    /// context (`appointment`, `fhirContext`, `encounter`) and FHIR.
+    Generic,
+}
+
+impl EhrVendor {
+    /// Every vendor, for pickers.
+    pub const ALL: [Self; 2] = [Self::Epic, Self::Generic];
+
+    /// `epic` or `generic`: the form used in storage, forms and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Epic => "epic",
+            Self::Generic => "generic",
+        }
+    }
+
+    /// The inverse of [`EhrVendor::as_str`].
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == name)
+    }
+}
+
+impl fmt::Display for EhrVendor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Epic => "Epic",
+            Self::Generic => "any SMART on FHIR EHR",
+        })
+    }
+}
+
 /// The settings an admin enters and changes; everything an approval covers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConfigurationSettings {
@@ -49,6 +94,11 @@ pub struct ConfigurationSettings {
     pub fhir_base_url: FhirBaseUrl,
     /// Test or production.
     pub environment: Environment,
+    /// Which kind of EHR, for the integration records. Absent in settings stored before it
+    /// existed, which read as [`EhrVendor::Epic`] (what every record was until then), in the
+    /// configuration and in its history alike.
+    #[serde(default)]
+    pub ehr_vendor: EhrVendor,
     /// The Microsoft username of the person who must sign in to the EHR and approve.
     pub approver: Username,
     /// How VisitBridge is registered at the EHR.

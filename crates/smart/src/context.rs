@@ -173,10 +173,15 @@ impl EhrUser {
         Some((resource_type, id))
     }
 
-    /// Whether `fhirUser` names a member of staff: a `Practitioner` or a `PractitionerRole`
-    /// (SMART App Launch 2.x, "fhirUser"). A `Patient`, a `RelatedPerson`, a `Person`, or no
-    /// `fhirUser` at all is not staff. Other resource types an operator counts as staff are
-    /// added by the caller (see `visitbridge_visit::StaffRule`).
+    /// Whether the user signed in as staff: their `fhirUser` is a `Practitioner` or a
+    /// `PractitionerRole`. A patient, a related person (a proxy), a device, a `fhirUser` that is
+    /// not a reference, or none at all is not staff.
+    ///
+    /// Staff-only actions (a clinician's launch, an approver's EHR sign-in) ask this, so that a
+    /// patient portal login cannot stand in for an EHR user of the organisation. The resource
+    /// type is compared exactly, as FHIR spells it.
+    /// Other resource types an operator counts as staff are added by the caller (see
+    /// `visitbridge_visit::StaffRule`).
     pub fn is_staff(&self) -> bool {
         matches!(
             self.fhir_user_reference(),
@@ -223,5 +228,33 @@ mod tests {
         };
         assert_eq!(bare.id(), "s1");
         assert_eq!(bare.fhir_user_reference(), None);
+    }
+
+    #[test]
+    fn only_practitioners_and_practitioner_roles_are_staff() {
+        fn check(fhir_user: Option<&str>, staff: bool) {
+            let user = EhrUser {
+                issuer: "https://ehr/oauth2".into(),
+                subject: "s1".into(),
+                fhir_user: fhir_user.map(str::to_owned),
+            };
+            assert_eq!(user.is_staff(), staff, "{fhir_user:?}");
+        }
+        check(Some("https://ehr/api/FHIR/R4/Practitioner/abc"), true);
+        check(Some("Practitioner/abc"), true);
+        check(Some("https://ehr/api/FHIR/R4/PractitionerRole/r1"), true);
+        check(Some("https://ehr/api/FHIR/R4/Practitioner/abc/"), true);
+        check(
+            Some("https://ehr/api/FHIR/R4/Patient/erXuFYUfucBZaryVksYEcMg3"),
+            false,
+        );
+        check(Some("https://ehr/api/FHIR/R4/RelatedPerson/proxy1"), false);
+        check(Some("https://ehr/api/FHIR/R4/Person/p1"), false);
+        check(Some("https://ehr/api/FHIR/R4/Device/d1"), false);
+        check(Some("https://ehr/api/FHIR/R4/practitioner/abc"), false);
+        check(Some("Practitioner"), false);
+        check(Some("Practitioner/"), false);
+        check(Some(""), false);
+        check(None, false);
     }
 }

@@ -13,6 +13,15 @@ pub enum StoreError {
     /// A record with the same unique key exists.
     #[error("{0}")]
     AlreadyExists(&'static str),
+    /// Another organisation holds the configuration's FHIR base URL and environment: it has a
+    /// configuration for them that is not rejected, or an approved version of one. One FHIR base
+    /// URL and environment belongs to one organisation.
+    #[error(
+        "another organisation already has a configuration for this FHIR base URL and environment; \
+         a FHIR base URL belongs to one organisation: check the URL, or ask VisitBridge's operator \
+         if it is really yours"
+    )]
+    HeldByAnotherTenant,
     /// The record to change does not exist.
     #[error("the {what} does not exist")]
     NotFound {

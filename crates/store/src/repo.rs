@@ -61,6 +61,11 @@ pub trait ConfigurationRepo: Send + Sync {
     ///
     /// Fails with [`StoreError::AlreadyExists`] if the tenant already has a configuration for the
     /// same FHIR base URL and environment, and [`StoreError::UnknownTenant`] for an unknown tenant.
+    ///
+    /// A FHIR base URL and environment belong to one organisation: any write that gives them to a
+    /// configuration that is not rejected fails with [`StoreError::HeldByAnotherTenant`] while
+    /// another tenant holds them (see [`ConfigurationRepo::held_by_another_tenant`]). The check is
+    /// made in the write's transaction, so of two concurrent creates one fails.
     async fn insert_configuration(&self, created: &Transitioned) -> Result<(), StoreError>;
 
     /// Stores a transition of an existing configuration and appends its history entry, if the
@@ -69,7 +74,19 @@ pub trait ConfigurationRepo: Send + Sync {
     ///
     /// Approving a FHIR base URL and environment that another configuration already serves fails
     /// with [`StoreError::AlreadyExists`].
+    /// A write that gives the configuration a FHIR base URL and environment another tenant holds
+    /// fails with [`StoreError::HeldByAnotherTenant`].
     async fn update_configuration(&self, transitioned: &Transitioned) -> Result<(), StoreError>;
+
+    /// Whether a tenant other than `tenant` holds `fhir_base_url` in `environment`: it has a
+    /// configuration for them that is not rejected, or whose approved version is for them. For
+    /// answering early (before probing the URL); the writes check again.
+    async fn held_by_another_tenant(
+        &self,
+        tenant: &TenantId,
+        fhir_base_url: &FhirBaseUrl,
+        environment: Environment,
+    ) -> Result<bool, StoreError>;
 
     /// Inserts (revision 1) or updates (any later revision).
     async fn save_configuration(&self, transitioned: &Transitioned) -> Result<(), StoreError> {

@@ -139,7 +139,9 @@ struct State {
     token_delay: Option<Duration>,
     token_malformed: bool,
     id_token_fault: Option<IdTokenFault>,
-    fhir_user: Option<String>,
+    /// The id_token's `fhirUser`, relative to the FHIR base (`Some("Patient/x")`), when not the
+    /// practitioner.
+    fhir_user_override: Option<Option<String>>,
     signing_kid: String,
     context: Map<String, Value>,
     backend_expires_in: u64,
@@ -214,7 +216,7 @@ impl SmartFake {
                 token_delay: None,
                 token_malformed: false,
                 id_token_fault: None,
-                fhir_user: None,
+                fhir_user_override: None,
                 signing_kid: SIGNING_KID.to_owned(),
                 context,
                 backend_expires_in: 3600,
@@ -289,22 +291,9 @@ impl SmartFake {
         format!("{}{JWKS_PATH}", self.uri)
     }
 
-    /// The `fhirUser` of the id_tokens: the practitioner's absolute URL, unless
-    /// [`Self::set_fhir_user`] chose another user.
+    /// The `fhirUser` of the id_tokens: the practitioner's absolute URL.
     pub fn fhir_user(&self) -> String {
-        let state = lock(&self.state);
-        state
-            .fhir_user
-            .clone()
-            .unwrap_or_else(|| format!("{}/Practitioner/{PRACTITIONER_ID}", state.fhir_base()))
-    }
-
-    /// Signs in another EHR user: `reference` is a relative FHIR reference (`Patient/abc`,
-    /// `RelatedPerson/r1`, `PractitionerRole/pr1`) made absolute against the FHIR base and sent as
-    /// the id_token's `fhirUser` (and its id as `sub`); `None` restores the practitioner.
-    pub fn set_fhir_user(&self, reference: Option<&str>) {
-        let mut state = lock(&self.state);
-        state.fhir_user = reference.map(|r| format!("{}/{r}", state.fhir_base()));
+        format!("{}/Practitioner/{PRACTITIONER_ID}", self.fhir_base())
     }
 
     /// Sets the PKCE methods discovery advertises (default `["S256"]`).
@@ -352,6 +341,18 @@ impl SmartFake {
     /// Spoils the id_token of the following code exchanges (`None`: valid again).
     pub fn set_id_token_fault(&self, fault: Option<IdTokenFault>) {
         lock(&self.state).id_token_fault = fault;
+    }
+
+    /// The `fhirUser` of the following id_tokens: `Some(reference)` relative to the FHIR base
+    /// (e.g. `"Patient/erXuFYUfucBZaryVksYEcMg3"`, a patient's login), `None` for no `fhirUser`
+    /// claim at all. [`SmartFake::reset_fhir_user`] goes back to the practitioner.
+    pub fn set_fhir_user(&self, reference: Option<&str>) {
+        lock(&self.state).fhir_user_override = Some(reference.map(str::to_owned));
+    }
+
+    /// The following id_tokens name the practitioner again (the default).
+    pub fn reset_fhir_user(&self) {
+        lock(&self.state).fhir_user_override = None;
     }
 
     /// Rotates the signing key's `kid` (in the JWKS and in new id_tokens).
@@ -811,26 +812,28 @@ fn launch_token(state: &State, grant: &Grant) -> ResponseTemplate {
 fn id_token(state: &State, grant: &Grant) -> String {
     let now = chrono::Utc::now().timestamp();
     let fault = state.id_token_fault;
-    let fhir_user = state
-        .fhir_user
-        .clone()
-        .unwrap_or_else(|| format!("{}/Practitioner/{PRACTITIONER_ID}", state.fhir_base()));
-    let subject = fhir_user
-        .rsplit('/')
-        .next()
-        .unwrap_or(PRACTITIONER_ID)
-        .to_owned();
     let mut claims = json!({
         "iss": state.issuer(),
-        "sub": subject,
+        "sub": PRACTITIONER_ID,
         "aud": grant.client_id,
         "iat": now,
         "exp": now + 300,
-        "fhirUser": fhir_user,
+        "fhirUser": format!("{}/Practitioner/{PRACTITIONER_ID}", state.fhir_base()),
         "preferred_username": "FHIR",
     });
     if let Some(nonce) = &grant.nonce {
         claims["nonce"] = json!(nonce);
+    }
+    match &state.fhir_user_override {
+        None => {}
+        Some(None) => {
+            if let Some(map) = claims.as_object_mut() {
+                map.remove("fhirUser");
+            }
+        }
+        Some(Some(reference)) => {
+            claims["fhirUser"] = json!(format!("{}/{reference}", state.fhir_base()));
+        }
     }
     match fault {
         Some(IdTokenFault::WrongAudience) => claims["aud"] = json!("another-client"),

@@ -34,6 +34,7 @@ async fn approve_with_secret_ref(env: &Env, fhir_base: &str, secret_ref: &str) {
     let settings = ConfigurationSettings {
         fhir_base_url: url.clone(),
         environment: Environment::Test,
+        ehr_vendor: Default::default(),
         approver: Username::new("analyst@contoso.example").unwrap(),
         ehr_client: EhrClientSettings {
             client_id: ClientId::new(EHR_CLIENT_ID).unwrap(),

@@ -189,6 +189,7 @@ pub(crate) async fn approve(
     let settings = ConfigurationSettings {
         fhir_base_url: url.clone(),
         environment,
+        ehr_vendor: Default::default(),
         approver: Username::new("analyst@contoso.example").unwrap(),
         ehr_client: EhrClientSettings {
             client_id: ClientId::new(EHR_CLIENT_ID).unwrap(),

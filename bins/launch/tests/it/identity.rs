@@ -80,7 +80,7 @@ async fn a_patients_launch_at_the_clinician_address_is_refused_before_anything_i
     assert_eq!(env.graph.meeting_count(), 0);
 
     // A clinician's launch works as before.
-    env.smart.set_fhir_user(None);
+    env.smart.reset_fhir_user();
     let page = provider_launch(&env, &env.browser()).await;
     assert!(page.body.contains("Join the meeting"), "{}", page.body);
     assert_eq!(env.graph.meeting_count(), 1);

@@ -9,6 +9,7 @@ mod binary;
 mod browser_sessions;
 mod disclosure;
 mod events;
+mod generic;
 mod harness;
 mod honest_errors;
 mod identity;

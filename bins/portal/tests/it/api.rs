@@ -319,3 +319,125 @@ async fn malformed_bodies_and_unknown_endpoints_are_problems_too() {
     assert_eq!(status, 404);
     assert_eq!(content_type.as_deref(), Some("application/problem+json"));
 }
+
+#[tokio::test]
+async fn another_organisations_url_and_environment_are_a_409_problem() {
+    let portal = Portal::start().await;
+    let mut client = portal.browser();
+    let (status, _, created) = call(
+        &mut client,
+        "POST",
+        "/api/v1/configurations",
+        Some(API_KEY),
+        Some(settings(&portal)),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+
+    let mut theirs = settings(&portal);
+    theirs["approver"] = json!("admin@fabrikam.example");
+    let (status, content_type, problem) = call(
+        &mut client,
+        "POST",
+        "/api/v1/configurations",
+        Some(OTHER_API_KEY),
+        Some(theirs.clone()),
+    )
+    .await;
+    assert_eq!(status, 409, "{problem}");
+    assert_eq!(content_type.as_deref(), Some("application/problem+json"));
+    assert!(
+        problem["type"]
+            .as_str()
+            .unwrap()
+            .ends_with("#problem-conflict"),
+        "{problem}"
+    );
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("another organisation already has a configuration for this FHIR base URL and environment"),
+        "{problem}"
+    );
+    let (_, _, list) = call(
+        &mut client,
+        "GET",
+        "/api/v1/configurations",
+        Some(OTHER_API_KEY),
+        None,
+    )
+    .await;
+    assert_eq!(list["configurations"], json!([]), "nothing was created");
+
+    // Another environment is free; changing it to the held one is refused the same way.
+    theirs["environment"] = json!("test");
+    let (status, _, own) = call(
+        &mut client,
+        "POST",
+        "/api/v1/configurations",
+        Some(OTHER_API_KEY),
+        Some(theirs.clone()),
+    )
+    .await;
+    assert_eq!(status, 201, "{own}");
+    let id = own["id"].as_str().unwrap();
+    theirs["environment"] = json!("production");
+    let (status, _, problem) = call(
+        &mut client,
+        "PUT",
+        &format!("/api/v1/configurations/{id}"),
+        Some(OTHER_API_KEY),
+        Some(theirs),
+    )
+    .await;
+    assert_eq!(status, 409, "{problem}");
+    assert!(
+        problem["type"]
+            .as_str()
+            .unwrap()
+            .ends_with("#problem-conflict")
+    );
+}
+
+#[tokio::test]
+async fn the_api_reads_and_writes_the_ehr_vendor() {
+    let portal = Portal::start().await;
+    let mut client = portal.browser();
+    let (status, _, created) = call(
+        &mut client,
+        "POST",
+        "/api/v1/configurations",
+        Some(API_KEY),
+        Some(settings(&portal)),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["settings"]["ehr_vendor"], "epic", "the default");
+    let id = created["id"].as_str().unwrap();
+
+    let mut body = created["settings"].clone();
+    body["ehr_vendor"] = json!("generic");
+    let (status, _, edited) = call(
+        &mut client,
+        "PUT",
+        &format!("/api/v1/configurations/{id}"),
+        Some(API_KEY),
+        Some(body.clone()),
+    )
+    .await;
+    assert_eq!(status, 200, "{edited}");
+    assert_eq!(edited["settings"]["ehr_vendor"], "generic");
+
+    body["ehr_vendor"] = json!("cerner");
+    let (status, _, problem) = call(
+        &mut client,
+        "PUT",
+        &format!("/api/v1/configurations/{id}"),
+        Some(API_KEY),
+        Some(body),
+    )
+    .await;
+    assert_eq!(status, 422, "{problem}");
+    assert_eq!(problem["errors"][0]["field"], "ehr_vendor", "{problem}");
+}

@@ -218,3 +218,224 @@ async fn the_ehr_sign_in_is_a_public_client_that_sends_no_secret() {
     let page = approver.get(done.location.as_deref().unwrap()).await;
     assert!(page.body.contains("EHR sign-in succeeded"), "{}", page.body);
 }
+
+#[tokio::test]
+async fn an_ehr_sign_in_with_a_patient_login_is_refused_and_nothing_is_recorded() {
+    let portal = Portal::start().await;
+    let mut admin = portal.signed_in(admin()).await;
+    let id = portal.submitted_configuration(&mut admin).await;
+    let mut approver = portal.signed_in(approver()).await;
+
+    // The approver signs in to the EHR with a MyChart (patient) login.
+    portal
+        .smart
+        .set_fhir_user(Some("Patient/erXuFYUfucBZaryVksYEcMg3"));
+    let done = portal.ehr_sign_in(&mut approver, &id).await;
+    assert_eq!(done.status, 403, "{}", done.body);
+    let text = unescape(&done.body);
+    assert!(
+        text.contains("a patient's account") && text.contains("not with a staff account"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("erXuFYUfucBZaryVksYEcMg3"),
+        "the patient's id is not shown: {text}"
+    );
+    let approve = approver
+        .post(&format!("/configurations/{id}/approve"), &[])
+        .await;
+    assert_eq!(approve.status, 409, "{}", approve.body);
+    assert!(
+        approve
+            .body
+            .contains("cannot approve before a successful EHR sign-in")
+    );
+
+    // No fhirUser at all is no staff user either.
+    portal.smart.set_fhir_user(None);
+    let done = portal.ehr_sign_in(&mut approver, &id).await;
+    assert_eq!(done.status, 403, "{}", done.body);
+    assert!(unescape(&done.body).contains("not with a staff account"));
+
+    let history = admin.get(&format!("/configurations/{id}/history")).await;
+    assert!(
+        !history.body.contains("Signed in to the EHR"),
+        "{}",
+        history.body
+    );
+
+    // With their staff account, it works, and the history records who it was.
+    portal.smart.reset_fhir_user();
+    let done = portal.ehr_sign_in(&mut approver, &id).await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    let approved = approver
+        .post(&format!("/configurations/{id}/approve"), &[])
+        .await;
+    assert_eq!(approved.status, 303, "{}", approved.body);
+    let history = unescape(
+        &admin
+            .get(&format!("/configurations/{id}/history"))
+            .await
+            .body,
+    );
+    assert!(
+        history.contains(&format!("as {}", portal.smart.fhir_user())),
+        "{history}"
+    );
+}
+
+/// The admin names themself approver of a configuration in `environment`, submits it, signs in
+/// to the EHR and approves; returns the configuration's id and the approve answer (or the EHR
+/// sign-in's refusal).
+async fn admin_approves_own(portal: &Portal, environment: &str) -> (String, crate::harness::Page) {
+    let upn = admin().upn;
+    let mut admin = portal.signed_in(admin()).await;
+    let form = portal.form_with(&[("approver", &upn), ("environment", environment)]);
+    let id = portal.submitted_with(&mut admin, &form).await;
+    let start = admin
+        .post(&format!("/configurations/{id}/ehr-sign-in"), &[])
+        .await;
+    if start.status != 303 {
+        return (id, start);
+    }
+    let callback = portal
+        .smart
+        .browser_get(start.location.as_deref().unwrap())
+        .await;
+    let done = admin.get_url(&callback).await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    let page = admin
+        .post(&format!("/configurations/{id}/approve"), &[])
+        .await;
+    (id, page)
+}
+
+#[tokio::test]
+async fn the_admin_who_changed_a_production_configuration_cannot_approve_it_by_default() {
+    let portal = Portal::start().await;
+    let (id, page) = admin_approves_own(&portal, "production").await;
+    assert_eq!(page.status, 403, "{}", page.body);
+    let text = unescape(&page.body);
+    assert!(
+        text.contains("you made the last change to this production configuration, so someone else must approve it"),
+        "{text}"
+    );
+    assert!(
+        portal.smart.authorize_requests().is_empty(),
+        "refused before anyone was sent to the EHR"
+    );
+
+    // The detail page says so instead of offering the EHR sign-in.
+    let mut admin = portal.signed_in(admin()).await;
+    let detail = admin.get(&format!("/configurations/{id}")).await;
+    assert_eq!(detail.status, 200);
+    assert!(
+        detail
+            .element("approve-refused")
+            .is_some_and(|t| t.contains("someone else must approve it")),
+        "{}",
+        detail.body
+    );
+    assert!(!detail.body.contains("Sign in to your EHR"));
+}
+
+#[tokio::test]
+async fn the_admin_may_approve_their_own_test_configuration_by_default() {
+    let portal = Portal::start().await;
+    let (_, page) = admin_approves_own(&portal, "test").await;
+    assert_eq!(page.status, 303, "{}", page.body);
+    assert!(page.location.unwrap().ends_with("notice=approved"));
+}
+
+#[tokio::test]
+async fn with_the_setting_off_the_admin_may_approve_their_own_production_configuration() {
+    let portal = Portal::start_configured(
+        EhrAuth::Public,
+        "[approval]\nrequire_distinct_approver_production = false",
+    )
+    .await;
+    let (_, page) = admin_approves_own(&portal, "production").await;
+    assert_eq!(page.status, 303, "{}", page.body);
+    assert!(page.location.unwrap().ends_with("notice=approved"));
+}
+
+#[tokio::test]
+async fn with_the_setting_on_for_test_the_admin_cannot_approve_their_own_test_configuration() {
+    let portal = Portal::start_configured(
+        EhrAuth::Public,
+        "[approval]\nrequire_distinct_approver_test = true",
+    )
+    .await;
+    let (_, page) = admin_approves_own(&portal, "test").await;
+    assert_eq!(page.status, 403, "{}", page.body);
+    assert!(unescape(&page.body).contains("someone else must approve it"));
+}
+
+#[tokio::test]
+async fn a_generic_smart_ehr_gets_records_without_epic_tokens() {
+    let portal = Portal::start().await;
+    let mut admin = portal.signed_in(admin()).await;
+    // The form offers the choice, Epic by default.
+    let form = admin.get("/configurations/new").await;
+    assert!(
+        form.body
+            .contains(r#"id="ehr_vendor-epic" name="ehr_vendor" value="epic" checked"#),
+        "{}",
+        form.body
+    );
+    let settings = portal.form_with(&[("ehr_vendor", "generic")]);
+    let id = portal.submitted_with(&mut admin, &settings).await;
+    let page = admin.get(&format!("/configurations/{id}")).await;
+    assert_eq!(
+        page.element("ehr-vendor").as_deref(),
+        Some("any SMART on FHIR EHR")
+    );
+
+    let mut approver = portal.signed_in(approver()).await;
+    assert_eq!(portal.ehr_sign_in(&mut approver, &id).await.status, 303);
+    let approved = approver
+        .post(&format!("/configurations/{id}/approve"), &[])
+        .await;
+    assert_eq!(approved.status, 303, "{}", approved.body);
+
+    let records = admin.get(&format!("/configurations/{id}/records")).await;
+    assert_eq!(records.status, 200, "{}", records.body);
+    for key in ["provider", "patient", "device-test"] {
+        assert_eq!(
+            records.element(&format!("{key}-context")).as_deref(),
+            Some("environment=test"),
+            "{key}"
+        );
+    }
+    assert_eq!(
+        records.element("provider-url").as_deref(),
+        Some("https://visits.example.test/launch/provider?environment=test")
+    );
+    let text = unescape(&records.body);
+    assert!(
+        !text.contains("%CSN%") && !text.contains("PERFDEPID"),
+        "{text}"
+    );
+    assert!(
+        records
+            .element("records-form")
+            .is_some_and(|t| t.contains("any SMART on FHIR EHR")),
+        "{text}"
+    );
+
+    // Switching it to Epic is a change like any other: it waits for approval, and the approved
+    // generic records stay in service meanwhile.
+    let epic = portal.form_with(&[("ehr_vendor", "epic")]);
+    let fields: Vec<(&str, &str)> = epic.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let edited = admin
+        .post(&format!("/configurations/{id}/edit"), &fields)
+        .await;
+    assert_eq!(edited.status, 303, "{}", edited.body);
+    let page = admin.get(&format!("/configurations/{id}")).await;
+    assert!(page.body.contains("Awaiting approval"), "{}", page.body);
+    let records = admin.get(&format!("/configurations/{id}/records")).await;
+    assert_eq!(
+        records.element("provider-context").as_deref(),
+        Some("environment=test")
+    );
+}

@@ -101,6 +101,11 @@ impl Portal {
     }
 
     pub(crate) async fn start_with(ehr_auth: EhrAuth) -> Self {
+        Self::start_configured(ehr_auth, "").await
+    }
+
+    /// A portal whose configuration file ends with `extra` (TOML tables, e.g. `[approval]`).
+    pub(crate) async fn start_configured(ehr_auth: EhrAuth, extra: &str) -> Self {
         let entra_server = MockServer::start().await;
         let fake_entra = FakeEntra::mount(&entra_server).await;
         // Multi-tenant metadata as `login.microsoftonline.com/organizations` publishes it: the
@@ -180,6 +185,8 @@ impl Portal {
             name = "fabrikam-ci"
             microsoft_tenant_id = "{OTHER_TID}"
             key = "{OTHER_API_KEY}"
+
+            {extra}
             "#,
             db = dir.path().join("portal.sqlite").display(),
             client_id = entra::CLIENT_ID,
@@ -239,6 +246,43 @@ impl Portal {
             ("scope_style", "v2".into()),
             ("send_epic_client_id_header", "on".into()),
         ]
+    }
+
+    /// The settings form with some fields replaced.
+    pub(crate) fn form_with(
+        &self,
+        changes: &[(&'static str, &str)],
+    ) -> Vec<(&'static str, String)> {
+        let mut form = self.form();
+        for (name, value) in changes {
+            match form.iter_mut().find(|(k, _)| k == name) {
+                Some(field) => field.1 = (*value).to_owned(),
+                None => form.push((name, (*value).to_owned())),
+            }
+        }
+        form
+    }
+
+    /// The admin adds a configuration with `form` and submits it; returns its id.
+    pub(crate) async fn submitted_with(
+        &self,
+        admin: &mut Browser,
+        form: &[(&'static str, String)],
+    ) -> String {
+        let fields: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let page = admin.post("/configurations", &fields).await;
+        assert_eq!(page.status, 303, "{}", page.body);
+        let location = page.location.unwrap();
+        let id = location
+            .strip_prefix("/configurations/")
+            .and_then(|rest| rest.split('?').next())
+            .unwrap()
+            .to_owned();
+        let page = admin
+            .post(&format!("/configurations/{id}/submit"), &[])
+            .await;
+        assert_eq!(page.status, 303, "{}", page.body);
+        id
     }
 
     /// The admin adds (and checks) a configuration, then submits it; returns its id.

@@ -2,30 +2,55 @@
 
 use crate::harness::{Portal, admin, approver, colleague, other_admin, unescape};
 
+/// A 403 page names nobody: not the approver, not the admin, not the person refused.
+fn assert_names_no_user(page: &crate::harness::Page, what: &str) {
+    assert_eq!(page.status, 403, "{what}: {}", page.body);
+    let text = unescape(&page.body).to_lowercase();
+    for someone in [approver(), admin(), colleague(), other_admin()] {
+        assert!(
+            !text.contains(&someone.upn.to_lowercase()),
+            "{what}: the 403 page names {}: {}",
+            someone.upn,
+            page.body
+        );
+        assert!(
+            !text.contains(&someone.name.to_lowercase()),
+            "{what}: the 403 page names {}: {}",
+            someone.name,
+            page.body
+        );
+    }
+}
+
 #[tokio::test]
-async fn a_wrong_approver_is_refused_with_the_name_of_the_right_one() {
+async fn a_wrong_approver_is_refused_without_naming_anyone() {
     let portal = Portal::start().await;
     let mut admin = portal.signed_in(admin()).await;
     let id = portal.submitted_configuration(&mut admin).await;
 
-    // A colleague who is not the named approver can neither see nor act on it.
+    // A colleague who is not the named approver can neither see nor act on it, and learns
+    // nobody's username from the refusal.
     let mut colleague = portal.signed_in(colleague()).await;
     let page = colleague.get(&format!("/configurations/{id}")).await;
-    assert_eq!(page.status, 403, "{}", page.body);
+    assert_names_no_user(&page, "detail");
     assert!(
-        page.body
-            .contains("named approver (analyst@contoso.example)"),
+        unescape(&page.body).contains(
+            "only your organisation's VisitBridge admins and this configuration's named approver can see it"
+        ),
         "{}",
         page.body
     );
+    for path in ["history", "records"] {
+        let page = colleague.get(&format!("/configurations/{id}/{path}")).await;
+        assert_names_no_user(&page, path);
+    }
     for action in ["ehr-sign-in", "approve"] {
         let page = colleague
             .post(&format!("/configurations/{id}/{action}"), &[])
             .await;
-        assert_eq!(page.status, 403, "{action}: {}", page.body);
+        assert_names_no_user(&page, action);
         assert!(
-            page.body
-                .contains("only the named approver (analyst@contoso.example) can"),
+            unescape(&page.body).contains("only this configuration's named approver can"),
             "{action}: {}",
             page.body
         );
@@ -33,7 +58,7 @@ async fn a_wrong_approver_is_refused_with_the_name_of_the_right_one() {
     let page = colleague
         .post(&format!("/configurations/{id}/reject"), &[("reason", "no")])
         .await;
-    assert_eq!(page.status, 403);
+    assert_names_no_user(&page, "reject");
     assert!(
         portal.smart.authorize_requests().is_empty(),
         "nobody was sent to the EHR"
@@ -44,7 +69,12 @@ async fn a_wrong_approver_is_refused_with_the_name_of_the_right_one() {
         .post(&format!("/configurations/{id}/ehr-sign-in"), &[])
         .await;
     assert_eq!(page.status, 403, "{}", page.body);
-    assert!(page.body.contains("only the named approver"));
+    assert!(unescape(&page.body).contains("only this configuration's named approver"));
+    assert!(
+        !page.body.contains("analyst@contoso.example"),
+        "{}",
+        page.body
+    );
 }
 
 #[tokio::test]
@@ -421,4 +451,77 @@ async fn pages_need_a_sign_in() {
     let home = browser.get("/").await;
     assert_eq!(home.status, 200);
     assert!(home.body.contains("href=\"/signin\""));
+}
+
+/// The text of the FHIR base URL field's error on a form page.
+fn url_error(page: &crate::harness::Page) -> String {
+    page.element("fhir_base_url-error").unwrap_or_default()
+}
+
+#[tokio::test]
+async fn another_organisation_cannot_take_a_fhir_base_url_and_environment_already_held() {
+    const HELD: &str =
+        "another organisation already has a configuration for this FHIR base URL and environment";
+    let portal = Portal::start().await;
+    let mut contoso = portal.signed_in(admin()).await;
+    let id = portal.submitted_configuration(&mut contoso).await;
+
+    // Fabrikam's admin enters Contoso's URL and environment: refused on the form, next to the
+    // URL, before the URL is even probed.
+    let mut fabrikam = portal.signed_in(other_admin()).await;
+    let form = portal.form_with(&[("approver", "admin@fabrikam.example")]);
+    let fields: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let probes = portal.smart.discovery_requests();
+    let page = fabrikam.post("/configurations", &fields).await;
+    assert_eq!(page.status, 409, "{}", page.body);
+    assert!(url_error(&page).contains(HELD), "{}", page.body);
+    assert!(
+        page.body.contains("name=\"fhir_base_url\""),
+        "the form is shown again"
+    );
+    assert_eq!(portal.smart.discovery_requests(), probes, "no probe");
+    let list = fabrikam.get("/configurations").await;
+    assert!(
+        !list.body.contains(&portal.fhir_base()),
+        "nothing was saved"
+    );
+
+    // Nor by changing one of its own configurations to it.
+    let own = portal.form_with(&[
+        ("approver", "admin@fabrikam.example"),
+        ("environment", "production"),
+    ]);
+    let own_fields: Vec<(&str, &str)> = own.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let created = fabrikam.post("/configurations", &own_fields).await;
+    assert_eq!(
+        created.status, 303,
+        "another environment is another configuration: {}",
+        created.body
+    );
+    let theirs = created
+        .location
+        .unwrap()
+        .strip_prefix("/configurations/")
+        .and_then(|rest| rest.split('?').next())
+        .unwrap()
+        .to_owned();
+    let page = fabrikam
+        .post(&format!("/configurations/{theirs}/edit"), &fields)
+        .await;
+    assert_eq!(page.status, 409, "{}", page.body);
+    assert!(url_error(&page).contains(HELD), "{}", page.body);
+
+    // Contoso's own configuration is untouched and goes on to approval.
+    let mut approver = portal.signed_in(approver()).await;
+    assert_eq!(portal.ehr_sign_in(&mut approver, &id).await.status, 303);
+    let approved = approver
+        .post(&format!("/configurations/{id}/approve"), &[])
+        .await;
+    assert_eq!(approved.status, 303, "{}", approved.body);
+    let page = fabrikam.post("/configurations", &fields).await;
+    assert_eq!(
+        page.status, 409,
+        "still refused once approved: {}",
+        page.body
+    );
 }

@@ -152,7 +152,19 @@ async fn set_up(portal: &Portal) -> Visits {
     let mut contoso = portal.signed_in(admin()).await;
     let ours = portal.added_configuration(&mut contoso).await;
     let mut fabrikam = portal.signed_in(other_admin()).await;
-    let theirs = portal.added_configuration(&mut fabrikam).await;
+    // A FHIR base URL and environment belong to one organisation: Fabrikam's is production.
+    let theirs = {
+        let form = portal.form_with(&[("environment", "production")]);
+        let fields: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let page = fabrikam.post("/configurations", &fields).await;
+        assert_eq!(page.status, 303, "{}", page.body);
+        let location = page.location.unwrap();
+        location
+            .strip_prefix("/configurations/")
+            .and_then(|rest| rest.split('?').next())
+            .unwrap()
+            .to_owned()
+    };
 
     let now = Utc::now().trunc_subsecs(0);
     use VisitEventKind::*;
@@ -473,6 +485,12 @@ async fn the_approver_sees_their_configurations_visits_and_nobody_sees_another_o
     );
     let refused = colleague.get(&format!("/visits/{}", v.completed)).await;
     assert_eq!(refused.status, 403);
+    // The refusal names nobody: not the approver a colleague could then go and ask.
+    assert!(
+        !refused.body.contains(&approver().upn) && !refused.body.contains(&admin().upn),
+        "{}",
+        refused.body
+    );
     let csv = colleague.get("/visits.csv?days=90").await;
     assert_eq!(csv.body.lines().count(), 1, "the header only: {}", csv.body);
 

@@ -24,6 +24,7 @@ pub(crate) fn settings(fhir: &str, approver: &str) -> ConfigurationSettings {
     ConfigurationSettings {
         fhir_base_url: url(fhir),
         environment: Environment::Production,
+        ehr_vendor: EhrVendor::Epic,
         approver: user(approver),
         ehr_client: EhrClientSettings {
             client_id: ClientId::new("vb-client").unwrap(),
@@ -93,6 +94,8 @@ pub(crate) enum Act {
     /// Record an EHR sign-in against this URL.
     Validate(&'static str),
     Approve,
+    /// Approve under a policy other than the default.
+    ApproveUnder(ApprovalPolicy),
     Reject(&'static str),
 }
 
@@ -103,6 +106,13 @@ impl Act {
             Act::Submit => "submit".into(),
             Act::Validate(u) => format!("validate({u})"),
             Act::Approve => "approve".into(),
+            Act::ApproveUnder(p) if *p == ApprovalPolicy::SAME_PERSON_ALLOWED => {
+                "approve(same person allowed)".into()
+            }
+            Act::ApproveUnder(p) => format!(
+                "approve(distinct: production {}, test {})",
+                p.require_distinct_approver_production, p.require_distinct_approver_test
+            ),
             Act::Reject(r) => format!("reject({r:?})"),
         }
     }
@@ -126,6 +136,7 @@ pub(crate) fn apply(
             at(n),
         ),
         Act::Approve => config.approve(&actor, at(n)),
+        Act::ApproveUnder(policy) => config.approve_under(&actor, policy, at(n)),
         Act::Reject(r) => config.reject(&actor, r, at(n)),
     }
 }

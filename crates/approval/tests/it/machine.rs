@@ -98,12 +98,12 @@ fn only_the_named_approver_validates_and_approves() {
         ],
         "
         admin submit -> awaiting_approval
-        other validate(https://ehr.contoso.org/api/FHIR/R4) -> error: only the named approver (analyst@contoso.org) can record the EHR sign-in
+        other validate(https://ehr.contoso.org/api/FHIR/R4) -> error: only this configuration's named approver can record the EHR sign-in
         admin validate(https://ehr.contoso.org/api/FHIR/R4) -> error: only someone with the approver role can record the EHR sign-in
-        admin+approver validate(https://ehr.contoso.org/api/FHIR/R4) -> error: only the named approver (analyst@contoso.org) can record the EHR sign-in
+        admin+approver validate(https://ehr.contoso.org/api/FHIR/R4) -> error: only this configuration's named approver can record the EHR sign-in
         foreign validate(https://ehr.contoso.org/api/FHIR/R4) -> error: this configuration belongs to another organisation
         APPROVER validate(https://ehr.contoso.org/api/FHIR/R4) -> ehr_validated
-        other approve -> error: only the named approver (analyst@contoso.org) can approve
+        other approve -> error: only this configuration's named approver can approve
         admin approve -> error: only someone with the approver role can approve
         foreign approve -> error: this configuration belongs to another organisation
         approver approve -> approved
@@ -120,18 +120,103 @@ fn admin_who_is_the_named_approver_still_signs_in_to_the_ehr() {
             (Who::AdminApprover, Act::Approve),
             (Who::Approver, Act::Validate(URL)),
             (Who::AdminApprover, Act::Validate(URL)),
-            (Who::AdminApprover, Act::Approve),
+            (Who::AdminApprover, Act::ApproveUnder(ApprovalPolicy::SAME_PERSON_ALLOWED)),
         ],
         "
         admin edit(https://ehr.contoso.org/api/FHIR/R4, admin@contoso.org) -> draft
         admin+approver submit -> awaiting_approval
         admin+approver approve -> error: cannot approve before a successful EHR sign-in against https://ehr.contoso.org/api/FHIR/R4
-        approver validate(https://ehr.contoso.org/api/FHIR/R4) -> error: only the named approver (admin@contoso.org) can record the EHR sign-in
+        approver validate(https://ehr.contoso.org/api/FHIR/R4) -> error: only this configuration's named approver can record the EHR sign-in
         admin+approver validate(https://ehr.contoso.org/api/FHIR/R4) -> ehr_validated
-        admin+approver approve -> approved
+        admin+approver approve(same person allowed) -> approved
         ",
     );
     assert_eq!(config.approved().unwrap().version, 2);
+}
+
+#[test]
+fn by_default_the_admin_who_last_changed_a_production_configuration_cannot_approve_it() {
+    let strict_test = ApprovalPolicy {
+        require_distinct_approver_production: true,
+        require_distinct_approver_test: true,
+    };
+    let mut test_settings = settings(URL, ADMIN);
+    test_settings.environment = Environment::Test;
+    let config = check(
+        &[
+            (Who::Admin, Act::Edit(settings(URL, ADMIN))),
+            (Who::AdminApprover, Act::Submit),
+            (Who::AdminApprover, Act::Validate(URL)),
+            (Who::AdminApprover, Act::Approve),
+            (Who::AdminApprover, Act::ApproveUnder(ApprovalPolicy::SAME_PERSON_ALLOWED)),
+            // A test configuration: the same person may approve by default, not under a policy
+            // that wants two people for test too.
+            (Who::AdminApprover, Act::Edit(test_settings)),
+            (Who::AdminApprover, Act::Validate(URL)),
+            (Who::AdminApprover, Act::ApproveUnder(strict_test)),
+            (Who::AdminApprover, Act::Approve),
+        ],
+        "
+        admin edit(https://ehr.contoso.org/api/FHIR/R4, admin@contoso.org) -> draft
+        admin+approver submit -> awaiting_approval
+        admin+approver validate(https://ehr.contoso.org/api/FHIR/R4) -> ehr_validated
+        admin+approver approve -> error: you made the last change to this production configuration, so someone else must approve it: change the named approver to another person, or ask the portal's operator about require_distinct_approver
+        admin+approver approve(same person allowed) -> approved
+        admin+approver edit(https://ehr.contoso.org/api/FHIR/R4, admin@contoso.org) -> awaiting_approval
+        admin+approver validate(https://ehr.contoso.org/api/FHIR/R4) -> ehr_validated
+        admin+approver approve(distinct: production true, test true) -> error: you made the last change to this test configuration, so someone else must approve it: change the named approver to another person, or ask the portal's operator about require_distinct_approver
+        admin+approver approve -> approved
+        ",
+    );
+    assert_eq!(config.last_changed_by(), Some(&user(ADMIN)));
+}
+
+#[test]
+fn an_approver_who_did_not_make_the_last_change_may_approve_production() {
+    let config = check(
+        &[
+            (Who::Admin, Act::Submit),
+            (Who::Approver, Act::Validate(URL)),
+            (Who::Approver, Act::Approve),
+        ],
+        "
+        admin submit -> awaiting_approval
+        approver validate(https://ehr.contoso.org/api/FHIR/R4) -> ehr_validated
+        approver approve -> approved
+        ",
+    );
+    assert_eq!(config.last_changed_by(), Some(&user(ADMIN)));
+}
+
+#[test]
+fn a_configuration_stored_before_the_last_change_was_recorded_needs_a_new_submission() {
+    let t = created()
+        .configuration
+        .submit(&Who::Admin.actor(), at(1))
+        .unwrap();
+    let t = t
+        .configuration
+        .record_ehr_validation(
+            &Who::Approver.actor(),
+            &url(URL),
+            EhrUserId::new("Practitioner/abc").unwrap(),
+            at(2),
+        )
+        .unwrap();
+    let mut document = serde_json::to_value(&t.configuration).unwrap();
+    document.as_object_mut().unwrap().remove("last_changed_by");
+    let old: Configuration = serde_json::from_value(document).unwrap();
+    assert_eq!(old.last_changed_by(), None);
+    let refused = old.approve(&Who::Approver.actor(), at(3)).unwrap_err();
+    assert_eq!(refused, TransitionError::LastChangeUnrecorded);
+    assert!(
+        old.approve_under(
+            &Who::Approver.actor(),
+            &ApprovalPolicy::SAME_PERSON_ALLOWED,
+            at(3)
+        )
+        .is_ok()
+    );
 }
 
 #[test]
@@ -195,7 +280,7 @@ fn changing_the_approver_hands_over_the_approval() {
         admin submit -> awaiting_approval
         approver validate(https://ehr.contoso.org/api/FHIR/R4) -> ehr_validated
         admin edit(https://ehr.contoso.org/api/FHIR/R4, someone@contoso.org) -> awaiting_approval
-        approver validate(https://ehr.contoso.org/api/FHIR/R4) -> error: only the named approver (someone@contoso.org) can record the EHR sign-in
+        approver validate(https://ehr.contoso.org/api/FHIR/R4) -> error: only this configuration's named approver can record the EHR sign-in
         other validate(https://ehr.contoso.org/api/FHIR/R4) -> ehr_validated
         other approve -> approved
         ",

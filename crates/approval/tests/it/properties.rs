@@ -31,6 +31,7 @@ fn act() -> impl Strategy<Value = Act> {
         2 => Just(Act::Submit),
         3 => (0..URLS.len()).prop_map(|u| Act::Validate(URLS[u])),
         3 => Just(Act::Approve),
+        1 => Just(Act::ApproveUnder(ApprovalPolicy::SAME_PERSON_ALLOWED)),
         1 => prop::sample::select(vec!["", "not our server"]).prop_map(Act::Reject),
     ]
 }
@@ -147,10 +148,16 @@ proptest! {
                     prop_assert_eq!(&actor.username, &before.settings().approver);
                     prop_assert_eq!(&url(u), &before.settings().fhir_base_url);
                 }
-                Act::Approve | Act::Reject(_) => {
+                Act::Approve | Act::ApproveUnder(_) | Act::Reject(_) => {
                     prop_assert!(actor.has_role(Role::Approver));
                     prop_assert_eq!(&actor.username, &before.settings().approver);
                 }
+            }
+            // Under the default policy, nobody approves a production change they made.
+            if matches!(act, Act::Approve)
+                && before.settings().environment == Environment::Production
+            {
+                prop_assert_ne!(Some(&actor.username), before.last_changed_by());
             }
             let c = &t.configuration;
             prop_assert_eq!(c.state() == ApprovalState::EhrValidated, c.ehr_validation().is_some());
@@ -166,7 +173,7 @@ proptest! {
                 prop_assert_eq!(&a.approved_by, &a.settings.approver);
             }
             // Only approval changes what serves launches.
-            if !matches!(act, Act::Approve) {
+            if !matches!(act, Act::Approve | Act::ApproveUnder(_)) {
                 prop_assert_eq!(c.approved(), before.approved());
             }
         }

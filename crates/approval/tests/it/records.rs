@@ -168,3 +168,52 @@ fn launch_service_url_checks() {
         "http://127.0.0.1:3000/launch/callback"
     );
 }
+
+#[test]
+fn records_for_a_generic_smart_ehr_ask_for_nothing_but_the_environment() {
+    let mut generic = settings(URL, APPROVER);
+    generic.ehr_vendor = EhrVendor::Generic;
+    let config = approved(generic);
+    let urls = LaunchServiceUrls::new("https://visits.contoso.org").unwrap();
+    let records = config.integration_records(&urls).unwrap();
+    assert_eq!(records.ehr_vendor, EhrVendor::Generic);
+    for record in records.all() {
+        assert_eq!(
+            record.context_parameters, "environment=production",
+            "{record:?}"
+        );
+        assert!(!record.context_parameters.contains('%'), "no Epic tokens");
+    }
+    // The rest is as for Epic: the same launch URLs, redirect URI, client ids and scopes.
+    let epic = approved(settings(URL, APPROVER))
+        .integration_records(&urls)
+        .unwrap();
+    assert_eq!(epic.ehr_vendor, EhrVendor::Epic);
+    for (g, e) in records.all().into_iter().zip(epic.all()) {
+        assert_eq!(
+            (&g.launch_url, &g.redirect_uri, &g.client_id, &g.scopes),
+            (&e.launch_url, &e.redirect_uri, &e.client_id, &e.scopes)
+        );
+    }
+    assert_ne!(
+        records.provider_launch.context_parameters,
+        epic.provider_launch.context_parameters
+    );
+    assert_eq!(
+        records.device_test.context_parameters, epic.device_test.context_parameters,
+        "the device test carries the environment only, for every EHR"
+    );
+}
+
+#[test]
+fn settings_stored_before_the_vendor_existed_read_as_epic() {
+    let mut stored = serde_json::to_value(settings(URL, APPROVER)).unwrap();
+    stored.as_object_mut().unwrap().remove("ehr_vendor");
+    let read: ConfigurationSettings = serde_json::from_value(stored).unwrap();
+    assert_eq!(read.ehr_vendor, EhrVendor::Epic);
+    assert_eq!(read, settings(URL, APPROVER));
+    for vendor in EhrVendor::ALL {
+        assert_eq!(EhrVendor::from_name(vendor.as_str()), Some(vendor));
+    }
+    assert_eq!(EhrVendor::from_name("cerner"), None);
+}

@@ -213,6 +213,7 @@ async fn add_configuration(store: &SqliteStore) -> ConfigurationId {
         )
         .unwrap(),
         environment: Environment::Production,
+        ehr_vendor: visitbridge_approval::EhrVendor::Epic,
         approver: Username::new("analyst@example.org").unwrap(),
         ehr_client: EhrClientSettings {
             client_id: ClientId::new("vb-client").unwrap(),

@@ -3,8 +3,8 @@
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, Transaction, params};
 use visitbridge_approval::{
-    Configuration, ConfigurationId, Environment, FhirBaseUrl, HistoryAction, HistoryEntry,
-    TenantId, Transitioned,
+    ApprovalState, Configuration, ConfigurationId, Environment, FhirBaseUrl, HistoryAction,
+    HistoryEntry, TenantId, Transitioned,
 };
 
 use super::{SqliteStore, Violation, from_json, to_json, to_millis, violation};
@@ -71,6 +71,44 @@ fn map_write_error(e: rusqlite::Error) -> StoreError {
     }
 }
 
+/// Refuses a write that would give a FHIR base URL and environment to a second organisation.
+///
+/// A configuration *holds* its current URL and environment unless it is rejected, and its
+/// approved version's always (that version keeps serving launches). A row that holds its current
+/// URL and environment may be written only if no other tenant's row holds them. Checked inside
+/// the write transaction (`BEGIN IMMEDIATE`: one writer at a time), so two concurrent creates
+/// cannot both succeed.
+fn check_not_held_elsewhere(tx: &Transaction<'_>, row: &Row) -> Result<(), StoreError> {
+    if row.state == ApprovalState::Rejected.as_str() {
+        return Ok(());
+    }
+    if held_elsewhere(tx, &row.tenant_id, &row.fhir_base_url, row.environment)? {
+        return Err(StoreError::HeldByAnotherTenant);
+    }
+    Ok(())
+}
+
+/// Whether a tenant other than `tenant` holds `url` in `environment`.
+fn held_elsewhere(
+    conn: &rusqlite::Connection,
+    tenant: &str,
+    url: &str,
+    environment: &str,
+) -> Result<bool, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT 1 FROM configurations
+             WHERE tenant_id <> ?1
+               AND ((fhir_base_url = ?2 AND environment = ?3 AND state <> ?4)
+                    OR (approved_fhir_base_url = ?2 AND approved_environment = ?3))
+             LIMIT 1",
+            params![tenant, url, environment, ApprovalState::Rejected.as_str()],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some())
+}
+
 fn append_history(tx: &Transaction<'_>, id: &str, entry: &HistoryEntry) -> Result<(), StoreError> {
     tx.execute(
         "INSERT INTO configuration_history
@@ -124,6 +162,7 @@ impl ConfigurationRepo for SqliteStore {
         let row = Row::of(&created.configuration)?;
         let entry = created.entry.clone();
         self.write(move |tx| {
+            check_not_held_elsewhere(tx, &row)?;
             tx.execute(
                 "INSERT INTO configurations
                      (id, tenant_id, fhir_base_url, environment, state, version, revision,
@@ -160,6 +199,7 @@ impl ConfigurationRepo for SqliteStore {
         let row = Row::of(&transitioned.configuration)?;
         let entry = transitioned.entry.clone();
         self.write(move |tx| {
+            check_not_held_elsewhere(tx, &row)?;
             let changed = tx
                 .execute(
                     "UPDATE configurations
@@ -200,6 +240,20 @@ impl ConfigurationRepo for SqliteStore {
             append_history(tx, &row.id, &entry)
         })
         .await
+    }
+
+    async fn held_by_another_tenant(
+        &self,
+        tenant: &TenantId,
+        fhir_base_url: &FhirBaseUrl,
+        environment: Environment,
+    ) -> Result<bool, StoreError> {
+        let (tenant, url) = (
+            tenant.as_str().to_owned(),
+            fhir_base_url.as_str().to_owned(),
+        );
+        self.read(move |conn| held_elsewhere(conn, &tenant, &url, environment.as_str()))
+            .await
     }
 
     async fn get_configuration(

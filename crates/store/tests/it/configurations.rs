@@ -243,36 +243,156 @@ async fn one_configuration_per_url_and_environment() {
         "a configuration with this id already exists"
     );
 
-    // Another tenant may draft the same URL, but only one configuration can be approved for it.
-    let theirs = create(&store, &fabrikam, "cfg-f", URL, Environment::Production).await;
-    approve(&store, first).await;
-    let t = theirs.submit(&admin(&fabrikam), at(1)).unwrap();
+    // A FHIR base URL and environment belong to one organisation: another may not even draft
+    // it while Contoso's configuration is not rejected, nor once it is approved.
+    const HELD: &str = "another organisation already has a configuration for this FHIR base URL and environment; a FHIR base URL belongs to one organisation: check the URL, or ask VisitBridge's operator if it is really yours";
+    let theirs = Configuration::create(
+        &admin(&fabrikam),
+        ConfigurationId::new("cfg-f").unwrap(),
+        settings(URL, Environment::Production),
+        at(0),
+    )
+    .unwrap();
+    let err = store.insert_configuration(&theirs).await.unwrap_err();
+    assert!(matches!(err, StoreError::HeldByAnotherTenant), "{err:?}");
+    assert_eq!(err.to_string(), HELD);
+    assert_eq!(
+        store
+            .get_configuration(&fabrikam, theirs.configuration.id())
+            .await
+            .unwrap(),
+        None,
+        "nothing was kept"
+    );
+    let approved = approve(&store, first).await;
+    assert!(matches!(
+        store.insert_configuration(&theirs).await.unwrap_err(),
+        StoreError::HeldByAnotherTenant
+    ));
+    // Nor may another organisation move a configuration of its own onto it.
+    let other = create(
+        &store,
+        &fabrikam,
+        "cfg-g",
+        TEST_URL,
+        Environment::Production,
+    )
+    .await;
+    let moved = other
+        .edit(
+            &admin(&fabrikam),
+            settings(URL, Environment::Production),
+            at(1),
+        )
+        .unwrap();
+    assert!(matches!(
+        store.update_configuration(&moved).await.unwrap_err(),
+        StoreError::HeldByAnotherTenant
+    ));
+
+    // While an edit of Contoso's approved configuration is rejected, its approved version still
+    // holds the URL.
+    let edited = approved
+        .edit(
+            &admin(&contoso),
+            settings(
+                "https://ehr3.example.org/api/FHIR/R4",
+                Environment::Production,
+            ),
+            at(4),
+        )
+        .unwrap();
+    store.update_configuration(&edited).await.unwrap();
+    let rejected = edited
+        .configuration
+        .reject(&approver(&contoso), "wrong URL", at(5))
+        .unwrap();
+    store.update_configuration(&rejected).await.unwrap();
+    assert!(matches!(
+        store.insert_configuration(&theirs).await.unwrap_err(),
+        StoreError::HeldByAnotherTenant
+    ));
+}
+
+#[tokio::test]
+async fn a_rejected_configuration_holds_no_url_and_cannot_take_it_back_once_taken() {
+    let (store, _dir) = store().await;
+    let contoso = with_tenant(&store, "contoso").await;
+    let fabrikam = with_tenant(&store, "fabrikam").await;
+    let mistaken = create(&store, &contoso, "cfg-c", URL, Environment::Production).await;
+    let t = mistaken.submit(&admin(&contoso), at(1)).unwrap();
     store.update_configuration(&t).await.unwrap();
     let t = t
         .configuration
-        .record_ehr_validation(
-            &approver(&fabrikam),
-            &url(URL),
-            EhrUserId::new("Practitioner/zzz").unwrap(),
-            at(2),
-        )
+        .reject(&approver(&contoso), "not our EHR", at(2))
         .unwrap();
     store.update_configuration(&t).await.unwrap();
-    let approval = t
-        .configuration
-        .approve(&approver(&fabrikam), at(3))
-        .unwrap();
-    let err = store.update_configuration(&approval).await.unwrap_err();
+
+    // Rejected: the URL is free for its real owner...
+    let theirs = create(&store, &fabrikam, "cfg-f", URL, Environment::Production).await;
+    approve(&store, theirs).await;
+    // ...and the rejected one cannot be submitted again for it.
+    let again = t.configuration.submit(&admin(&contoso), at(3)).unwrap();
+    assert!(matches!(
+        store.update_configuration(&again).await.unwrap_err(),
+        StoreError::HeldByAnotherTenant
+    ));
     assert_eq!(
-        err.to_string(),
-        "another configuration is already approved for this FHIR base URL and environment"
+        store
+            .find_approved(&url(URL), Environment::Production)
+            .await
+            .unwrap()
+            .unwrap()
+            .tenant(),
+        &fabrikam,
+        "launches find the one approved configuration"
     );
-    // Nothing of the refused approval was kept.
-    let history = store
-        .configuration_history(&fabrikam, theirs.id())
-        .await
-        .unwrap();
-    assert_eq!(history.last().unwrap().to, ApprovalState::EhrValidated);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn of_two_concurrent_creates_by_two_organisations_one_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vb.sqlite");
+    let a = SqliteStore::open(&path).await.unwrap();
+    let b = SqliteStore::open(&path).await.unwrap();
+    let contoso = with_tenant(&a, "contoso").await;
+    let fabrikam = with_tenant(&a, "fabrikam").await;
+    for round in 0..10 {
+        let fhir = format!("https://ehr{round}.example.org/api/FHIR/R4");
+        let insert = |store: SqliteStore, tenant: TenantId, id: String, fhir: String| {
+            tokio::spawn(async move {
+                let created = Configuration::create(
+                    &admin(&tenant),
+                    ConfigurationId::new(id).unwrap(),
+                    settings(&fhir, Environment::Production),
+                    at(0),
+                )
+                .unwrap();
+                store.insert_configuration(&created).await
+            })
+        };
+        let first = insert(
+            a.clone(),
+            contoso.clone(),
+            format!("c-{round}"),
+            fhir.clone(),
+        );
+        let second = insert(
+            b.clone(),
+            fabrikam.clone(),
+            format!("f-{round}"),
+            fhir.clone(),
+        );
+        let results = [first.await.unwrap(), second.await.unwrap()];
+        let ok = results.iter().filter(|r| r.is_ok()).count();
+        assert_eq!(ok, 1, "round {round}: {results:?}");
+        assert!(
+            results
+                .iter()
+                .any(|r| matches!(r, Err(StoreError::HeldByAnotherTenant))),
+            "round {round}: {results:?}"
+        );
+    }
 }
 
 #[tokio::test]

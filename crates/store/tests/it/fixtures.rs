@@ -45,6 +45,7 @@ pub(crate) fn settings(fhir: &str, environment: Environment) -> ConfigurationSet
     ConfigurationSettings {
         fhir_base_url: url(fhir),
         environment,
+        ehr_vendor: visitbridge_approval::EhrVendor::Epic,
         approver: Username::new("analyst@example.org").unwrap(),
         ehr_client: EhrClientSettings {
             client_id: ClientId::new("vb-client").unwrap(),
