@@ -63,7 +63,7 @@ async fn main() -> ExitCode {
         }
     };
     println!("{}", demo.banner());
-    let _ = tokio::signal::ctrl_c().await;
+    visitbridge_web::shutdown_signal().await;
     drop(demo);
     ExitCode::SUCCESS
 }

@@ -436,10 +436,13 @@ async fn provider(
     };
     let organizer = link.microsoft_object_id.as_str().to_owned();
 
-    let (visit, outcome) = match key {
+    // A group visit's conference id comes from the unsigned URL: it is attested (an identifier
+    // of the attested Appointment or Encounter) before any row or meeting is made under it. The
+    // attested Appointment's key needs no such wait.
+    let (visit, outcome) = match key.filter(|key| !key.is_conference()) {
         Some(key) => {
-            // Fast path: the meeting's key is known, so the meeting and the FHIR reads run
-            // concurrently.
+            // Fast path: the meeting's key is the attested Appointment, so the meeting and the
+            // FHIR reads run concurrently.
             let external = meeting::external_id(state, &configuration_id, &key);
             // A database read, no round trip: a row of another appointment is refused before
             // the claim could fill its empty fields.

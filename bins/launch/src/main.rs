@@ -81,7 +81,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     };
     tokio::spawn(async move {
-        let _ = tokio::signal::ctrl_c().await;
+        visitbridge_web::shutdown_signal().await;
         let _ = stop.send(true);
     });
     let (main, metrics) = tokio::join!(main, metrics);

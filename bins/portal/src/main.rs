@@ -44,9 +44,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     println!("  Health:       http://{addr}/healthz");
     println!("  Public URL:   {public}");
     println!("Press Ctrl+C to stop.");
-    visitbridge_web::serve(listener, app(state), limits, async {
-        let _ = tokio::signal::ctrl_c().await;
-    })
+    visitbridge_web::serve(
+        listener,
+        app(state),
+        limits,
+        visitbridge_web::shutdown_signal(),
+    )
     .await
     .context("serving")
 }

@@ -26,4 +26,4 @@ mod problem;
 mod serve;
 
 pub use problem::problem;
-pub use serve::{ServerLimits, serve};
+pub use serve::{SHUTDOWN_GRACE, ServerLimits, serve, shutdown_signal};

@@ -167,8 +167,46 @@ where
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    // Connections that never end (a live panel's event stream) must not hold the shutdown for
+    // ever: they get a grace period, then the process goes.
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::info!(
+            grace_seconds = SHUTDOWN_GRACE.as_secs(),
+            "connections still open after the shutdown grace period: closing them"
+        );
+    }
     Ok(())
+}
+
+/// How long [`serve`] waits, after its shutdown future resolved, for open connections to finish.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Resolves when the process is asked to stop: `SIGINT` (Ctrl+C) or, on Unix, `SIGTERM` (what
+/// Docker, Kubernetes and systemd send). Pass it as [`serve`]'s shutdown future.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; stopping on Ctrl+C only");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 #[cfg(test)]

@@ -166,3 +166,37 @@ async fn a_first_launch_without_csn_gets_the_csn_of_a_later_launch_on_the_same_v
         Some("10000001234")
     );
 }
+
+#[tokio::test]
+async fn an_edited_conference_id_makes_no_row_and_no_meeting_before_it_is_refused() {
+    let env = Env::start().await;
+    // Linked, so the launch would take the fast path if the key were trusted.
+    provider_launch(&env, &env.browser()).await;
+    let (visits, meetings, calls) = (
+        visit_count(&env).await,
+        env.graph.meeting_count(),
+        env.graph.create_or_get_calls(),
+    );
+    // Another group visit's conference id, edited into the (unsigned) launch URL.
+    let page = env
+        .browser()
+        .navigate(&env.launch_url(
+            "provider",
+            &[
+                ("sessionId", "10000001234"),
+                ("conferenceId", "g-another-group"),
+                ("environment", "test"),
+            ],
+        ))
+        .await;
+    assert!((400..500).contains(&page.status), "{}", page.body);
+    assert!(
+        page.body.contains("match what the EHR says"),
+        "{}",
+        page.body
+    );
+    // Nothing was set up under it: the real group visit later gets its own organiser.
+    assert_eq!(visit_count(&env).await, visits);
+    assert_eq!(env.graph.meeting_count(), meetings);
+    assert_eq!(env.graph.create_or_get_calls(), calls);
+}

@@ -43,6 +43,9 @@ async fn an_oversized_notification_body_gets_problem_json() {
 struct Binary {
     child: Child,
     addr: SocketAddr,
+    /// Kept open: the binary prints more lines after the health URL, and a closed pipe would
+    /// make that print fail.
+    _stdout: std::io::Lines<BufReader<std::process::ChildStdout>>,
     _dir: tempfile::TempDir,
 }
 
@@ -85,6 +88,7 @@ fn start_binary(server_section: &str) -> Binary {
     Binary {
         child,
         addr,
+        _stdout: lines,
         _dir: dir,
     }
 }
