@@ -109,3 +109,42 @@ fn help_lists_the_options() {
     }
     assert!(text.contains("VISITBRIDGE_LAUNCH_DEPLOYMENT_SECRET"));
 }
+
+#[tokio::test]
+async fn the_binary_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_visitbridge-launch"))
+        .args(["--listen", "127.0.0.1:0"])
+        .arg("--database")
+        .arg(dir.path().join("visitbridge.sqlite"))
+        .env_remove("VISITBRIDGE_LAUNCH_CONFIG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    while !lines
+        .next()
+        .expect("binary exited before it was ready")
+        .unwrap()
+        .contains("Press Ctrl+C")
+    {}
+    // What Docker, Kubernetes and systemd send.
+    let sent = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(25),
+            "still running after SIGTERM"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "a clean stop: {status:?}");
+}
