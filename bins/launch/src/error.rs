@@ -106,11 +106,6 @@ pub(crate) enum LaunchError {
          happening, tell your administrator."
     )]
     MicrosoftUnavailable,
-    /// The EHR sent the browser back with an OAuth error and no `state` (some servers drop it on
-    /// POSTed authorize requests), so no launch can be named: only the error code is shown,
-    /// when it is one of OAuth's registered codes.
-    #[error("The EHR refused the sign-in request ({}). {}", .0.code(), .0.advice())]
-    EhrAuthorizationError(AuthorizationErrorCode),
     /// The launch step took longer than the launch deadline.
     #[error(
         "The EHR or Microsoft 365 took too long to answer (more than {0} seconds), so the launch \
@@ -196,7 +191,6 @@ impl LaunchError {
             | Self::SignInRefused(_)
             | Self::WrongMicrosoftTenant
             | Self::CsrfRejected
-            | Self::EhrAuthorizationError(_)
             | Self::NotStaff(_)
             | Self::Link(_) => StatusCode::FORBIDDEN,
             Self::SessionRequired => StatusCode::UNAUTHORIZED,
@@ -227,9 +221,7 @@ impl LaunchError {
             }
             Self::RecordContext(_) | Self::BadLaunch(_) => "The launch is incomplete",
             Self::StateRejected | Self::BrowserMismatch => "Start the visit again",
-            Self::SignInRefused(_)
-            | Self::WrongMicrosoftTenant
-            | Self::EhrAuthorizationError(_) => "Sign-in refused",
+            Self::SignInRefused(_) | Self::WrongMicrosoftTenant => "Sign-in refused",
             Self::NotStaff(_) => "This launch is for clinicians",
             Self::EhrUnavailable => "The EHR is not answering",
             Self::MicrosoftUnavailable => "Microsoft 365 is not answering",
@@ -261,9 +253,7 @@ impl LaunchError {
             }
             Self::StateRejected => "state_rejected",
             Self::BrowserMismatch => "browser_mismatch",
-            Self::SignInRefused(_)
-            | Self::WrongMicrosoftTenant
-            | Self::EhrAuthorizationError(_) => "sign_in_refused",
+            Self::SignInRefused(_) | Self::WrongMicrosoftTenant => "sign_in_refused",
             Self::NotStaff(_) => "not_staff",
             Self::EhrUpstream(_) => "ehr_upstream",
             Self::EhrUnavailable => "ehr_unavailable",
@@ -383,73 +373,6 @@ impl LaunchError {
     }
 }
 
-/// An OAuth authorization error code the page may show (RFC 6749 §4.1.2.1's registered codes,
-/// and `invalid_client`, which EHRs send there too though §5.2 defines it for the token
-/// endpoint); anything else is never echoed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum AuthorizationErrorCode {
-    InvalidRequest,
-    UnauthorizedClient,
-    InvalidClient,
-    AccessDenied,
-    UnsupportedResponseType,
-    InvalidScope,
-    /// A code that is not a registered one (not shown).
-    Unrecognised,
-}
-
-impl AuthorizationErrorCode {
-    /// The code of an EHR's `error` parameter.
-    pub(crate) fn parse(error: &str) -> Self {
-        match error {
-            "invalid_request" => Self::InvalidRequest,
-            "unauthorized_client" => Self::UnauthorizedClient,
-            "invalid_client" => Self::InvalidClient,
-            "access_denied" => Self::AccessDenied,
-            "unsupported_response_type" => Self::UnsupportedResponseType,
-            "invalid_scope" => Self::InvalidScope,
-            _ => Self::Unrecognised,
-        }
-    }
-
-    fn code(self) -> &'static str {
-        match self {
-            Self::InvalidRequest => "invalid_request",
-            Self::UnauthorizedClient => "unauthorized_client",
-            Self::InvalidClient => "invalid_client",
-            Self::AccessDenied => "access_denied",
-            Self::UnsupportedResponseType => "unsupported_response_type",
-            Self::InvalidScope => "invalid_scope",
-            Self::Unrecognised => "an unrecognised error",
-        }
-    }
-
-    fn advice(self) -> &'static str {
-        match self {
-            Self::InvalidClient | Self::UnauthorizedClient => {
-                "Check that the client id in the VisitBridge portal is the one registered in the \
-                 EHR for this environment, and that the app is active there; tell your \
-                 administrator."
-            }
-            Self::InvalidScope => {
-                "The EHR refused the scopes VisitBridge asks for: check the app's registered APIs \
-                 and the configuration's scope style (v1 or v2); tell your administrator."
-            }
-            Self::InvalidRequest | Self::UnsupportedResponseType => {
-                "Check that the redirect URI registered in the EHR is exactly the one the \
-                 VisitBridge portal shows; tell your administrator."
-            }
-            Self::AccessDenied => {
-                "The sign-in was cancelled or refused. Start the visit again from the EHR."
-            }
-            Self::Unrecognised => {
-                "Start the visit again from the EHR; if it keeps happening, tell your \
-                 administrator."
-            }
-        }
-    }
-}
-
 impl From<StoreError> for LaunchError {
     fn from(e: StoreError) -> Self {
         Self::internal(e)
@@ -470,24 +393,22 @@ impl From<GraphError> for LaunchError {
 
 impl From<VisitError> for LaunchError {
     fn from(e: VisitError) -> Self {
-        match &e {
-            VisitError::Fhir(FhirError::Status { status, .. }) if status.is_server_error() => {
-                tracing::warn!(status = status.as_u16(), "fhir server error");
-                Self::EhrUnavailable
+        let outage = match &e {
+            VisitError::Fhir(fhir @ (FhirError::Timeout { .. } | FhirError::Transport(_))) => {
+                Some(fhir)
             }
-            VisitError::Fhir(FhirError::Timeout { .. } | FhirError::Transport(_)) => {
-                tracing::warn!(error = %fhir_summary_of(&e), "fhir server unavailable");
-                Self::EhrUnavailable
+            VisitError::Fhir(fhir @ FhirError::Status { status, .. })
+                if status.is_server_error() =>
+            {
+                Some(fhir)
             }
-            _ => Self::Visit(Box::new(e)),
+            _ => None,
+        };
+        if let Some(fhir) = outage {
+            tracing::warn!(error = %fhir_summary(fhir), "fhir server unavailable");
+            return Self::EhrUnavailable;
         }
-    }
-}
-
-fn fhir_summary_of(e: &VisitError) -> String {
-    match e {
-        VisitError::Fhir(fhir) => fhir_summary(fhir),
-        other => other.to_string(),
+        Self::Visit(Box::new(e))
     }
 }
 

@@ -43,7 +43,7 @@ use visitbridge_visit::{
 };
 
 use crate::{
-    error::{AuthorizationErrorCode, LaunchError},
+    error::LaunchError,
     issuers::{ApprovedConfiguration, find_configuration},
     meeting::{self, VisitFacts},
     pending,
@@ -223,16 +223,19 @@ pub(crate) async fn callback(
     within_deadline(state, complete_launch(state, query, headers)).await
 }
 
-/// The EHR's OAuth error of a callback that came back without `state`: the launch it ends cannot
-/// be named, but the EHR's (registered) error code says what to fix.
+/// The EHR's OAuth error of a callback that came back without `state` (some servers drop it on
+/// POSTed authorize requests): the launch it ends cannot be named, but the EHR's error code says
+/// what to fix, by the same rule as a refusal with `state`.
 fn stateless_error(query: &str) -> Option<LaunchError> {
     let error = url::form_urlencoded::parse(query.as_bytes())
         .find(|(k, _)| k == "error")
         .map(|(_, v)| v.into_owned())?;
-    Some(match error.as_str() {
-        "server_error" | "temporarily_unavailable" => LaunchError::EhrUnavailable,
-        code => LaunchError::EhrAuthorizationError(AuthorizationErrorCode::parse(code)),
-    })
+    Some(LaunchError::from(
+        visitbridge_smart::SmartError::AuthorizationDenied {
+            error,
+            description: None,
+        },
+    ))
 }
 
 async fn complete_launch(

@@ -2,23 +2,36 @@
 //! URLs, and they answer; `--help` lists the options.
 
 use std::{
-    io::{BufRead as _, BufReader},
-    process::{Command, Stdio},
+    io::{BufRead as _, BufReader, Lines},
+    path::Path,
+    process::{Child, ChildStdout, Command, Stdio},
 };
 
-#[tokio::test]
-async fn binary_starts_and_prints_urls_that_answer() {
-    let dir = tempfile::tempdir().unwrap();
+/// The launch binary's standard output, line by line (keep it open while the binary runs: a
+/// closed pipe would fail its later prints).
+pub(crate) type Output = Lines<BufReader<ChildStdout>>;
+
+/// Starts the launch binary on a fresh database in `dir`, listening on a free loopback port,
+/// with `args` besides, no configuration from the environment, and its output piped.
+pub(crate) fn start_launch(dir: &Path, args: &[&std::ffi::OsStr]) -> (Child, Output) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_visitbridge-launch"))
         .args(["--listen", "127.0.0.1:0", "--database"])
-        .arg(dir.path().join("visitbridge.sqlite"))
+        .arg(dir.join("visitbridge.sqlite"))
+        .args(args)
         .env_remove("VISITBRIDGE_LAUNCH_CONFIG")
+        .env_remove("VISITBRIDGE_LAUNCH_METRICS_BEARER_TOKEN")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
+    let output = BufReader::new(child.stdout.take().unwrap()).lines();
+    (child, output)
+}
+
+#[tokio::test]
+async fn binary_starts_and_prints_urls_that_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, mut lines) = start_launch(dir.path(), &[]);
     let health = loop {
         let line = lines
             .next()
@@ -41,17 +54,10 @@ async fn binary_starts_and_prints_urls_that_answer() {
 #[tokio::test]
 async fn the_binary_serves_metrics_on_the_metrics_listener_only() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_visitbridge-launch"))
-        .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
-        .arg("--database")
-        .arg(dir.path().join("visitbridge.sqlite"))
-        .env_remove("VISITBRIDGE_LAUNCH_CONFIG")
-        .env_remove("VISITBRIDGE_LAUNCH_METRICS_BEARER_TOKEN")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut child, mut lines) = start_launch(
+        dir.path(),
+        &["--metrics-listen".as_ref(), "127.0.0.1:0".as_ref()],
+    );
     let (mut health, mut metrics) = (None, None);
     while health.is_none() || metrics.is_none() {
         let line = lines
@@ -113,16 +119,7 @@ fn help_lists_the_options() {
 #[tokio::test]
 async fn the_binary_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_visitbridge-launch"))
-        .args(["--listen", "127.0.0.1:0"])
-        .arg("--database")
-        .arg(dir.path().join("visitbridge.sqlite"))
-        .env_remove("VISITBRIDGE_LAUNCH_CONFIG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut child, mut lines) = start_launch(dir.path(), &[]);
     while !lines
         .next()
         .expect("binary exited before it was ready")

@@ -30,6 +30,18 @@ fn assert_no_internals(env: &Env, page: &Page) {
     }
 }
 
+/// The outage page: try again, and nothing internal.
+fn assert_ehr_trouble(env: &Env, page: &Page) {
+    assert_eq!(page.status, 502, "{}", page.body);
+    assert!(
+        page.body.contains("The EHR is having trouble right now"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("Try again"), "{}", page.body);
+    assert_no_internals(env, page);
+}
+
 #[tokio::test]
 async fn an_ehr_error_without_state_names_the_ehrs_error_code_and_what_to_check() {
     let env = Env::start().await;
@@ -91,28 +103,15 @@ async fn an_ehr_outage_says_try_again_and_shows_no_internal_address() {
     env.smart
         .set_token_error(Some((500, "server_error", "internal error at db-7.corp")));
     let page = env.browser().navigate(&launch).await;
-    assert_eq!(page.status, 502, "{}", page.body);
-    assert!(
-        page.body.contains("The EHR is having trouble right now"),
-        "{}",
-        page.body
-    );
-    assert!(page.body.contains("Try again"), "{}", page.body);
+    assert_ehr_trouble(&env, &page);
     assert!(!page.body.contains("Sign-in refused"), "{}", page.body);
     assert!(!page.body.contains("db-7.corp"), "{}", page.body);
-    assert_no_internals(&env, &page);
 
     // The token endpoint does not answer in time (a per-call timeout inside the deadline).
     env.smart.set_token_error(None);
     env.smart.set_token_delay(Some(Duration::from_secs(3)));
     let page = env.browser().navigate(&launch).await;
-    assert_eq!(page.status, 502, "{}", page.body);
-    assert!(
-        page.body.contains("The EHR is having trouble right now"),
-        "{}",
-        page.body
-    );
-    assert_no_internals(&env, &page);
+    assert_ehr_trouble(&env, &page);
     env.smart.set_token_delay(None);
 
     // The FHIR server answers 503 to the visit's reads.
@@ -123,13 +122,7 @@ async fn an_ehr_outage_says_try_again_and_shows_no_internal_address() {
         .mount(&env.ehr)
         .await;
     let page = env.browser().navigate(&launch).await;
-    assert_eq!(page.status, 502, "{}", page.body);
-    assert!(
-        page.body.contains("The EHR is having trouble right now"),
-        "{}",
-        page.body
-    );
-    assert_no_internals(&env, &page);
+    assert_ehr_trouble(&env, &page);
 }
 
 /// A service whose launch deadline is `seconds`.

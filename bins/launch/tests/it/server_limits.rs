@@ -2,9 +2,8 @@
 //! binary closes slow request heads and caps connections per client IP (`[server]`).
 
 use std::{
-    io::{BufRead as _, BufReader},
     net::SocketAddr,
-    process::{Child, Command, Stdio},
+    process::Child,
     time::{Duration, Instant},
 };
 
@@ -45,7 +44,7 @@ struct Binary {
     addr: SocketAddr,
     /// Kept open: the binary prints more lines after the health URL, and a closed pipe would
     /// make that print fail.
-    _stdout: std::io::Lines<BufReader<std::process::ChildStdout>>,
+    _stdout: crate::binary::Output,
     _dir: tempfile::TempDir,
 }
 
@@ -64,17 +63,8 @@ fn start_binary(server_section: &str) -> Binary {
         format!("dev_mode = true\n\n[server]\n{server_section}\n"),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_visitbridge-launch"))
-        .args(["--listen", "127.0.0.1:0", "--config"])
-        .arg(&config)
-        .arg("--database")
-        .arg(dir.path().join("visitbridge.sqlite"))
-        .env_remove("VISITBRIDGE_LAUNCH_CONFIG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (child, mut lines) =
+        crate::binary::start_launch(dir.path(), &["--config".as_ref(), config.as_ref()]);
     let health = loop {
         let line = lines.next().expect("binary exited early").unwrap();
         if let Some(url) = line.split_whitespace().find(|w| w.ends_with("/healthz")) {
