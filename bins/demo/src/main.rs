@@ -62,8 +62,9 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let signal = visitbridge_web::shutdown_signal();
     println!("{}", demo.banner());
-    visitbridge_web::shutdown_signal().await;
+    signal.await;
     drop(demo);
     ExitCode::SUCCESS
 }

@@ -62,6 +62,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     println!("  Provider launch:  {base}/launch/provider (opened by the EHR with iss and launch)");
     println!("  Database:         {database}");
+    // Installed before the announcement: a SIGTERM right after it stops the service cleanly.
+    let signal = visitbridge_web::shutdown_signal();
     println!("Press Ctrl+C to stop.");
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let shutdown = move || {
@@ -81,7 +83,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     };
     tokio::spawn(async move {
-        visitbridge_web::shutdown_signal().await;
+        signal.await;
         let _ = stop.send(true);
     });
     let (main, metrics) = tokio::join!(main, metrics);

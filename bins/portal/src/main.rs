@@ -43,13 +43,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     println!("  Listening on: http://{addr}/");
     println!("  Health:       http://{addr}/healthz");
     println!("  Public URL:   {public}");
+    // Installed before the announcement: a SIGTERM right after it stops the service cleanly.
+    let signal = visitbridge_web::shutdown_signal();
     println!("Press Ctrl+C to stop.");
-    visitbridge_web::serve(
-        listener,
-        app(state),
-        limits,
-        visitbridge_web::shutdown_signal(),
-    )
-    .await
-    .context("serving")
+    visitbridge_web::serve(listener, app(state), limits, signal)
+        .await
+        .context("serving")
 }

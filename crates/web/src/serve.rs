@@ -184,28 +184,41 @@ where
 /// How long [`serve`] waits, after its shutdown future resolved, for open connections to finish.
 pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(20);
 
-/// Resolves when the process is asked to stop: `SIGINT` (Ctrl+C) or, on Unix, `SIGTERM` (what
-/// Docker, Kubernetes and systemd send). Pass it as [`serve`]'s shutdown future.
-pub async fn shutdown_signal() {
+/// A future that resolves when the process is asked to stop: `SIGINT` (Ctrl+C) or, on Unix,
+/// `SIGTERM` (what Docker, Kubernetes and systemd send). Pass it as [`serve`]'s shutdown future.
+///
+/// The handlers are installed when this function is called, not when the future is first
+/// polled: call it before announcing that the service is ready, so that a signal sent right
+/// after the announcement stops the service cleanly instead of killing it. Must be called within
+/// a Tokio runtime.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut terminate) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = terminate.recv() => {}
+        let interrupt = signal(SignalKind::interrupt());
+        let terminate = signal(SignalKind::terminate());
+        async move {
+            match (interrupt, terminate) {
+                (Ok(mut interrupt), Ok(mut terminate)) => {
+                    tokio::select! {
+                        _ = interrupt.recv() => {}
+                        _ = terminate.recv() => {}
+                    }
                 }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM; stopping on Ctrl+C only");
-                let _ = tokio::signal::ctrl_c().await;
+                (interrupt, terminate) => {
+                    if let Some(e) = interrupt.as_ref().err().or(terminate.as_ref().err()) {
+                        tracing::warn!(error = %e, "cannot listen for SIGTERM; stopping on Ctrl+C only");
+                    }
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
