@@ -1,6 +1,7 @@
 //! The one error type of the launch service's handlers, rendered as a page that says what went
 //! wrong and what to do — never with clinical data, tokens or internals. Internal errors say
-//! "something went wrong" with a reference; the log gets the cause under the same request id.
+//! "something went wrong" with a reference; the log gets the cause
+//! under the same request id.
 
 use axum::{
     Form,
@@ -15,6 +16,7 @@ use serde::de::DeserializeOwned;
 use visitbridge_approval::{Environment, FhirUrlProblem, OAuthGap, classify_oauth_error};
 use visitbridge_fhir::FhirError;
 use visitbridge_graph::GraphError;
+use visitbridge_launch_core::LaunchCoreError;
 use visitbridge_smart::SmartError;
 use visitbridge_store::StoreError;
 use visitbridge_visit::{LinkError, RecordContextError, VisitError};
@@ -369,6 +371,25 @@ impl LaunchError {
         match Self::from(e) {
             Self::EhrUpstream(_) => Self::MicrosoftUnavailable,
             other => other,
+        }
+    }
+}
+
+impl From<LaunchCoreError> for LaunchError {
+    fn from(e: LaunchCoreError) -> Self {
+        match e {
+            LaunchCoreError::Store(e) => e.into(),
+            LaunchCoreError::Graph(e) => (*e).into(),
+            LaunchCoreError::Visit(e) => e.into(),
+            LaunchCoreError::NotStaff(e) => Self::NotStaff(e),
+            LaunchCoreError::Link(e) => Self::Link(e),
+            LaunchCoreError::UnusableUserId => {
+                Self::SignInRefused("the EHR sent a user id VisitBridge cannot keep".to_owned())
+            }
+            LaunchCoreError::VisitNotFound => Self::NotFound,
+            e @ (LaunchCoreError::NoOrganizer | LaunchCoreError::UnsafeJoinUrl) => {
+                Self::internal(e)
+            }
         }
     }
 }

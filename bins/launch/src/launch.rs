@@ -32,21 +32,19 @@ use axum::{
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use visitbridge_approval::{EhrUserId, FhirBaseUrl, RecordKind, UrlPolicy};
-use visitbridge_fhir::{FhirClient, FhirClientConfig, PractitionerId};
-use visitbridge_smart::{AuthorizationRequest, Callback, CompletedLaunch, EhrUser, PendingSignIn};
-use visitbridge_store::{
-    MicrosoftObjectId, MicrosoftTenantId, UserLink, UserLinkRepo, Visit, VisitRepo,
+use visitbridge_fhir::{FhirClient, FhirClientConfig};
+use visitbridge_launch_core::{
+    ClinicianLaunch, ClinicianOutcome, KeptFacts, OpenedVisit, SignInToContinue, VisitFacts,
+    after_microsoft_sign_in, clinician_launch,
 };
-use visitbridge_visit::{
-    Attested, Fit, LaunchFacts, RecordContext, ResolvedVisit, StoredIds, VisitError, VisitKey,
-    resolve_visit, visit_key,
-};
+use visitbridge_smart::{AuthorizationRequest, Callback, CompletedLaunch, PendingSignIn};
+use visitbridge_store::{MicrosoftObjectId, MicrosoftTenantId, UserLink, UserLinkRepo};
+use visitbridge_visit::{RecordContext, VisitKey};
 
 use crate::{
     error::LaunchError,
     issuers::{ApprovedConfiguration, find_configuration},
-    meeting::{self, VisitFacts},
-    pending,
+    meeting, pending,
     session::{self, Grant, binding_of, new_token, read_cookie, same_browser},
     state::AppState,
     views::{AuthorizePost, html, page_headers},
@@ -309,23 +307,6 @@ async fn complete_launch(
     Ok((kind, response))
 }
 
-/// The EHR user id links are keyed on: `Practitioner/{id}` when `fhirUser` names a Practitioner
-/// (so it matches an Appointment's performer reference), else `fhirUser` or `sub` as sent.
-pub(crate) fn ehr_user_id(user: &EhrUser) -> Result<EhrUserId, LaunchError> {
-    let id = match user.fhir_user_reference() {
-        Some(("Practitioner", id)) => format!("Practitioner/{id}"),
-        _ => user.id().to_owned(),
-    };
-    EhrUserId::new(id).map_err(|_| {
-        LaunchError::SignInRefused("the EHR sent a user id VisitBridge cannot keep".to_owned())
-    })
-}
-
-/// The EHR user id of a practitioner named by an Appointment.
-pub(crate) fn practitioner_user_id(id: &str) -> Option<EhrUserId> {
-    EhrUserId::new(format!("Practitioner/{id}")).ok()
-}
-
 /// A FHIR client for the configuration's server with the launch's access token.
 pub(crate) fn fhir_client(
     state: &AppState,
@@ -350,166 +331,48 @@ pub(crate) fn fhir_client(
     ))
 }
 
-/// Resolves the visit through FHIR (timed).
-pub(crate) async fn resolve(
-    state: &AppState,
-    fhir: &FhirClient,
-    record: &RecordContext,
-    launch: &CompletedLaunch,
-    practitioner: Option<&PractitionerId>,
-) -> Result<ResolvedVisit, LaunchError> {
-    let facts = LaunchFacts {
-        record,
-        context: &launch.context,
-        practitioner,
-        now: Utc::now(),
-    };
-    Ok(state
-        .inner
-        .metrics
-        .time("fhir", resolve_visit(facts, fhir))
-        .await?)
-}
-
-/// The ids of a stored visit, to compare with the attested context.
-pub(crate) fn stored_ids(visit: &Visit) -> StoredIds<'_> {
-    StoredIds {
-        patient: visit.patient_fhir_id.as_deref(),
-        appointment: visit.appointment_fhir_id.as_deref(),
-    }
-}
-
-/// The clinician's visit under `key` must be the appointment the EHR attested.
-fn clinician_fits(attested: &Attested, key: &VisitKey, visit: &Visit) -> Result<(), LaunchError> {
-    match attested.clinician_fit(key, stored_ids(visit)) {
-        Fit::Different => Err(VisitError::ContextMismatch.into()),
-        Fit::Same | Fit::Unknown => Ok(()),
-    }
-}
-
-/// A clinician's launch after the SMART callback.
-///
-/// Staff only: a token the EHR issued to a patient (a MyChart launch replayed here) is refused
-/// before any user link, visit row or Graph call. The meeting's key is the attested Appointment
-/// (or a group visit's conference), so a launch with the visit's CSN, without it, or with another
-/// CSN reaches one visit row; the URL's CSN must be an identifier of the attested visit, and is
-/// kept on the row (for the EHR write-back) only once it is.
+/// A clinician's launch after the SMART callback: the decision is
+/// [`visitbridge_launch_core::clinician_launch`]; this maps its outcome to the visit's page or
+/// the one-time Microsoft sign-in.
 async fn provider(
     state: &AppState,
     headers: &HeaderMap,
     done: Completed,
 ) -> Result<Response, LaunchError> {
-    let user = state
-        .inner
-        .staff
-        .check(done.launch.ehr_user.as_ref(), &done.launch.scope)?;
     let ms = state.microsoft()?;
-    let user_id = ehr_user_id(user)?;
-    let practitioner = match user.fhir_user_reference() {
-        Some(("Practitioner", id)) => PractitionerId::new(id).ok(),
-        _ => None,
-    };
     let issuer = done.configuration.fhir_base()?.clone();
-    let link = state.inner.store.get_user_link(&issuer, &user_id).await?;
     let fhir = fhir_client(state, &done.configuration, &done.launch)?;
-    let key = visit_key(&done.record, &done.launch.context);
-    let attested = Attested::from_context(&done.launch.context);
-    let mut facts = VisitFacts::from_launch(
-        &done.record,
-        &done.launch.context,
-        practitioner.as_ref().map(|p| p.as_str()),
-    );
-    // The URL's CSN or conference id is not signed: on the row only once attested.
-    let url_conference = facts.conference_id.take();
-    let configuration_id = done.configuration.id().clone();
-
-    let Some(link) = link else {
-        // First launch: read the visit now (the EHR token stays in memory only), then the
-        // one-time Microsoft sign-in, which continues this launch.
-        let resolved = resolve(
-            state,
-            &fhir,
-            &done.record,
-            &done.launch,
-            practitioner.as_ref(),
-        )
-        .await?;
-        attested.check_resolved(&done.record, &resolved)?;
-        return microsoft_sign_in(state, &done, user_id, issuer, resolved).await;
-    };
-    let organizer = link.microsoft_object_id.as_str().to_owned();
-
-    // A group visit's conference id comes from the unsigned URL: it is attested (an identifier
-    // of the attested Appointment or Encounter) before any row or meeting is made under it. The
-    // attested Appointment's key needs no such wait.
-    let (visit, outcome) = match key.filter(|key| !key.is_conference()) {
-        Some(key) => {
-            // Fast path: the meeting's key is the attested Appointment, so the meeting and the
-            // FHIR reads run concurrently.
-            let external = meeting::external_id(state, &configuration_id, &key);
-            // A database read, no round trip: a row of another appointment is refused before
-            // the claim could fill its empty fields.
-            if let Some(existing) = state
-                .inner
-                .store
-                .visit_by_key(&configuration_id, external.as_str())
-                .await?
-            {
-                clinician_fits(&attested, &key, &existing)?;
-            }
-            let visit = meeting::claim(
-                state,
-                &configuration_id,
-                &external,
-                &facts,
-                Some(&organizer),
-            )
-            .await?;
-            clinician_fits(&attested, &key, &visit)?;
-            let (resolved, outcome) = tokio::join!(
-                resolve(
-                    state,
-                    &fhir,
-                    &done.record,
-                    &done.launch,
-                    practitioner.as_ref()
-                ),
-                meeting::create_or_get(state, ms, &visit, &facts),
-            );
-            let resolved = resolved?;
-            attested.check_resolved(&done.record, &resolved)?;
-            facts.add(&resolved);
-            (visit, outcome?)
+    let outcome = clinician_launch(
+        state.ports(ms),
+        ClinicianLaunch {
+            configuration: done.configuration.id(),
+            issuer: &issuer,
+            staff: &state.inner.staff,
+            user: done.launch.ehr_user.as_ref(),
+            scopes: &done.launch.scope,
+            record: &done.record,
+            context: &done.launch.context,
+            directory: &fhir,
+        },
+    )
+    .await?;
+    match outcome {
+        ClinicianOutcome::Meeting(opened) => open_page(state, headers, *opened).await,
+        ClinicianOutcome::MicrosoftSignIn(pending) => {
+            microsoft_sign_in(state, &done, issuer, pending).await
         }
-        None => {
-            let resolved = resolve(
-                state,
-                &fhir,
-                &done.record,
-                &done.launch,
-                practitioner.as_ref(),
-            )
-            .await?;
-            attested.check_resolved(&done.record, &resolved)?;
-            facts.add(&resolved);
-            let external = meeting::external_id(state, &configuration_id, &resolved.key);
-            let visit = meeting::claim(
-                state,
-                &configuration_id,
-                &external,
-                &facts,
-                Some(&organizer),
-            )
-            .await?;
-            clinician_fits(&attested, &resolved.key, &visit)?;
-            let outcome = meeting::create_or_get(state, ms, &visit, &facts).await?;
-            (visit, outcome)
-        }
-    };
-    facts.conference_id = url_conference;
-    let (visit, meeting_info) = meeting::settle(state, ms, visit, outcome, &facts).await?;
-    meeting::prefetch_patient_url(state, &visit, meeting_info);
-    clinician_page(state, headers, &visit, &organizer).await
+    }
+}
+
+/// Sends the clinician to the page of their opened visit (and fetches the patient's join URL
+/// in the background).
+async fn open_page(
+    state: &AppState,
+    headers: &HeaderMap,
+    opened: OpenedVisit,
+) -> Result<Response, LaunchError> {
+    meeting::prefetch_patient_url(state, &opened.visit, opened.meeting);
+    clinician_page(state, headers, &opened.visit, &opened.clinician).await
 }
 
 /// Grants the browser's session the clinician's `visit` and sends them to its page.
@@ -542,77 +405,29 @@ struct MicrosoftPending {
     ehr_user_id: EhrUserId,
     record: RecordContext,
     key: VisitKey,
-    facts: StoredFacts,
+    facts: KeptFacts,
     binding: String,
-}
-
-/// [`VisitFacts`] in a pending sign-in.
-#[derive(Serialize, Deserialize, Default)]
-struct StoredFacts {
-    conference_id: Option<String>,
-    practitioner: Option<String>,
-    appointment: Option<String>,
-    encounter: Option<String>,
-    patient: Option<String>,
-}
-
-impl From<&VisitFacts> for StoredFacts {
-    fn from(f: &VisitFacts) -> Self {
-        Self {
-            conference_id: f.conference_id.clone(),
-            practitioner: f.practitioner.clone(),
-            appointment: f.appointment.clone(),
-            encounter: f.encounter.clone(),
-            patient: f.patient.clone(),
-        }
-    }
-}
-
-impl From<StoredFacts> for VisitFacts {
-    fn from(f: StoredFacts) -> Self {
-        Self {
-            conference_id: f.conference_id,
-            practitioner: f.practitioner,
-            appointment: f.appointment,
-            encounter: f.encounter,
-            patient: f.patient,
-            // Deliberately not kept across the sign-in: the meeting keeps Graph's default times.
-            ..Self::default()
-        }
-    }
 }
 
 async fn microsoft_sign_in(
     state: &AppState,
     done: &Completed,
-    user_id: EhrUserId,
     issuer: FhirBaseUrl,
-    resolved: ResolvedVisit,
+    pending: SignInToContinue,
 ) -> Result<Response, LaunchError> {
     let ms = state.microsoft()?;
     let oidc = ms.oidc().await?;
     let (request, sign_in) = oidc
         .begin_sign_in(&[("prompt", "select_account")])
         .map_err(LaunchError::microsoft)?;
-    let mut facts = VisitFacts::from_launch(
-        &done.record,
-        &done.launch.context,
-        done.launch
-            .ehr_user
-            .as_ref()
-            .and_then(|u| u.fhir_user_reference())
-            .filter(|(t, _)| *t == "Practitioner")
-            .map(|(_, id)| id),
-    );
-    facts.add(&resolved);
     let stash = MicrosoftPending {
         sign_in,
         configuration_id: done.configuration.id().as_str().to_owned(),
         ehr_issuer: issuer.as_str().to_owned(),
-        ehr_user_id: user_id,
+        ehr_user_id: pending.ehr_user_id,
         record: done.record.clone(),
-        key: resolved.key,
-        facts: StoredFacts::from(&facts),
+        key: pending.key,
+        facts: KeptFacts::from(&pending.facts),
         binding: binding_of(&done.browser),
     };
     pending::put(
@@ -702,34 +517,13 @@ async fn complete_microsoft_sign_in(
         })
         .await?;
     tracing::info!("linked an EHR user to their Microsoft account");
-    let facts = VisitFacts::from(stash.facts);
-    // The appointment was the attested one (or read from it) before the sign-in.
-    let attested = Attested {
-        patient: facts.patient.clone(),
-        appointment: facts.appointment.clone(),
-    };
-    let external = meeting::external_id(state, configuration.id(), &stash.key);
-    if let Some(existing) = state
-        .inner
-        .store
-        .visit_by_key(configuration.id(), external.as_str())
-        .await?
-    {
-        clinician_fits(&attested, &stash.key, &existing)?;
-    }
-    let visit = meeting::claim(state, configuration.id(), &external, &facts, Some(oid)).await?;
-    clinician_fits(&attested, &stash.key, &visit)?;
-    let outcome = meeting::create_or_get(state, ms, &visit, &facts).await?;
-    let (visit, meeting_info) = meeting::settle(state, ms, visit, outcome, &facts).await?;
-    meeting::prefetch_patient_url(state, &visit, meeting_info);
-    clinician_page(state, headers, &visit, oid).await
-}
-
-/// Keys the visit registry on (used by the patient flows).
-pub(crate) fn key_external(
-    state: &AppState,
-    configuration: &ApprovedConfiguration,
-    key: &VisitKey,
-) -> visitbridge_graph::ExternalMeetingId {
-    meeting::external_id(state, configuration.id(), key)
+    let opened = after_microsoft_sign_in(
+        state.ports(ms),
+        configuration.id(),
+        &stash.key,
+        VisitFacts::from(stash.facts),
+        oid,
+    )
+    .await?;
+    open_page(state, headers, opened).await
 }

@@ -320,6 +320,16 @@ impl TryFrom<RawMeeting> for MeetingInfo {
     }
 }
 
+impl MeetingInfo {
+    /// Reads an `onlineMeeting` resource as Graph returns it (the fields we use). For adapters
+    /// and fakes that hold Graph's JSON; [`GraphClient`] parses its answers with it.
+    pub fn from_graph_json(meeting: &Value) -> Result<Self, GraphError> {
+        let raw = RawMeeting::deserialize(meeting)
+            .map_err(|e| GraphError::parse("an onlineMeeting", &e))?;
+        raw.try_into()
+    }
+}
+
 /// The result of `createOrGet`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MeetingOutcome {

@@ -1,0 +1,37 @@
+//! The launch use cases of VisitBridge, behind ports: which visit a launch opens, its one Teams
+//! meeting, and where the clinician or the patient goes next.
+//!
+//! Each use case is a function that takes [`Ports`] (the store's repository traits, a
+//! [`Meetings`] port for Graph, a [`VisitDirectory`](visitbridge_visit::VisitDirectory) for the
+//! FHIR reads, a [`Clock`]) and returns an outcome the launch service maps to a response:
+//!
+//! - [`clinician_launch`]: a clinician's launch after the SMART callback — the meeting, or the
+//!   one-time Microsoft sign-in first ([`ClinicianOutcome`]); [`after_microsoft_sign_in`]
+//!   continues it;
+//! - [`patient_launch`], [`patient_waiting`], [`patient_link`]: the patient's ways in — the
+//!   meeting's patient join URL, or the waiting page ([`PatientOutcome`]);
+//! - [`device_test`]: the visit's lobby for a device test, when there is one.
+//!
+//! The sequence every path to a meeting follows — claim the visit's row, check it against what
+//! the EHR attested, `createOrGet`, apply the lobby policy before any join URL leaves — exists
+//! once, in [`Ports::open_visit`]. Nothing here knows HTTP, cookies or a concrete database: the
+//! binary owns those, and tests run these functions against in-memory fakes.
+
+mod clinician;
+mod error;
+mod facts;
+mod meetings;
+mod patient;
+mod ports;
+
+pub use clinician::{
+    ClinicianLaunch, ClinicianOutcome, OpenedVisit, SignInToContinue, after_microsoft_sign_in,
+    clinician_launch, ehr_user_id, practitioner_user_id,
+};
+pub use error::LaunchCoreError;
+pub use facts::{KeptFacts, VisitFacts};
+pub use meetings::{VisitTarget, external_id, stored_ids};
+pub use patient::{
+    PatientLaunch, PatientOutcome, device_test, patient_launch, patient_link, patient_waiting,
+};
+pub use ports::{Clock, Meetings, NoTimer, Ports, SystemClock, UpstreamTimer, VisitRead};
