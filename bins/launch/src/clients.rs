@@ -13,15 +13,13 @@ use visitbridge_approval::{
     provider_scopes,
 };
 use visitbridge_http::{ClientAssertionKey, Secret};
+use visitbridge_launch_core::{ApprovedConfiguration, ConfigurationIssuer};
 use visitbridge_smart::{
     ClientAuth, PendingLaunchStore, SmartClient, SmartClientConfig, SmartDiscovery,
 };
 use visitbridge_store::ConfigurationRepo;
 
-use crate::{
-    error::LaunchError,
-    issuers::{ApprovedConfiguration, ConfigurationIssuer},
-};
+use crate::error::LaunchError;
 
 /// The prefix of the environment variables EHR client secrets may be read from.
 ///
@@ -104,7 +102,7 @@ impl SmartClients {
         configuration: &ApprovedConfiguration,
         kind: RecordKind,
     ) -> Result<Arc<SmartClient>, LaunchError> {
-        let approved = configuration.approved()?;
+        let approved = configuration.approved();
         let key = (
             configuration.id().as_str().to_owned(),
             approved.version,

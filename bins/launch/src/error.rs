@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 use visitbridge_approval::{Environment, FhirUrlProblem, OAuthGap, classify_oauth_error};
 use visitbridge_fhir::FhirError;
 use visitbridge_graph::GraphError;
-use visitbridge_launch_core::LaunchCoreError;
+use visitbridge_launch_core::{IssuerRefusal, LaunchCoreError, host_of};
 use visitbridge_smart::SmartError;
 use visitbridge_store::StoreError;
 use visitbridge_visit::{LinkError, RecordContextError, VisitError};
@@ -394,6 +394,25 @@ impl From<LaunchCoreError> for LaunchError {
     }
 }
 
+impl From<IssuerRefusal> for LaunchError {
+    fn from(e: IssuerRefusal) -> Self {
+        match e {
+            IssuerRefusal::NotApproved { host } => Self::IssuerNotApproved { host },
+            IssuerRefusal::EnvironmentMismatch {
+                host,
+                launched,
+                approved,
+            } => Self::EnvironmentMismatch {
+                host,
+                launched,
+                approved,
+            },
+            IssuerRefusal::EnvironmentAmbiguous { host } => Self::EnvironmentAmbiguous { host },
+            IssuerRefusal::Store(e) => e.into(),
+        }
+    }
+}
+
 impl From<StoreError> for LaunchError {
     fn from(e: StoreError) -> Self {
         Self::internal(e)
@@ -538,19 +557,6 @@ fn fhir_summary(e: &FhirError) -> String {
         | FhirError::TooLarge { .. }
         | FhirError::TokenSource(_) => e.to_string(),
     }
-}
-
-/// The host of a URL-ish text, for messages (never the path or query).
-pub(crate) fn host_of(iss: &str) -> String {
-    url::Url::parse(iss.trim())
-        .ok()
-        .and_then(|u| {
-            u.host_str().map(|h| match u.port() {
-                Some(p) => format!("{h}:{p}"),
-                None => h.to_owned(),
-            })
-        })
-        .unwrap_or_else(|| "the EHR that sent this launch".to_owned())
 }
 
 impl IntoResponse for LaunchError {

@@ -34,8 +34,8 @@ use serde::{Deserialize, Serialize};
 use visitbridge_approval::{EhrUserId, FhirBaseUrl, RecordKind, UrlPolicy};
 use visitbridge_fhir::{FhirClient, FhirClientConfig};
 use visitbridge_launch_core::{
-    ClinicianLaunch, ClinicianOutcome, KeptFacts, OpenedVisit, SignInToContinue, VisitFacts,
-    after_microsoft_sign_in, clinician_launch,
+    ApprovedConfiguration, ClinicianLaunch, ClinicianOutcome, KeptFacts, OpenedVisit,
+    SignInToContinue, VisitFacts, after_microsoft_sign_in, clinician_launch, find_configuration,
 };
 use visitbridge_smart::{AuthorizationRequest, Callback, CompletedLaunch, PendingSignIn};
 use visitbridge_store::{MicrosoftObjectId, MicrosoftTenantId, UserLink, UserLinkRepo};
@@ -43,7 +43,6 @@ use visitbridge_visit::{RecordContext, VisitKey};
 
 use crate::{
     error::LaunchError,
-    issuers::{ApprovedConfiguration, find_configuration},
     meeting, pending,
     session::{self, Grant, binding_of, new_token, read_cookie, same_browser},
     state::AppState,
@@ -313,7 +312,7 @@ pub(crate) fn fhir_client(
     configuration: &ApprovedConfiguration,
     launch: &CompletedLaunch,
 ) -> Result<FhirClient, LaunchError> {
-    let approved = configuration.approved()?;
+    let approved = configuration.approved();
     let base = visitbridge_fhir::FhirBaseUrl::parse(approved.settings.fhir_base_url.as_str())
         .map_err(LaunchError::internal)?;
     let mut config = FhirClientConfig::new(base);
@@ -340,7 +339,7 @@ async fn provider(
     done: Completed,
 ) -> Result<Response, LaunchError> {
     let ms = state.microsoft()?;
-    let issuer = done.configuration.fhir_base()?.clone();
+    let issuer = done.configuration.fhir_base().clone();
     let fhir = fhir_client(state, &done.configuration, &done.launch)?;
     let outcome = clinician_launch(
         state.ports(ms),

@@ -90,7 +90,6 @@
 mod clients;
 mod config;
 mod error;
-mod issuers;
 mod launch;
 mod live;
 mod meeting;

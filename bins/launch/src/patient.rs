@@ -78,7 +78,7 @@ pub(crate) async fn after_launch(
         state.ports(ms),
         PatientLaunch {
             configuration: done.configuration.id(),
-            issuer: done.configuration.fhir_base()?,
+            issuer: done.configuration.fhir_base(),
             record: &done.record,
             context: &done.launch.context,
             directory: &fhir,

@@ -11,6 +11,7 @@ use visitbridge_graph::{
     ValidationTokenConfig, ValidationTokenVerifier, WebhookConfig, webhook_router,
 };
 use visitbridge_http::{ClientAssertionKey, Secret, build_client, random_token};
+use visitbridge_launch_core::ApprovedConfiguration;
 use visitbridge_store::{
     ConfigurationRepo, PendingRepo, SessionRepo, SqliteStore, StoreError, TenantRepo,
 };
@@ -20,7 +21,6 @@ use crate::{
     clients::{ClientSettings, SmartClients},
     config::{ConfigError, LaunchConfig},
     error::LaunchError,
-    issuers::ApprovedConfiguration,
     live::LiveHub,
     microsoft::{Microsoft, Subscriptions},
     observe::Metrics,
@@ -458,8 +458,8 @@ async fn configure_all_sinks(store: &SqliteStore, writeback: &Writeback) {
         match store.list_configurations(&tenant.id).await {
             Ok(configurations) => {
                 for configuration in configurations {
-                    if configuration.approved().is_some() {
-                        writeback.configure(&ApprovedConfiguration { configuration });
+                    if let Some(configuration) = ApprovedConfiguration::new(configuration) {
+                        writeback.configure(&configuration);
                     }
                 }
             }

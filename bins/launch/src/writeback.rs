@@ -21,7 +21,9 @@ use visitbridge_http::{ClientAssertionKey, Secret};
 use visitbridge_smart::{ApprovedIssuer, BackendServicesClient, SmartDiscovery};
 use visitbridge_store::{ConfigurationRepo, SqliteStore, TenantRepo};
 
-use crate::{config::WritebackConfig, issuers::ApprovedConfiguration};
+use visitbridge_launch_core::ApprovedConfiguration;
+
+use crate::config::WritebackConfig;
 
 /// A backend-services token for one configuration, whose token endpoint is discovered on first
 /// use (so that building a sink never waits for, or fails on, an EHR that is down).
@@ -119,9 +121,7 @@ impl Writeback {
 
     /// [`Self::configure`], saying whether the sinks are set.
     fn try_configure(&self, configuration: &ApprovedConfiguration) -> Result<(), WritebackError> {
-        let Some(approved) = configuration.configuration.approved() else {
-            return Ok(());
-        };
+        let approved = configuration.approved();
         let key = (configuration.id().as_str().to_owned(), approved.version);
         if self
             .done
@@ -178,16 +178,14 @@ impl Writeback {
                 .get_configuration(&tenant.id, configuration)
                 .await?
             {
-                if found.approved().is_none() {
+                let Some(found) = ApprovedConfiguration::new(found) else {
                     tracing::warn!(
                         configuration = configuration.as_str(),
                         "an event of a configuration that is not approved: recorded, not written back"
                     );
                     return Ok(());
-                }
-                return self.try_configure(&ApprovedConfiguration {
-                    configuration: found,
-                });
+                };
+                return self.try_configure(&found);
             }
         }
         tracing::warn!(
@@ -202,10 +200,7 @@ impl Writeback {
         configuration: &ApprovedConfiguration,
     ) -> Result<Vec<Arc<dyn visitbridge_audit::Sink>>, Box<dyn std::error::Error + Send + Sync>>
     {
-        let approved = configuration
-            .configuration
-            .approved()
-            .ok_or("the configuration is not approved")?;
+        let approved = configuration.approved();
         let settings = &approved.settings;
         let client_id = settings.ehr_client.client_id.as_str().to_owned();
         let mut headers = HeaderMap::new();

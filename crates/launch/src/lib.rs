@@ -10,7 +10,9 @@
 //!   continues it;
 //! - [`patient_launch`], [`patient_waiting`], [`patient_link`]: the patient's ways in — the
 //!   meeting's patient join URL, or the waiting page ([`PatientOutcome`]);
-//! - [`device_test`]: the visit's lobby for a device test, when there is one.
+//! - [`device_test`]: the visit's lobby for a device test, when there is one;
+//! - [`find_configuration`]: which approved configuration a launch's `iss` belongs to (no
+//!   request goes to an issuer before it matched).
 //!
 //! The sequence every path to a meeting follows — claim the visit's row, check it against what
 //! the EHR attested, `createOrGet`, apply the lobby policy before any join URL leaves — exists
@@ -20,6 +22,7 @@
 mod clinician;
 mod error;
 mod facts;
+mod issuers;
 mod meetings;
 mod patient;
 mod ports;
@@ -30,6 +33,9 @@ pub use clinician::{
 };
 pub use error::LaunchCoreError;
 pub use facts::{KeptFacts, VisitFacts};
+pub use issuers::{
+    ApprovedConfiguration, ConfigurationIssuer, IssuerRefusal, find_configuration, host_of,
+};
 pub use meetings::{VisitTarget, external_id, stored_ids};
 pub use patient::{
     PatientLaunch, PatientOutcome, device_test, patient_launch, patient_link, patient_waiting,

@@ -349,6 +349,42 @@ impl World {
         }
     }
 
+    /// Submits, validates and approves the configuration, as the portal would.
+    pub(crate) async fn approve(&self) {
+        let tenant = TenantId::new("contoso").unwrap();
+        let admin = Actor::admin(
+            tenant.clone(),
+            Username::new("admin@contoso.example").unwrap(),
+        );
+        let approver = Actor::approver(
+            tenant.clone(),
+            Username::new("analyst@contoso.example").unwrap(),
+        );
+        let config = self
+            .store
+            .get_configuration(&tenant, &self.configuration)
+            .await
+            .unwrap()
+            .unwrap();
+        let t = config.submit(&admin, FixedClock.now()).unwrap();
+        self.store.update_configuration(&t).await.unwrap();
+        let t = t
+            .configuration
+            .record_ehr_validation(
+                &approver,
+                &self.issuer,
+                EhrUserId::new("Practitioner/analyst").unwrap(),
+                FixedClock.now(),
+            )
+            .unwrap();
+        self.store.update_configuration(&t).await.unwrap();
+        let t = t
+            .configuration
+            .approve(&approver, FixedClock.now())
+            .unwrap();
+        self.store.update_configuration(&t).await.unwrap();
+    }
+
     pub(crate) fn ports(&self) -> Ports<'_> {
         Ports {
             visits: self.store.as_ref(),

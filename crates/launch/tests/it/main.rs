@@ -3,4 +3,5 @@
 
 mod clinician;
 mod fakes;
+mod issuers;
 mod patient;
