@@ -85,6 +85,7 @@ mod keys;
 mod microsoft;
 mod run;
 mod seed;
+pub mod shapes;
 mod util;
 
 pub use ehr::{

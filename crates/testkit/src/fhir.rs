@@ -38,7 +38,7 @@ use crate::fixtures::{EPIC_APPOINTMENT, EPIC_ENCOUNTER, EPIC_PATIENT, EPIC_PRACT
 /// Epic's FHIR R4 base path (after the host), as in the sandbox.
 pub const EPIC_BASE_PATH: &str = "/interconnect-fhir-oauth/api/FHIR/R4";
 /// The system of Epic's numeric error codes in `OperationOutcome.issue.details.coding`.
-pub const EPIC_ERROR_SYSTEM: &str = "urn:oid:1.2.840.114350.1.13.0.1.7.2.657369";
+pub use visitbridge_sandbox::shapes::EPIC_ERROR_SYSTEM;
 /// The FHIR content type.
 pub const FHIR_JSON: &str = "application/fhir+json";
 
@@ -81,24 +81,10 @@ pub const EPIC_PRACTITIONER_ROLE: &str = r#"{
 }"#;
 
 /// An OperationOutcome as Epic writes it: one issue, Epic's numeric code (if any) in
-/// `details.coding` with [`EPIC_ERROR_SYSTEM`], `diagnostics` as given.
-///
-/// `code` is the FHIR issue type (`invalid`, `not-found`, `processing`, …); severity is
-/// `warning` for 4101 ("no results") and `fatal` otherwise, as Epic does.
+/// `details.coding` with [`EPIC_ERROR_SYSTEM`], `diagnostics` as given (the shape is the
+/// sandbox's, [`visitbridge_sandbox::shapes::epic_operation_outcome`]).
 pub fn operation_outcome(code: &str, epic_code: Option<u32>, diagnostics: &str) -> String {
-    let severity = if epic_code == Some(4101) {
-        "warning"
-    } else {
-        "fatal"
-    };
-    let mut issue = json!({ "severity": severity, "code": code, "diagnostics": diagnostics });
-    if let Some(epic) = epic_code {
-        issue["details"] = json!({
-            "coding": [ { "system": EPIC_ERROR_SYSTEM, "code": epic.to_string(), "display": diagnostics } ],
-            "text": diagnostics
-        });
-    }
-    json!({ "resourceType": "OperationOutcome", "issue": [issue] }).to_string()
+    visitbridge_sandbox::shapes::epic_operation_outcome(code, epic_code, diagnostics).to_string()
 }
 
 /// A response with a FHIR JSON body (`set_body_raw`, so the content type stays

@@ -454,24 +454,16 @@ fn access_policy_error(organizer: &str, request: &Request) -> ResponseTemplate {
     )
 }
 
-/// Without `Prefer: include-unknown-enum-members`, Graph hides the newer lobby scopes.
-fn prefer(mut meeting: Value, request: &Request) -> Value {
-    let wants_new = request
-        .headers
-        .get_all("prefer")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| v.contains("include-unknown-enum-members"));
-    if !wants_new
-        && let Some(scope) = meeting.pointer_mut("/lobbyBypassSettings/scope")
-        && matches!(
-            scope.as_str(),
-            Some("invited" | "organizationExcludingGuests")
-        )
-    {
-        *scope = Value::String("unknownFutureValue".to_owned());
-    }
-    meeting
+/// The meeting as Graph answers this request's `Prefer` headers (the rule is the sandbox's).
+fn prefer(meeting: Value, request: &Request) -> Value {
+    visitbridge_sandbox::shapes::graph_meeting_as_preferred(
+        meeting,
+        request
+            .headers
+            .get_all("prefer")
+            .iter()
+            .filter_map(|v| v.to_str().ok()),
+    )
 }
 
 fn create_or_get(state: &mut GraphState, organizer: &str, request: &Request) -> ResponseTemplate {

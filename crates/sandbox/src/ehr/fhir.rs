@@ -22,7 +22,6 @@ use crate::{
 
 const FHIR_JSON: &str = "application/fhir+json";
 /// The system of Epic's numeric error codes.
-const EPIC_ERROR_SYSTEM: &str = "urn:oid:1.2.840.114350.1.13.0.1.7.2.657369";
 /// Types that can be read and searched.
 const READABLE: &[&str] = &[
     "Patient",
@@ -46,19 +45,7 @@ fn fhir_json(status: StatusCode, body: &Value) -> Response {
 
 /// An OperationOutcome as Epic writes it (its numeric code in `details.coding`).
 fn outcome_json(code: &str, epic_code: Option<u32>, diagnostics: &str) -> Value {
-    let severity = if epic_code == Some(4101) {
-        "warning"
-    } else {
-        "fatal"
-    };
-    let mut issue = json!({ "severity": severity, "code": code, "diagnostics": diagnostics });
-    if let Some(epic) = epic_code {
-        issue["details"] = json!({
-            "coding": [ { "system": EPIC_ERROR_SYSTEM, "code": epic.to_string(), "display": diagnostics } ],
-            "text": diagnostics
-        });
-    }
-    json!({ "resourceType": "OperationOutcome", "issue": [issue] })
+    crate::shapes::epic_operation_outcome(code, epic_code, diagnostics)
 }
 
 fn outcome(status: StatusCode, code: &str, epic_code: Option<u32>, diagnostics: &str) -> Response {

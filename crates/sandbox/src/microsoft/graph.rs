@@ -136,23 +136,15 @@ impl SandboxMicrosoft {
     }
 }
 
-/// Without `Prefer: include-unknown-enum-members`, Graph hides the newer lobby scopes.
-fn prefer(mut meeting: Value, headers: &HeaderMap) -> Value {
-    let wants_new = headers
-        .get_all("prefer")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| v.contains("include-unknown-enum-members"));
-    if !wants_new
-        && let Some(scope) = meeting.pointer_mut("/lobbyBypassSettings/scope")
-        && matches!(
-            scope.as_str(),
-            Some("invited" | "organizationExcludingGuests")
-        )
-    {
-        *scope = Value::String("unknownFutureValue".to_owned());
-    }
-    meeting
+/// The meeting as Graph answers this request's `Prefer` headers.
+fn prefer(meeting: Value, headers: &HeaderMap) -> Value {
+    crate::shapes::graph_meeting_as_preferred(
+        meeting,
+        headers
+            .get_all("prefer")
+            .iter()
+            .filter_map(|v| v.to_str().ok()),
+    )
 }
 
 fn body_object(body: &[u8]) -> Result<Map<String, Value>, Refusal> {
