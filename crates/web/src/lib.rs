@@ -20,8 +20,13 @@
 //!
 //! [`problem`] renders an RFC 9457 problem document (`application/problem+json`) for the
 //! errors an API (or a webhook) answers outside its handlers, e.g. a body over the size limit.
+//!
+//! [`config`] reads a service's TOML configuration file into its own type, with one error
+//! ([`config::ConfigError`]) that keeps the line and column of a TOML mistake; each service then
+//! applies its flags and environment variables and validates.
 #![deny(missing_docs)]
 
+pub mod config;
 mod problem;
 mod serve;
 
