@@ -24,11 +24,16 @@
 //! [`config`] reads a service's TOML configuration file into its own type, with one error
 //! ([`config::ConfigError`]) that keeps the line and column of a TOML mistake; each service then
 //! applies its flags and environment variables and validates.
+//!
+//! [`init_tracing`] installs the log output both binaries start with: text lines filtered by
+//! `RUST_LOG` (default `info`).
 #![deny(missing_docs)]
 
 pub mod config;
+mod logs;
 mod problem;
 mod serve;
 
+pub use logs::{LogOutput, init_tracing};
 pub use problem::problem;
 pub use serve::{SHUTDOWN_GRACE, ServerLimits, serve, shutdown_signal};
