@@ -116,6 +116,7 @@ use axum::{
 };
 use visitbridge_approval::RecordKind;
 use visitbridge_store::OutboxRepo;
+use visitbridge_web::SecurityHeaders;
 
 pub use config::{
     BackendKeyConfig, Cli, ConfigError, ConfigurationSinks, CookieConfig, HttpTimeouts,
@@ -170,6 +171,7 @@ pub fn app(state: AppState) -> Router {
     // Last, so it reaches every route above, the webhook's included.
     router
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(SecurityHeaders::new(views::DEFAULT_CSP))
         .layer(middleware::from_fn(observe::request_context))
 }
 
@@ -181,6 +183,7 @@ pub fn metrics_app(state: AppState) -> Router {
         .fallback(not_found)
         .with_state(state)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(SecurityHeaders::new(views::DEFAULT_CSP))
         .layer(middleware::from_fn(observe::request_context))
 }
 
@@ -295,7 +298,6 @@ async fn static_file(PagePath(name): PagePath<String>) -> Response {
                 (header::CONTENT_TYPE, content_type),
                 (header::CACHE_CONTROL, "public, max-age=3600"),
             ],
-            [views::NOSNIFF],
             body,
         )
             .into_response(),

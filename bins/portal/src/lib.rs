@@ -93,7 +93,7 @@ use std::time::Duration;
 use axum::{
     Router,
     extract::State,
-    http::{HeaderName, HeaderValue, Method, Request, StatusCode, header},
+    http::{Method, Request, StatusCode, header},
     middleware,
     response::{IntoResponse, Response},
     routing::{get, post},
@@ -103,11 +103,11 @@ use tower_http::{
     csrf::CsrfLayer,
     limit::RequestBodyLimitLayer,
     sensitive_headers::SetSensitiveRequestHeadersLayer,
-    set_header::SetResponseHeaderLayer,
     timeout::TimeoutLayer,
     trace::{DefaultOnResponse, TraceLayer},
 };
 use tracing::Level;
+use visitbridge_web::SecurityHeaders;
 
 pub use config::{
     ApiKeyConfig, ApprovalConfig, Cli, ConfigError, EhrClientAuthMethod, EhrSignInConfig,
@@ -139,9 +139,6 @@ pub fn app(state: AppState) -> Router {
     // Its refusal is rendered by `render_layer_rejections`, which knows a page from the API.
     let csrf = CsrfLayer::new();
     let csrf = csrf.clone().add_trusted_origin(&origin).unwrap_or(csrf);
-    let header = |name: HeaderName, value: &'static str| {
-        SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value))
-    };
     Router::new()
         .route("/", get(auth::home))
         .route("/signin", get(auth::sign_in))
@@ -182,15 +179,9 @@ pub fn app(state: AppState) -> Router {
         ))
         // Outside the layers whose refusals it renders, inside those that add headers to it.
         .layer(middleware::from_fn(error::render_layer_rejections))
-        .layer(header(
-            header::CONTENT_SECURITY_POLICY,
-            CONTENT_SECURITY_POLICY,
-        ))
-        .layer(header(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-        .layer(header(header::X_FRAME_OPTIONS, "DENY"))
-        // The OAuth callbacks carry codes in their query: never pass them on in a Referer.
-        .layer(header(header::REFERRER_POLICY, "no-referrer"))
-        .layer(header(header::CACHE_CONTROL, "no-store"))
+        // nosniff, no-store, no framing, and no Referer (the OAuth callbacks carry codes in
+        // their query: never pass them on).
+        .layer(SecurityHeaders::new(CONTENT_SECURITY_POLICY).deny_framing())
         .layer(
             TraceLayer::new_for_http()
                 // The path only: callback queries carry authorization codes and states.

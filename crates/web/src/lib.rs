@@ -27,13 +27,20 @@
 //!
 //! [`init_tracing`] installs the log output both binaries start with: text lines filtered by
 //! `RUST_LOG` (default `info`).
+//!
+//! [`SecurityHeaders`] is the layer that puts the common security headers (`nosniff`,
+//! `no-referrer`, `no-store`, the service's default content security policy, optionally
+//! `X-Frame-Options: DENY`) on every answer that does not set them itself; [`set_csp`] gives one
+//! page a policy of its own.
 #![deny(missing_docs)]
 
 pub mod config;
+mod headers;
 mod logs;
 mod problem;
 mod serve;
 
+pub use headers::{SecurityHeaders, SecurityHeadersService, set_csp};
 pub use logs::{LogOutput, init_tracing};
 pub use problem::problem;
 pub use serve::{SHUTDOWN_GRACE, ServerLimits, serve, shutdown_signal};
