@@ -169,22 +169,28 @@ pub fn app(state: AppState) -> Router {
         );
     }
     // Last, so it reaches every route above, the webhook's included.
-    router
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(SecurityHeaders::new(views::DEFAULT_CSP))
-        .layer(middleware::from_fn(observe::request_context))
+    edge(router.method_not_allowed_fallback(method_not_allowed))
 }
 
 /// The router of the separate metrics listener (`metrics_listen`): `/metrics`, unauthenticated,
 /// and nothing else. Bind it to an address only the scraper reaches.
 pub fn metrics_app(state: AppState) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .with_state(state)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(SecurityHeaders::new(views::DEFAULT_CSP))
-        .layer(middleware::from_fn(observe::request_context))
+        .method_not_allowed_fallback(method_not_allowed);
+    edge(router)
+}
+
+/// The layers of every answer: the security headers, request ids (an internal error's page shows
+/// its request's), one log line per request.
+fn edge(router: Router) -> Router {
+    visitbridge_web::with_request_ids(
+        router
+            .layer(SecurityHeaders::new(views::DEFAULT_CSP))
+            .layer(middleware::from_fn(error::reference_pages)),
+    )
 }
 
 /// Where the launch service's problem types live.

@@ -1,8 +1,5 @@
-//! Request ids, request logs and Prometheus metrics.
-//!
-//! Logs name the route template (`/join/{token}`), never the raw path or query: launch and
-//! callback URLs carry one-time codes, states and launch tokens, and patient links are bearer
-//! credentials.
+//! Prometheus metrics and who may read them (request ids and request logs are
+//! `visitbridge_web::with_request_ids`).
 
 use std::{
     collections::BTreeMap,
@@ -13,68 +10,13 @@ use std::{
 };
 
 use axum::{
-    extract::{MatchedPath, Request},
-    http::{HeaderMap, HeaderName, HeaderValue, header},
-    middleware::Next,
+    http::{HeaderMap, header},
     response::Response,
 };
-use tracing::Instrument as _;
 use visitbridge_http::Secret;
 use visitbridge_store::OutboxDepth;
 
 use crate::error::Outcome;
-
-const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-
-tokio::task_local! {
-    static CURRENT_REQUEST_ID: String;
-}
-
-/// The request id of the request being handled, if any.
-pub(crate) fn current_request_id() -> Option<String> {
-    CURRENT_REQUEST_ID.try_with(Clone::clone).ok()
-}
-
-fn usable_request_id(value: &HeaderValue) -> Option<String> {
-    let text = value.to_str().ok()?;
-    (!text.is_empty()
-        && text.len() <= 64
-        && text
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
-    .then(|| text.to_owned())
-}
-
-/// Gives every request an id (a caller's `X-Request-Id` if sane, else a fresh UUID), runs it in a
-/// span carrying that id, answers with the id, and logs one line per request.
-pub(crate) async fn request_context(request: Request, next: Next) -> Response {
-    let id = request
-        .headers()
-        .get(&REQUEST_ID)
-        .and_then(usable_request_id)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
-    let method = request.method().clone();
-    let span = tracing::info_span!("request", request_id = %id, %method, route = %route);
-    let started = Instant::now();
-    let mut response = CURRENT_REQUEST_ID
-        .scope(id.clone(), next.run(request).instrument(span.clone()))
-        .await;
-    let _entered = span.enter();
-    tracing::info!(
-        status = response.status().as_u16(),
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        "request"
-    );
-    if let Ok(value) = HeaderValue::from_str(&id) {
-        response.headers_mut().insert(REQUEST_ID, value);
-    }
-    response
-}
 
 /// Histogram bucket bounds, in seconds.
 const BUCKETS: [f64; 10] = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
@@ -262,6 +204,8 @@ pub(crate) fn launch_outcome(response: &Response) -> &'static str {
 
 #[cfg(test)]
 mod tests {
+    use axum::http::HeaderValue;
+
     use super::*;
 
     #[test]
@@ -322,12 +266,5 @@ mod tests {
             ),
             MetricsAccess::Allowed
         );
-    }
-
-    #[test]
-    fn only_sane_request_ids_are_taken_over() {
-        assert!(usable_request_id(&HeaderValue::from_static("abc-123_x")).is_some());
-        assert!(usable_request_id(&HeaderValue::from_static("a b")).is_none());
-        assert!(usable_request_id(&HeaderValue::from_static("")).is_none());
     }
 }

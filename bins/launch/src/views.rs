@@ -39,7 +39,7 @@ pub(crate) fn page_headers(headers: &mut HeaderMap, csp: &str) {
 }
 
 /// An error page.
-#[derive(Template)]
+#[derive(Clone, Template)]
 #[template(path = "error.html")]
 pub(crate) struct ErrorPage {
     pub(crate) title: String,

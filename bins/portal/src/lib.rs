@@ -93,20 +93,16 @@ use std::time::Duration;
 use axum::{
     Router,
     extract::State,
-    http::{Method, Request, StatusCode, header},
+    http::{Method, StatusCode, header},
     middleware,
     response::{IntoResponse, Response},
     routing::{get, post},
 };
 use chrono::Utc;
 use tower_http::{
-    csrf::CsrfLayer,
-    limit::RequestBodyLimitLayer,
-    sensitive_headers::SetSensitiveRequestHeadersLayer,
-    timeout::TimeoutLayer,
-    trace::{DefaultOnResponse, TraceLayer},
+    csrf::CsrfLayer, limit::RequestBodyLimitLayer,
+    sensitive_headers::SetSensitiveRequestHeadersLayer, timeout::TimeoutLayer,
 };
-use tracing::Level;
 use visitbridge_web::SecurityHeaders;
 
 pub use config::{
@@ -139,7 +135,7 @@ pub fn app(state: AppState) -> Router {
     // Its refusal is rendered by `render_layer_rejections`, which knows a page from the API.
     let csrf = CsrfLayer::new();
     let csrf = csrf.clone().add_trusted_origin(&origin).unwrap_or(csrf);
-    Router::new()
+    let router = Router::new()
         .route("/", get(auth::home))
         .route("/signin", get(auth::sign_in))
         .route("/signin/callback", get(auth::sign_in_callback))
@@ -181,19 +177,10 @@ pub fn app(state: AppState) -> Router {
         .layer(middleware::from_fn(error::render_layer_rejections))
         // nosniff, no-store, no framing, and no Referer (the OAuth callbacks carry codes in
         // their query: never pass them on).
-        .layer(SecurityHeaders::new(CONTENT_SECURITY_POLICY).deny_framing())
-        .layer(
-            TraceLayer::new_for_http()
-                // The path only: callback queries carry authorization codes and states.
-                .make_span_with(|request: &Request<_>| {
-                    tracing::info_span!(
-                        "request",
-                        method = %request.method(),
-                        path = %request.uri().path(),
-                    )
-                })
-                .on_response(DefaultOnResponse::new().level(Level::INFO)),
-        )
+        .layer(SecurityHeaders::new(CONTENT_SECURITY_POLICY).deny_framing());
+    // Request ids and one log line per request, naming the route template only (the callbacks'
+    // queries carry authorization codes and states).
+    visitbridge_web::with_request_ids(router)
         .layer(SetSensitiveRequestHeadersLayer::new([
             header::AUTHORIZATION,
             header::COOKIE,

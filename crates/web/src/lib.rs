@@ -32,15 +32,22 @@
 //! `no-referrer`, `no-store`, the service's default content security policy, optionally
 //! `X-Frame-Options: DENY`) on every answer that does not set them itself; [`set_csp`] gives one
 //! page a policy of its own.
+//!
+//! [`with_request_ids`] gives every request an `x-request-id` (tower-http's
+//! `SetRequestIdLayer`/`PropagateRequestIdLayer`, a UUID unless the caller sent a sane one) and
+//! one log line in a span with that id and the route template (`TraceLayer`); a handler or a
+//! middleware reads the id with [`request_id`].
 #![deny(missing_docs)]
 
 pub mod config;
 mod headers;
 mod logs;
 mod problem;
+mod request_id;
 mod serve;
 
 pub use headers::{SecurityHeaders, SecurityHeadersService, set_csp};
 pub use logs::{LogOutput, init_tracing};
 pub use problem::problem;
+pub use request_id::{REQUEST_ID_HEADER, request_id, with_request_ids};
 pub use serve::{SHUTDOWN_GRACE, ServerLimits, serve, shutdown_signal};
