@@ -54,7 +54,11 @@
 //!   launch. The times only go to the customer's tenant: they are in no row and no pending
 //!   sign-in, so the launch that continues the first Microsoft sign-in leaves them to Graph.
 //! - **Bounded connections.** Served by `visitbridge_web::serve` (`[server]`): a header read
-//!   timeout and a cap on connections per client IP.
+//!   timeout and a cap on connections per client IP. The rest of the edge is the portal's too,
+//!   from `visitbridge-web`: the security headers of every answer, request ids (an internal
+//!   error's page shows its own) with one log line per request, the configuration loader.
+//! - **Metrics** in a `prometheus-client` registry of the service's own (not a process-wide
+//!   recorder), rendered as Prometheus text at each scrape.
 //! - **Nothing lost across a restart.** Each visit's subscription and its expiry, and when to
 //!   reconcile it with its attendance report, are on the visit's row: notifications map to their
 //!   visit by subscription id from the store, and one upkeep tick (`[upkeep]`) renews the

@@ -41,8 +41,9 @@
 //! - **Errors** keep their status and say what to do; internal errors say "something went wrong"
 //!   and are logged. axum's own rejections (a malformed address, query, form or JSON body, a
 //!   wrong method) and the layers' refusals (cross-site, body limit, timeout) get the same error
-//!   page, or problem JSON under `/api/v1`, never plain text. Logs carry paths, never query
-//!   strings (the OAuth callbacks carry codes), and never tokens.
+//!   page, or problem JSON under `/api/v1`, never plain text. Logs carry route templates and
+//!   request ids (`visitbridge_web::with_request_ids`), never query strings (the OAuth callbacks
+//!   carry codes), and never tokens.
 //! - **Visits report**: the recent visits (7, 30 or 90 days) of the configurations a person may
 //!   see, each with its start, duration, organiser's object id, attendee count, lobby wait and
 //!   status as [`visitbridge_audit::VisitTimeline`] derives them from the stored events, live

@@ -1,5 +1,6 @@
 //! The HTTP edge both VisitBridge services (launch and portal) use: how connections are accepted
-//! and served, and the problem JSON an API answers errors with.
+//! and served, the problem JSON an API answers errors with, how the configuration file is read,
+//! the log set-up, the security headers, and request ids with one log line per request.
 //!
 //! `axum::serve` has no header read timeout and no connection limit: a client that opens
 //! connections and sends a request line a byte at a time (or never finishes its headers) holds a
