@@ -1,6 +1,6 @@
 //! The HTTP edge both VisitBridge services (launch and portal) use: how connections are accepted
 //! and served, the problem JSON an API answers errors with, how the configuration file is read,
-//! the log set-up, the security headers, and request ids with one log line per request.
+//! the log set-up, the security headers, request ids with one log line per request, and cookies.
 //!
 //! `axum::serve` has no header read timeout and no connection limit: a client that opens
 //! connections and sends a request line a byte at a time (or never finishes its headers) holds a
@@ -38,9 +38,12 @@
 //! `SetRequestIdLayer`/`PropagateRequestIdLayer`, a UUID unless the caller sent a sane one) and
 //! one log line in a span with that id and the route template (`TraceLayer`); a handler or a
 //! middleware reads the id with [`request_id`].
+//!
+//! [`cookies`] reads a request's cookies and writes `Set-Cookie` values (`Path=/`, `HttpOnly`).
 #![deny(missing_docs)]
 
 pub mod config;
+pub mod cookies;
 mod headers;
 mod logs;
 mod problem;
