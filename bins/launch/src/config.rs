@@ -11,34 +11,10 @@ use visitbridge_audit::SinkConfig;
 use visitbridge_graph::MeetingPolicy;
 pub use visitbridge_http::HttpTimeouts;
 use visitbridge_http::{Secret, is_loopback_url};
-pub use visitbridge_web::ServerLimits;
-
-/// Why the configuration cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file could not be read.
-    #[error("cannot read the configuration file {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The file is not valid TOML for this configuration.
-    #[error("invalid configuration: {0}")]
-    Parse(String),
-    /// A value is not acceptable.
-    #[error("invalid configuration: {0}")]
-    Invalid(String),
-}
+pub use visitbridge_web::{ServerLimits, config::ConfigError};
 
 /// The `User-Agent` of the launch service's outbound calls.
 pub(crate) const USER_AGENT: &str = concat!("VisitBridge-Launch/", env!("CARGO_PKG_VERSION"));
-
-fn invalid(message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid(message.into())
-}
 
 /// Everything the launch service needs. Every field has a default, so the service starts without
 /// a file: on loopback, with a database under `visitbridge-data/`, generated development keys and
@@ -481,7 +457,7 @@ impl Default for LaunchConfig {
 impl LaunchConfig {
     /// Parses a TOML document (not yet validated).
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Parse(e.message().to_owned()))
+        visitbridge_web::config::from_toml(text)
     }
 
     /// The public base URL, given the address actually bound (for the `http://{listen}` default).
@@ -505,12 +481,12 @@ impl LaunchConfig {
             || public_base.fragment().is_some()
             || !public_base.username().is_empty()
         {
-            return Err(invalid(
+            return Err(ConfigError::invalid(
                 "public_base_url must be an http(s) address without query, fragment or credentials",
             ));
         }
         if public_base.path() != "/" {
-            return Err(invalid(
+            return Err(ConfigError::invalid(
                 "public_base_url must be the root of its host (e.g. https://visits.example.org), \
                  without a path: redirects and page assets are addressed from /",
             ));
@@ -519,24 +495,24 @@ impl LaunchConfig {
             "https" => {}
             "http" if is_loopback_url(public_base) => {}
             _ => {
-                return Err(invalid(
+                return Err(ConfigError::invalid(
                     "public_base_url must use https (plain http only on a loopback address)",
                 ));
             }
         }
         let secure = self.cookie_secure(public_base);
         if !secure && !is_loopback_url(public_base) {
-            return Err(invalid(
+            return Err(ConfigError::invalid(
                 "cookies.secure = false is only allowed on a loopback public_base_url",
             ));
         }
         if self.cookies.same_site == SameSite::None && !secure {
-            return Err(invalid(
+            return Err(ConfigError::invalid(
                 "cookies.same_site = \"none\" needs secure cookies (browsers drop them otherwise)",
             ));
         }
         if self.patient_link_ttl_minutes == 0 || self.session_ttl_minutes == 0 {
-            return Err(invalid(
+            return Err(ConfigError::invalid(
                 "patient_link_ttl_minutes and session_ttl_minutes must be at least 1",
             ));
         }
@@ -545,19 +521,19 @@ impl LaunchConfig {
             .keys()
             .find(|name| SecretRef::new(name.as_str()).is_err())
         {
-            return Err(invalid(format!(
+            return Err(ConfigError::invalid(format!(
                 "[ehr_client_secrets] name {name:?} can never match a configuration's secret_ref: \
                  use 1 to 64 ASCII letters, digits or underscores"
             )));
         }
         if let Some(ms) = &self.microsoft {
             if ms.tenant_id.trim().is_empty() || ms.client_id.trim().is_empty() {
-                return Err(invalid(
+                return Err(ConfigError::invalid(
                     "microsoft.tenant_id and microsoft.client_id are required",
                 ));
             }
             if ms.client_secret.is_empty() {
-                return Err(invalid(
+                return Err(ConfigError::invalid(
                     "the Entra client secret is missing: set VISITBRIDGE_LAUNCH_ENTRA_CLIENT_SECRET",
                 ));
             }
@@ -567,7 +543,7 @@ impl LaunchConfig {
                 ms.encryption_certificate_id.is_some(),
             ];
             if encryption.iter().any(|x| *x) && !encryption.iter().all(|x| *x) {
-                return Err(invalid(
+                return Err(ConfigError::invalid(
                     "microsoft.encryption_certificate_file, encryption_key_file and \
                      encryption_certificate_id go together",
                 ));
@@ -576,10 +552,12 @@ impl LaunchConfig {
         if let Some(key) = &self.backend_key
             && !matches!(key.algorithm.as_str(), "RS384" | "ES384")
         {
-            return Err(invalid("backend_key.algorithm must be RS384 or ES384"));
+            return Err(ConfigError::invalid(
+                "backend_key.algorithm must be RS384 or ES384",
+            ));
         }
         if !self.metrics_bearer_token.is_empty() && self.metrics_bearer_token.expose().len() < 32 {
-            return Err(invalid(
+            return Err(ConfigError::invalid(
                 "the metrics bearer token must be at least 32 characters",
             ));
         }
@@ -587,25 +565,25 @@ impl LaunchConfig {
             .metrics_listen
             .is_some_and(|m| m.port() != 0 && m == self.listen)
         {
-            return Err(invalid(
+            return Err(ConfigError::invalid(
                 "metrics_listen must be another address than listen (it serves only /metrics, \
                  without authentication)",
             ));
         }
         if !self.deployment_secret.is_empty() && self.deployment_secret.expose().len() < 32 {
-            return Err(invalid(
+            return Err(ConfigError::invalid(
                 "the deployment secret must be at least 32 characters",
             ));
         }
         if !self.dev_mode {
             if self.deployment_secret.is_empty() {
-                return Err(invalid(
+                return Err(ConfigError::invalid(
                     "the deployment secret is missing: set VISITBRIDGE_LAUNCH_DEPLOYMENT_SECRET \
                      (or dev_mode = true to generate one per run)",
                 ));
             }
             if self.backend_key.is_none() {
-                return Err(invalid(
+                return Err(ConfigError::invalid(
                     "[backend_key] is missing: EHRs must find the same key in our JWKS after a \
                      restart (or dev_mode = true to generate one per run)",
                 ));
@@ -615,7 +593,7 @@ impl LaunchConfig {
                 .as_ref()
                 .is_some_and(|ms| ms.client_state.is_empty())
             {
-                return Err(invalid(
+                return Err(ConfigError::invalid(
                     "the Graph client state is missing: set VISITBRIDGE_LAUNCH_GRAPH_CLIENT_STATE \
                      (or dev_mode = true to generate one per run)",
                 ));
@@ -691,13 +669,7 @@ impl Cli {
     /// see [`LaunchConfig::validate`]).
     pub fn load(&self) -> Result<LaunchConfig, ConfigError> {
         let mut config = match &self.config {
-            Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                    path: path.clone(),
-                    source,
-                })?;
-                LaunchConfig::from_toml(&text)?
-            }
+            Some(path) => visitbridge_web::config::read_toml(path)?,
             None => LaunchConfig {
                 dev_mode: true,
                 ..LaunchConfig::default()

@@ -3,13 +3,16 @@
 //! "something went wrong" with a reference; the log gets the cause
 //! under the same request id.
 
+use askama::Template as _;
 use axum::{
     Form,
+    body::Body,
     extract::{
         FromRequest, FromRequestParts, Path, Request,
         rejection::{FormRejection, PathRejection},
     },
-    http::{StatusCode, request::Parts},
+    http::{StatusCode, header, request::Parts},
+    middleware::Next,
     response::{IntoResponse, Response},
 };
 use serde::de::DeserializeOwned;
@@ -21,10 +24,7 @@ use visitbridge_smart::SmartError;
 use visitbridge_store::StoreError;
 use visitbridge_visit::{LinkError, RecordContextError, VisitError};
 
-use crate::{
-    observe::current_request_id,
-    views::{ErrorPage, html},
-};
+use crate::views::{ErrorPage, html};
 
 /// A cause kept for the log only.
 pub(crate) type Cause = Box<dyn std::error::Error + Send + Sync>;
@@ -563,20 +563,45 @@ impl IntoResponse for LaunchError {
     fn into_response(self) -> Response {
         self.log();
         let status = self.status();
-        let reference = matches!(self, Self::Internal(_) | Self::Graph(_))
-            .then(current_request_id)
-            .flatten();
-        let mut response = html(
-            status,
-            &ErrorPage {
-                title: self.title().to_owned(),
-                message: self.to_string(),
-                reference,
-            },
-        );
+        let page = ErrorPage {
+            title: self.title().to_owned(),
+            message: self.to_string(),
+            reference: None,
+        };
+        let mut response = html(status, &page);
         response.extensions_mut().insert(Outcome(self.outcome()));
+        if matches!(self, Self::Internal(_) | Self::Graph(_)) {
+            response.extensions_mut().insert(NeedsReference(page));
+        }
         response
     }
+}
+
+/// An internal error's page, to be shown again with the request id as its reference (by
+/// [`reference_pages`], which has the request).
+#[derive(Clone)]
+struct NeedsReference(ErrorPage);
+
+/// Gives an internal error's page the request's id (from the request's extensions, see
+/// [`visitbridge_web::request_id`]) as the reference for the administrator, the id the log of
+/// its cause carries. Inside [`visitbridge_web::with_request_ids`].
+pub(crate) async fn reference_pages(request: Request, next: Next) -> Response {
+    let id = visitbridge_web::request_id(&request).map(str::to_owned);
+    let mut response = next.run(request).await;
+    let (Some(id), Some(NeedsReference(mut page))) =
+        (id, response.extensions_mut().remove::<NeedsReference>())
+    else {
+        return response;
+    };
+    page.reference = Some(id);
+    match page.render() {
+        Ok(body) => {
+            response.headers_mut().remove(header::CONTENT_LENGTH);
+            *response.body_mut() = Body::from(body);
+        }
+        Err(e) => tracing::error!(error = %e, "an error page could not be rendered"),
+    }
+    response
 }
 
 /// The outcome name of a failed request, for the launch counters.
@@ -670,5 +695,42 @@ mod tests {
             LaunchError::internal("db down").to_string(),
             "Something went wrong."
         );
+    }
+
+    async fn page(path: &str, request_id: &str) -> (StatusCode, String) {
+        use tower::ServiceExt as _;
+        let router = visitbridge_web::with_request_ids(
+            axum::Router::new()
+                .route(
+                    "/internal",
+                    axum::routing::get(|| async { LaunchError::internal("db down") }),
+                )
+                .route(
+                    "/missing",
+                    axum::routing::get(|| async { LaunchError::NotFound }),
+                )
+                .layer(axum::middleware::from_fn(reference_pages)),
+        );
+        let request = Request::get(path)
+            .header("x-request-id", request_id)
+            .body(Body::empty())
+            .unwrap();
+        let response = router.oneshot(request).await.unwrap();
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn an_internal_error_page_shows_its_request_id_and_no_other_does() {
+        let (status, body) = page("/internal", "req-42").await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(body.contains("Something went wrong."), "{body}");
+        assert!(body.contains("<code>req-42</code>"), "{body}");
+        let (status, body) = page("/missing", "req-43").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert!(!body.contains("req-43"), "{body}");
     }
 }

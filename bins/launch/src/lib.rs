@@ -54,7 +54,11 @@
 //!   launch. The times only go to the customer's tenant: they are in no row and no pending
 //!   sign-in, so the launch that continues the first Microsoft sign-in leaves them to Graph.
 //! - **Bounded connections.** Served by `visitbridge_web::serve` (`[server]`): a header read
-//!   timeout and a cap on connections per client IP.
+//!   timeout and a cap on connections per client IP. The rest of the edge is the portal's too,
+//!   from `visitbridge-web`: the security headers of every answer, request ids (an internal
+//!   error's page shows its own) with one log line per request, the configuration loader.
+//! - **Metrics** in a `prometheus-client` registry of the service's own (not a process-wide
+//!   recorder), rendered as Prometheus text at each scrape.
 //! - **Nothing lost across a restart.** Each visit's subscription and its expiry, and when to
 //!   reconcile it with its attendance report, are on the visit's row: notifications map to their
 //!   visit by subscription id from the store, and one upkeep tick (`[upkeep]`) renews the
@@ -115,6 +119,7 @@ use axum::{
 };
 use visitbridge_approval::RecordKind;
 use visitbridge_store::OutboxRepo;
+use visitbridge_web::SecurityHeaders;
 
 pub use config::{
     BackendKeyConfig, Cli, ConfigError, ConfigurationSinks, CookieConfig, HttpTimeouts,
@@ -167,20 +172,28 @@ pub fn app(state: AppState) -> Router {
         );
     }
     // Last, so it reaches every route above, the webhook's included.
-    router
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn(observe::request_context))
+    edge(router.method_not_allowed_fallback(method_not_allowed))
 }
 
 /// The router of the separate metrics listener (`metrics_listen`): `/metrics`, unauthenticated,
 /// and nothing else. Bind it to an address only the scraper reaches.
 pub fn metrics_app(state: AppState) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .with_state(state)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn(observe::request_context))
+        .method_not_allowed_fallback(method_not_allowed);
+    edge(router)
+}
+
+/// The layers of every answer: the security headers, request ids (an internal error's page shows
+/// its request's), one log line per request.
+fn edge(router: Router) -> Router {
+    visitbridge_web::with_request_ids(
+        router
+            .layer(SecurityHeaders::new(views::DEFAULT_CSP))
+            .layer(middleware::from_fn(error::reference_pages)),
+    )
 }
 
 /// Where the launch service's problem types live.
@@ -294,7 +307,6 @@ async fn static_file(PagePath(name): PagePath<String>) -> Response {
                 (header::CONTENT_TYPE, content_type),
                 (header::CACHE_CONTROL, "public, max-age=3600"),
             ],
-            [views::NOSNIFF],
             body,
         )
             .into_response(),

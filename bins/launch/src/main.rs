@@ -8,12 +8,7 @@ use visitbridge_launch::{Cli, LaunchService, app, metrics_app};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    visitbridge_web::init_tracing(visitbridge_web::LogOutput::Stdout);
     match run(Cli::parse()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -1,132 +1,129 @@
-//! Request ids, request logs and Prometheus metrics.
-//!
-//! Logs name the route template (`/join/{token}`), never the raw path or query: launch and
-//! callback URLs carry one-time codes, states and launch tokens, and patient links are bearer
-//! credentials.
+//! Prometheus metrics and who may read them (request ids and request logs are
+//! `visitbridge_web::with_request_ids`).
 
 use std::{
-    collections::BTreeMap,
-    fmt::Write as _,
     future::Future,
-    sync::{Mutex, PoisonError},
+    sync::atomic::AtomicU64,
     time::{Duration, Instant},
 };
 
 use axum::{
-    extract::{MatchedPath, Request},
-    http::{HeaderMap, HeaderName, HeaderValue, header},
-    middleware::Next,
+    http::{HeaderMap, header},
     response::Response,
 };
-use tracing::Instrument as _;
+use prometheus_client::{
+    encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, prometheus_text},
+    metrics::{MetricType, counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    registry::Registry,
+};
 use visitbridge_http::Secret;
 use visitbridge_store::OutboxDepth;
 
 use crate::error::Outcome;
 
-const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-
-tokio::task_local! {
-    static CURRENT_REQUEST_ID: String;
-}
-
-/// The request id of the request being handled, if any.
-pub(crate) fn current_request_id() -> Option<String> {
-    CURRENT_REQUEST_ID.try_with(Clone::clone).ok()
-}
-
-fn usable_request_id(value: &HeaderValue) -> Option<String> {
-    let text = value.to_str().ok()?;
-    (!text.is_empty()
-        && text.len() <= 64
-        && text
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
-    .then(|| text.to_owned())
-}
-
-/// Gives every request an id (a caller's `X-Request-Id` if sane, else a fresh UUID), runs it in a
-/// span carrying that id, answers with the id, and logs one line per request.
-pub(crate) async fn request_context(request: Request, next: Next) -> Response {
-    let id = request
-        .headers()
-        .get(&REQUEST_ID)
-        .and_then(usable_request_id)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
-    let method = request.method().clone();
-    let span = tracing::info_span!("request", request_id = %id, %method, route = %route);
-    let started = Instant::now();
-    let mut response = CURRENT_REQUEST_ID
-        .scope(id.clone(), next.run(request).instrument(span.clone()))
-        .await;
-    let _entered = span.enter();
-    tracing::info!(
-        status = response.status().as_u16(),
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        "request"
-    );
-    if let Ok(value) = HeaderValue::from_str(&id) {
-        response.headers_mut().insert(REQUEST_ID, value);
-    }
-    response
-}
-
 /// Histogram bucket bounds, in seconds.
 const BUCKETS: [f64; 10] = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
-#[derive(Default, Clone)]
-struct Histogram {
-    counts: [u64; BUCKETS.len()],
-    count: u64,
-    sum: f64,
+/// The labels of `visitbridge_launches_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LaunchLabels {
+    kind: &'static str,
+    outcome: &'static str,
 }
 
-#[derive(Default)]
-struct Counters {
-    launches: BTreeMap<(&'static str, &'static str), u64>,
-    upstream: BTreeMap<&'static str, Histogram>,
-    notifications: BTreeMap<&'static str, u64>,
+/// The labels of `visitbridge_upstream_seconds`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamLabels {
+    upstream: &'static str,
 }
 
-/// The service's counters and histograms, rendered as Prometheus text.
-#[derive(Default)]
+/// The labels of `visitbridge_notifications_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NotificationLabels {
+    result: &'static str,
+}
+
+/// A metric whose `# HELP` and `# TYPE` lines are written even before its first sample (the
+/// registry leaves out empty families), so that a scraper sees every metric from the start.
+#[derive(Debug)]
+struct Described<M>(M);
+
+impl<M: EncodeMetric> EncodeMetric for Described<M> {
+    fn encode(&self, encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        self.0.encode(encoder)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        self.0.metric_type()
+    }
+}
+
+type UpstreamHistograms = Family<UpstreamLabels, Histogram, fn() -> Histogram>;
+
+fn upstream_histogram() -> Histogram {
+    Histogram::new(BUCKETS)
+}
+
+/// The service's counters and histograms (`prometheus-client`, in a registry of this service's
+/// own: several services in one process, as in tests, count apart), rendered as Prometheus text.
 pub(crate) struct Metrics {
-    inner: Mutex<Counters>,
+    registry: Registry,
+    launches: Family<LaunchLabels, Counter>,
+    upstream: UpstreamHistograms,
+    notifications: Family<NotificationLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let launches = Family::<LaunchLabels, Counter>::default();
+        let upstream = UpstreamHistograms::new_with_constructor(upstream_histogram);
+        let notifications = Family::<NotificationLabels, Counter>::default();
+        let mut registry = Registry::default();
+        // The registry adds the `_total` of counters and the full stop of help texts.
+        registry.register(
+            "visitbridge_launches",
+            "Launch steps by kind and outcome",
+            Described(launches.clone()),
+        );
+        registry.register(
+            "visitbridge_upstream_seconds",
+            "Latency of calls to the EHR, Entra ID and Graph",
+            Described(upstream.clone()),
+        );
+        registry.register(
+            "visitbridge_notifications",
+            "Graph notification events by result (unreadable: items of a batch dropped as unreadable)",
+            Described(notifications.clone()),
+        );
+        Self {
+            registry,
+            launches,
+            upstream,
+            notifications,
+        }
+    }
 }
 
 impl Metrics {
-    fn with<T>(&self, f: impl FnOnce(&mut Counters) -> T) -> T {
-        f(&mut self.inner.lock().unwrap_or_else(PoisonError::into_inner))
-    }
-
     /// Counts a launch step (`provider`, `patient`, `device_test`, `callback`, …) by outcome.
     pub(crate) fn launch(&self, kind: &'static str, outcome: &'static str) {
-        self.with(|c| *c.launches.entry((kind, outcome)).or_default() += 1);
+        self.launches
+            .get_or_create(&LaunchLabels { kind, outcome })
+            .inc();
     }
 
     /// Counts notifications by what became of them.
     pub(crate) fn notifications(&self, what: &'static str, n: usize) {
-        self.with(|c| *c.notifications.entry(what).or_default() += n as u64);
+        self.notifications
+            .get_or_create(&NotificationLabels { result: what })
+            .inc_by(u64::try_from(n).unwrap_or(u64::MAX));
     }
 
     /// Records one upstream call's latency.
     pub(crate) fn observe(&self, upstream: &'static str, elapsed: Duration) {
-        let secs = elapsed.as_secs_f64();
-        self.with(|c| {
-            let h = c.upstream.entry(upstream).or_default();
-            for (i, bound) in BUCKETS.iter().enumerate() {
-                if secs <= *bound {
-                    h.counts[i] += 1;
-                }
-            }
-            h.count += 1;
-            h.sum += secs;
-        });
+        self.upstream
+            .get_or_create(&UpstreamLabels { upstream })
+            .observe(elapsed.as_secs_f64());
     }
 
     /// Runs `call`, recording its latency under `upstream`.
@@ -137,85 +134,53 @@ impl Metrics {
         out
     }
 
-    /// The Prometheus text exposition (format 0.0.4).
+    /// The Prometheus text exposition (format 0.0.4): the counters and histograms, then the
+    /// write-back outbox's gauges when its depth could be read.
     pub(crate) fn render(&self, outbox: Option<OutboxDepth>) -> String {
-        let (launches, upstream, notifications) = self.with(|c| {
-            (
-                c.launches.clone(),
-                c.upstream.clone(),
-                c.notifications.clone(),
-            )
-        });
         let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "# HELP visitbridge_launches_total Launch steps by kind and outcome.\n# TYPE visitbridge_launches_total counter"
-        );
-        for ((kind, outcome), n) in &launches {
-            let _ = writeln!(
-                out,
-                "visitbridge_launches_total{{kind=\"{kind}\",outcome=\"{outcome}\"}} {n}"
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP visitbridge_upstream_seconds Latency of calls to the EHR, Entra ID and Graph.\n# TYPE visitbridge_upstream_seconds histogram"
-        );
-        for (name, h) in &upstream {
-            for (bound, n) in BUCKETS.iter().zip(h.counts) {
-                let _ = writeln!(
-                    out,
-                    "visitbridge_upstream_seconds_bucket{{upstream=\"{name}\",le=\"{bound}\"}} {n}"
-                );
-            }
-            let _ = writeln!(
-                out,
-                "visitbridge_upstream_seconds_bucket{{upstream=\"{name}\",le=\"+Inf\"}} {}",
-                h.count
-            );
-            let _ = writeln!(
-                out,
-                "visitbridge_upstream_seconds_sum{{upstream=\"{name}\"}} {}",
-                h.sum
-            );
-            let _ = writeln!(
-                out,
-                "visitbridge_upstream_seconds_count{{upstream=\"{name}\"}} {}",
-                h.count
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP visitbridge_notifications_total Graph notification events by result (unreadable: items of a batch dropped as unreadable).\n# TYPE visitbridge_notifications_total counter"
-        );
-        for (what, n) in &notifications {
-            let _ = writeln!(
-                out,
-                "visitbridge_notifications_total{{result=\"{what}\"}} {n}"
-            );
+        if let Err(e) = prometheus_text::encode(&mut out, &self.registry) {
+            tracing::error!(error = %e, "the metrics could not be encoded");
         }
         if let Some(depth) = outbox {
-            let _ = writeln!(
-                out,
-                "# HELP visitbridge_outbox_pending Write-back deliveries waiting.\n# TYPE visitbridge_outbox_pending gauge\nvisitbridge_outbox_pending {}",
-                depth.pending
-            );
-            let _ = writeln!(
-                out,
-                "# HELP visitbridge_outbox_dead Write-back deliveries given up (dead letters).\n# TYPE visitbridge_outbox_dead gauge\nvisitbridge_outbox_dead {}",
-                depth.dead
-            );
-            let age = depth
-                .oldest_pending_at
-                .map(|t| (chrono::Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0)
-                .unwrap_or(0.0);
-            let _ = writeln!(
-                out,
-                "# HELP visitbridge_outbox_oldest_pending_seconds Age of the oldest waiting delivery.\n# TYPE visitbridge_outbox_oldest_pending_seconds gauge\nvisitbridge_outbox_oldest_pending_seconds {age}"
-            );
+            let registry = outbox_registry(&depth);
+            if let Err(e) = prometheus_text::encode(&mut out, &registry) {
+                tracing::error!(error = %e, "the outbox gauges could not be encoded");
+            }
         }
         out
     }
+}
+
+/// The outbox's gauges, read at each scrape.
+fn outbox_registry(depth: &OutboxDepth) -> Registry {
+    let mut registry = Registry::default();
+    let gauge = |value: u64| {
+        let gauge = Gauge::<i64>::default();
+        gauge.set(i64::try_from(value).unwrap_or(i64::MAX));
+        gauge
+    };
+    registry.register(
+        "visitbridge_outbox_pending",
+        "Write-back deliveries waiting",
+        gauge(depth.pending),
+    );
+    registry.register(
+        "visitbridge_outbox_dead",
+        "Write-back deliveries given up (dead letters)",
+        gauge(depth.dead),
+    );
+    let age = depth
+        .oldest_pending_at
+        .map(|t| (chrono::Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0)
+        .unwrap_or(0.0);
+    let oldest = Gauge::<f64, AtomicU64>::default();
+    oldest.set(age);
+    registry.register(
+        "visitbridge_outbox_oldest_pending_seconds",
+        "Age of the oldest waiting delivery",
+        oldest,
+    );
+    registry
 }
 
 /// Whether a request may read `/metrics` on the main listener.
@@ -262,6 +227,8 @@ pub(crate) fn launch_outcome(response: &Response) -> &'static str {
 
 #[cfg(test)]
 mod tests {
+    use axum::http::HeaderValue;
+
     use super::*;
 
     #[test]
@@ -285,6 +252,23 @@ mod tests {
         ));
         assert!(text.contains("visitbridge_outbox_pending 3"));
         assert!(text.contains("visitbridge_outbox_dead 1"));
+    }
+
+    #[test]
+    fn every_metric_is_described_before_its_first_sample() {
+        let text = Metrics::default().render(None);
+        for name in [
+            "visitbridge_launches_total counter",
+            "visitbridge_upstream_seconds histogram",
+            "visitbridge_notifications_total counter",
+        ] {
+            assert!(
+                text.contains(&format!("# TYPE {name}\n")),
+                "{name} in {text}"
+            );
+        }
+        assert!(!text.contains("visitbridge_outbox"), "{text}");
+        assert!(!text.contains(".."), "{text}");
     }
 
     #[test]
@@ -322,12 +306,5 @@ mod tests {
             ),
             MetricsAccess::Allowed
         );
-    }
-
-    #[test]
-    fn only_sane_request_ids_are_taken_over() {
-        assert!(usable_request_id(&HeaderValue::from_static("abc-123_x")).is_some());
-        assert!(usable_request_id(&HeaderValue::from_static("a b")).is_none());
-        assert!(usable_request_id(&HeaderValue::from_static("")).is_none());
     }
 }

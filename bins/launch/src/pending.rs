@@ -12,7 +12,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue};
 use chrono::Utc;
 use serde::{Serialize, de::DeserializeOwned};
 use visitbridge_http::{Sealer, Secret, storage_key};
@@ -153,26 +153,13 @@ fn chrono_duration(d: Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or(chrono::Duration::minutes(10))
 }
 
-fn cookie_pairs(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .filter(|(_, v)| !v.is_empty())
-}
-
 /// A launch cookie's value (longer than the other cookies, so not `session::read_cookie`).
 fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    cookie_pairs(headers)
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
-        .filter(|v| v.len() <= MAX_COOKIE_VALUE)
+    visitbridge_web::cookies::cookie(headers, name).filter(|v| v.len() <= MAX_COOKIE_VALUE)
 }
 
 fn has_cookie_with_prefix(headers: &HeaderMap, prefix: &str) -> bool {
-    cookie_pairs(headers).any(|(k, _)| k.starts_with(prefix))
+    visitbridge_web::cookies::cookie_pairs(headers).any(|(k, _)| k.starts_with(prefix))
 }
 
 /// The SMART clients' own store of pending launches, which the launch service never uses: its

@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use visitbridge_http::{random_token, storage_key};
@@ -48,30 +48,21 @@ impl CookiePolicy {
 
     /// A `Set-Cookie` value.
     pub(crate) fn set(&self, name: &str, value: &str, max_age: Duration) -> HeaderValue {
-        let mut cookie = format!(
-            "{name}={value}; Path=/; HttpOnly; SameSite={}; Max-Age={}",
+        visitbridge_web::cookies::set_cookie(
+            name,
+            value,
             self.same_site.as_str(),
-            max_age.as_secs()
-        );
-        if self.secure {
-            cookie.push_str("; Secure");
-        }
-        // Names and values are our own URL-safe tokens: always a valid header value.
-        HeaderValue::from_str(&cookie).unwrap_or_else(|_| HeaderValue::from_static(""))
+            self.secure,
+            Some(max_age),
+        )
     }
 }
 
-/// A cookie's value from the request.
+/// A cookie's value from the request (our ids are at most 128 characters).
 pub(crate) fn read_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_owned())
-        .filter(|v| !v.is_empty() && v.len() <= 128)
+    visitbridge_web::cookies::cookie(headers, name)
+        .filter(|v| v.len() <= 128)
+        .map(str::to_owned)
 }
 
 /// What a launch stores to recognise the browser that started it: a hash of the browser cookie
@@ -302,6 +293,8 @@ pub(crate) async fn load(
 
 #[cfg(test)]
 mod tests {
+    use axum::http::header;
+
     use super::*;
 
     #[test]

@@ -3,7 +3,7 @@
 
 use askama::Template;
 use axum::{
-    http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use visitbridge_visit::{PanelView, Presence};
@@ -12,19 +12,17 @@ use visitbridge_visit::{PanelView, Presence};
 pub(crate) const DEFAULT_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
      img-src 'self'; connect-src 'self'; form-action 'self'; base-uri 'none'";
 
-/// Renders `page` with `status` and the headers every page carries: no caching (pages hold
+/// Renders `page` with `status`. The headers every page carries — no caching (pages hold
 /// session-bound links), no referrer (launch URLs carry one-time values), no sniffing, and
-/// [`DEFAULT_CSP`].
+/// [`DEFAULT_CSP`] — are added by the router's [`visitbridge_web::SecurityHeaders`] layer.
 pub(crate) fn html(status: StatusCode, page: &impl Template) -> Response {
     match page.render() {
         Ok(body) => {
             let mut response = (status, body).into_response();
-            let headers = response.headers_mut();
-            headers.insert(
+            response.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("text/html; charset=utf-8"),
             );
-            page_headers(headers, DEFAULT_CSP);
             response
         }
         Err(e) => {
@@ -34,24 +32,14 @@ pub(crate) fn html(status: StatusCode, page: &impl Template) -> Response {
     }
 }
 
-/// Sets the page headers with content security policy `csp`.
+/// Gives a page the content security policy `csp` in place of [`DEFAULT_CSP`] (the router's
+/// layer adds the other page headers).
 pub(crate) fn page_headers(headers: &mut HeaderMap, csp: &str) {
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    if let Ok(value) = HeaderValue::from_str(csp) {
-        headers.insert(header::CONTENT_SECURITY_POLICY, value);
-    }
+    visitbridge_web::set_csp(headers, csp);
 }
 
 /// An error page.
-#[derive(Template)]
+#[derive(Clone, Template)]
 #[template(path = "error.html")]
 pub(crate) struct ErrorPage {
     pub(crate) title: String,
@@ -161,12 +149,6 @@ pub(crate) fn static_file(name: &str) -> Option<(&'static str, &'static str)> {
         _ => return None,
     })
 }
-
-/// `X-Content-Type-Options`, for the static files.
-pub(crate) const NOSNIFF: (HeaderName, HeaderValue) = (
-    header::X_CONTENT_TYPE_OPTIONS,
-    HeaderValue::from_static("nosniff"),
-);
 
 #[cfg(test)]
 mod tests {

@@ -10,34 +10,10 @@ use visitbridge_approval::{ApprovalPolicy, LaunchServiceUrls, UrlPolicy, Usernam
 pub use visitbridge_http::HttpTimeouts;
 use visitbridge_http::{Secret, is_loopback_url};
 use visitbridge_store::MicrosoftTenantId;
-pub use visitbridge_web::ServerLimits;
-
-/// Why the configuration cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file could not be read.
-    #[error("cannot read the configuration file {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The file is not valid TOML for this configuration.
-    #[error("invalid configuration: {0}")]
-    Parse(String),
-    /// A value is not acceptable.
-    #[error("invalid configuration: {0}")]
-    Invalid(String),
-}
+pub use visitbridge_web::{ServerLimits, config::ConfigError};
 
 /// The `User-Agent` of the portal's outbound calls.
 pub(crate) const USER_AGENT: &str = concat!("VisitBridge-Portal/", env!("CARGO_PKG_VERSION"));
-
-fn invalid(message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid(message.into())
-}
 
 /// Everything the portal needs to run. Read from TOML ([`PortalConfig::from_toml`]), then
 /// [`PortalConfig::validate`]d; [`Cli::load`] does both and applies flag/environment overrides.
@@ -173,9 +149,9 @@ impl EntraConfig {
     pub fn issuer(&self) -> Result<Url, ConfigError> {
         let base = self.authority.trim().trim_end_matches('/');
         let issuer = Url::parse(&format!("{base}/v2.0"))
-            .map_err(|e| invalid(format!("entra.authority: {e}")))?;
+            .map_err(|e| ConfigError::invalid(format!("entra.authority: {e}")))?;
         if issuer.scheme() != "https" && !is_loopback_url(&issuer) {
-            return Err(invalid("entra.authority must be an https URL"));
+            return Err(ConfigError::invalid("entra.authority must be an https URL"));
         }
         Ok(issuer)
     }
@@ -213,7 +189,7 @@ const NO_SECRET_WHY: &str = "the approver's EHR sign-in runs against a FHIR base
 
 /// The refusal of a `client_secret_*` method for the EHR sign-in.
 pub(crate) fn secret_auth_refused(method: &str) -> ConfigError {
-    invalid(format!(
+    ConfigError::invalid(format!(
         "ehr_sign_in.client_auth = \"{method}\" is not allowed: {NO_SECRET_WHY}"
     ))
 }
@@ -265,7 +241,7 @@ pub struct ApiKeyConfig {
 impl PortalConfig {
     /// Parses a TOML document (not yet validated).
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Parse(e.message().to_owned()))
+        visitbridge_web::config::from_toml(text)
     }
 
     /// Checks the values that cannot be checked by their types alone.
@@ -276,7 +252,7 @@ impl PortalConfig {
             || base.fragment().is_some()
             || !base.username().is_empty()
         {
-            return Err(invalid(
+            return Err(ConfigError::invalid(
                 "public_base_url must be an http(s) address without query, fragment or credentials",
             ));
         }
@@ -284,29 +260,29 @@ impl PortalConfig {
             "https" => {}
             "http" if is_loopback_url(base) => {}
             _ => {
-                return Err(invalid(
+                return Err(ConfigError::invalid(
                     "public_base_url must use https (plain http only on a loopback address)",
                 ));
             }
         }
         if !self.cookie_secure && !is_loopback_url(base) {
-            return Err(invalid(
+            return Err(ConfigError::invalid(
                 "cookie_secure = false is only allowed for development on a loopback public_base_url",
             ));
         }
         LaunchServiceUrls::new(&self.launch_base_url)
-            .map_err(|e| invalid(format!("launch_base_url: {e}")))?;
+            .map_err(|e| ConfigError::invalid(format!("launch_base_url: {e}")))?;
         self.entra.issuer()?;
         if self.entra.client_id.trim().is_empty() {
-            return Err(invalid("entra.client_id is required"));
+            return Err(ConfigError::invalid("entra.client_id is required"));
         }
         if self.entra.client_secret.is_empty() {
-            return Err(invalid(
+            return Err(ConfigError::invalid(
                 "the Entra client secret is missing: set VISITBRIDGE_PORTAL_ENTRA_CLIENT_SECRET",
             ));
         }
         if self.ehr_sign_in.client_id.trim().is_empty() {
-            return Err(invalid("ehr_sign_in.client_id is required"));
+            return Err(ConfigError::invalid("ehr_sign_in.client_id is required"));
         }
         let ehr = &self.ehr_sign_in;
         match ehr.client_auth {
@@ -319,7 +295,7 @@ impl PortalConfig {
             EhrClientAuthMethod::PrivateKeyJwt
                 if ehr.private_key_file.is_none() || ehr.key_id.is_none() =>
             {
-                return Err(invalid(
+                return Err(ConfigError::invalid(
                     "ehr_sign_in.client_auth = \"private_key_jwt\" needs private_key_file and key_id",
                 ));
             }
@@ -327,23 +303,25 @@ impl PortalConfig {
             EhrClientAuthMethod::Public
                 if ehr.private_key_file.is_some() || ehr.key_id.is_some() =>
             {
-                return Err(invalid(
+                return Err(ConfigError::invalid(
                     "ehr_sign_in.private_key_file and key_id are used only with client_auth = \"private_key_jwt\": set it, or remove them for a public client",
                 ));
             }
             EhrClientAuthMethod::Public => {}
         }
         if !ehr.client_secret.is_empty() {
-            return Err(invalid(format!(
+            return Err(ConfigError::invalid(format!(
                 "ehr_sign_in.client_secret (or VISITBRIDGE_PORTAL_EHR_CLIENT_SECRET) is set, but the EHR sign-in never uses a client secret: remove it; {NO_SECRET_WHY}"
             )));
         }
         for key in &self.api_keys {
             if key.name.trim().is_empty() || key.name.chars().any(char::is_whitespace) {
-                return Err(invalid("api_keys: every key needs a name without spaces"));
+                return Err(ConfigError::invalid(
+                    "api_keys: every key needs a name without spaces",
+                ));
             }
             if key.key.expose().len() < 32 {
-                return Err(invalid(format!(
+                return Err(ConfigError::invalid(format!(
                     "api_keys: the key named {} is shorter than 32 characters",
                     key.name
                 )));
@@ -364,7 +342,8 @@ impl PortalConfig {
     /// A URL under the public base, e.g. `/signin/callback`.
     pub fn public_url(&self, path: &str) -> Result<Url, ConfigError> {
         let base = self.public_base_url.as_str().trim_end_matches('/');
-        Url::parse(&format!("{base}{path}")).map_err(|e| invalid(format!("public_base_url: {e}")))
+        Url::parse(&format!("{base}{path}"))
+            .map_err(|e| ConfigError::invalid(format!("public_base_url: {e}")))
     }
 
     /// Whether `username` is an admin of the organisation signing in with `tenant`.
@@ -421,11 +400,7 @@ pub struct Cli {
 impl Cli {
     /// Reads the file, applies the overrides and validates the result.
     pub fn load(&self) -> Result<PortalConfig, ConfigError> {
-        let text = std::fs::read_to_string(&self.config).map_err(|source| ConfigError::Read {
-            path: self.config.clone(),
-            source,
-        })?;
-        let mut config = PortalConfig::from_toml(&text)?;
+        let mut config: PortalConfig = visitbridge_web::config::read_toml(&self.config)?;
         self.apply(&mut config);
         config.validate()?;
         Ok(config)

@@ -41,8 +41,9 @@
 //! - **Errors** keep their status and say what to do; internal errors say "something went wrong"
 //!   and are logged. axum's own rejections (a malformed address, query, form or JSON body, a
 //!   wrong method) and the layers' refusals (cross-site, body limit, timeout) get the same error
-//!   page, or problem JSON under `/api/v1`, never plain text. Logs carry paths, never query
-//!   strings (the OAuth callbacks carry codes), and never tokens.
+//!   page, or problem JSON under `/api/v1`, never plain text. Logs carry route templates and
+//!   request ids (`visitbridge_web::with_request_ids`), never query strings (the OAuth callbacks
+//!   carry codes), and never tokens.
 //! - **Visits report**: the recent visits (7, 30 or 90 days) of the configurations a person may
 //!   see, each with its start, duration, organiser's object id, attendee count, lobby wait and
 //!   status as [`visitbridge_audit::VisitTimeline`] derives them from the stored events, live
@@ -93,21 +94,17 @@ use std::time::Duration;
 use axum::{
     Router,
     extract::State,
-    http::{HeaderName, HeaderValue, Method, Request, StatusCode, header},
+    http::{Method, StatusCode, header},
     middleware,
     response::{IntoResponse, Response},
     routing::{get, post},
 };
 use chrono::Utc;
 use tower_http::{
-    csrf::CsrfLayer,
-    limit::RequestBodyLimitLayer,
-    sensitive_headers::SetSensitiveRequestHeadersLayer,
-    set_header::SetResponseHeaderLayer,
-    timeout::TimeoutLayer,
-    trace::{DefaultOnResponse, TraceLayer},
+    csrf::CsrfLayer, limit::RequestBodyLimitLayer,
+    sensitive_headers::SetSensitiveRequestHeadersLayer, timeout::TimeoutLayer,
 };
-use tracing::Level;
+use visitbridge_web::SecurityHeaders;
 
 pub use config::{
     ApiKeyConfig, ApprovalConfig, Cli, ConfigError, EhrClientAuthMethod, EhrSignInConfig,
@@ -139,10 +136,7 @@ pub fn app(state: AppState) -> Router {
     // Its refusal is rendered by `render_layer_rejections`, which knows a page from the API.
     let csrf = CsrfLayer::new();
     let csrf = csrf.clone().add_trusted_origin(&origin).unwrap_or(csrf);
-    let header = |name: HeaderName, value: &'static str| {
-        SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value))
-    };
-    Router::new()
+    let router = Router::new()
         .route("/", get(auth::home))
         .route("/signin", get(auth::sign_in))
         .route("/signin/callback", get(auth::sign_in_callback))
@@ -182,27 +176,12 @@ pub fn app(state: AppState) -> Router {
         ))
         // Outside the layers whose refusals it renders, inside those that add headers to it.
         .layer(middleware::from_fn(error::render_layer_rejections))
-        .layer(header(
-            header::CONTENT_SECURITY_POLICY,
-            CONTENT_SECURITY_POLICY,
-        ))
-        .layer(header(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-        .layer(header(header::X_FRAME_OPTIONS, "DENY"))
-        // The OAuth callbacks carry codes in their query: never pass them on in a Referer.
-        .layer(header(header::REFERRER_POLICY, "no-referrer"))
-        .layer(header(header::CACHE_CONTROL, "no-store"))
-        .layer(
-            TraceLayer::new_for_http()
-                // The path only: callback queries carry authorization codes and states.
-                .make_span_with(|request: &Request<_>| {
-                    tracing::info_span!(
-                        "request",
-                        method = %request.method(),
-                        path = %request.uri().path(),
-                    )
-                })
-                .on_response(DefaultOnResponse::new().level(Level::INFO)),
-        )
+        // nosniff, no-store, no framing, and no Referer (the OAuth callbacks carry codes in
+        // their query: never pass them on).
+        .layer(SecurityHeaders::new(CONTENT_SECURITY_POLICY).deny_framing());
+    // Request ids and one log line per request, naming the route template only (the callbacks'
+    // queries carry authorization codes and states).
+    visitbridge_web::with_request_ids(router)
         .layer(SetSensitiveRequestHeadersLayer::new([
             header::AUTHORIZATION,
             header::COOKIE,

@@ -5,7 +5,7 @@
 use axum::{
     body::{Body, Bytes},
     extract::{Form, FromRequest, FromRequestParts, Request},
-    http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts},
+    http::{HeaderMap, HeaderValue, StatusCode, request::Parts},
 };
 use chrono::{Duration, Utc};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
@@ -49,15 +49,8 @@ impl Cookies {
 
     /// A `Set-Cookie` value; `max_age` in seconds, `None` for a browser-session cookie.
     pub(crate) fn set(&self, name: &str, value: &str, max_age: Option<i64>) -> HeaderValue {
-        let mut cookie = format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax");
-        if self.secure {
-            cookie.push_str("; Secure");
-        }
-        if let Some(age) = max_age {
-            cookie.push_str(&format!("; Max-Age={age}"));
-        }
-        // Names are constants and values are URL-safe random tokens: always a valid header.
-        HeaderValue::from_str(&cookie).unwrap_or_else(|_| HeaderValue::from_static(""))
+        let max_age = max_age.map(|age| std::time::Duration::from_secs(age.max(0).unsigned_abs()));
+        visitbridge_web::cookies::set_cookie(name, value, "Lax", self.secure, max_age)
     }
 
     /// A `Set-Cookie` value that removes the cookie.
@@ -66,18 +59,7 @@ impl Cookies {
     }
 }
 
-/// The value of cookie `name` in the request, if any.
-pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
-        .filter(|v| !v.is_empty())
-}
+pub(crate) use visitbridge_web::cookies::cookie;
 
 /// The key a cookie value is stored under: its SHA-256, so that a copy of the database does not
 /// hand out live sessions.
@@ -219,6 +201,8 @@ where
 
 #[cfg(test)]
 mod tests {
+    use axum::http::header;
+
     use super::*;
 
     #[test]

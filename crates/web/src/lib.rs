@@ -1,5 +1,6 @@
 //! The HTTP edge both VisitBridge services (launch and portal) use: how connections are accepted
-//! and served, and the problem JSON an API answers errors with.
+//! and served, the problem JSON an API answers errors with, how the configuration file is read,
+//! the log set-up, the security headers, request ids with one log line per request, and cookies.
 //!
 //! `axum::serve` has no header read timeout and no connection limit: a client that opens
 //! connections and sends a request line a byte at a time (or never finishes its headers) holds a
@@ -20,10 +21,37 @@
 //!
 //! [`problem`] renders an RFC 9457 problem document (`application/problem+json`) for the
 //! errors an API (or a webhook) answers outside its handlers, e.g. a body over the size limit.
+//!
+//! [`config`] reads a service's TOML configuration file into its own type, with one error
+//! ([`config::ConfigError`]) that keeps the line and column of a TOML mistake; each service then
+//! applies its flags and environment variables and validates.
+//!
+//! [`init_tracing`] installs the log output both binaries start with: text lines filtered by
+//! `RUST_LOG` (default `info`).
+//!
+//! [`SecurityHeaders`] is the layer that puts the common security headers (`nosniff`,
+//! `no-referrer`, `no-store`, the service's default content security policy, optionally
+//! `X-Frame-Options: DENY`) on every answer that does not set them itself; [`set_csp`] gives one
+//! page a policy of its own.
+//!
+//! [`with_request_ids`] gives every request an `x-request-id` (tower-http's
+//! `SetRequestIdLayer`/`PropagateRequestIdLayer`, a UUID unless the caller sent a sane one) and
+//! one log line in a span with that id and the route template (`TraceLayer`); a handler or a
+//! middleware reads the id with [`request_id`].
+//!
+//! [`cookies`] reads a request's cookies and writes `Set-Cookie` values (`Path=/`, `HttpOnly`).
 #![deny(missing_docs)]
 
+pub mod config;
+pub mod cookies;
+mod headers;
+mod logs;
 mod problem;
+mod request_id;
 mod serve;
 
+pub use headers::{SecurityHeaders, SecurityHeadersService, set_csp};
+pub use logs::{LogOutput, init_tracing};
 pub use problem::problem;
+pub use request_id::{REQUEST_ID_HEADER, request_id, with_request_ids};
 pub use serve::{SHUTDOWN_GRACE, ServerLimits, serve, shutdown_signal};
