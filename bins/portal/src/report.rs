@@ -409,16 +409,16 @@ pub(crate) const CSV_HEADER: [&str; 10] = [
 
 /// The report as CSV (RFC 4180: CRLF line ends, quoted where needed): times in RFC 3339 UTC,
 /// durations in seconds, empty where unknown.
-pub(crate) fn csv(report: &Report) -> String {
+pub(crate) fn csv(report: &Report) -> Result<String, csv::Error> {
     let time = |t: Option<DateTime<Utc>>| {
         t.map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
             .unwrap_or_default()
     };
     let number = |n: Option<i64>| n.map(|n| n.to_string()).unwrap_or_default();
-    let mut out = String::new();
-    push_record(&mut out, CSV_HEADER.iter().map(|h| (*h).to_owned()));
+    let mut out = csv_writer();
+    write_record(&mut out, CSV_HEADER.iter().map(|h| (*h).to_owned()))?;
     for v in &report.visits {
-        push_record(
+        write_record(
             &mut out,
             [
                 v.id.clone(),
@@ -432,27 +432,40 @@ pub(crate) fn csv(report: &Report) -> String {
                 number(v.lobby_wait_seconds),
                 status_code(v.status).to_owned(),
             ],
-        );
+        )?;
     }
-    out
+    csv_text(out)
 }
 
-fn push_record(out: &mut String, fields: impl IntoIterator<Item = String>) {
-    let fields: Vec<String> = fields.into_iter().map(|f| csv_field(&f)).collect();
-    out.push_str(&fields.join(","));
-    out.push_str("\r\n");
+/// A writer of RFC 4180 records (CRLF, fields quoted only when they need it).
+fn csv_writer() -> csv::Writer<Vec<u8>> {
+    csv::WriterBuilder::new()
+        .terminator(csv::Terminator::CRLF)
+        .quote_style(csv::QuoteStyle::Necessary)
+        .from_writer(Vec::new())
 }
 
-/// One CSV field: quoted when it holds a separator, a quote or a line break; a text that a
-/// spreadsheet would run as a formula (leading `=`, `+`, `-`, `@`) is prefixed with `'`.
-fn csv_field(value: &str) -> String {
-    let value = if value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+/// What `writer` wrote, as text (our fields are all UTF-8).
+fn csv_text(writer: csv::Writer<Vec<u8>>) -> Result<String, csv::Error> {
+    let bytes = writer
+        .into_inner()
+        .map_err(|e| csv::Error::from(e.into_error()))?;
+    String::from_utf8(bytes)
+        .map_err(|e| csv::Error::from(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))
+}
+
+fn write_record(
+    out: &mut csv::Writer<Vec<u8>>,
+    fields: impl IntoIterator<Item = String>,
+) -> Result<(), csv::Error> {
+    out.write_record(fields.into_iter().map(formula_safe))
+}
+
+/// A text that a spreadsheet would run as a formula (leading `=`, `+`, `-`, `@`, tab or carriage
+/// return) prefixed with `'`, so that it is shown as text.
+fn formula_safe(value: String) -> String {
+    if value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
         format!("'{value}")
-    } else {
-        value.to_owned()
-    };
-    if value.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", value.replace('"', "\"\""))
     } else {
         value
     }
@@ -496,6 +509,15 @@ mod tests {
         assert_eq!(duration_text(245), "4m 05s");
         assert_eq!(duration_text(3720), "1h 02m");
         assert_eq!(duration_text(-3), "0s");
+    }
+
+    /// One field as the report writes it (in a record of two, so that an empty field is not
+    /// quoted as a record of its own).
+    fn csv_field(value: &str) -> String {
+        let mut out = csv_writer();
+        write_record(&mut out, [value.to_owned(), String::new()]).unwrap();
+        let line = csv_text(out).unwrap();
+        line.strip_suffix(",\r\n").unwrap().to_owned()
     }
 
     #[test]
