@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use serde::Serialize;
-use visitbridge_approval::{Configuration, TenantId};
+use visitbridge_approval::{Configuration, ConfigurationId, TenantId};
 use visitbridge_audit::{
     ConnectedInterval, LobbyWait, ParticipantRole, VisitStatus, VisitTimeline,
 };
@@ -144,20 +144,22 @@ pub(crate) async fn recent(
         .into_iter()
         .filter(|c| visible(c))
         .collect();
+    // Two reads whatever the number of configurations and visits: the visits, then their events.
     let limit = u32::try_from(MAX_VISITS + 1).unwrap_or(u32::MAX);
-    let mut visits: Vec<(Visit, &Configuration)> = Vec::new();
-    for c in &configurations {
-        for visit in store.visits_since(c.id(), since, limit).await? {
-            visits.push((visit, c));
-        }
-    }
-    visits.sort_by(|(a, _), (b, _)| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
+    let ids: Vec<ConfigurationId> = configurations.iter().map(|c| c.id().clone()).collect();
+    let mut visits = store.visits_since_in(&ids, since, limit).await?;
     let truncated = visits.len() > MAX_VISITS;
     visits.truncate(MAX_VISITS);
+    let by_id: HashMap<&ConfigurationId, &Configuration> =
+        configurations.iter().map(|c| (c.id(), c)).collect();
+    let visit_ids: Vec<VisitId> = visits.iter().map(|v| v.id.clone()).collect();
+    let mut events = store.events_for_visits(&visit_ids).await?;
     let mut rows = Vec::with_capacity(visits.len());
-    for (visit, c) in &visits {
-        let events = store.events_for_visit(&visit.id).await?;
-        let timeline = VisitTimeline::from_events(&events);
+    for visit in &visits {
+        let Some(c) = by_id.get(&visit.configuration_id) else {
+            continue;
+        };
+        let timeline = VisitTimeline::from_events(&events.remove(&visit.id).unwrap_or_default());
         rows.push(VisitSummary::of(visit, ConfigurationRef::of(c), &timeline));
     }
     Ok(Report {
