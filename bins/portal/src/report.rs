@@ -9,11 +9,10 @@ use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use serde::Serialize;
 use visitbridge_approval::{Configuration, ConfigurationId, TenantId};
 use visitbridge_audit::{
-    ConnectedInterval, LobbyWait, ParticipantRole, VisitStatus, VisitTimeline,
+    ConnectedInterval, LobbyWait, ParticipantRole, VisitStatus, VisitTimeline, participant_labels,
 };
 use visitbridge_store::{
-    EventOrigin, EventParticipant, OutboxItem, OutboxState, ParticipantClass, StoredEvent, Visit,
-    VisitEventKind, VisitId,
+    EventOrigin, EventParticipant, OutboxItem, OutboxState, Visit, VisitEventKind, VisitId,
 };
 
 use crate::{AppState, error::PortalError};
@@ -259,44 +258,6 @@ pub(crate) struct VisitDetail {
     pub(crate) participants: Vec<ParticipantView>,
     /// In time order.
     pub(crate) events: Vec<EventView>,
-}
-
-/// Names participants by role, in order of their first event: the organiser is "Clinician",
-/// other staff "Staff member N", people without an account "Patient / guest N", bots "App N".
-pub(crate) fn participant_labels<'a>(
-    events: &'a [StoredEvent],
-    organizer: Option<&str>,
-) -> Vec<(&'a EventParticipant, String)> {
-    let mut sorted: Vec<&StoredEvent> = events.iter().collect();
-    sorted.sort_by_key(|e| e.occurred_at);
-    let mut labels: Vec<(&EventParticipant, String)> = Vec::new();
-    let (mut staff, mut guests, mut apps) = (0, 0, 0);
-    for p in sorted.iter().filter_map(|e| e.participant.as_ref()) {
-        if labels.iter().any(|(known, _)| *known == p) {
-            continue;
-        }
-        let label = match p.class {
-            ParticipantClass::OrganizationUser
-                if organizer.is_some_and(|o| o.eq_ignore_ascii_case(&p.id)) =>
-            {
-                "Clinician".to_owned()
-            }
-            ParticipantClass::OrganizationUser => {
-                staff += 1;
-                format!("Staff member {staff}")
-            }
-            ParticipantClass::Anonymous | ParticipantClass::AcsGuest => {
-                guests += 1;
-                format!("Patient / guest {guests}")
-            }
-            ParticipantClass::Application => {
-                apps += 1;
-                format!("App {apps}")
-            }
-        };
-        labels.push((p, label));
-    }
-    labels
 }
 
 /// One visit of `tenant`, if `visible` allows its configuration; another organisation's visit
