@@ -839,7 +839,16 @@ impl Configuration {
 
     /// [`Configuration::record_ehr_validation`]'s checks before its input.
     fn ehr_validation_guard(&self, actor: &Actor) -> Result<(), TransitionError> {
-        let action = ActionKind::RecordEhrValidation;
+        self.under_review_by_approver(actor, ActionKind::RecordEhrValidation)
+    }
+
+    /// The named approver's `action` on a configuration awaiting their decision (signed in to
+    /// the EHR or not).
+    fn under_review_by_approver(
+        &self,
+        actor: &Actor,
+        action: ActionKind,
+    ) -> Result<(), TransitionError> {
         self.approver_check(actor, action)?;
         if !matches!(
             self.state,
@@ -885,15 +894,7 @@ impl Configuration {
 
     /// [`Configuration::reject`]'s checks before its input.
     fn reject_guard(&self, actor: &Actor) -> Result<(), TransitionError> {
-        let action = ActionKind::Reject;
-        self.approver_check(actor, action)?;
-        if !matches!(
-            self.state,
-            ApprovalState::AwaitingApproval | ApprovalState::EhrValidated
-        ) {
-            return Err(self.illegal(action));
-        }
-        Ok(())
+        self.under_review_by_approver(actor, ActionKind::Reject)
     }
 
     fn admin_check(&self, actor: &Actor, action: ActionKind) -> Result<(), TransitionError> {

@@ -101,16 +101,8 @@ fn every_allowed_action_is_one_the_transition_takes() {
             (Who::Approver, Act::Reject("no")),
         ]),
     ];
-    let who = [
-        Who::Admin,
-        Who::Approver,
-        Who::ApproverUpper,
-        Who::Other,
-        Who::AdminApprover,
-        Who::Foreign,
-    ];
     for config in &states {
-        for w in who {
+        for w in Who::EVERYONE {
             let allowed = allowed(config, w);
             let attempts = [
                 (ActionKind::Edit, Act::Edit(settings(OTHER_URL, APPROVER))),
