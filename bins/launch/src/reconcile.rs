@@ -11,11 +11,14 @@
 use std::{sync::Arc, time::Duration};
 
 use chrono::Utc;
-use visitbridge_audit::AuditRecorder;
-use visitbridge_graph::{GraphClient, MeetingId, UserObjectId};
+use visitbridge_audit::{AuditError, AuditRecorder};
+use visitbridge_graph::{GraphClient, GraphError, MeetingId, UserObjectId};
 use visitbridge_store::{ReconciliationClaim, StoreError, VisitId, VisitRepo};
 
-use crate::{config::UpkeepConfig, writeback::Writeback};
+use crate::{
+    config::UpkeepConfig,
+    writeback::{Writeback, WritebackError},
+};
 
 /// How long a claimed reconciliation is held: longer than reading a report takes, short enough
 /// that one whose process died is soon taken up again.
@@ -47,14 +50,31 @@ impl ReconcilePolicy {
     }
 }
 
-/// Why one attempt did not finish the job.
+/// How one attempt ended.
 enum Attempt {
     /// Done, or nothing to do.
     Finished,
     /// Worth another try (the report is not there yet, Graph or the store failed for now).
-    Retry(String),
+    Retry(AttemptError),
     /// Will not succeed (no permission, no such meeting).
-    GiveUp(String),
+    GiveUp(AttemptError),
+}
+
+/// Why one attempt did not finish the job.
+#[derive(Debug, thiserror::Error)]
+enum AttemptError {
+    /// Graph has no attendance report for the meeting yet.
+    #[error("no attendance report yet")]
+    NoReportYet,
+    /// Graph could not be read.
+    #[error(transparent)]
+    Graph(#[from] GraphError),
+    /// The configuration's write-back sinks could not be set.
+    #[error(transparent)]
+    Writeback(#[from] WritebackError),
+    /// The events could not be recorded.
+    #[error(transparent)]
+    Audit(#[from] AuditError),
 }
 
 /// Schedules and runs reconciliations.
@@ -128,15 +148,15 @@ impl Reconciler {
             .await
         {
             Ok(events) if events.is_empty() => {
-                return Attempt::Retry("no attendance report yet".to_owned());
+                return Attempt::Retry(AttemptError::NoReportYet);
             }
             Ok(events) => events,
-            Err(e) if e.is_transient() => return Attempt::Retry(e.to_string()),
-            Err(e) => return Attempt::GiveUp(e.to_string()),
+            Err(e) if e.is_transient() => return Attempt::Retry(e.into()),
+            Err(e) => return Attempt::GiveUp(e.into()),
         };
         // What is recorded now gets its outbox rows only for sinks that are set.
         if let Err(e) = self.writeback.ensure(&visit.configuration_id).await {
-            return Attempt::Retry(e.to_string());
+            return Attempt::Retry(e.into());
         }
         match self
             .recorder
@@ -154,7 +174,7 @@ impl Reconciler {
                 );
                 Attempt::Finished
             }
-            Err(e) => Attempt::Retry(e.to_string()),
+            Err(e) => Attempt::Retry(e.into()),
         }
     }
 

@@ -46,9 +46,59 @@ pub enum BuildError {
         #[source]
         source: StoreError,
     },
-    /// A key, certificate or secret could not be read or made.
-    #[error("{0}")]
-    Key(String),
+    /// A key, certificate or secret file could not be read.
+    #[error("cannot read the {what} {}: {source}", path.display())]
+    ReadFile {
+        /// What the file holds ("backend private key").
+        what: &'static str,
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The database's directory could not be made.
+    #[error("cannot create the data directory {}: {source}", path.display())]
+    DataDirectory {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A secret or key could not be generated (no system randomness).
+    #[error("cannot generate the {what}: {source}")]
+    Generate {
+        /// What was generated ("deployment_secret", "backend key").
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: visitbridge_http::AssertionError,
+    },
+    /// The configured backend key is not a usable private key.
+    #[error("backend_key: {0}")]
+    BackendKey(#[source] visitbridge_http::AssertionError),
+    /// No launch cookie sealer can be derived from the deployment secret.
+    #[error("deployment_secret: {0}")]
+    DeploymentSecret(#[source] visitbridge_http::SealError),
+    /// A URL made from a configured base URL is not valid.
+    #[error("{setting}: {source}")]
+    Url {
+        /// The setting whose URL it is ("public_base_url").
+        setting: &'static str,
+        /// Why.
+        #[source]
+        source: url::ParseError,
+    },
+    /// A Microsoft 365 setting (login base, encryption certificate or key) is not usable.
+    #[error("{setting}: {source}")]
+    Microsoft {
+        /// The setting ("microsoft.login_base").
+        setting: &'static str,
+        /// Why.
+        #[source]
+        source: Box<visitbridge_graph::GraphError>,
+    },
     /// The HTTP client could not be built.
     #[error(transparent)]
     Http(#[from] visitbridge_http::HttpError),
@@ -122,18 +172,21 @@ impl Drop for LaunchService {
     }
 }
 
-fn read_file(path: &std::path::Path, what: &str) -> Result<String, BuildError> {
-    std::fs::read_to_string(path)
-        .map_err(|e| BuildError::Key(format!("cannot read the {what} {}: {e}", path.display())))
+fn read_file(path: &std::path::Path, what: &'static str) -> Result<String, BuildError> {
+    std::fs::read_to_string(path).map_err(|source| BuildError::ReadFile {
+        what,
+        path: path.to_owned(),
+        source,
+    })
 }
 
-fn generated_secret(what: &str) -> Result<Secret, BuildError> {
+fn generated_secret(what: &'static str) -> Result<Secret, BuildError> {
     tracing::warn!(
         "no {what} is configured: a random one is used for this run only (set it for production)"
     );
     random_token(32)
         .map(Secret::new)
-        .map_err(|e| BuildError::Key(e.to_string()))
+        .map_err(|source| BuildError::Generate { what, source })
 }
 
 impl LaunchService {
@@ -146,11 +199,9 @@ impl LaunchService {
         if let Some(dir) = config.database.parent()
             && !dir.as_os_str().is_empty()
         {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                BuildError::Key(format!(
-                    "cannot create the data directory {}: {e}",
-                    dir.display()
-                ))
+            std::fs::create_dir_all(dir).map_err(|source| BuildError::DataDirectory {
+                path: dir.to_owned(),
+                source,
             })?;
         }
         let store = Arc::new(
@@ -170,15 +221,19 @@ impl LaunchService {
                     _ => jsonwebtoken::Algorithm::RS384,
                 };
                 ClientAssertionKey::from_pem(algorithm, k.key_id.clone(), pem.as_bytes())
-                    .map_err(|e| BuildError::Key(format!("backend_key: {e}")))?
+                    .map_err(BuildError::BackendKey)?
             }
             None => {
                 tracing::warn!(
                     "no backend_key is configured: a fresh ES384 key is generated for this run \
                      (EHRs that cached the old JWKS must fetch it again)"
                 );
-                ClientAssertionKey::generate_es384("visitbridge-dev-1")
-                    .map_err(|e| BuildError::Key(e.to_string()))?
+                ClientAssertionKey::generate_es384("visitbridge-dev-1").map_err(|source| {
+                    BuildError::Generate {
+                        what: "backend key",
+                        source,
+                    }
+                })?
             }
         };
         let deployment_secret = if config.deployment_secret.is_empty() {
@@ -198,12 +253,14 @@ impl LaunchService {
                 launch_ttl,
                 store.clone() as Arc<dyn PendingRepo>,
             )
-            .map_err(|e| BuildError::Key(format!("deployment_secret: {e}")))?,
+            .map_err(BuildError::DeploymentSecret)?,
         );
         let base_text = public_base.as_str().trim_end_matches('/').to_owned();
         let at = |path: &str| {
-            Url::parse(&format!("{base_text}{path}"))
-                .map_err(|e| BuildError::Key(format!("public_base_url: {e}")))
+            Url::parse(&format!("{base_text}{path}")).map_err(|source| BuildError::Url {
+                setting: "public_base_url",
+                source,
+            })
         };
         let clients = SmartClients::new(ClientSettings {
             http: http.clone(),
@@ -256,7 +313,10 @@ impl LaunchService {
                             .with_login_base(ms.login_base.clone()),
                         TokenCredential::ClientSecret(ms.client_secret.clone()),
                     )
-                    .map_err(|e| BuildError::Key(format!("microsoft: {e}")))?,
+                    .map_err(|source| BuildError::Microsoft {
+                        setting: "microsoft",
+                        source: Box::new(source),
+                    })?,
                 );
                 let graph = GraphClient::new(
                     http.clone(),
@@ -280,8 +340,12 @@ impl LaunchService {
                     .unwrap_or_else(|| public_base.clone());
                 let notification_base = notification_base.as_str().trim_end_matches('/');
                 let hook = |path: &str| {
-                    Url::parse(&format!("{notification_base}{path}"))
-                        .map_err(|e| BuildError::Key(format!("notification_base_url: {e}")))
+                    Url::parse(&format!("{notification_base}{path}")).map_err(|source| {
+                        BuildError::Url {
+                            setting: "notification_base_url",
+                            source,
+                        }
+                    })
                 };
                 let mut subscription = SubscriptionConfig::new(
                     hook("/graph/notifications")?,
@@ -298,17 +362,27 @@ impl LaunchService {
                 ) {
                     let cert_pem = read_file(cert_file, "encryption certificate")?;
                     let key_pem = read_file(key_file, "encryption key")?;
-                    let cert = EncryptionCertificate::from_pem(id.clone(), &cert_pem)
-                        .map_err(|e| BuildError::Key(e.to_string()))?;
+                    let cert = EncryptionCertificate::from_pem(id.clone(), &cert_pem).map_err(
+                        |source| BuildError::Microsoft {
+                            setting: "microsoft.encryption_certificate_file",
+                            source: Box::new(source),
+                        },
+                    )?;
                     let keys = DecryptionKeys::new()
                         .with_key_pem(id.clone(), &key_pem, Some(&cert))
-                        .map_err(|e| BuildError::Key(e.to_string()))?;
+                        .map_err(|source| BuildError::Microsoft {
+                            setting: "microsoft.encryption_key_file",
+                            source: Box::new(source),
+                        })?;
                     // Encrypted subscriptions make Graph sign each batch: with them, a leaked
                     // clientState alone must not be enough to forge participant events.
                     let mut validation =
                         ValidationTokenConfig::new(ms.tenant_id.clone(), ms.client_id.clone())
                             .with_login_base(&ms.login_base)
-                            .map_err(|e| BuildError::Key(format!("microsoft.login_base: {e}")))?;
+                            .map_err(|source| BuildError::Microsoft {
+                                setting: "microsoft.login_base",
+                                source: Box::new(source),
+                            })?;
                     if let Some(jwks) = &ms.validation_jwks_url {
                         validation = validation.with_jwks_url(jwks.clone());
                     }
@@ -332,8 +406,12 @@ impl LaunchService {
                     ReconcilePolicy::from_config(&config.upkeep),
                 ));
                 let login_base = ms.login_base.as_str().trim_end_matches('/');
-                let issuer = Url::parse(&format!("{login_base}/{}/v2.0", ms.tenant_id))
-                    .map_err(|e| BuildError::Key(format!("microsoft.login_base: {e}")))?;
+                let issuer = Url::parse(&format!("{login_base}/{}/v2.0", ms.tenant_id)).map_err(
+                    |source| BuildError::Url {
+                        setting: "microsoft.login_base",
+                        source,
+                    },
+                )?;
                 let microsoft = Arc::new(Microsoft::new(
                     http.clone(),
                     ms.tenant_id.clone(),

@@ -40,10 +40,6 @@ pub(crate) struct WebhookSink {
     pub(crate) metrics: Arc<Metrics>,
 }
 
-fn sink_error(e: impl std::fmt::Display) -> SinkError {
-    SinkError(e.to_string())
-}
-
 /// The visits found in one batch, so a batch of one meeting's events costs one lookup.
 #[derive(Default)]
 struct Found {
@@ -58,7 +54,7 @@ impl WebhookSink {
             MeetingRef::MeetingId(id) => self.store.visit_by_meeting(id.as_str()).await,
             MeetingRef::Resource(_) => Ok(None),
         }
-        .map_err(sink_error)
+        .map_err(SinkError::new)
     }
 
     async fn by_subscription(&self, id: &SubscriptionId) -> Result<Option<Visit>, SinkError> {
@@ -68,7 +64,7 @@ impl WebhookSink {
         self.store
             .visit_by_subscription(&id)
             .await
-            .map_err(sink_error)
+            .map_err(SinkError::new)
     }
 
     async fn visit_of(
@@ -125,12 +121,12 @@ impl NotificationSink for WebhookSink {
                 self.writeback
                     .ensure(&visit.configuration_id)
                     .await
-                    .map_err(sink_error)?;
+                    .map_err(SinkError::new)?;
                 match self
                     .recorder
                     .record(&visit, event)
                     .await
-                    .map_err(sink_error)?
+                    .map_err(SinkError::new)?
                     .outcome
                 {
                     RecordOutcome::Recorded => recorded += 1,
@@ -153,7 +149,10 @@ impl NotificationSink for WebhookSink {
         }
         // Graph redelivers a call end until it gets its answer: so a crash here schedules later.
         for visit in &ended {
-            self.reconciler.schedule(visit).await.map_err(sink_error)?;
+            self.reconciler
+                .schedule(visit)
+                .await
+                .map_err(SinkError::new)?;
         }
         self.metrics.notifications("recorded", recorded);
         self.metrics.notifications("duplicate", duplicates);
@@ -179,7 +178,7 @@ impl NotificationSink for WebhookSink {
                 self.reconciler
                     .schedule(&visit.id)
                     .await
-                    .map_err(sink_error)?;
+                    .map_err(SinkError::new)?;
             }
             self.subscriptions.lifecycle(subscription_id, event);
         }

@@ -75,8 +75,14 @@ pub(crate) enum WritebackError {
     #[error("cannot read the configuration for its write-back sinks: {0}")]
     Store(#[from] visitbridge_store::StoreError),
     /// The sinks could not be built from the configuration file.
-    #[error("write-back sinks of configuration {0} cannot be built")]
-    Build(String),
+    #[error("write-back sinks of configuration {configuration} cannot be built")]
+    Build {
+        /// The configuration's id.
+        configuration: String,
+        /// Why (a sink's settings, or the audit crate refusing them).
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 /// Sets each approved configuration's sinks once per approved version.
@@ -131,14 +137,11 @@ impl Writeback {
         {
             return Ok(());
         }
-        let built = self
-            .build(configuration)
-            .map_err(|e| e.to_string())
-            .and_then(|sinks| {
-                self.sinks
-                    .set(configuration.id().clone(), sinks)
-                    .map_err(|e| e.to_string())
-            });
+        let built = self.build(configuration).and_then(|sinks| {
+            self.sinks
+                .set(configuration.id().clone(), sinks)
+                .map_err(Into::into)
+        });
         match built {
             Ok(()) => {
                 self.done
@@ -153,9 +156,10 @@ impl Writeback {
                     configuration = configuration.id().as_str(),
                     "write-back sinks cannot be built: this configuration's events cannot be written back"
                 );
-                Err(WritebackError::Build(
-                    configuration.id().as_str().to_owned(),
-                ))
+                Err(WritebackError::Build {
+                    configuration: configuration.id().as_str().to_owned(),
+                    source: e,
+                })
             }
         }
     }

@@ -7,7 +7,7 @@ use axum::{
 };
 use chrono::Utc;
 use serde::Deserialize;
-use visitbridge_approval::{ApprovalState, Configuration, EhrUserId, environment_warning};
+use visitbridge_approval::{ActionKind, ApprovalState, Configuration, environment_warning};
 
 use crate::{
     AppState,
@@ -24,7 +24,7 @@ use crate::{
 
 /// Who may look at a configuration: the organisation's admins and its named approver.
 pub(crate) fn check_visible(user: &User, c: &Configuration) -> Result<(), PortalError> {
-    if user.is_admin || c.settings().approver == user.data.username {
+    if c.visible_to(&user.actor()) {
         Ok(())
     } else {
         // Names nobody: a refused person must not learn who may see it.
@@ -241,8 +241,8 @@ fn notice(code: &str, c: &Configuration) -> Option<&'static str> {
     })
 }
 
-/// The detail page of `c` for `user`. What they may do is asked of the approval state machine,
-/// by trying each transition without keeping it.
+/// The detail page of `c` for `user`. What they may do is asked of the approval state machine
+/// ([`Configuration::allowed_actions`]).
 pub(crate) fn detail_page(
     state: &AppState,
     user: &User,
@@ -252,9 +252,7 @@ pub(crate) fn detail_page(
     reject_error: Option<String>,
 ) -> DetailPage {
     let actor = user.actor();
-    let now = Utc::now();
     let url = &c.settings().fhir_base_url;
-    let probe_user = EhrUserId::new("dry-run");
     let policy = state.config().approval.policy();
     // Only for someone who could otherwise go on to the EHR sign-in.
     let approve_refused = (c.settings().approver == user.data.username)
@@ -267,14 +265,14 @@ pub(crate) fn detail_page(
             )
         })
         .map(|e| e.to_string());
+    let allowed = c.allowed_actions(&actor, &policy);
     let actions = Actions {
-        can_edit: user.is_admin,
-        can_submit: c.submit(&actor, now).is_ok(),
+        can_edit: allowed.contains(&ActionKind::Edit),
+        can_submit: allowed.contains(&ActionKind::Submit),
         is_approver: c.settings().approver == user.data.username,
-        can_ehr_sign_in: probe_user
-            .is_ok_and(|u| c.record_ehr_validation(&actor, url, u, now).is_ok()),
-        can_approve: c.approve_under(&actor, &policy, now).is_ok(),
-        can_reject: c.reject(&actor, "dry run", now).is_ok(),
+        can_ehr_sign_in: allowed.contains(&ActionKind::RecordEhrValidation),
+        can_approve: allowed.contains(&ActionKind::Approve),
+        can_reject: allowed.contains(&ActionKind::Reject),
         approve_refused,
     };
     DetailPage {

@@ -5,10 +5,10 @@
 use std::time::Duration;
 
 use reqwest::header::{ACCEPT, HeaderName, HeaderValue};
-use serde_json::Value;
 use visitbridge_approval::{FhirBaseUrl, MetadataProbe, ProbeOutcome, SmartConfigurationProbe};
 use visitbridge_fhir::{FhirClient, FhirClientConfig, FhirError};
 use visitbridge_http::{RetryPolicy, send_idempotent};
+use visitbridge_smart::SmartConfigurationOffer;
 
 /// A person waits for the answer, so the checks retry once at most and give up within the budget.
 pub(crate) fn probe_retry() -> RetryPolicy {
@@ -68,22 +68,13 @@ async fn smart_configuration(
     let Ok(body) = response.bytes().await else {
         return SmartConfigurationProbe::Unreachable;
     };
-    let Ok(Value::Object(document)) = serde_json::from_slice::<Value>(&body) else {
-        return SmartConfigurationProbe::NotSmartJson;
-    };
-    let has_url = |name: &str| {
-        document
-            .get(name)
-            .and_then(Value::as_str)
-            .is_some_and(|s| !s.is_empty())
-    };
-    SmartConfigurationProbe::Found {
-        authorization_endpoint: has_url("authorization_endpoint"),
-        token_endpoint: has_url("token_endpoint"),
-        pkce_s256: document
-            .get("code_challenge_methods_supported")
-            .and_then(Value::as_array)
-            .is_some_and(|methods| methods.iter().any(|m| m.as_str() == Some("S256"))),
+    match SmartConfigurationOffer::from_json(&body) {
+        Some(offer) => SmartConfigurationProbe::Found {
+            authorization_endpoint: offer.authorization_endpoint,
+            token_endpoint: offer.token_endpoint,
+            pkce_s256: offer.pkce_s256,
+        },
+        None => SmartConfigurationProbe::NotSmartJson,
     }
 }
 

@@ -7,13 +7,12 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use serde::Serialize;
-use visitbridge_approval::{Configuration, TenantId};
+use visitbridge_approval::{Configuration, ConfigurationId, TenantId};
 use visitbridge_audit::{
-    ConnectedInterval, LobbyWait, ParticipantRole, VisitStatus, VisitTimeline,
+    ConnectedInterval, LobbyWait, ParticipantRole, VisitStatus, VisitTimeline, participant_labels,
 };
 use visitbridge_store::{
-    EventOrigin, EventParticipant, OutboxItem, OutboxState, ParticipantClass, StoredEvent, Visit,
-    VisitEventKind, VisitId,
+    EventOrigin, EventParticipant, OutboxItem, OutboxState, Visit, VisitEventKind, VisitId,
 };
 
 use crate::{AppState, error::PortalError};
@@ -144,20 +143,22 @@ pub(crate) async fn recent(
         .into_iter()
         .filter(|c| visible(c))
         .collect();
+    // Two reads whatever the number of configurations and visits: the visits, then their events.
     let limit = u32::try_from(MAX_VISITS + 1).unwrap_or(u32::MAX);
-    let mut visits: Vec<(Visit, &Configuration)> = Vec::new();
-    for c in &configurations {
-        for visit in store.visits_since(c.id(), since, limit).await? {
-            visits.push((visit, c));
-        }
-    }
-    visits.sort_by(|(a, _), (b, _)| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
+    let ids: Vec<ConfigurationId> = configurations.iter().map(|c| c.id().clone()).collect();
+    let mut visits = store.visits_since_in(&ids, since, limit).await?;
     let truncated = visits.len() > MAX_VISITS;
     visits.truncate(MAX_VISITS);
+    let by_id: HashMap<&ConfigurationId, &Configuration> =
+        configurations.iter().map(|c| (c.id(), c)).collect();
+    let visit_ids: Vec<VisitId> = visits.iter().map(|v| v.id.clone()).collect();
+    let mut events = store.events_for_visits(&visit_ids).await?;
     let mut rows = Vec::with_capacity(visits.len());
-    for (visit, c) in &visits {
-        let events = store.events_for_visit(&visit.id).await?;
-        let timeline = VisitTimeline::from_events(&events);
+    for visit in &visits {
+        let Some(c) = by_id.get(&visit.configuration_id) else {
+            continue;
+        };
+        let timeline = VisitTimeline::from_events(&events.remove(&visit.id).unwrap_or_default());
         rows.push(VisitSummary::of(visit, ConfigurationRef::of(c), &timeline));
     }
     Ok(Report {
@@ -257,44 +258,6 @@ pub(crate) struct VisitDetail {
     pub(crate) participants: Vec<ParticipantView>,
     /// In time order.
     pub(crate) events: Vec<EventView>,
-}
-
-/// Names participants by role, in order of their first event: the organiser is "Clinician",
-/// other staff "Staff member N", people without an account "Patient / guest N", bots "App N".
-pub(crate) fn participant_labels<'a>(
-    events: &'a [StoredEvent],
-    organizer: Option<&str>,
-) -> Vec<(&'a EventParticipant, String)> {
-    let mut sorted: Vec<&StoredEvent> = events.iter().collect();
-    sorted.sort_by_key(|e| e.occurred_at);
-    let mut labels: Vec<(&EventParticipant, String)> = Vec::new();
-    let (mut staff, mut guests, mut apps) = (0, 0, 0);
-    for p in sorted.iter().filter_map(|e| e.participant.as_ref()) {
-        if labels.iter().any(|(known, _)| *known == p) {
-            continue;
-        }
-        let label = match p.class {
-            ParticipantClass::OrganizationUser
-                if organizer.is_some_and(|o| o.eq_ignore_ascii_case(&p.id)) =>
-            {
-                "Clinician".to_owned()
-            }
-            ParticipantClass::OrganizationUser => {
-                staff += 1;
-                format!("Staff member {staff}")
-            }
-            ParticipantClass::Anonymous | ParticipantClass::AcsGuest => {
-                guests += 1;
-                format!("Patient / guest {guests}")
-            }
-            ParticipantClass::Application => {
-                apps += 1;
-                format!("App {apps}")
-            }
-        };
-        labels.push((p, label));
-    }
-    labels
 }
 
 /// One visit of `tenant`, if `visible` allows its configuration; another organisation's visit
@@ -409,16 +372,16 @@ pub(crate) const CSV_HEADER: [&str; 10] = [
 
 /// The report as CSV (RFC 4180: CRLF line ends, quoted where needed): times in RFC 3339 UTC,
 /// durations in seconds, empty where unknown.
-pub(crate) fn csv(report: &Report) -> String {
+pub(crate) fn csv(report: &Report) -> Result<String, csv::Error> {
     let time = |t: Option<DateTime<Utc>>| {
         t.map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
             .unwrap_or_default()
     };
     let number = |n: Option<i64>| n.map(|n| n.to_string()).unwrap_or_default();
-    let mut out = String::new();
-    push_record(&mut out, CSV_HEADER.iter().map(|h| (*h).to_owned()));
+    let mut out = csv_writer();
+    write_record(&mut out, CSV_HEADER.iter().map(|h| (*h).to_owned()))?;
     for v in &report.visits {
-        push_record(
+        write_record(
             &mut out,
             [
                 v.id.clone(),
@@ -432,27 +395,40 @@ pub(crate) fn csv(report: &Report) -> String {
                 number(v.lobby_wait_seconds),
                 status_code(v.status).to_owned(),
             ],
-        );
+        )?;
     }
-    out
+    csv_text(out)
 }
 
-fn push_record(out: &mut String, fields: impl IntoIterator<Item = String>) {
-    let fields: Vec<String> = fields.into_iter().map(|f| csv_field(&f)).collect();
-    out.push_str(&fields.join(","));
-    out.push_str("\r\n");
+/// A writer of RFC 4180 records (CRLF, fields quoted only when they need it).
+fn csv_writer() -> csv::Writer<Vec<u8>> {
+    csv::WriterBuilder::new()
+        .terminator(csv::Terminator::CRLF)
+        .quote_style(csv::QuoteStyle::Necessary)
+        .from_writer(Vec::new())
 }
 
-/// One CSV field: quoted when it holds a separator, a quote or a line break; a text that a
-/// spreadsheet would run as a formula (leading `=`, `+`, `-`, `@`) is prefixed with `'`.
-fn csv_field(value: &str) -> String {
-    let value = if value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+/// What `writer` wrote, as text (our fields are all UTF-8).
+fn csv_text(writer: csv::Writer<Vec<u8>>) -> Result<String, csv::Error> {
+    let bytes = writer
+        .into_inner()
+        .map_err(|e| csv::Error::from(e.into_error()))?;
+    String::from_utf8(bytes)
+        .map_err(|e| csv::Error::from(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))
+}
+
+fn write_record(
+    out: &mut csv::Writer<Vec<u8>>,
+    fields: impl IntoIterator<Item = String>,
+) -> Result<(), csv::Error> {
+    out.write_record(fields.into_iter().map(formula_safe))
+}
+
+/// A text that a spreadsheet would run as a formula (leading `=`, `+`, `-`, `@`, tab or carriage
+/// return) prefixed with `'`, so that it is shown as text.
+fn formula_safe(value: String) -> String {
+    if value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
         format!("'{value}")
-    } else {
-        value.to_owned()
-    };
-    if value.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", value.replace('"', "\"\""))
     } else {
         value
     }
@@ -496,6 +472,15 @@ mod tests {
         assert_eq!(duration_text(245), "4m 05s");
         assert_eq!(duration_text(3720), "1h 02m");
         assert_eq!(duration_text(-3), "0s");
+    }
+
+    /// One field as the report writes it (in a record of two, so that an empty field is not
+    /// quoted as a record of its own).
+    fn csv_field(value: &str) -> String {
+        let mut out = csv_writer();
+        write_record(&mut out, [value.to_owned(), String::new()]).unwrap();
+        let line = csv_text(out).unwrap();
+        line.strip_suffix(",\r\n").unwrap().to_owned()
     }
 
     #[test]

@@ -242,7 +242,7 @@ pub(crate) async fn csv(
             (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
             (header::CONTENT_DISPOSITION, disposition),
         ],
-        report::csv(&report),
+        report::csv(&report).map_err(PortalError::internal)?,
     )
         .into_response())
 }

@@ -1,6 +1,6 @@
 //! The approval state machine: configurations, actors, typed transitions and their history.
 
-use std::fmt;
+use std::{collections::BTreeSet, fmt};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -258,7 +258,7 @@ impl HistoryAction {
 }
 
 /// The kinds of transitions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ActionKind {
     /// [`Configuration::create`].
@@ -568,7 +568,7 @@ impl Configuration {
         settings: ConfigurationSettings,
         at: DateTime<Utc>,
     ) -> Result<Transitioned, TransitionError> {
-        self.admin_check(actor, ActionKind::Edit)?;
+        self.edit_guard(actor)?;
         if settings == self.settings {
             return Err(TransitionError::NothingChanged);
         }
@@ -600,10 +600,7 @@ impl Configuration {
         actor: &Actor,
         at: DateTime<Utc>,
     ) -> Result<Transitioned, TransitionError> {
-        self.admin_check(actor, ActionKind::Submit)?;
-        if !matches!(self.state, ApprovalState::Draft | ApprovalState::Rejected) {
-            return Err(self.illegal(ActionKind::Submit));
-        }
+        self.submit_guard(actor)?;
         Ok(self.commit(
             actor,
             Role::Admin,
@@ -627,14 +624,7 @@ impl Configuration {
         ehr_user_id: EhrUserId,
         at: DateTime<Utc>,
     ) -> Result<Transitioned, TransitionError> {
-        let action = ActionKind::RecordEhrValidation;
-        self.approver_check(actor, action)?;
-        if !matches!(
-            self.state,
-            ApprovalState::AwaitingApproval | ApprovalState::EhrValidated
-        ) {
-            return Err(self.illegal(action));
-        }
+        self.ehr_validation_guard(actor)?;
         if *validated_url != self.settings.fhir_base_url {
             return Err(TransitionError::ValidationUrlMismatch {
                 validated: validated_url.clone(),
@@ -700,33 +690,7 @@ impl Configuration {
         policy: &ApprovalPolicy,
         at: DateTime<Utc>,
     ) -> Result<Transitioned, TransitionError> {
-        let action = ActionKind::Approve;
-        self.approver_check(actor, action)?;
-        match self.state {
-            ApprovalState::EhrValidated => {}
-            ApprovalState::AwaitingApproval => {
-                return Err(TransitionError::EhrValidationMissing {
-                    url: self.settings.fhir_base_url.clone(),
-                });
-            }
-            _ => return Err(self.illegal(action)),
-        }
-        self.check_distinct_approver(actor, policy)?;
-        // The state implies a matching validation; checked again because approval is the one
-        // transition that must never happen without it.
-        let validation = match &self.ehr_validation {
-            Some(v)
-                if v.fhir_base_url == self.settings.fhir_base_url
-                    && v.validated_by == self.settings.approver =>
-            {
-                v.clone()
-            }
-            _ => {
-                return Err(TransitionError::EhrValidationMissing {
-                    url: self.settings.fhir_base_url.clone(),
-                });
-            }
-        };
+        let validation = self.approve_guard(actor, policy)?.clone();
         let snapshot = ApprovedSnapshot {
             version: self.version,
             settings: self.settings.clone(),
@@ -755,14 +719,7 @@ impl Configuration {
         reason: &str,
         at: DateTime<Utc>,
     ) -> Result<Transitioned, TransitionError> {
-        let action = ActionKind::Reject;
-        self.approver_check(actor, action)?;
-        if !matches!(
-            self.state,
-            ApprovalState::AwaitingApproval | ApprovalState::EhrValidated
-        ) {
-            return Err(self.illegal(action));
-        }
+        self.reject_guard(actor)?;
         let reason = reason.trim();
         if reason.is_empty() || reason.chars().count() > MAX_REASON_CHARS {
             return Err(TransitionError::InvalidReason);
@@ -834,6 +791,110 @@ impl Configuration {
             current = Some(transitioned.configuration);
         }
         current.ok_or(ReplayError::Empty)
+    }
+
+    /// Whether `actor` may see this configuration: its organisation's admins and its named
+    /// approver.
+    pub fn visible_to(&self, actor: &Actor) -> bool {
+        actor.tenant == self.tenant
+            && (actor.has_role(Role::Admin) || actor.username == self.settings.approver)
+    }
+
+    /// The transitions `actor` may take now under `policy`, as far as who they are and the
+    /// configuration's state go (what they then submit, such as new settings or a reason, is
+    /// checked by the transition itself). The same checks as the transitions', so a listed action
+    /// is refused only for its input.
+    pub fn allowed_actions(&self, actor: &Actor, policy: &ApprovalPolicy) -> BTreeSet<ActionKind> {
+        [
+            (ActionKind::Edit, self.edit_guard(actor).is_ok()),
+            (ActionKind::Submit, self.submit_guard(actor).is_ok()),
+            (
+                ActionKind::RecordEhrValidation,
+                self.ehr_validation_guard(actor).is_ok(),
+            ),
+            (
+                ActionKind::Approve,
+                self.approve_guard(actor, policy).is_ok(),
+            ),
+            (ActionKind::Reject, self.reject_guard(actor).is_ok()),
+        ]
+        .into_iter()
+        .filter_map(|(action, allowed)| allowed.then_some(action))
+        .collect()
+    }
+
+    /// [`Configuration::edit`]'s checks before its input.
+    fn edit_guard(&self, actor: &Actor) -> Result<(), TransitionError> {
+        self.admin_check(actor, ActionKind::Edit)
+    }
+
+    /// [`Configuration::submit`]'s checks.
+    fn submit_guard(&self, actor: &Actor) -> Result<(), TransitionError> {
+        self.admin_check(actor, ActionKind::Submit)?;
+        if !matches!(self.state, ApprovalState::Draft | ApprovalState::Rejected) {
+            return Err(self.illegal(ActionKind::Submit));
+        }
+        Ok(())
+    }
+
+    /// [`Configuration::record_ehr_validation`]'s checks before its input.
+    fn ehr_validation_guard(&self, actor: &Actor) -> Result<(), TransitionError> {
+        self.under_review_by_approver(actor, ActionKind::RecordEhrValidation)
+    }
+
+    /// The named approver's `action` on a configuration awaiting their decision (signed in to
+    /// the EHR or not).
+    fn under_review_by_approver(
+        &self,
+        actor: &Actor,
+        action: ActionKind,
+    ) -> Result<(), TransitionError> {
+        self.approver_check(actor, action)?;
+        if !matches!(
+            self.state,
+            ApprovalState::AwaitingApproval | ApprovalState::EhrValidated
+        ) {
+            return Err(self.illegal(action));
+        }
+        Ok(())
+    }
+
+    /// [`Configuration::approve_under`]'s checks; the EHR sign-in the approval rests on.
+    fn approve_guard(
+        &self,
+        actor: &Actor,
+        policy: &ApprovalPolicy,
+    ) -> Result<&EhrValidation, TransitionError> {
+        let action = ActionKind::Approve;
+        self.approver_check(actor, action)?;
+        match self.state {
+            ApprovalState::EhrValidated => {}
+            ApprovalState::AwaitingApproval => {
+                return Err(TransitionError::EhrValidationMissing {
+                    url: self.settings.fhir_base_url.clone(),
+                });
+            }
+            _ => return Err(self.illegal(action)),
+        }
+        self.check_distinct_approver(actor, policy)?;
+        // The state implies a matching validation; checked again because approval is the one
+        // transition that must never happen without it.
+        match &self.ehr_validation {
+            Some(v)
+                if v.fhir_base_url == self.settings.fhir_base_url
+                    && v.validated_by == self.settings.approver =>
+            {
+                Ok(v)
+            }
+            _ => Err(TransitionError::EhrValidationMissing {
+                url: self.settings.fhir_base_url.clone(),
+            }),
+        }
+    }
+
+    /// [`Configuration::reject`]'s checks before its input.
+    fn reject_guard(&self, actor: &Actor) -> Result<(), TransitionError> {
+        self.under_review_by_approver(actor, ActionKind::Reject)
     }
 
     fn admin_check(&self, actor: &Actor, action: ActionKind) -> Result<(), TransitionError> {

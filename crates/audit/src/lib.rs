@@ -102,5 +102,6 @@ pub use sinks::{
 };
 pub use timeline::{
     ConnectedInterval, LobbyWait, ParticipantRole, ParticipantTimeline, VisitStatus, VisitTimeline,
+    participant_labels,
 };
 pub use worker::{DeliveryPolicy, DeliveryReport, DeliveryWorker};

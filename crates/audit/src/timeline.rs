@@ -330,6 +330,45 @@ impl VisitTimeline {
     }
 }
 
+/// Names a visit's participants by role, never by who they are, in order of their first event:
+/// the organiser (`organizer`, an Entra object id) is "Clinician", other staff "Staff member N",
+/// people without an account "Patient / guest N", bots "App N".
+pub fn participant_labels<'a>(
+    events: &'a [StoredEvent],
+    organizer: Option<&str>,
+) -> Vec<(&'a EventParticipant, String)> {
+    let mut sorted: Vec<&StoredEvent> = events.iter().collect();
+    sorted.sort_by_key(|e| e.occurred_at);
+    let mut labels: Vec<(&EventParticipant, String)> = Vec::new();
+    let (mut staff, mut guests, mut apps) = (0, 0, 0);
+    for p in sorted.iter().filter_map(|e| e.participant.as_ref()) {
+        if labels.iter().any(|(known, _)| *known == p) {
+            continue;
+        }
+        let label = match p.class {
+            ParticipantClass::OrganizationUser
+                if organizer.is_some_and(|o| o.eq_ignore_ascii_case(&p.id)) =>
+            {
+                "Clinician".to_owned()
+            }
+            ParticipantClass::OrganizationUser => {
+                staff += 1;
+                format!("Staff member {staff}")
+            }
+            ParticipantClass::Anonymous | ParticipantClass::AcsGuest => {
+                guests += 1;
+                format!("Patient / guest {guests}")
+            }
+            ParticipantClass::Application => {
+                apps += 1;
+                format!("App {apps}")
+            }
+        };
+        labels.push((p, label));
+    }
+    labels
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -515,5 +554,28 @@ mod tests {
                 admitted: true
             }]
         );
+    }
+
+    #[test]
+    fn participants_are_labelled_by_role_in_order_of_arrival() {
+        let events = events("+pt@3 +dr2@2 +dr1@1 +bot@4 +pt2@5 -pt@6 +dr3@7");
+        let labels: Vec<(String, String)> = participant_labels(&events, Some("DR1"))
+            .into_iter()
+            .map(|(p, label)| (p.id.clone(), label))
+            .collect();
+        let expected = [
+            ("dr1", "Clinician"),
+            ("dr2", "Staff member 1"),
+            ("pt", "Patient / guest 1"),
+            ("bot", "App 1"),
+            ("pt2", "Patient / guest 2"),
+            ("dr3", "Staff member 2"),
+        ];
+        assert_eq!(
+            labels,
+            expected.map(|(id, label)| (id.to_owned(), label.to_owned()))
+        );
+        // The organiser is matched without regard to case; without one, all staff are numbered.
+        assert_eq!(participant_labels(&events, None)[0].1, "Staff member 1");
     }
 }

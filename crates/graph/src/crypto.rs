@@ -44,7 +44,7 @@ impl EncryptionCertificate {
     /// Reads a PEM certificate; `id` is our name for it, echoed back by Graph in each notification
     /// so we know which key to use while certificates rotate.
     pub fn from_pem(id: impl Into<String>, certificate_pem: &str) -> Result<Self, GraphError> {
-        let der = pem::decode(certificate_pem, "CERTIFICATE").ok_or_else(|| {
+        let der = pem::certificate_der(certificate_pem).ok_or_else(|| {
             GraphError::Invalid("encryption certificate is not a PEM certificate".into())
         })?;
         Ok(Self { id: id.into(), der })
@@ -107,10 +107,10 @@ impl DecryptionKeys {
         private_key_pem: &str,
         certificate: Option<&EncryptionCertificate>,
     ) -> Result<Self, GraphError> {
-        let der = pem::decode(private_key_pem, "PRIVATE KEY").ok_or_else(|| {
+        let der = pem::pkcs8_private_key_der(private_key_pem).ok_or_else(|| {
             GraphError::Invalid("decryption key is not a PKCS#8 PEM private key".into())
         })?;
-        let key = PrivateDecryptingKey::from_pkcs8(&der)
+        let key = PrivateDecryptingKey::from_pkcs8(der.secret_pkcs8_der())
             .map_err(|_| GraphError::Invalid("decryption key is not an RSA key".into()))?;
         let key = OaepPrivateDecryptingKey::new(key)
             .map_err(|_| GraphError::Invalid("decryption key is not usable for RSA-OAEP".into()))?;

@@ -86,7 +86,7 @@ impl TokenCredential {
         private_key_pem: &str,
         certificate_pem: &str,
     ) -> Result<Self, GraphError> {
-        let der = pem::decode(certificate_pem, "CERTIFICATE")
+        let der = pem::certificate_der(certificate_pem)
             .ok_or_else(|| GraphError::Invalid("certificate is not a PEM certificate".into()))?;
         let thumbprint = pem::sha1_hex(&der);
         let key = ClientAssertionKey::from_pem(

@@ -21,8 +21,21 @@ use crate::{
 
 /// Why a sink could not keep a batch (Graph will deliver it again).
 #[derive(Debug, thiserror::Error)]
-#[error("could not persist notifications: {0}")]
-pub struct SinkError(pub String);
+#[error("could not persist notifications: {source}")]
+pub struct SinkError {
+    /// What failed (the store, the audit recorder).
+    #[source]
+    source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl SinkError {
+    /// The batch could not be kept because of `source`.
+    pub fn new(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self {
+            source: source.into(),
+        }
+    }
+}
 
 /// Where accepted notifications go. The webhook answers `202` only after `accept` returned `Ok`,
 /// so the sink must persist durably (an outbox row) and quickly: Graph wants an answer within 3

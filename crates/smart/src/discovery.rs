@@ -81,6 +81,42 @@ impl SmartConfiguration {
     }
 }
 
+/// What a `.well-known/smart-configuration` answer offers, read leniently: unlike
+/// [`SmartConfiguration`], a document with missing or mistyped fields is still read, so that a
+/// check of a FHIR base URL can name the gap rather than only refuse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SmartConfigurationOffer {
+    /// It has a non-empty `authorization_endpoint`.
+    pub authorization_endpoint: bool,
+    /// It has a non-empty `token_endpoint`.
+    pub token_endpoint: bool,
+    /// Its `code_challenge_methods_supported` includes `S256`.
+    pub pkce_s256: bool,
+}
+
+impl SmartConfigurationOffer {
+    /// The offer of the document `body`; `None` when it is not a JSON object.
+    pub fn from_json(body: &[u8]) -> Option<Self> {
+        let Ok(Value::Object(document)) = serde_json::from_slice::<Value>(body) else {
+            return None;
+        };
+        let has_url = |name: &str| {
+            document
+                .get(name)
+                .and_then(Value::as_str)
+                .is_some_and(|s| !s.is_empty())
+        };
+        Some(Self {
+            authorization_endpoint: has_url("authorization_endpoint"),
+            token_endpoint: has_url("token_endpoint"),
+            pkce_s256: document
+                .get("code_challenge_methods_supported")
+                .and_then(Value::as_array)
+                .is_some_and(|methods| methods.iter().any(|m| m.as_str() == Some("S256"))),
+        })
+    }
+}
+
 /// `https://` is required of every endpoint, except on loopback hosts (local fakes and tests).
 fn check_endpoint(name: &str, url: &Url) -> Result<(), String> {
     let loopback = visitbridge_http::is_loopback_url(url);

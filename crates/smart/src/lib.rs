@@ -105,7 +105,7 @@ mod token;
 pub use authorize::{AuthorizationRequest, Callback};
 pub use backend::{BackendServicesClient, UserAccessToken};
 pub use context::{EhrUser, FhirContextItem, LaunchContext};
-pub use discovery::{DiscoverySource, SmartConfiguration, SmartDiscovery};
+pub use discovery::{DiscoverySource, SmartConfiguration, SmartConfigurationOffer, SmartDiscovery};
 pub use error::SmartError;
 pub use idtoken::IdTokenClaims;
 pub use issuer::{ApprovedIssuer, IssuerPolicy, NormalizedIssuer, StaticIssuers};

@@ -6,7 +6,7 @@
 //! without being stored. None of these records has a field for a person's name: participants are
 //! kept by object id or an opaque meeting id only.
 
-use std::fmt;
+use std::{collections::HashMap, fmt};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -415,6 +415,14 @@ pub trait VisitRepo: Send + Sync {
         since: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<Visit>, StoreError>;
+    /// The visits of any of `configurations` created at or after `since`, newest first (then by
+    /// id), at most `limit`, in one read.
+    async fn visits_since_in(
+        &self,
+        configurations: &[ConfigurationId],
+        since: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Visit>, StoreError>;
 
     /// Stores `subscription` (expiring at `expires_at`) as the visit's subscription if the
     /// visit's current one is `replacing` (`None`: it has none) — a compare-and-set, so that of
@@ -515,6 +523,12 @@ pub trait AuditRepo: Send + Sync {
     ) -> Result<RecordOutcome, StoreError>;
     /// A visit's events, by time.
     async fn events_for_visit(&self, visit: &VisitId) -> Result<Vec<StoredEvent>, StoreError>;
+    /// The events of each of `visits`, by time, in one read (a visit without events has none in
+    /// the map; an unknown id is ignored).
+    async fn events_for_visits(
+        &self,
+        visits: &[VisitId],
+    ) -> Result<HashMap<VisitId, Vec<StoredEvent>>, StoreError>;
     /// One event.
     async fn get_event(&self, id: &EventId) -> Result<Option<StoredEvent>, StoreError>;
 }

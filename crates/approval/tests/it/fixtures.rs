@@ -61,6 +61,16 @@ pub(crate) enum Who {
 }
 
 impl Who {
+    /// Every kind of actor.
+    pub(crate) const EVERYONE: [Who; 6] = [
+        Who::Admin,
+        Who::Approver,
+        Who::ApproverUpper,
+        Who::Other,
+        Who::AdminApprover,
+        Who::Foreign,
+    ];
+
     pub(crate) fn actor(self) -> Actor {
         let foreign = TenantId::new("fabrikam").unwrap();
         match self {

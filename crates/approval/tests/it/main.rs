@@ -1,5 +1,6 @@
 //! Integration tests of visitbridge-approval, through its public API only.
 
+mod allowed;
 mod fixtures;
 mod invariants;
 mod machine;

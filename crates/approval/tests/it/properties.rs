@@ -9,14 +9,7 @@ const URLS: [&str; 3] = [URL, OTHER_URL, "https://ehr3.contoso.org/api/FHIR/R4"]
 const APPROVERS: [&str; 3] = [APPROVER, ADMIN, "someone@contoso.org"];
 
 fn who() -> impl Strategy<Value = Who> {
-    prop::sample::select(vec![
-        Who::Admin,
-        Who::Approver,
-        Who::ApproverUpper,
-        Who::Other,
-        Who::AdminApprover,
-        Who::Foreign,
-    ])
+    prop::sample::select(Who::EVERYONE.to_vec())
 }
 
 fn act() -> impl Strategy<Value = Act> {

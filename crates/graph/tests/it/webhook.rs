@@ -32,7 +32,7 @@ pub(crate) struct Recorder {
 impl NotificationSink for Recorder {
     async fn accept(&self, notifications: Vec<Notification>) -> Result<(), SinkError> {
         if self.fail {
-            return Err(SinkError("database is read-only".into()));
+            return Err(SinkError::new("database is read-only"));
         }
         self.batches.lock().unwrap().push(notifications);
         Ok(())

@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use url::Url;
-use visitbridge_smart::{ApprovedIssuer, DiscoverySource, SmartDiscovery, SmartError};
+use visitbridge_smart::{
+    ApprovedIssuer, DiscoverySource, SmartConfigurationOffer, SmartDiscovery, SmartError,
+};
 use wiremock::{
     Mock, MockServer, ResponseTemplate,
     matchers::{method, path},
@@ -203,4 +205,34 @@ async fn malformed_or_unsafe_configurations_are_refused() {
         3,
         "5xx is retried"
     );
+}
+
+#[test]
+fn a_configuration_offer_is_read_leniently() {
+    let offer = |body: &str| SmartConfigurationOffer::from_json(body.as_bytes());
+    assert_eq!(
+        offer(
+            r#"{"authorization_endpoint":"https://ehr.example/authorize",
+                "token_endpoint":"https://ehr.example/token",
+                "code_challenge_methods_supported":["plain","S256"]}"#
+        ),
+        Some(SmartConfigurationOffer {
+            authorization_endpoint: true,
+            token_endpoint: true,
+            pkce_s256: true,
+        })
+    );
+    // Missing, empty or mistyped fields are gaps, not a refusal of the whole document.
+    assert_eq!(
+        offer(
+            r#"{"authorization_endpoint":"","token_endpoint":7,"code_challenge_methods_supported":"S256"}"#
+        ),
+        Some(SmartConfigurationOffer {
+            authorization_endpoint: false,
+            token_endpoint: false,
+            pkce_s256: false,
+        })
+    );
+    assert_eq!(offer("[]"), None);
+    assert_eq!(offer("<html>"), None);
 }

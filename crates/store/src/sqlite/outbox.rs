@@ -1,5 +1,7 @@
 //! Participant events and the write-back outbox on SQLite.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, Row, params};
@@ -262,6 +264,39 @@ impl AuditRepo for SqliteStore {
             let mut stmt = conn.prepare_cached(&sql)?;
             let rows = stmt.query_map(params![visit], |row| RawEvent::from_row(row, 0))?;
             rows.map(|raw| raw?.into_event()).collect()
+        })
+        .await
+    }
+
+    async fn events_for_visits(
+        &self,
+        visits: &[VisitId],
+    ) -> Result<HashMap<VisitId, Vec<StoredEvent>>, StoreError> {
+        if visits.is_empty() {
+            return Ok(HashMap::new());
+        }
+        // One bound JSON array rather than one placeholder per visit: no limit on how many.
+        let ids = to_json(
+            "visit ids",
+            &visits.iter().map(VisitId::as_str).collect::<Vec<_>>(),
+        )?;
+        self.read(move |conn| {
+            let sql = format!(
+                "SELECT {EVENT_COLUMNS} FROM visit_events e
+                 WHERE e.visit_id IN (SELECT value FROM json_each(?1))
+                 ORDER BY e.visit_id, e.occurred_at, e.recorded_at, e.event_id"
+            );
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let rows = stmt.query_map(params![ids], |row| RawEvent::from_row(row, 0))?;
+            let mut by_visit: HashMap<VisitId, Vec<StoredEvent>> = HashMap::new();
+            for raw in rows {
+                let event = raw?.into_event()?;
+                by_visit
+                    .entry(event.visit_id.clone())
+                    .or_default()
+                    .push(event);
+            }
+            Ok(by_visit)
         })
         .await
     }

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, Row, params};
 use visitbridge_approval::ConfigurationId;
 
-use super::{SqliteStore, Violation, from_millis, to_millis, violation};
+use super::{SqliteStore, Violation, from_millis, to_json, to_millis, violation};
 use crate::{
     MicrosoftObjectId, StoreError,
     visits::{
@@ -302,6 +302,38 @@ impl VisitRepo for SqliteStore {
                 params![configuration, to_millis(since), i64::from(limit)],
                 |row| RawVisit::from_row(row, 0),
             )?;
+            rows.map(|raw| raw?.into_visit()).collect()
+        })
+        .await
+    }
+
+    async fn visits_since_in(
+        &self,
+        configurations: &[ConfigurationId],
+        since: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Visit>, StoreError> {
+        if configurations.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids = to_json(
+            "configuration ids",
+            &configurations
+                .iter()
+                .map(ConfigurationId::as_str)
+                .collect::<Vec<_>>(),
+        )?;
+        self.read(move |conn| {
+            let sql = format!(
+                "SELECT {VISIT_COLUMNS} FROM visits v
+                 WHERE v.configuration_id IN (SELECT value FROM json_each(?1))
+                   AND v.created_at >= ?2
+                 ORDER BY v.created_at DESC, v.id LIMIT ?3"
+            );
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let rows = stmt.query_map(params![ids, to_millis(since), i64::from(limit)], |row| {
+                RawVisit::from_row(row, 0)
+            })?;
             rows.map(|raw| raw?.into_visit()).collect()
         })
         .await

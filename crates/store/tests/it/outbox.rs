@@ -470,3 +470,33 @@ async fn events_and_outbox_survive_reopening_and_events_are_immutable() {
         .unwrap_err();
     assert!(err.to_string().contains("immutable"), "{err}");
 }
+
+#[tokio::test]
+async fn the_events_of_many_visits_are_read_at_once() {
+    let (store, _dir) = with_visit().await;
+    let first = event("e-1", "v-1", VisitEventKind::ParticipantJoined, 2);
+    let earlier = event("e-2", "v-1", VisitEventKind::CallStarted, 1);
+    let other = event("e-3", "v-2", VisitEventKind::ParticipantJoined, 3);
+    for e in [&first, &earlier, &other] {
+        record(&store, e, &[]).await;
+    }
+    let v1 = VisitId::new("v-1").unwrap();
+    let v2 = VisitId::new("v-2").unwrap();
+    let unknown = VisitId::new("v-unknown").unwrap();
+    let by_visit = store
+        .events_for_visits(&[v1.clone(), v2.clone(), unknown.clone()])
+        .await
+        .unwrap();
+    assert_eq!(by_visit.len(), 2);
+    // Each visit's events as `events_for_visit` reads them: by time.
+    assert_eq!(by_visit[&v1], vec![earlier, first]);
+    assert_eq!(by_visit[&v1], store.events_for_visit(&v1).await.unwrap());
+    assert_eq!(by_visit[&v2], vec![other]);
+    assert!(!by_visit.contains_key(&unknown));
+    let only_v2 = store
+        .events_for_visits(std::slice::from_ref(&v2))
+        .await
+        .unwrap();
+    assert_eq!(only_v2.keys().collect::<Vec<_>>(), vec![&v2]);
+    assert!(store.events_for_visits(&[]).await.unwrap().is_empty());
+}

@@ -180,3 +180,51 @@ async fn visits_since_lists_a_configurations_recent_visits_newest_first() {
     assert_eq!(recent, ["v-3", "v-2"]);
     assert_eq!(store.visits_since(&cfg, at(0), 1).await.unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn visits_since_in_lists_the_recent_visits_of_several_configurations_in_one_read() {
+    let (store, _dir, cfg) = store_with_configuration().await;
+    let t = tenant_id("contoso");
+    let other = create(&store, &t, "cfg-2", TEST_URL, Environment::Test)
+        .await
+        .id()
+        .clone();
+    for (n, minutes, c) in [
+        (1, 0, &cfg),
+        (2, 10, &other),
+        (3, 20, &cfg),
+        (4, 20, &other),
+    ] {
+        let v = Visit {
+            created_at: at(minutes),
+            ..visit(&format!("v-{n}"), c, &format!("vb-{n}"))
+        };
+        store.upsert_visit(&v).await.unwrap();
+    }
+    let ids = |visits: Vec<Visit>| -> Vec<String> {
+        visits.into_iter().map(|v| v.id.to_string()).collect()
+    };
+    let both = [cfg.clone(), other.clone()];
+    assert_eq!(
+        ids(store.visits_since_in(&both, at(5), 10).await.unwrap()),
+        ["v-3", "v-4", "v-2"]
+    );
+    assert_eq!(
+        ids(store.visits_since_in(&both, at(0), 2).await.unwrap()),
+        ["v-3", "v-4"]
+    );
+    assert_eq!(
+        ids(store
+            .visits_since_in(std::slice::from_ref(&cfg), at(0), 10)
+            .await
+            .unwrap()),
+        ids(store.visits_since(&cfg, at(0), 10).await.unwrap())
+    );
+    assert!(
+        store
+            .visits_since_in(&[], at(0), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
