@@ -64,7 +64,7 @@ impl Drop for Entry {
 
 /// What every client shares.
 pub(crate) struct ClientSettings {
-    pub(crate) http: reqwest::Client,
+    pub(crate) http: visitbridge_http::HttpClient,
     pub(crate) store: Arc<dyn ConfigurationRepo>,
     /// Never used: launches are sealed in cookies (see `pending::LaunchCookies`).
     pub(crate) pending: Arc<dyn PendingLaunchStore>,

@@ -209,12 +209,8 @@ pub struct BackendKeyConfig {
     /// The key id published in the JWKS.
     pub key_id: String,
     /// `RS384` (default) or `ES384`.
-    #[serde(default = "default_algorithm")]
-    pub algorithm: String,
-}
-
-fn default_algorithm() -> String {
-    "RS384".to_owned()
+    #[serde(default)]
+    pub algorithm: visitbridge_http::KeyAlgorithm,
 }
 
 /// Entra ID and Graph.
@@ -548,13 +544,6 @@ impl LaunchConfig {
                      encryption_certificate_id go together",
                 ));
             }
-        }
-        if let Some(key) = &self.backend_key
-            && !matches!(key.algorithm.as_str(), "RS384" | "ES384")
-        {
-            return Err(ConfigError::invalid(
-                "backend_key.algorithm must be RS384 or ES384",
-            ));
         }
         if !self.metrics_bearer_token.is_empty() && self.metrics_bearer_token.expose().len() < 32 {
             return Err(ConfigError::invalid(

@@ -631,7 +631,7 @@ mod tests {
         }))
         .unwrap();
         let e = LaunchError::from(VisitError::Fhir(FhirError::Status {
-            status: reqwest::StatusCode::FORBIDDEN,
+            status: axum::http::StatusCode::FORBIDDEN,
             outcome: Some(outcome),
         }));
         assert_eq!(

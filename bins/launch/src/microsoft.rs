@@ -25,7 +25,7 @@ pub(crate) struct Microsoft {
     /// Where Graph's own URLs may point besides https (a loopback sandbox).
     pub(crate) graph_base: Url,
     pub(crate) subscriptions: Arc<Subscriptions>,
-    http: reqwest::Client,
+    http: visitbridge_http::HttpClient,
     issuer: Url,
     oidc_config: OidcClientConfig,
     oidc: tokio::sync::OnceCell<Arc<OidcProvider>>,
@@ -34,7 +34,7 @@ pub(crate) struct Microsoft {
 impl Microsoft {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
-        http: reqwest::Client,
+        http: visitbridge_http::HttpClient,
         tenant_id: String,
         graph: GraphClient,
         graph_base: Url,

@@ -68,24 +68,13 @@ pub(crate) fn read_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
 /// What a launch stores to recognise the browser that started it: a hash of the browser cookie
 /// (the cookie itself stays in the browser).
 pub(crate) fn binding_of(browser_id: &str) -> String {
-    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
-    ctx.update(b"visitbridge/browser-binding/v1\0");
-    ctx.update(browser_id.as_bytes());
-    ctx.finish()
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    visitbridge_http::domain_digest(b"visitbridge/browser-binding/v1\0", browser_id)
 }
 
 /// Whether `browser_id` is the browser whose binding is `binding` (constant time).
 pub(crate) fn same_browser(browser_id: Option<&str>, binding: Option<&str>) -> bool {
     match (browser_id, binding) {
-        (Some(id), Some(binding)) => aws_lc_rs::constant_time::verify_slices_are_equal(
-            binding_of(id).as_bytes(),
-            binding.as_bytes(),
-        )
-        .is_ok(),
+        (Some(id), Some(binding)) => visitbridge_http::constant_time_eq(&binding_of(id), binding),
         _ => false,
     }
 }

@@ -132,7 +132,7 @@ pub(crate) struct Inner {
     /// The bearer token of `/metrics` on the main listener (`None`: not served there).
     pub(crate) metrics_token: Option<Secret>,
     pub(crate) webhook: Option<Router>,
-    pub(crate) http: reqwest::Client,
+    pub(crate) http: visitbridge_http::HttpClient,
 }
 
 impl AppState {
@@ -216,11 +216,7 @@ impl LaunchService {
         let key = match &config.backend_key {
             Some(k) => {
                 let pem = read_file(&k.private_key_file, "backend private key")?;
-                let algorithm = match k.algorithm.as_str() {
-                    "ES384" => jsonwebtoken::Algorithm::ES384,
-                    _ => jsonwebtoken::Algorithm::RS384,
-                };
-                ClientAssertionKey::from_pem(algorithm, k.key_id.clone(), pem.as_bytes())
+                ClientAssertionKey::from_pem_with(k.algorithm, k.key_id.clone(), pem.as_bytes())
                     .map_err(BuildError::BackendKey)?
             }
             None => {

@@ -12,7 +12,7 @@ use std::{
     sync::{Arc, Mutex, PoisonError},
 };
 
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use axum::http::header::{HeaderMap, HeaderName, HeaderValue};
 use url::Url;
 use visitbridge_approval::ConfigurationId;
 use visitbridge_audit::{ConfiguredSinks, SinkConfig, SinkContext};
@@ -28,7 +28,7 @@ use crate::config::WritebackConfig;
 /// A backend-services token for one configuration, whose token endpoint is discovered on first
 /// use (so that building a sink never waits for, or fails on, an EHR that is down).
 struct LazyBackendToken {
-    http: reqwest::Client,
+    http: visitbridge_http::HttpClient,
     discovery: SmartDiscovery,
     issuer: ApprovedIssuer,
     client_id: String,
@@ -90,7 +90,7 @@ pub(crate) struct Writeback {
     pub(crate) sinks: Arc<ConfiguredSinks>,
     store: Arc<SqliteStore>,
     config: WritebackConfig,
-    http: reqwest::Client,
+    http: visitbridge_http::HttpClient,
     key: ClientAssertionKey,
     done: Mutex<HashSet<(String, u32)>>,
 }
@@ -99,7 +99,7 @@ impl Writeback {
     pub(crate) fn new(
         store: Arc<SqliteStore>,
         config: WritebackConfig,
-        http: reqwest::Client,
+        http: visitbridge_http::HttpClient,
         key: ClientAssertionKey,
     ) -> Self {
         Self {

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use reqwest::header::{ACCEPT, HeaderName, HeaderValue};
+use axum::http::header::{ACCEPT, HeaderName, HeaderValue};
 use visitbridge_approval::{FhirBaseUrl, MetadataProbe, ProbeOutcome, SmartConfigurationProbe};
 use visitbridge_fhir::{FhirClient, FhirClientConfig, FhirError};
 use visitbridge_http::{RetryPolicy, send_idempotent};
@@ -22,7 +22,7 @@ pub(crate) fn probe_retry() -> RetryPolicy {
 /// Probes `url`, sending `Epic-Client-ID: {client_id}` when given. Both requests run at once;
 /// neither carries a token.
 pub(crate) async fn probe(
-    http: &reqwest::Client,
+    http: &visitbridge_http::HttpClient,
     url: &FhirBaseUrl,
     epic_client_id: Option<&str>,
 ) -> ProbeOutcome {
@@ -41,7 +41,7 @@ pub(crate) async fn probe(
 /// CapabilityStatement and refuses servers without PKCE: the probe must report what the server
 /// answered at this address, so that the message names the actual gap.
 async fn smart_configuration(
-    http: &reqwest::Client,
+    http: &visitbridge_http::HttpClient,
     url: &FhirBaseUrl,
     epic_client_id: Option<HeaderValue>,
 ) -> SmartConfigurationProbe {
@@ -79,7 +79,7 @@ async fn smart_configuration(
 }
 
 async fn metadata(
-    http: &reqwest::Client,
+    http: &visitbridge_http::HttpClient,
     url: &FhirBaseUrl,
     epic_client_id: Option<HeaderValue>,
 ) -> MetadataProbe {

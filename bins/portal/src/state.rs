@@ -4,10 +4,9 @@ use std::{sync::Arc, time::Duration};
 
 use chrono::Utc;
 
-use jsonwebtoken::Algorithm;
 use tokio::sync::OnceCell;
 use visitbridge_approval::LaunchServiceUrls;
-use visitbridge_http::{ClientAssertionKey, build_client};
+use visitbridge_http::{ClientAssertionKey, KeyAlgorithm, build_client};
 use visitbridge_smart::{ClientAuth, OidcClientConfig, OidcProvider};
 use visitbridge_store::Store;
 
@@ -26,7 +25,7 @@ pub struct AppState {
 struct Inner {
     config: PortalConfig,
     store: Arc<dyn Store>,
-    http: reqwest::Client,
+    http: visitbridge_http::HttpClient,
     /// Discovered on first use, so the portal starts (and answers `/healthz`) while Entra is
     /// unreachable; a failed discovery is retried by the next sign-in.
     entra: OnceCell<OidcProvider>,
@@ -73,8 +72,10 @@ impl AppState {
                     path: path.clone(),
                     source,
                 })?;
-                let key = ClientAssertionKey::from_pem(Algorithm::RS384, kid.clone(), &pem)
-                    .or_else(|_| ClientAssertionKey::from_pem(Algorithm::ES384, kid.clone(), &pem))
+                let key = ClientAssertionKey::from_pem_with(KeyAlgorithm::RS384, kid.clone(), &pem)
+                    .or_else(|_| {
+                        ClientAssertionKey::from_pem_with(KeyAlgorithm::ES384, kid.clone(), &pem)
+                    })
                     .map_err(|e| {
                         ConfigError::Invalid(format!("ehr_sign_in.private_key_file: {e}"))
                     })?;
@@ -105,7 +106,7 @@ impl AppState {
         self.inner.store.as_ref()
     }
 
-    pub(crate) fn http(&self) -> &reqwest::Client {
+    pub(crate) fn http(&self) -> &visitbridge_http::HttpClient {
         &self.inner.http
     }
 

@@ -56,7 +56,36 @@ struct AssertionClaims<'a> {
     exp: i64,
 }
 
+/// The algorithms a backend (SMART Backend Services) or sign-in key may use: RS384 or ES384,
+/// the two SMART App Launch 2.x requires servers to support.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum KeyAlgorithm {
+    /// RSASSA-PKCS1-v1_5 with SHA-384 (an RSA key).
+    #[default]
+    RS384,
+    /// ECDSA P-384 with SHA-384.
+    ES384,
+}
+
+impl KeyAlgorithm {
+    fn jwt(self) -> Algorithm {
+        match self {
+            Self::RS384 => Algorithm::RS384,
+            Self::ES384 => Algorithm::ES384,
+        }
+    }
+}
+
 impl ClientAssertionKey {
+    /// Loads a PKCS#8 (or PKCS#1 / SEC1) PEM private key for `algorithm` with key id `kid`.
+    pub fn from_pem_with(
+        algorithm: KeyAlgorithm,
+        kid: impl Into<String>,
+        pem: &[u8],
+    ) -> Result<Self, AssertionError> {
+        Self::from_pem(algorithm.jwt(), kid, pem)
+    }
+
     /// Loads a PKCS#8 (or PKCS#1 / SEC1) PEM private key for `algorithm` with key id `kid`.
     pub fn from_pem(
         algorithm: Algorithm,

@@ -14,6 +14,24 @@ pub fn storage_key(token: &str) -> String {
     digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The SHA-256 (lowercase hex) of `value` under `domain`: `SHA-256(domain || value)`, so that a
+/// digest made for one purpose never equals one made for another.
+pub fn domain_digest(domain: &[u8], value: &str) -> String {
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    ctx.update(domain);
+    ctx.update(value.as_bytes());
+    ctx.finish()
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Whether `a` and `b` are equal, in time that does not depend on where they differ.
+pub fn constant_time_eq(a: &str, b: &str) -> bool {
+    aws_lc_rs::constant_time::verify_slices_are_equal(a.as_bytes(), b.as_bytes()).is_ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

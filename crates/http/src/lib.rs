@@ -46,11 +46,15 @@ mod retry;
 mod sealed;
 mod secret;
 
-pub use assertion::{AssertionError, ClientAssertionKey, random_token};
+pub use assertion::{AssertionError, ClientAssertionKey, KeyAlgorithm, random_token};
 pub use client::{HttpConfig, HttpError, HttpTimeouts, build_client};
-pub use digest::storage_key;
+pub use digest::{constant_time_eq, domain_digest, storage_key};
 pub use loopback::is_loopback_url;
 pub use oauth::OAuthHttpClient;
 pub use retry::{RetryPolicy, SendError, is_retryable_status, retry_after, send_idempotent};
 pub use sealed::{SealError, Sealer};
 pub use secret::Secret;
+
+/// The outbound HTTP client type (`reqwest`'s), as [`build_client`] makes it: binaries and
+/// other crates name it through here, so that one crate owns the choice of HTTP stack.
+pub use reqwest::Client as HttpClient;

@@ -56,12 +56,7 @@ async fn another_issuer_or_a_lookalike_path_is_not_approved() {
 async fn a_test_record_launching_against_a_production_approval_is_explained() {
     let world = World::new().await;
     world.approve().await;
-    let refused = find_configuration(
-        world.store.as_ref(),
-        ISS,
-        Some(Environment::Test),
-    )
-    .await;
+    let refused = find_configuration(world.store.as_ref(), ISS, Some(Environment::Test)).await;
     let Err(IssuerRefusal::EnvironmentMismatch {
         host,
         launched,
