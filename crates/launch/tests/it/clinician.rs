@@ -174,7 +174,13 @@ async fn a_csn_of_another_visit_is_refused_and_no_join_url_exists() {
         ),
         "{refused:?}"
     );
-    for visit in world.visits().await {
+    let visits = world.visits().await;
+    assert_eq!(
+        visits.len(),
+        1,
+        "the attested appointment's row was claimed"
+    );
+    for visit in visits {
         assert_eq!(visit.conference_id, None, "an unattested CSN is never kept");
         assert_eq!(visit.join_web_url, None, "no meeting was settled");
     }

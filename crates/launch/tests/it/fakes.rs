@@ -49,9 +49,9 @@ struct Held {
     patient_url: Option<String>,
 }
 
-/// Graph's `onlineMeetings` for one tenant: `createOrGet` creates with Graph's defaults (anyone
-/// bypasses the lobby), PATCH merges its body, and every patient join URL is checked to be
-/// handed out only once the policy is on the meeting.
+/// Graph's `onlineMeetings` for one tenant whose Teams defaults let everyone bypass the lobby:
+/// `createOrGet` creates with those defaults, PATCH merges its body, and every patient join URL
+/// is checked to be handed out only once the policy is on the meeting.
 #[derive(Default)]
 pub(crate) struct FakeMeetings {
     held: Mutex<Held>,
@@ -108,7 +108,7 @@ impl Meetings for FakeMeetings {
                 "externalId": request.external_id.as_str(),
                 "startDateTime": graph_time(start),
                 "endDateTime": graph_time(end),
-                "lobbyBypassSettings": {"scope": "organization", "isDialInBypassEnabled": false},
+                "lobbyBypassSettings": {"scope": "everyone", "isDialInBypassEnabled": true},
                 "allowedPresenters": "everyone",
                 "allowMeetingChat": "enabled",
                 "isEntryExitAnnounced": true
