@@ -387,6 +387,7 @@ impl From<LaunchCoreError> for LaunchError {
                 Self::SignInRefused("the EHR sent a user id VisitBridge cannot keep".to_owned())
             }
             LaunchCoreError::VisitNotFound => Self::NotFound,
+            LaunchCoreError::MeetingsNotConfigured => Self::MicrosoftNotConfigured,
             e @ (LaunchCoreError::NoOrganizer | LaunchCoreError::UnsafeJoinUrl) => {
                 Self::internal(e)
             }

@@ -338,11 +338,10 @@ async fn provider(
     headers: &HeaderMap,
     done: Completed,
 ) -> Result<Response, LaunchError> {
-    let ms = state.microsoft()?;
     let issuer = done.configuration.fhir_base().clone();
     let fhir = fhir_client(state, &done.configuration, &done.launch)?;
     let outcome = clinician_launch(
-        state.ports(ms),
+        state.ports(),
         ClinicianLaunch {
             configuration: done.configuration.id(),
             issuer: &issuer,
@@ -517,7 +516,7 @@ async fn complete_microsoft_sign_in(
         .await?;
     tracing::info!("linked an EHR user to their Microsoft account");
     let opened = after_microsoft_sign_in(
-        state.ports(ms),
+        state.ports(),
         configuration.id(),
         &stash.key,
         VisitFacts::from(stash.facts),

@@ -63,12 +63,16 @@ impl UpstreamTimer for Metrics {
 static CLOCK: SystemClock = SystemClock;
 
 impl AppState {
-    /// The launch library's ports, with Graph through `ms`.
-    pub(crate) fn ports<'a>(&'a self, ms: &'a Microsoft) -> Ports<'a> {
+    /// The launch library's ports, with Graph through [`Microsoft`] when it is configured.
+    pub(crate) fn ports(&self) -> Ports<'_> {
         Ports {
             visits: self.inner.store.as_ref(),
             links: self.inner.store.as_ref(),
-            meetings: ms,
+            meetings: self
+                .inner
+                .microsoft
+                .as_deref()
+                .map(|ms| ms as &dyn Meetings),
             clock: &CLOCK,
             timer: self.inner.metrics.as_ref(),
             deployment_secret: &self.inner.deployment_secret,
@@ -82,10 +86,7 @@ pub(crate) fn prefetch_patient_url(state: &AppState, visit: &Visit, meeting: Mee
     let state = state.clone();
     let visit = visit.clone();
     tokio::spawn(async move {
-        let Ok(ms) = state.microsoft() else {
-            return;
-        };
-        if let Err(e) = state.ports(ms).fetch_patient_url(&visit, &meeting).await {
+        if let Err(e) = state.ports().fetch_patient_url(&visit, &meeting).await {
             tracing::warn!(error = %e, visit_id = %visit.id, "cannot fetch the patient's join url");
         }
     });

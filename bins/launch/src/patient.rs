@@ -72,10 +72,10 @@ pub(crate) async fn after_launch(
     headers: &HeaderMap,
     done: Completed,
 ) -> Result<Response, LaunchError> {
-    let ms = state.microsoft()?;
+    state.microsoft()?;
     let fhir = fhir_client(state, &done.configuration, &done.launch)?;
     let outcome = visitbridge_launch_core::patient_launch(
-        state.ports(ms),
+        state.ports(),
         PatientLaunch {
             configuration: done.configuration.id(),
             issuer: done.configuration.fhir_base(),
@@ -99,13 +99,12 @@ async fn wait_step(state: &AppState, headers: &HeaderMap) -> Result<Response, La
         .await?
         .and_then(|s| s.patient().cloned())
         .ok_or(LaunchError::SessionRequired)?;
-    let ms = state.microsoft()?;
     let issuer = session
         .ehr_issuer
         .as_deref()
         .and_then(|i| FhirBaseUrl::parse(i, UrlPolicy::DEVELOPMENT).ok());
     let url = visitbridge_launch_core::patient_waiting(
-        state.ports(ms),
+        state.ports(),
         &session.visit_id,
         &session.practitioners,
         issuer.as_ref(),
@@ -131,8 +130,7 @@ async fn join_link_step(
     headers: &HeaderMap,
     token: &str,
 ) -> Result<Response, LaunchError> {
-    let ms = state.microsoft()?;
-    let outcome = visitbridge_launch_core::patient_link(state.ports(ms), token).await?;
+    let outcome = visitbridge_launch_core::patient_link(state.ports(), token).await?;
     respond(state, headers, outcome).await
 }
 
@@ -144,9 +142,9 @@ pub(crate) async fn device_test(
     done: Completed,
 ) -> Result<Response, LaunchError> {
     let join_url = match state.microsoft() {
-        Ok(ms) => {
+        Ok(_) => {
             visitbridge_launch_core::device_test(
-                state.ports(ms),
+                state.ports(),
                 done.configuration.id(),
                 &done.record,
                 &done.launch.context,

@@ -97,6 +97,8 @@ pub async fn clinician_launch(
     launch: ClinicianLaunch<'_>,
 ) -> Result<ClinicianOutcome, LaunchCoreError> {
     let user = launch.staff.check(launch.user, launch.scopes)?;
+    // As the launch service always did: staff first, then whether meetings can be made at all.
+    ports.meetings()?;
     let user_id = ehr_user_id(user)?;
     let practitioner = match user.fhir_user_reference() {
         Some(("Practitioner", id)) => PractitionerId::new(id).ok(),

@@ -31,6 +31,9 @@ pub enum LaunchCoreError {
     /// A meeting was asked for a visit whose row has no organiser.
     #[error("a meeting was asked for a visit without organiser")]
     NoOrganizer,
+    /// Microsoft 365 is not configured, and this step needs a meeting.
+    #[error("microsoft 365 is not configured")]
+    MeetingsNotConfigured,
     /// Graph gave a patient join URL that may not be a redirect target.
     #[error("graph gave a patient join url that is not https")]
     UnsafeJoinUrl,

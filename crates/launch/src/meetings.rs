@@ -143,7 +143,7 @@ impl Ports<'_> {
         Ok(timed(
             self.timer,
             "graph_create_or_get",
-            self.meetings.create_or_get(&request),
+            self.meetings()?.create_or_get(&request),
         )
         .await?)
     }
@@ -158,14 +158,14 @@ impl Ports<'_> {
         outcome: MeetingOutcome,
         facts: &VisitFacts,
     ) -> Result<(Visit, MeetingInfo), LaunchCoreError> {
-        let changes = MeetingChanges::needed(&outcome, self.meetings.policy(), facts.times());
+        let changes = MeetingChanges::needed(&outcome, self.meetings()?.policy(), facts.times());
         let mut meeting = outcome.meeting;
         if !changes.is_empty() {
             let request = request(&visit)?;
             meeting = timed(
                 self.timer,
                 "graph_policy",
-                self.meetings
+                self.meetings()?
                     .update_meeting(&request.organizer, &meeting.id, &changes),
             )
             .await?;
@@ -187,7 +187,7 @@ impl Ports<'_> {
             ..visit
         };
         let stored = self.visits.upsert_visit(&filled).await?;
-        self.meetings.meeting_ready(&stored);
+        self.meetings()?.meeting_ready(&stored);
         Ok((stored, meeting))
     }
 
@@ -291,10 +291,11 @@ impl Ports<'_> {
         let url = timed(
             self.timer,
             "graph_join_url",
-            self.meetings.patient_join_url(&request.organizer, meeting),
+            self.meetings()?
+                .patient_join_url(&request.organizer, meeting),
         )
         .await;
-        if !self.meetings.is_safe_join_url(&url.url) {
+        if !self.meetings()?.is_safe_join_url(&url.url) {
             return Err(LaunchCoreError::UnsafeJoinUrl);
         }
         if let Err(e) = self.visits.set_patient_join_url(&visit.id, &url.url).await {

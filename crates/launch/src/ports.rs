@@ -14,6 +14,8 @@ use visitbridge_smart::LaunchContext;
 use visitbridge_store::{UserLinkRepo, Visit, VisitRepo};
 use visitbridge_visit::{RecordContext, VisitDirectory};
 
+use crate::LaunchCoreError;
+
 /// The Teams meetings of visits: [`visitbridge_graph::GraphClient`] behind the launch service's
 /// adapter in production, a fake in tests.
 #[async_trait]
@@ -95,14 +97,22 @@ pub struct Ports<'a> {
     pub visits: &'a dyn VisitRepo,
     /// Links of EHR users to Microsoft accounts.
     pub links: &'a dyn UserLinkRepo,
-    /// Teams meetings.
-    pub meetings: &'a dyn Meetings,
+    /// Teams meetings; `None` when Microsoft 365 is not configured (a use case then stops with
+    /// [`LaunchCoreError::MeetingsNotConfigured`] where it first needs a meeting).
+    pub meetings: Option<&'a dyn Meetings>,
     /// The time.
     pub clock: &'a dyn Clock,
     /// Upstream latencies.
     pub timer: &'a dyn UpstreamTimer,
     /// The deployment secret meeting `externalId`s and patient links are keyed with.
     pub deployment_secret: &'a Secret,
+}
+
+impl<'a> Ports<'a> {
+    /// The meetings port, or why there is none.
+    pub(crate) fn meetings(&self) -> Result<&'a dyn Meetings, LaunchCoreError> {
+        self.meetings.ok_or(LaunchCoreError::MeetingsNotConfigured)
+    }
 }
 
 /// How a launch reads its visit from the EHR: the FHIR server with the launch's token, and what

@@ -389,7 +389,7 @@ impl World {
         Ports {
             visits: self.store.as_ref(),
             links: self.store.as_ref(),
-            meetings: &self.graph,
+            meetings: Some(&self.graph),
             clock: &FixedClock,
             timer: &NoTimer,
             deployment_secret: &self.secret,

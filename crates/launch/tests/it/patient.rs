@@ -8,6 +8,7 @@ use visitbridge_launch_core::{
     patient_waiting,
 };
 use visitbridge_smart::LaunchContext;
+use visitbridge_store::VisitRepo;
 use visitbridge_visit::{LinkError, PatientLink, VisitError};
 
 use crate::{clinician::clinician_opens_visit, fakes::*};
@@ -204,4 +205,52 @@ async fn a_device_test_shows_the_lobby_of_the_patients_own_visit_only() {
     .await
     .unwrap();
     assert_eq!(other, None, "another patient's token sees no lobby");
+}
+
+#[tokio::test]
+async fn without_microsoft_a_link_is_checked_first_and_a_visit_without_organiser_waits() {
+    let world = World::new().await;
+    let without_microsoft = visitbridge_launch_core::Ports {
+        meetings: None,
+        ..world.ports()
+    };
+    let forged = patient_link(without_microsoft, "not-a-link").await;
+    assert!(matches!(
+        forged,
+        Err(LaunchCoreError::Link(LinkError::Invalid))
+    ));
+
+    // A visit row without organiser (its patient launched before any clinician was linked).
+    let PatientOutcome::Wait { visit, .. } =
+        patient_launches(&world, &context("pat-1", Some("appt-1")))
+            .await
+            .unwrap()
+    else {
+        panic!("expected a wait");
+    };
+    let row = world.store.get_visit(&visit).await.unwrap().unwrap();
+    let token = PatientLink {
+        configuration_id: world.configuration.as_str().to_owned(),
+        external_meeting_id: row.external_meeting_id,
+        expires_at: FixedClock.now() + Duration::hours(1),
+    }
+    .sign(&world.secret);
+    let outcome = patient_link(without_microsoft, &token).await.unwrap();
+    assert!(
+        matches!(outcome, PatientOutcome::Wait { .. }),
+        "{outcome:?}"
+    );
+
+    world.link("doc-1", CLINICIAN_OID).await;
+    let refused = patient_waiting(
+        without_microsoft,
+        &visit,
+        &["doc-1".to_owned()],
+        Some(&world.issuer),
+    )
+    .await;
+    assert!(matches!(
+        refused,
+        Err(LaunchCoreError::MeetingsNotConfigured)
+    ));
 }
