@@ -369,7 +369,7 @@ async fn open_page(
     headers: &HeaderMap,
     opened: OpenedVisit,
 ) -> Result<Response, LaunchError> {
-    meeting::prefetch_patient_url(state, &opened.visit, opened.meeting);
+    meeting::prefetch_patient_url(state, &opened);
     clinician_page(state, headers, &opened.visit, &opened.clinician).await
 }
 

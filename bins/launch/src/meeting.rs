@@ -10,7 +10,7 @@ use visitbridge_graph::{
     GraphError, MeetingChanges, MeetingId, MeetingInfo, MeetingOutcome, MeetingPolicy,
     PatientJoinUrl, UserObjectId, VisitMeetingRequest,
 };
-use visitbridge_launch_core::{Meetings, Ports, SystemClock, UpstreamTimer};
+use visitbridge_launch_core::{Meetings, OpenedVisit, Ports, SystemClock, UpstreamTimer};
 use visitbridge_store::Visit;
 
 use crate::{microsoft::Microsoft, observe::Metrics, state::AppState};
@@ -80,14 +80,15 @@ impl AppState {
     }
 }
 
-/// After the clinician's page is answered: fetches the patient's join URL of the settled
-/// `meeting` and keeps it on the visit's row, so that the patient's launch needs no Graph call.
-pub(crate) fn prefetch_patient_url(state: &AppState, visit: &Visit, meeting: MeetingInfo) {
+/// After the clinician's page is answered: fetches the patient's join URL of the opened visit
+/// in the background and keeps it on the visit's row, so that the patient's launch needs no
+/// Graph call.
+pub(crate) fn prefetch_patient_url(state: &AppState, opened: &OpenedVisit) {
     let state = state.clone();
-    let visit = visit.clone();
+    let opened = opened.clone();
     tokio::spawn(async move {
-        if let Err(e) = state.ports().fetch_patient_url(&visit, &meeting).await {
-            tracing::warn!(error = %e, visit_id = %visit.id, "cannot fetch the patient's join url");
+        if let Err(e) = state.ports().prefetch_patient_url(&opened).await {
+            tracing::warn!(error = %e, visit_id = %opened.visit.id, "cannot fetch the patient's join url");
         }
     });
 }

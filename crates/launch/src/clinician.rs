@@ -28,7 +28,7 @@ pub fn ehr_user_id(user: &EhrUser) -> Result<EhrUserId, LaunchCoreError> {
 }
 
 /// The EHR user id of a practitioner named by an Appointment.
-pub fn practitioner_user_id(id: &str) -> Option<EhrUserId> {
+pub(crate) fn practitioner_user_id(id: &str) -> Option<EhrUserId> {
     EhrUserId::new(format!("Practitioner/{id}")).ok()
 }
 

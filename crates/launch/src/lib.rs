@@ -16,7 +16,9 @@
 //!
 //! The sequence every path to a meeting follows — claim the visit's row, check it against what
 //! the EHR attested, `createOrGet`, apply the lobby policy before any join URL leaves — exists
-//! once, in [`Ports::open_visit`]. Nothing here knows HTTP, cookies or a concrete database: the
+//! once, in `Ports::open_visit` (crate-private: every use case reaches a meeting through it or
+//! through the patient's join URL after it, and the binary only prefetches the join URL of an
+//! [`OpenedVisit`]). Nothing here knows HTTP, cookies or a concrete database: the
 //! binary owns those, and tests run these functions against in-memory fakes.
 
 mod clinician;
@@ -29,15 +31,14 @@ mod ports;
 
 pub use clinician::{
     ClinicianLaunch, ClinicianOutcome, OpenedVisit, SignInToContinue, after_microsoft_sign_in,
-    clinician_launch, ehr_user_id, practitioner_user_id,
+    clinician_launch, ehr_user_id,
 };
 pub use error::LaunchCoreError;
 pub use facts::{KeptFacts, VisitFacts};
 pub use issuers::{
     ApprovedConfiguration, ConfigurationIssuer, IssuerRefusal, find_configuration, host_of,
 };
-pub use meetings::{VisitTarget, external_id, stored_ids};
 pub use patient::{
     PatientLaunch, PatientOutcome, device_test, patient_launch, patient_link, patient_waiting,
 };
-pub use ports::{Clock, Meetings, NoTimer, Ports, SystemClock, UpstreamTimer, VisitRead};
+pub use ports::{Clock, Meetings, NoTimer, Ports, SystemClock, UpstreamTimer};

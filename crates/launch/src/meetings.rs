@@ -21,12 +21,12 @@ use visitbridge_visit::{
 };
 
 use crate::{
-    LaunchCoreError, VisitFacts,
+    LaunchCoreError, OpenedVisit, VisitFacts,
     ports::{Ports, VisitRead, timed},
 };
 
 /// The meeting's `externalId` for a visit key of a configuration.
-pub fn external_id(
+pub(crate) fn external_id(
     secret: &Secret,
     configuration: &ConfigurationId,
     key: &VisitKey,
@@ -35,7 +35,7 @@ pub fn external_id(
 }
 
 /// The ids of a stored visit, to compare with the attested context.
-pub fn stored_ids(visit: &Visit) -> StoredIds<'_> {
+pub(crate) fn stored_ids(visit: &Visit) -> StoredIds<'_> {
     StoredIds {
         patient: visit.patient_fhir_id.as_deref(),
         appointment: visit.appointment_fhir_id.as_deref(),
@@ -45,15 +45,15 @@ pub fn stored_ids(visit: &Visit) -> StoredIds<'_> {
 /// The visit a clinician's path opens: its key, who organises its meeting, and what the EHR
 /// attested that the visit must agree with.
 #[derive(Clone, Copy)]
-pub struct VisitTarget<'a> {
+pub(crate) struct VisitTarget<'a> {
     /// The approved configuration.
-    pub configuration: &'a ConfigurationId,
+    pub(crate) configuration: &'a ConfigurationId,
     /// The visit's key (the attested Appointment, or a group visit's attested conference).
-    pub key: &'a VisitKey,
+    pub(crate) key: &'a VisitKey,
     /// The organiser candidate (the clinician's Microsoft object id); a stored one wins.
-    pub organizer: &'a str,
+    pub(crate) organizer: &'a str,
     /// What the EHR attested.
-    pub attested: &'a Attested,
+    pub(crate) attested: &'a Attested,
 }
 
 /// The clinician's visit under `key` must be the appointment the EHR attested.
@@ -79,7 +79,7 @@ fn request(visit: &Visit) -> Result<VisitMeetingRequest, LaunchCoreError> {
 
 impl Ports<'_> {
     /// The meeting's `externalId` for `key` of `configuration`.
-    pub fn external_id(
+    pub(crate) fn external_id(
         &self,
         configuration: &ConfigurationId,
         key: &VisitKey,
@@ -88,7 +88,10 @@ impl Ports<'_> {
     }
 
     /// Reads the visit through FHIR (timed as `fhir`) and checks it is the one the EHR attested.
-    pub async fn resolve(&self, read: VisitRead<'_>) -> Result<ResolvedVisit, LaunchCoreError> {
+    pub(crate) async fn resolve(
+        &self,
+        read: VisitRead<'_>,
+    ) -> Result<ResolvedVisit, LaunchCoreError> {
         let facts = LaunchFacts {
             record: read.record,
             context: read.context,
@@ -102,7 +105,7 @@ impl Ports<'_> {
 
     /// Inserts the visit's row or fills the existing one's empty fields; the organiser already
     /// stored wins over `organizer`.
-    pub async fn claim(
+    pub(crate) async fn claim(
         &self,
         configuration: &ConfigurationId,
         external: &ExternalMeetingId,
@@ -200,7 +203,7 @@ impl Ports<'_> {
     /// appointment is refused before the claim could fill its empty fields. The launch URL's
     /// conference id is not signed, so it reaches the row only when the meeting is settled,
     /// after the visit was attested. `facts` gains what FHIR told.
-    pub async fn open_visit(
+    pub(crate) async fn open_visit(
         &self,
         target: VisitTarget<'_>,
         facts: &mut VisitFacts,
@@ -240,7 +243,7 @@ impl Ports<'_> {
 
     /// The patient's join URL of `visit`, whose row has an organiser: the meeting is created
     /// and settled first when it does not exist yet.
-    pub async fn patient_meeting(
+    pub(crate) async fn patient_meeting(
         &self,
         visit: Visit,
         facts: &VisitFacts,
@@ -259,7 +262,7 @@ impl Ports<'_> {
     /// Graph (then kept there, so later patients and a restarted service need no Graph call).
     /// Without a `settled` meeting, `createOrGet` returns the existing one and its policy is
     /// checked (and applied if it drifted) before the URL is given.
-    pub async fn patient_url(
+    pub(crate) async fn patient_url(
         &self,
         visit: &Visit,
         settled: Option<MeetingInfo>,
@@ -275,14 +278,22 @@ impl Ports<'_> {
                 self.settle(visit.clone(), outcome, &facts).await?
             }
         };
-        let url = self.fetch_patient_url(&visit, &meeting).await?;
-        Ok(url)
+        self.fetch_patient_url(&visit, &meeting).await
+    }
+
+    /// After the clinician's page is answered: the patient's join URL of the `opened` visit's
+    /// settled meeting, kept on the visit's row, so that the patient's launch needs no Graph
+    /// call. Only an [`OpenedVisit`] (whose meeting has its policy) is accepted.
+    pub async fn prefetch_patient_url(
+        &self,
+        opened: &OpenedVisit,
+    ) -> Result<String, LaunchCoreError> {
+        self.fetch_patient_url(&opened.visit, &opened.meeting).await
     }
 
     /// Asks Graph for the patient's join URL of the settled `meeting` and keeps it on the
-    /// visit's row (a failure to keep it only costs a Graph call later). Run after the
-    /// clinician's page is answered, so that the patient's launch needs no Graph call.
-    pub async fn fetch_patient_url(
+    /// visit's row (a failure to keep it only costs a Graph call later).
+    async fn fetch_patient_url(
         &self,
         visit: &Visit,
         meeting: &MeetingInfo,

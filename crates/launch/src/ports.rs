@@ -118,13 +118,13 @@ impl<'a> Ports<'a> {
 /// How a launch reads its visit from the EHR: the FHIR server with the launch's token, and what
 /// the launch said.
 #[derive(Clone, Copy)]
-pub struct VisitRead<'a> {
+pub(crate) struct VisitRead<'a> {
     /// The EHR's FHIR server, with the launch's access token.
-    pub directory: &'a dyn VisitDirectory,
+    pub(crate) directory: &'a dyn VisitDirectory,
     /// The launch URL's record context.
-    pub record: &'a RecordContext,
+    pub(crate) record: &'a RecordContext,
     /// The token response's launch context.
-    pub context: &'a LaunchContext,
+    pub(crate) context: &'a LaunchContext,
     /// The launching practitioner, when the EHR named one.
-    pub practitioner: Option<&'a PractitionerId>,
+    pub(crate) practitioner: Option<&'a PractitionerId>,
 }

@@ -91,11 +91,7 @@ async fn a_linked_clinician_gets_one_meeting_whose_policy_is_set_before_any_join
         Some(Utc.with_ymd_and_hms(2026, 3, 5, 14, 30, 0).unwrap())
     );
 
-    let url = world
-        .ports()
-        .fetch_patient_url(&opened.visit, &opened.meeting)
-        .await
-        .unwrap();
+    let url = world.ports().prefetch_patient_url(&opened).await.unwrap();
     assert!(url.starts_with("https://visit.teams.microsoft.com/"));
     assert!(world.graph.unsafe_join_urls().is_empty());
 }

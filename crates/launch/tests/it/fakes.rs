@@ -268,13 +268,27 @@ impl VisitDirectory for FakeDirectory {
     }
     async fn appointments_between(
         &self,
-        _patient: &PatientId,
-        _practitioner: Option<&PractitionerId>,
-        _from: NaiveDate,
-        _to: NaiveDate,
+        patient: &PatientId,
+        practitioner: Option<&PractitionerId>,
+        from: NaiveDate,
+        to: NaiveDate,
     ) -> Result<Vec<Appointment>, FhirError> {
         self.count();
-        Ok(self.appointments.clone())
+        // As a server does: the patient's appointments (with the practitioner, when named)
+        // starting on a day from `from` to `to`.
+        Ok(self
+            .appointments
+            .iter()
+            .filter(|a| a.patient_id().as_ref() == Some(patient))
+            .filter(|a| practitioner.is_none_or(|p| a.practitioner_ids().contains(p)))
+            .filter(|a| {
+                a.start
+                    .as_ref()
+                    .and_then(|s| s.utc())
+                    .is_some_and(|s| (from..=to).contains(&s.date_naive()))
+            })
+            .cloned()
+            .collect())
     }
 }
 

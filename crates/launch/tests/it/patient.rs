@@ -172,39 +172,35 @@ async fn a_signed_link_leads_to_the_meeting_and_an_altered_one_is_refused() {
     ));
 }
 
+/// The device test's lobby for `patient`'s token of appointment 1.
+async fn device_test_lobby(world: &World, patient: &str) -> Option<String> {
+    device_test(
+        world.ports(),
+        &world.configuration,
+        &record(Some(CSN)),
+        &context(patient, Some("appt-1")),
+    )
+    .await
+    .unwrap()
+}
+
 #[tokio::test]
 async fn a_device_test_shows_the_lobby_of_the_patients_own_visit_only() {
     let world = World::new().await;
-    let none = device_test(
-        world.ports(),
-        &world.configuration,
-        &record(Some(CSN)),
-        &context("pat-1", Some("appt-1")),
-    )
-    .await
-    .unwrap();
-    assert_eq!(none, None, "no meeting yet: instructions");
-
+    assert_eq!(
+        device_test_lobby(&world, "pat-1").await,
+        None,
+        "no meeting yet: instructions"
+    );
     world.link("doc-1", CLINICIAN_OID).await;
     clinician_opens_visit(&world).await;
-    let lobby = device_test(
-        world.ports(),
-        &world.configuration,
-        &record(Some(CSN)),
-        &context("pat-1", Some("appt-1")),
-    )
-    .await
-    .unwrap();
+    let lobby = device_test_lobby(&world, "pat-1").await;
     assert!(lobby.is_some_and(|url| url.starts_with("https://")));
-    let other = device_test(
-        world.ports(),
-        &world.configuration,
-        &record(Some(CSN)),
-        &context("pat-2", Some("appt-1")),
-    )
-    .await
-    .unwrap();
-    assert_eq!(other, None, "another patient's token sees no lobby");
+    assert_eq!(
+        device_test_lobby(&world, "pat-2").await,
+        None,
+        "another patient's token sees no lobby"
+    );
 }
 
 #[tokio::test]
