@@ -46,6 +46,32 @@ pub enum StoreError {
     /// The database refused the operation.
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// PostgreSQL refused the operation, or the connection to it failed.
+    #[error("database error: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    /// No connection could be taken from the pool in time (the database is unreachable, or
+    /// every connection is busy).
+    #[error("no database connection is available: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    /// The database URL or its TLS settings cannot be used.
+    #[error("{reason}")]
+    DatabaseUrl {
+        /// What is wrong, for the operator.
+        reason: &'static str,
+        /// The underlying error, if any.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+    /// The database's schema is newer than this program knows (a newer release migrated it).
+    #[error(
+        "the database schema is at version {found}, newer than this release's {known}: run the          newer release, or restore a backup taken before it migrated"
+    )]
+    SchemaTooNew {
+        /// The version found.
+        found: u32,
+        /// The newest version this program knows.
+        known: u32,
+    },
     /// Bringing the schema up to date failed.
     #[error("database migration failed: {0}")]
     Migration(#[from] rusqlite_migration::Error),

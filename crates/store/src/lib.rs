@@ -4,12 +4,18 @@
 //!
 //! # Design choices
 //!
-//! - **Repository traits, one implementation today.** Callers program against the async traits
+//! - **Repository traits, two backends.** Callers program against the async traits
 //!   ([`ConfigurationRepo`], [`TenantRepo`], [`UserLinkRepo`], [`PendingRepo`],
 //!   [`SessionRepo`], [`VisitRepo`], [`AuditRepo`], [`OutboxRepo`], bundled as [`Store`] for
-//!   `Arc<dyn Store>`, the last three also as [`AuditStore`]); [`SqliteStore`] implements them
-//!   all. A PostgreSQL backend can be added behind the same traits without touching callers. Only
-//!   this crate knows SQL.
+//!   `Arc<dyn Store>`, the last three also as [`AuditStore`]). [`SqliteStore`] (the embedded
+//!   default) and [`PostgresStore`] (many replicas on one database) implement them all, with the
+//!   same guarantees: one test suite runs on both. Only this crate knows SQL.
+//! - **PostgreSQL**: tokio-postgres with a deadpool pool, TLS through rustls on aws-lc-rs (the
+//!   certificate always verified; `sslrootcert` names a managed service's CA bundle), the same
+//!   versioned schema history as SQLite's applied under an advisory lock. Writes run
+//!   `SERIALIZABLE` and are retried on serialization failures, so they behave as SQLite's single
+//!   writer does; claims of due work use `FOR UPDATE SKIP LOCKED`, so replicas claim disjoint rows.
+//!   [`DatabaseLocation`] picks the backend from the configured database URL.
 //! - **SQLite, carefully set up.** `rusqlite` with the bundled library. Pragmas in this order:
 //!   `busy_timeout` (first, so that even switching the journal mode waits for another process),
 //!   `journal_mode=WAL`, `synchronous=NORMAL`, `foreign_keys=ON`. STRICT tables. Versioned
@@ -68,12 +74,17 @@
 
 mod error;
 mod ids;
+mod open;
+mod postgres;
+mod records;
 mod repo;
 mod sqlite;
 mod visits;
 
 pub use error::StoreError;
 pub use ids::{MicrosoftObjectId, MicrosoftTenantId};
+pub use open::DatabaseLocation;
+pub use postgres::{MigrationReport, PostgresOptions, PostgresStore};
 pub use repo::{
     ConfigurationRepo, PendingRepo, SessionRepo, Store, StoredSession, Tenant, TenantRepo,
     UserLink, UserLinkRepo,

@@ -8,49 +8,8 @@ use visitbridge_approval::{
 };
 
 use super::{SqliteStore, Violation, from_json, to_json, to_millis, violation};
+use crate::records::{CONFIGURATION as WHAT, ConfigurationRow as Row, check_consistent, to_i64};
 use crate::{ConfigurationRepo, StoreError};
-
-const WHAT: &str = "configuration";
-
-/// The column values of a configuration row.
-struct Row {
-    id: String,
-    tenant_id: String,
-    fhir_base_url: String,
-    environment: &'static str,
-    state: &'static str,
-    version: i64,
-    revision: i64,
-    approved_fhir_base_url: Option<String>,
-    approved_environment: Option<&'static str>,
-    document: String,
-    created_at: i64,
-    updated_at: i64,
-}
-
-impl Row {
-    fn of(c: &Configuration) -> Result<Self, StoreError> {
-        let approved = c.approved().map(|a| &a.settings);
-        Ok(Self {
-            id: c.id().as_str().to_owned(),
-            tenant_id: c.tenant().as_str().to_owned(),
-            fhir_base_url: c.settings().fhir_base_url.as_str().to_owned(),
-            environment: c.settings().environment.as_str(),
-            state: c.state().as_str(),
-            version: i64::from(c.version()),
-            revision: to_i64(c.revision())?,
-            approved_fhir_base_url: approved.map(|s| s.fhir_base_url.as_str().to_owned()),
-            approved_environment: approved.map(|s| s.environment.as_str()),
-            document: to_json(WHAT, c)?,
-            created_at: to_millis(c.created_at()),
-            updated_at: to_millis(c.updated_at()),
-        })
-    }
-}
-
-fn to_i64(n: u64) -> Result<i64, StoreError> {
-    i64::try_from(n).map_err(|_| StoreError::InvalidRecord("revision out of range"))
-}
 
 /// Maps constraint violations of configuration writes to what they mean for the user.
 fn map_write_error(e: rusqlite::Error) -> StoreError {
@@ -129,16 +88,6 @@ fn append_history(tx: &Transaction<'_>, id: &str, entry: &HistoryEntry) -> Resul
         Some((Violation::Unique, _)) => StoreError::Conflict { what: WHAT },
         _ => StoreError::Sqlite(e),
     })?;
-    Ok(())
-}
-
-/// The checks that make a `Transitioned` storable: its entry must be the one that produced it.
-fn check_consistent(t: &Transitioned) -> Result<(), StoreError> {
-    if t.entry.revision != t.configuration.revision() || t.entry.to != t.configuration.state() {
-        return Err(StoreError::InvalidRecord(
-            "the history entry does not belong to this configuration revision",
-        ));
-    }
     Ok(())
 }
 

@@ -13,7 +13,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use rusqlite::{Connection, ErrorCode, Transaction, TransactionBehavior};
 
 use crate::StoreError;
@@ -187,16 +186,7 @@ fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
-pub(crate) fn to_millis(at: DateTime<Utc>) -> i64 {
-    at.timestamp_millis()
-}
-
-pub(crate) fn from_millis(what: &'static str, ms: i64) -> Result<DateTime<Utc>, StoreError> {
-    DateTime::from_timestamp_millis(ms).ok_or(StoreError::Corrupt {
-        what,
-        detail: "timestamp out of range".to_owned(),
-    })
-}
+pub(crate) use crate::records::{from_json, from_millis, to_json, to_millis};
 
 /// Which constraint a failed statement violated, if any.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -224,13 +214,18 @@ pub(crate) fn violation(e: &rusqlite::Error) -> Option<(Violation, &str)> {
     }
 }
 
-fn to_json<T: serde::Serialize>(what: &'static str, value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|e| StoreError::corrupt(what, &e))
-}
-
-fn from_json<T: serde::de::DeserializeOwned>(
-    what: &'static str,
-    text: &str,
-) -> Result<T, StoreError> {
-    serde_json::from_str(text).map_err(|e| StoreError::corrupt(what, &e))
+impl crate::records::Columns for rusqlite::Row<'_> {
+    type Error = rusqlite::Error;
+    fn text(&self, index: usize) -> rusqlite::Result<String> {
+        self.get(index)
+    }
+    fn opt_text(&self, index: usize) -> rusqlite::Result<Option<String>> {
+        self.get(index)
+    }
+    fn int(&self, index: usize) -> rusqlite::Result<i64> {
+        self.get(index)
+    }
+    fn opt_int(&self, index: usize) -> rusqlite::Result<Option<i64>> {
+        self.get(index)
+    }
 }

@@ -4,175 +4,20 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use rusqlite::{OptionalExtension, Row, params};
+use rusqlite::{OptionalExtension, params};
 
-use super::{
-    SqliteStore, Violation, from_json, from_millis, to_json, to_millis, violation,
-    visits::{RawVisit, VISIT_COLUMNS},
+use super::{SqliteStore, Violation, from_millis, to_json, to_millis, violation};
+use crate::records::{
+    EVENT, EVENT_COLUMN_COUNT, EVENT_COLUMNS, ITEM, ITEM_COLUMN_COUNT, ITEM_COLUMNS, RawEvent,
+    RawItem, RawVisit, VISIT_COLUMNS, check_event, millis_of, short_error,
 };
 use crate::{
     StoreError,
     visits::{
-        AuditRepo, ClaimedDelivery, EventId, EventOrigin, EventParticipant, MAX_ERROR_LEN,
-        NewDelivery, OutboxDepth, OutboxId, OutboxItem, OutboxRepo, OutboxState, ParticipantClass,
-        RecordOutcome, SinkName, StoredEvent, VisitEventKind, VisitId, check_id,
+        AuditRepo, ClaimedDelivery, EventId, NewDelivery, OutboxDepth, OutboxId, OutboxItem,
+        OutboxRepo, RecordOutcome, StoredEvent, VisitEventKind, VisitId,
     },
 };
-
-const EVENT: &str = "visit event";
-const ITEM: &str = "outbox item";
-
-const EVENT_COLUMNS: &str = "e.event_id, e.visit_id, e.kind, e.participant_class, \
-     e.participant_id, e.occurred_at, e.recorded_at, e.origin, e.audit_event";
-const EVENT_COLUMN_COUNT: usize = 9;
-
-const ITEM_COLUMNS: &str = "o.id, o.event_id, o.visit_id, o.sink, o.idempotency_key, o.state, \
-     o.attempts, o.next_attempt_at, o.lease_until, o.last_error, o.created_at, o.delivered_at";
-const ITEM_COLUMN_COUNT: usize = 12;
-
-struct RawEvent {
-    event_id: String,
-    visit_id: String,
-    kind: String,
-    participant_class: Option<String>,
-    participant_id: Option<String>,
-    occurred_at: i64,
-    recorded_at: i64,
-    origin: String,
-    audit_event: String,
-}
-
-impl RawEvent {
-    fn from_row(row: &Row<'_>, at: usize) -> rusqlite::Result<Self> {
-        Ok(Self {
-            event_id: row.get(at)?,
-            visit_id: row.get(at + 1)?,
-            kind: row.get(at + 2)?,
-            participant_class: row.get(at + 3)?,
-            participant_id: row.get(at + 4)?,
-            occurred_at: row.get(at + 5)?,
-            recorded_at: row.get(at + 6)?,
-            origin: row.get(at + 7)?,
-            audit_event: row.get(at + 8)?,
-        })
-    }
-
-    fn into_event(self) -> Result<StoredEvent, StoreError> {
-        let corrupt = |detail: &str| StoreError::Corrupt {
-            what: EVENT,
-            detail: detail.to_owned(),
-        };
-        let participant = match (self.participant_class, self.participant_id) {
-            (Some(class), Some(id)) => Some(EventParticipant {
-                class: ParticipantClass::parse(&class)
-                    .ok_or_else(|| corrupt("unknown participant class"))?,
-                id,
-            }),
-            _ => None,
-        };
-        Ok(StoredEvent {
-            event_id: EventId::new(self.event_id)?,
-            visit_id: VisitId::new(self.visit_id)?,
-            kind: VisitEventKind::parse(&self.kind).ok_or_else(|| corrupt("unknown kind"))?,
-            participant,
-            occurred_at: from_millis(EVENT, self.occurred_at)?,
-            recorded_at: from_millis(EVENT, self.recorded_at)?,
-            origin: EventOrigin::parse(&self.origin).ok_or_else(|| corrupt("unknown origin"))?,
-            audit_event: from_json(EVENT, &self.audit_event)?,
-        })
-    }
-}
-
-struct RawItem {
-    id: i64,
-    event_id: String,
-    visit_id: String,
-    sink: String,
-    idempotency_key: String,
-    state: String,
-    attempts: i64,
-    next_attempt_at: i64,
-    lease_until: Option<i64>,
-    last_error: Option<String>,
-    created_at: i64,
-    delivered_at: Option<i64>,
-}
-
-impl RawItem {
-    fn from_row(row: &Row<'_>, at: usize) -> rusqlite::Result<Self> {
-        Ok(Self {
-            id: row.get(at)?,
-            event_id: row.get(at + 1)?,
-            visit_id: row.get(at + 2)?,
-            sink: row.get(at + 3)?,
-            idempotency_key: row.get(at + 4)?,
-            state: row.get(at + 5)?,
-            attempts: row.get(at + 6)?,
-            next_attempt_at: row.get(at + 7)?,
-            lease_until: row.get(at + 8)?,
-            last_error: row.get(at + 9)?,
-            created_at: row.get(at + 10)?,
-            delivered_at: row.get(at + 11)?,
-        })
-    }
-
-    fn into_item(self) -> Result<OutboxItem, StoreError> {
-        let corrupt = |detail: &str| StoreError::Corrupt {
-            what: ITEM,
-            detail: detail.to_owned(),
-        };
-        Ok(OutboxItem {
-            id: OutboxId(self.id),
-            event_id: EventId::new(self.event_id)?,
-            visit_id: VisitId::new(self.visit_id)?,
-            sink: SinkName::new(self.sink)?,
-            idempotency_key: self.idempotency_key,
-            state: OutboxState::parse(&self.state).ok_or_else(|| corrupt("unknown state"))?,
-            attempts: u32::try_from(self.attempts).map_err(|_| corrupt("attempts out of range"))?,
-            next_attempt_at: from_millis(ITEM, self.next_attempt_at)?,
-            lease_until: self.lease_until.map(|t| from_millis(ITEM, t)).transpose()?,
-            last_error: self.last_error,
-            created_at: from_millis(ITEM, self.created_at)?,
-            delivered_at: self
-                .delivered_at
-                .map(|t| from_millis(ITEM, t))
-                .transpose()?,
-        })
-    }
-}
-
-/// Cuts `error` to [`MAX_ERROR_LEN`] bytes on a character boundary and drops control characters,
-/// so one odd upstream message cannot bloat the table or a log line.
-fn short_error(error: &str) -> String {
-    let mut out = String::with_capacity(error.len().min(MAX_ERROR_LEN));
-    for c in error.chars() {
-        let c = if c.is_control() { ' ' } else { c };
-        if out.len() + c.len_utf8() > MAX_ERROR_LEN {
-            break;
-        }
-        out.push(c);
-    }
-    out
-}
-
-fn check_event(event: &StoredEvent) -> Result<(), StoreError> {
-    if let Some(p) = &event.participant {
-        check_id(
-            &p.id,
-            "a participant id must be 1 to 512 characters without spaces",
-        )?;
-    }
-    if !event.audit_event.is_object() {
-        return Err(StoreError::InvalidRecord(
-            "an event's audit event must be a JSON object",
-        ));
-    }
-    Ok(())
-}
-
-fn millis_of(duration: std::time::Duration) -> i64 {
-    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
-}
 
 #[async_trait]
 impl AuditRepo for SqliteStore {
@@ -519,19 +364,5 @@ impl OutboxRepo for SqliteStore {
             Ok(n as u64)
         })
         .await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn errors_are_shortened_on_char_boundaries_without_control_characters() {
-        let long = "é".repeat(MAX_ERROR_LEN);
-        let short = short_error(&long);
-        assert!(short.len() <= MAX_ERROR_LEN);
-        assert!(short.chars().all(|c| c == 'é'));
-        assert_eq!(short_error("a\nb\tc"), "a b c");
     }
 }

@@ -2,157 +2,18 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use rusqlite::{OptionalExtension, Row, params};
+use rusqlite::{OptionalExtension, params};
 use visitbridge_approval::ConfigurationId;
 
 use super::{SqliteStore, Violation, from_millis, to_json, to_millis, violation};
+use crate::records::{RawVisit, VISIT as WHAT, VISIT_COLUMNS, check_visit, join_url_key};
 use crate::{
     MicrosoftObjectId, StoreError,
     visits::{
         GraphSubscriptionId, Reconciliation, ReconciliationClaim, Visit, VisitId, VisitRepo,
-        VisitSubscription, check_id,
+        VisitSubscription,
     },
 };
-
-const WHAT: &str = "visit";
-
-/// The columns of a visit, in the order [`RawVisit::from_row`] reads them.
-pub(crate) const VISIT_COLUMNS: &str = "v.id, v.configuration_id, v.external_meeting_id, \
-     v.graph_meeting_id, v.join_web_url, v.organizer_object_id, v.practitioner_fhir_id, \
-     v.appointment_fhir_id, v.encounter_fhir_id, v.patient_fhir_id, v.conference_id, \
-     v.created_at, v.ended_at";
-
-/// A visit row as read, before its values are checked.
-pub(crate) struct RawVisit {
-    id: String,
-    configuration_id: String,
-    external_meeting_id: String,
-    graph_meeting_id: Option<String>,
-    join_web_url: Option<String>,
-    organizer_object_id: Option<String>,
-    practitioner_fhir_id: Option<String>,
-    appointment_fhir_id: Option<String>,
-    encounter_fhir_id: Option<String>,
-    patient_fhir_id: Option<String>,
-    conference_id: Option<String>,
-    created_at: i64,
-    ended_at: Option<i64>,
-}
-
-impl RawVisit {
-    /// Reads the [`VISIT_COLUMNS`] starting at column `at`.
-    pub(crate) fn from_row(row: &Row<'_>, at: usize) -> rusqlite::Result<Self> {
-        Ok(Self {
-            id: row.get(at)?,
-            configuration_id: row.get(at + 1)?,
-            external_meeting_id: row.get(at + 2)?,
-            graph_meeting_id: row.get(at + 3)?,
-            join_web_url: row.get(at + 4)?,
-            organizer_object_id: row.get(at + 5)?,
-            practitioner_fhir_id: row.get(at + 6)?,
-            appointment_fhir_id: row.get(at + 7)?,
-            encounter_fhir_id: row.get(at + 8)?,
-            patient_fhir_id: row.get(at + 9)?,
-            conference_id: row.get(at + 10)?,
-            created_at: row.get(at + 11)?,
-            ended_at: row.get(at + 12)?,
-        })
-    }
-
-    pub(crate) fn into_visit(self) -> Result<Visit, StoreError> {
-        Ok(Visit {
-            id: VisitId::new(self.id)?,
-            configuration_id: ConfigurationId::new(self.configuration_id).map_err(|_| {
-                StoreError::Corrupt {
-                    what: WHAT,
-                    detail: "invalid configuration id".to_owned(),
-                }
-            })?,
-            external_meeting_id: self.external_meeting_id,
-            graph_meeting_id: self.graph_meeting_id,
-            join_web_url: self.join_web_url,
-            organizer_object_id: self
-                .organizer_object_id
-                .map(MicrosoftObjectId::new)
-                .transpose()?,
-            practitioner_fhir_id: self.practitioner_fhir_id,
-            appointment_fhir_id: self.appointment_fhir_id,
-            encounter_fhir_id: self.encounter_fhir_id,
-            patient_fhir_id: self.patient_fhir_id,
-            conference_id: self.conference_id,
-            created_at: from_millis(WHAT, self.created_at)?,
-            ended_at: self.ended_at.map(|t| from_millis(WHAT, t)).transpose()?,
-        })
-    }
-}
-
-/// The form of a join URL that lookups compare: without query, fragment and trailing slash, and
-/// percent-decoded, because Graph echoes a meeting's join URL with `%3a` or `%3A` or `:` and with
-/// or without its `?context=…`. Case is kept: Graph's thread ids are case-sensitive.
-pub(crate) fn join_url_key(url: &str) -> String {
-    let path = url
-        .split(['?', '#'])
-        .next()
-        .unwrap_or(url)
-        .trim()
-        .trim_end_matches('/');
-    let bytes = path.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| char::from(b).to_digit(16);
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
-            && let Ok(byte) = u8::try_from(h * 16 + l)
-        {
-            out.push(byte);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn check_visit(v: &Visit) -> Result<(), StoreError> {
-    if v.external_meeting_id.is_empty() || v.external_meeting_id.len() > 512 {
-        return Err(StoreError::InvalidRecord(
-            "a visit needs an external meeting id of at most 512 characters",
-        ));
-    }
-    let ids = [
-        (
-            &v.graph_meeting_id,
-            "the graph meeting id is not a valid id",
-        ),
-        (
-            &v.practitioner_fhir_id,
-            "the practitioner id is not a valid id",
-        ),
-        (
-            &v.appointment_fhir_id,
-            "the appointment id is not a valid id",
-        ),
-        (&v.encounter_fhir_id, "the encounter id is not a valid id"),
-        (&v.patient_fhir_id, "the patient id is not a valid id"),
-        (&v.conference_id, "the conference id is not a valid id"),
-    ];
-    for (value, what) in ids {
-        if let Some(value) = value {
-            check_id(value, what)?;
-        }
-    }
-    if let Some(url) = &v.join_web_url
-        && (url.is_empty() || url.len() > 2048)
-    {
-        return Err(StoreError::InvalidRecord(
-            "a join url must be 1 to 2048 characters",
-        ));
-    }
-    Ok(())
-}
 
 fn map_upsert_error(e: rusqlite::Error) -> StoreError {
     match violation(&e) {
@@ -632,29 +493,5 @@ fn subscription_row(
             expires_at,
         )?)),
         _ => Ok(None),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::join_url_key;
-
-    #[test]
-    fn join_url_keys_ignore_query_encoding_and_trailing_slash() {
-        let base = "https://teams.microsoft.com/l/meetup-join/19%3ameeting_X%40thread.v2/0";
-        let same = [
-            "https://teams.microsoft.com/l/meetup-join/19%3Ameeting_X%40thread.v2/0?context=%7b%7d",
-            "https://teams.microsoft.com/l/meetup-join/19:meeting_X@thread.v2/0/",
-            "https://teams.microsoft.com/l/meetup-join/19%3ameeting_X%40thread.v2/0#x",
-        ];
-        for other in same {
-            assert_eq!(join_url_key(base), join_url_key(other), "{other}");
-        }
-        assert_ne!(
-            join_url_key(base),
-            join_url_key("https://teams.microsoft.com/l/meetup-join/19%3ameeting_x%40thread.v2/0")
-        );
-        // A stray percent sign is kept, not mangled.
-        assert_eq!(join_url_key("https://t/a%zz"), "https://t/a%zz");
     }
 }

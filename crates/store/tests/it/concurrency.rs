@@ -6,12 +6,9 @@ use visitbridge_store::*;
 
 use crate::fixtures::*;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_writes_do_not_fail_with_busy() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("vb.sqlite");
-    let a = SqliteStore::open(&path).await.unwrap();
-    let b = SqliteStore::open(&path).await.unwrap();
+async fn concurrent_writes_do_not_fail_with_busy(db: TestDb) {
+    let a = db.open().await;
+    let b = db.open().await;
     let t = with_tenant(&a, "contoso").await;
 
     let mut tasks = Vec::new();
@@ -64,3 +61,5 @@ async fn concurrent_writes_do_not_fail_with_busy() {
     assert_eq!(a.purge_expired_pending(at(61)).await.unwrap(), 200);
     assert_eq!(b.purge_expired_sessions(at(61)).await.unwrap(), 200);
 }
+
+crate::on_both_backends!(concurrent_writes_do_not_fail_with_busy,);

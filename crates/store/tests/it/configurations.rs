@@ -5,9 +5,8 @@ use visitbridge_store::*;
 
 use crate::fixtures::*;
 
-#[tokio::test]
-async fn round_trip_with_history_that_replays() {
-    let (store, _dir) = store().await;
+async fn round_trip_with_history_that_replays(db: TestDb) {
+    let store = db.store().await;
     let t = with_tenant(&store, "contoso").await;
     let config = create(&store, &t, "cfg-1", URL, Environment::Production).await;
     assert_eq!(
@@ -42,9 +41,8 @@ async fn round_trip_with_history_that_replays() {
     );
 }
 
-#[tokio::test]
-async fn launches_find_the_approved_version_only() {
-    let (store, _dir) = store().await;
+async fn launches_find_the_approved_version_only(db: TestDb) {
+    let store = db.store().await;
     let t = with_tenant(&store, "contoso").await;
     let config = create(&store, &t, "cfg-1", URL, Environment::Production).await;
     assert_eq!(
@@ -101,9 +99,8 @@ async fn launches_find_the_approved_version_only() {
     );
 }
 
-#[tokio::test]
-async fn concurrent_edits_conflict_instead_of_overwriting() {
-    let (store, _dir) = store().await;
+async fn concurrent_edits_conflict_instead_of_overwriting(db: TestDb) {
+    let store = db.store().await;
     let t = with_tenant(&store, "contoso").await;
     let config = create(&store, &t, "cfg-1", URL, Environment::Production).await;
 
@@ -143,9 +140,8 @@ async fn concurrent_edits_conflict_instead_of_overwriting() {
     assert_eq!(history[1], first.entry);
 }
 
-#[tokio::test]
-async fn refuses_inconsistent_or_unknown_writes() {
-    let (store, _dir) = store().await;
+async fn refuses_inconsistent_or_unknown_writes(db: TestDb) {
+    let store = db.store().await;
     let t = with_tenant(&store, "contoso").await;
     let config = create(&store, &t, "cfg-1", URL, Environment::Production).await;
     let submitted = config.submit(&admin(&t), at(1)).unwrap();
@@ -204,9 +200,8 @@ async fn refuses_inconsistent_or_unknown_writes() {
     );
 }
 
-#[tokio::test]
-async fn one_configuration_per_url_and_environment() {
-    let (store, _dir) = store().await;
+async fn one_configuration_per_url_and_environment(db: TestDb) {
+    let store = db.store().await;
     let contoso = with_tenant(&store, "contoso").await;
     let fabrikam = with_tenant(&store, "fabrikam").await;
     let first = create(&store, &contoso, "cfg-1", URL, Environment::Production).await;
@@ -314,9 +309,8 @@ async fn one_configuration_per_url_and_environment() {
     ));
 }
 
-#[tokio::test]
-async fn a_rejected_configuration_holds_no_url_and_cannot_take_it_back_once_taken() {
-    let (store, _dir) = store().await;
+async fn a_rejected_configuration_holds_no_url_and_cannot_take_it_back_once_taken(db: TestDb) {
+    let store = db.store().await;
     let contoso = with_tenant(&store, "contoso").await;
     let fabrikam = with_tenant(&store, "fabrikam").await;
     let mistaken = create(&store, &contoso, "cfg-c", URL, Environment::Production).await;
@@ -349,17 +343,14 @@ async fn a_rejected_configuration_holds_no_url_and_cannot_take_it_back_once_take
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn of_two_concurrent_creates_by_two_organisations_one_succeeds() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("vb.sqlite");
-    let a = SqliteStore::open(&path).await.unwrap();
-    let b = SqliteStore::open(&path).await.unwrap();
+async fn of_two_concurrent_creates_by_two_organisations_one_succeeds(db: TestDb) {
+    let a = db.open().await;
+    let b = db.open().await;
     let contoso = with_tenant(&a, "contoso").await;
     let fabrikam = with_tenant(&a, "fabrikam").await;
     for round in 0..10 {
         let fhir = format!("https://ehr{round}.example.org/api/FHIR/R4");
-        let insert = |store: SqliteStore, tenant: TenantId, id: String, fhir: String| {
+        let insert = |store: AnyStore, tenant: TenantId, id: String, fhir: String| {
             tokio::spawn(async move {
                 let created = Configuration::create(
                     &admin(&tenant),
@@ -395,9 +386,8 @@ async fn of_two_concurrent_creates_by_two_organisations_one_succeeds() {
     }
 }
 
-#[tokio::test]
-async fn tenants_are_isolated() {
-    let (store, _dir) = store().await;
+async fn tenants_are_isolated(db: TestDb) {
+    let store = db.store().await;
     let contoso = with_tenant(&store, "contoso").await;
     let fabrikam = with_tenant(&store, "fabrikam").await;
     let c1 = create(&store, &contoso, "c-1", URL, Environment::Production).await;
@@ -445,32 +435,43 @@ async fn tenants_are_isolated() {
     );
 }
 
-#[tokio::test]
-async fn history_cannot_be_changed_or_deleted() {
-    let (store, dir) = store().await;
+async fn history_cannot_be_changed_or_deleted(db: TestDb) {
+    let store = db.store().await;
     let t = with_tenant(&store, "contoso").await;
     let config = create(&store, &t, "cfg-1", URL, Environment::Production).await;
     let before = store.configuration_history(&t, config.id()).await.unwrap();
 
-    // Even with direct SQL access to the file.
-    let conn = rusqlite::Connection::open(dir.path().join("vb.sqlite")).unwrap();
-    conn.pragma_update(None, "foreign_keys", "ON").unwrap();
-    let err = conn
-        .execute(
-            "UPDATE configuration_history SET actor = 'mallory@example.org'",
-            [],
-        )
+    // Even with direct SQL access to the database.
+    let err = db
+        .execute_raw("UPDATE configuration_history SET actor = 'mallory@example.org'")
+        .await
         .unwrap_err();
-    assert!(err.to_string().contains("append-only"), "{err}");
-    let err = conn
-        .execute("DELETE FROM configuration_history", [])
+    assert!(err.contains("append-only"), "{err}");
+    let err = db
+        .execute_raw("DELETE FROM configuration_history")
+        .await
         .unwrap_err();
-    assert!(err.to_string().contains("append-only"), "{err}");
-    let err = conn.execute("DELETE FROM configurations", []).unwrap_err();
-    assert!(err.to_string().contains("FOREIGN KEY"), "{err}");
+    assert!(err.contains("append-only"), "{err}");
+    let err = db
+        .execute_raw("DELETE FROM configurations")
+        .await
+        .unwrap_err();
+    assert!(err.to_lowercase().contains("foreign key"), "{err}");
 
     assert_eq!(
         store.configuration_history(&t, config.id()).await.unwrap(),
         before
     );
 }
+
+crate::on_both_backends!(
+    round_trip_with_history_that_replays,
+    launches_find_the_approved_version_only,
+    concurrent_edits_conflict_instead_of_overwriting,
+    refuses_inconsistent_or_unknown_writes,
+    one_configuration_per_url_and_environment,
+    a_rejected_configuration_holds_no_url_and_cannot_take_it_back_once_taken,
+    of_two_concurrent_creates_by_two_organisations_one_succeeds,
+    tenants_are_isolated,
+    history_cannot_be_changed_or_deleted,
+);

@@ -1,17 +1,131 @@
-//! Shared set-up: a store on a temporary file, tenants, and configurations in various states.
+//! Shared set-up: a fresh database on either backend, tenants, and configurations in various
+//! states.
+
+use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use tempfile::TempDir;
 use visitbridge_approval::*;
 use visitbridge_store::*;
 
-/// A store on a fresh file; keep the directory alive as long as the store.
-pub(crate) async fn store() -> (SqliteStore, TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path().join("vb.sqlite"))
-        .await
-        .unwrap();
-    (store, dir)
+/// A store of either backend.
+pub(crate) type AnyStore = Arc<dyn Store>;
+
+/// Which backend a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A fresh, empty database: a SQLite file in a temporary directory, or a new database on the
+/// test process's throwaway PostgreSQL server.
+pub(crate) struct TestDb {
+    pub(crate) backend: Backend,
+    dir: Option<TempDir>,
+    url: String,
+}
+
+impl TestDb {
+    pub(crate) async fn sqlite() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let url = dir.path().join("vb.sqlite").display().to_string();
+        Self {
+            backend: Backend::Sqlite,
+            dir: Some(dir),
+            url,
+        }
+    }
+
+    pub(crate) async fn postgres() -> Self {
+        let server = visitbridge_testpg::shared().unwrap_or_else(|e| panic!("{e}"));
+        Self {
+            backend: Backend::Postgres,
+            dir: None,
+            url: server.create_database().await.unwrap(),
+        }
+    }
+
+    /// A new store on this database with its own connections, as another process would open it.
+    pub(crate) async fn open(&self) -> AnyStore {
+        match self.backend {
+            Backend::Sqlite => Arc::new(SqliteStore::open(&self.url).await.unwrap()),
+            Backend::Postgres => Arc::new(
+                PostgresStore::connect(&self.url, &PostgresOptions::default())
+                    .await
+                    .unwrap(),
+            ),
+        }
+    }
+
+    /// The store a test works with (see [`TestDb::open`]).
+    pub(crate) async fn store(&self) -> AnyStore {
+        self.open().await
+    }
+
+    /// Runs one SQL statement directly, around the store (to check what the database itself
+    /// refuses); the database's error message on failure.
+    pub(crate) async fn execute_raw(&self, sql: &str) -> Result<u64, String> {
+        match self.backend {
+            Backend::Sqlite => {
+                let path = std::path::PathBuf::from(&self.url);
+                let sql = sql.to_owned();
+                tokio::task::spawn_blocking(move || {
+                    let conn = rusqlite::Connection::open(path).map_err(|e| e.to_string())?;
+                    conn.pragma_update(None, "foreign_keys", "ON")
+                        .map_err(|e| e.to_string())?;
+                    conn.execute(&sql, [])
+                        .map(|n| n as u64)
+                        .map_err(|e| e.to_string())
+                })
+                .await
+                .unwrap()
+            }
+            Backend::Postgres => {
+                let (client, connection) =
+                    tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
+                        .await
+                        .unwrap();
+                tokio::spawn(connection);
+                client.execute(sql, &[]).await.map_err(|e| {
+                    e.as_db_error()
+                        .map(|db| db.message().to_owned())
+                        .unwrap_or_else(|| e.to_string())
+                })
+            }
+        }
+    }
+
+    /// The schema version the database is at.
+    pub(crate) async fn schema_version(&self) -> u32 {
+        match self.backend {
+            Backend::Sqlite => SqliteStore::open(&self.url)
+                .await
+                .unwrap()
+                .schema_version()
+                .await
+                .unwrap(),
+            Backend::Postgres => {
+                PostgresStore::connect_without_migrating(&self.url, &PostgresOptions::default())
+                    .await
+                    .unwrap()
+                    .schema_version()
+                    .await
+                    .unwrap()
+            }
+        }
+    }
+
+    /// The database's URL (a file path for SQLite).
+    pub(crate) fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The directory of a SQLite database, kept alive with the value.
+    #[allow(dead_code)]
+    pub(crate) fn dir(&self) -> Option<&std::path::Path> {
+        self.dir.as_ref().map(TempDir::path)
+    }
 }
 
 pub(crate) fn at(minutes: i64) -> DateTime<Utc> {
@@ -32,7 +146,7 @@ pub(crate) fn tenant(name: &str) -> Tenant {
 }
 
 /// Adds tenant `name` to the store.
-pub(crate) async fn with_tenant(store: &SqliteStore, name: &str) -> TenantId {
+pub(crate) async fn with_tenant(store: &AnyStore, name: &str) -> TenantId {
     store.insert_tenant(&tenant(name)).await.unwrap();
     tenant_id(name)
 }
@@ -70,7 +184,7 @@ pub(crate) fn approver(tenant: &TenantId) -> Actor {
 
 /// Creates a configuration and stores it; returns the stored value.
 pub(crate) async fn create(
-    store: &SqliteStore,
+    store: &AnyStore,
     tenant: &TenantId,
     id: &str,
     fhir: &str,
@@ -88,7 +202,7 @@ pub(crate) async fn create(
 }
 
 /// Takes a stored configuration through submit, EHR sign-in and approval, storing each step.
-pub(crate) async fn approve(store: &SqliteStore, config: Configuration) -> Configuration {
+pub(crate) async fn approve(store: &AnyStore, config: Configuration) -> Configuration {
     let tenant = config.tenant().clone();
     let url = config.settings().fhir_base_url.clone();
     let t = config.submit(&admin(&tenant), at(1)).unwrap();

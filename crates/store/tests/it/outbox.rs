@@ -44,12 +44,12 @@ fn to(sinks: &[&str]) -> Vec<NewDelivery> {
 }
 
 /// Records `event` with a delivery to each of `sinks`.
-async fn record(store: &SqliteStore, event: &StoredEvent, sinks: &[&str]) {
+async fn record(store: &AnyStore, event: &StoredEvent, sinks: &[&str]) {
     store.record_event(event, &to(sinks)).await.unwrap();
 }
 
-async fn with_visit() -> (SqliteStore, tempfile::TempDir) {
-    let (store, dir, cfg) = store_with_configuration().await;
+async fn with_visit(db: &TestDb) -> AnyStore {
+    let (store, cfg) = store_with_configuration(db).await;
     store
         .upsert_visit(&visit("v-1", &cfg, "vb-1"))
         .await
@@ -58,7 +58,7 @@ async fn with_visit() -> (SqliteStore, tempfile::TempDir) {
         .upsert_visit(&visit("v-2", &cfg, "vb-2"))
         .await
         .unwrap();
-    (store, dir)
+    store
 }
 
 fn ids(claimed: &[ClaimedDelivery]) -> Vec<(String, String)> {
@@ -74,13 +74,12 @@ fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
         .collect()
 }
 
-async fn claim(store: &SqliteStore, now: DateTime<Utc>) -> Vec<ClaimedDelivery> {
+async fn claim(store: &AnyStore, now: DateTime<Utc>) -> Vec<ClaimedDelivery> {
     store.claim_due(now, LEASE, 100).await.unwrap()
 }
 
-#[tokio::test]
-async fn an_event_is_stored_once_with_its_outbox_rows() {
-    let (store, _dir) = with_visit().await;
+async fn an_event_is_stored_once_with_its_outbox_rows(db: TestDb) {
+    let store = with_visit(&db).await;
     let e = event("e-1", "v-1", VisitEventKind::ParticipantJoined, 1);
     assert_eq!(
         store
@@ -124,9 +123,8 @@ async fn an_event_is_stored_once_with_its_outbox_rows() {
     );
 }
 
-#[tokio::test]
-async fn an_event_of_an_unknown_visit_is_refused_and_leaves_nothing() {
-    let (store, _dir) = with_visit().await;
+async fn an_event_of_an_unknown_visit_is_refused_and_leaves_nothing(db: TestDb) {
+    let store = with_visit(&db).await;
     let e = event("e-1", "v-unknown", VisitEventKind::ParticipantJoined, 1);
     assert!(matches!(
         store.record_event(&e, &to(&["epic"])).await,
@@ -144,9 +142,8 @@ async fn an_event_of_an_unknown_visit_is_refused_and_leaves_nothing() {
     assert_eq!(store.outbox_depth().await.unwrap().pending, 0);
 }
 
-#[tokio::test]
-async fn a_call_ended_event_ends_the_visit() {
-    let (store, _dir) = with_visit().await;
+async fn a_call_ended_event_ends_the_visit(db: TestDb) {
+    let store = with_visit(&db).await;
     let e = event("e-end", "v-1", VisitEventKind::CallEnded, 30);
     store.record_event(&e, &[]).await.unwrap();
     let v = store.get_visit(&e.visit_id).await.unwrap().unwrap();
@@ -158,9 +155,8 @@ async fn a_call_ended_event_ends_the_visit() {
     assert_eq!(v.ended_at, Some(at(30)));
 }
 
-#[tokio::test]
-async fn claims_lease_rows_and_a_crashed_workers_rows_come_back_after_the_lease() {
-    let (store, _dir) = with_visit().await;
+async fn claims_lease_rows_and_a_crashed_workers_rows_come_back_after_the_lease(db: TestDb) {
+    let store = with_visit(&db).await;
     let e = event("e-1", "v-1", VisitEventKind::ParticipantJoined, 1);
     record(&store, &e, &["fhir"]).await;
     let now = at(2);
@@ -203,9 +199,8 @@ async fn claims_lease_rows_and_a_crashed_workers_rows_come_back_after_the_lease(
     assert!(claim(&store, at(100)).await.is_empty());
 }
 
-#[tokio::test]
-async fn failed_rows_wait_for_their_next_attempt() {
-    let (store, _dir) = with_visit().await;
+async fn failed_rows_wait_for_their_next_attempt(db: TestDb) {
+    let store = with_visit(&db).await;
     let e = event("e-1", "v-1", VisitEventKind::ParticipantJoined, 1);
     record(&store, &e, &["epic"]).await;
     let c = claim(&store, at(1)).await.remove(0);
@@ -230,9 +225,8 @@ async fn failed_rows_wait_for_their_next_attempt() {
     );
 }
 
-#[tokio::test]
-async fn rows_of_one_visit_and_sink_go_out_in_event_order() {
-    let (store, _dir) = with_visit().await;
+async fn rows_of_one_visit_and_sink_go_out_in_event_order(db: TestDb) {
+    let store = with_visit(&db).await;
     // Recorded out of order: the leave (minute 5) before the join (minute 1).
     let left = event("leave", "v-1", VisitEventKind::ParticipantLeft, 5);
     record(&store, &left, &["epic", "fhir"]).await;
@@ -296,10 +290,10 @@ async fn rows_of_one_visit_and_sink_go_out_in_event_order() {
     );
 }
 
-#[tokio::test]
-async fn an_old_event_arriving_after_a_newer_one_was_delivered_is_superseded_for_latest_only_sinks()
-{
-    let (store, _dir) = with_visit().await;
+async fn an_old_event_arriving_after_a_newer_one_was_delivered_is_superseded_for_latest_only_sinks(
+    db: TestDb,
+) {
+    let store = with_visit(&db).await;
     // The guest's leave (minute 5) is recorded and delivered everywhere.
     let left = event("leave", "v-1", VisitEventKind::ParticipantLeft, 5);
     record(&store, &left, &["epic", "fhir"]).await;
@@ -341,9 +335,8 @@ async fn an_old_event_arriving_after_a_newer_one_was_delivered_is_superseded_for
     }
 }
 
-#[tokio::test]
-async fn dead_letters_are_listed_counted_and_redriven() {
-    let (store, _dir) = with_visit().await;
+async fn dead_letters_are_listed_counted_and_redriven(db: TestDb) {
+    let store = with_visit(&db).await;
     let e = event("e-1", "v-1", VisitEventKind::ParticipantJoined, 1);
     record(&store, &e, &["epic"]).await;
     let c = claim(&store, at(1)).await.remove(0);
@@ -385,9 +378,8 @@ async fn dead_letters_are_listed_counted_and_redriven() {
     assert_eq!(store.purge_delivered(at(51)).await.unwrap(), 1);
 }
 
-#[tokio::test]
-async fn a_visits_outbox_rows_are_read_together_with_their_states() {
-    let (store, _dir) = with_visit().await;
+async fn a_visits_outbox_rows_are_read_together_with_their_states(db: TestDb) {
+    let store = with_visit(&db).await;
     let joined = event("e-1", "v-1", VisitEventKind::ParticipantJoined, 1);
     let left = event("e-2", "v-1", VisitEventKind::ParticipantLeft, 2);
     let other = event("e-3", "v-2", VisitEventKind::ParticipantJoined, 1);
@@ -445,17 +437,15 @@ async fn a_visits_outbox_rows_are_read_together_with_their_states() {
     );
 }
 
-#[tokio::test]
-async fn events_and_outbox_survive_reopening_and_events_are_immutable() {
-    let (store, dir) = with_visit().await;
+async fn events_and_outbox_survive_reopening_and_events_are_immutable(db: TestDb) {
+    let store = with_visit(&db).await;
     let e = event("e-1", "v-1", VisitEventKind::ParticipantJoined, 1);
     record(&store, &e, &["fhir"]).await;
     // Claimed, then the process dies.
     assert_eq!(claim(&store, at(1)).await.len(), 1);
     drop(store);
 
-    let path = dir.path().join("vb.sqlite");
-    let reopened = SqliteStore::open(&path).await.unwrap();
+    let reopened = db.open().await;
     assert_eq!(reopened.get_event(&e.event_id).await.unwrap(), Some(e));
     assert!(claim(&reopened, at(1)).await.is_empty(), "still leased");
     assert_eq!(
@@ -464,16 +454,15 @@ async fn events_and_outbox_survive_reopening_and_events_are_immutable() {
         "due after the lease"
     );
 
-    let conn = rusqlite::Connection::open(&path).unwrap();
-    let err = conn
-        .execute("UPDATE visit_events SET kind = 'call-ended'", [])
+    let err = db
+        .execute_raw("UPDATE visit_events SET kind = 'call-ended'")
+        .await
         .unwrap_err();
-    assert!(err.to_string().contains("immutable"), "{err}");
+    assert!(err.contains("immutable"), "{err}");
 }
 
-#[tokio::test]
-async fn the_events_of_many_visits_are_read_at_once() {
-    let (store, _dir) = with_visit().await;
+async fn the_events_of_many_visits_are_read_at_once(db: TestDb) {
+    let store = with_visit(&db).await;
     let first = event("e-1", "v-1", VisitEventKind::ParticipantJoined, 2);
     let earlier = event("e-2", "v-1", VisitEventKind::CallStarted, 1);
     let other = event("e-3", "v-2", VisitEventKind::ParticipantJoined, 3);
@@ -500,3 +489,17 @@ async fn the_events_of_many_visits_are_read_at_once() {
     assert_eq!(only_v2.keys().collect::<Vec<_>>(), vec![&v2]);
     assert!(store.events_for_visits(&[]).await.unwrap().is_empty());
 }
+
+crate::on_both_backends!(
+    an_old_event_arriving_after_a_newer_one_was_delivered_is_superseded_for_latest_only_sinks,
+    an_event_is_stored_once_with_its_outbox_rows,
+    an_event_of_an_unknown_visit_is_refused_and_leaves_nothing,
+    a_call_ended_event_ends_the_visit,
+    claims_lease_rows_and_a_crashed_workers_rows_come_back_after_the_lease,
+    failed_rows_wait_for_their_next_attempt,
+    rows_of_one_visit_and_sink_go_out_in_event_order,
+    dead_letters_are_listed_counted_and_redriven,
+    a_visits_outbox_rows_are_read_together_with_their_states,
+    events_and_outbox_survive_reopening_and_events_are_immutable,
+    the_events_of_many_visits_are_read_at_once,
+);

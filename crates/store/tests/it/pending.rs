@@ -5,9 +5,8 @@ use visitbridge_store::*;
 
 use crate::fixtures::*;
 
-#[tokio::test]
-async fn take_is_single_use() {
-    let (store, _dir) = store().await;
+async fn take_is_single_use(db: TestDb) {
+    let store = db.store().await;
     let payload = json!({ "iss": URL, "code_verifier_ref": "v1" });
     store
         .put_pending("k1", "launch", &payload, at(10))
@@ -23,9 +22,8 @@ async fn take_is_single_use() {
     );
 }
 
-#[tokio::test]
-async fn expired_items_are_refused_and_removed() {
-    let (store, _dir) = store().await;
+async fn expired_items_are_refused_and_removed(db: TestDb) {
+    let store = db.store().await;
     store
         .put_pending("k1", "launch", &json!(1), at(10))
         .await
@@ -41,9 +39,8 @@ async fn expired_items_are_refused_and_removed() {
     );
 }
 
-#[tokio::test]
-async fn kind_must_match() {
-    let (store, _dir) = store().await;
+async fn kind_must_match(db: TestDb) {
+    let store = db.store().await;
     store
         .put_pending("k1", "portal-signin", &json!(1), at(10))
         .await
@@ -62,9 +59,8 @@ async fn kind_must_match() {
     );
 }
 
-#[tokio::test]
-async fn duplicate_keys_are_refused() {
-    let (store, _dir) = store().await;
+async fn duplicate_keys_are_refused(db: TestDb) {
+    let store = db.store().await;
     store
         .put_pending("k1", "launch", &json!(1), at(10))
         .await
@@ -80,9 +76,8 @@ async fn duplicate_keys_are_refused() {
     ));
 }
 
-#[tokio::test]
-async fn purge_removes_only_expired_items() {
-    let (store, _dir) = store().await;
+async fn purge_removes_only_expired_items(db: TestDb) {
+    let store = db.store().await;
     store
         .put_pending("old", "launch", &json!(1), at(5))
         .await
@@ -98,9 +93,8 @@ async fn purge_removes_only_expired_items() {
     );
 }
 
-#[tokio::test]
-async fn concurrent_takes_yield_the_item_once() {
-    let (store, _dir) = store().await;
+async fn concurrent_takes_yield_the_item_once(db: TestDb) {
+    let store = db.store().await;
     store
         .put_pending("k", "launch", &json!("x"), at(10))
         .await
@@ -120,9 +114,8 @@ async fn concurrent_takes_yield_the_item_once() {
     assert_eq!(got, 1);
 }
 
-#[tokio::test]
-async fn has_pending_looks_without_taking() {
-    let (store, _dir) = store().await;
+async fn has_pending_looks_without_taking(db: TestDb) {
+    let store = db.store().await;
     store
         .put_pending("k1", "used", &json!({}), at(10))
         .await
@@ -139,3 +132,13 @@ async fn has_pending_looks_without_taking() {
         "expired"
     );
 }
+
+crate::on_both_backends!(
+    take_is_single_use,
+    expired_items_are_refused_and_removed,
+    kind_must_match,
+    duplicate_keys_are_refused,
+    purge_removes_only_expired_items,
+    concurrent_takes_yield_the_item_once,
+    has_pending_looks_without_taking,
+);

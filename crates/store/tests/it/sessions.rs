@@ -5,9 +5,8 @@ use visitbridge_store::*;
 
 use crate::fixtures::*;
 
-#[tokio::test]
-async fn put_get_replace_delete() {
-    let (store, _dir) = store().await;
+async fn put_get_replace_delete(db: TestDb) {
+    let store = db.store().await;
     assert_eq!(store.get_session("s1", at(0)).await.unwrap(), None);
     store
         .put_session("s1", &json!({"user": "oid-1"}), at(30))
@@ -31,9 +30,8 @@ async fn put_get_replace_delete() {
     assert_eq!(store.get_session("s1", at(0)).await.unwrap(), None);
 }
 
-#[tokio::test]
-async fn expired_sessions_are_not_returned_and_are_purged() {
-    let (store, _dir) = store().await;
+async fn expired_sessions_are_not_returned_and_are_purged(db: TestDb) {
+    let store = db.store().await;
     store.put_session("old", &json!(1), at(10)).await.unwrap();
     store.put_session("new", &json!(2), at(20)).await.unwrap();
     assert_eq!(store.get_session("old", at(10)).await.unwrap(), None);
@@ -42,3 +40,8 @@ async fn expired_sessions_are_not_returned_and_are_purged() {
     assert_eq!(store.purge_expired_sessions(at(10)).await.unwrap(), 0);
     assert!(store.get_session("new", at(10)).await.unwrap().is_some());
 }
+
+crate::on_both_backends!(
+    put_get_replace_delete,
+    expired_sessions_are_not_returned_and_are_purged,
+);

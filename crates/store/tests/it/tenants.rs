@@ -4,9 +4,8 @@ use visitbridge_store::*;
 
 use crate::fixtures::*;
 
-#[tokio::test]
-async fn tenant_round_trip_and_lookup_by_microsoft_tenant() {
-    let (store, _dir) = store().await;
+async fn tenant_round_trip_and_lookup_by_microsoft_tenant(db: TestDb) {
+    let store = db.store().await;
     with_tenant(&store, "contoso").await;
     with_tenant(&store, "fabrikam").await;
     let mid = MicrosoftTenantId::new("fabrikam-entra-tid").unwrap();
@@ -26,9 +25,8 @@ async fn tenant_round_trip_and_lookup_by_microsoft_tenant() {
     assert_eq!(names, ["contoso", "fabrikam"]);
 }
 
-#[tokio::test]
-async fn duplicate_tenants_are_refused() {
-    let (store, _dir) = store().await;
+async fn duplicate_tenants_are_refused(db: TestDb) {
+    let store = db.store().await;
     with_tenant(&store, "contoso").await;
     let err = store.insert_tenant(&tenant("contoso")).await.unwrap_err();
     assert!(matches!(err, StoreError::AlreadyExists(_)), "{err:?}");
@@ -40,3 +38,8 @@ async fn duplicate_tenants_are_refused() {
         "a tenant with this id or Microsoft tenant id already exists"
     );
 }
+
+crate::on_both_backends!(
+    tenant_round_trip_and_lookup_by_microsoft_tenant,
+    duplicate_tenants_are_refused,
+);

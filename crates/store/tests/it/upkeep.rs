@@ -18,9 +18,8 @@ fn vid(id: &str) -> VisitId {
     VisitId::new(id).unwrap()
 }
 
-#[tokio::test]
-async fn subscriptions_are_set_once_renewed_found_listed_when_due_and_cleared() {
-    let (store, dir, cfg) = store_with_configuration().await;
+async fn subscriptions_are_set_once_renewed_found_listed_when_due_and_cleared(db: TestDb) {
+    let (store, cfg) = store_with_configuration(&db).await;
     for (id, key) in [("v-1", "vb-1"), ("v-2", "vb-2"), ("v-3", "vb-3")] {
         store.upsert_visit(&visit(id, &cfg, key)).await.unwrap();
     }
@@ -131,9 +130,7 @@ async fn subscriptions_are_set_once_renewed_found_listed_when_due_and_cleared() 
 
     // After a restart, everything is still there.
     drop(store);
-    let reopened = SqliteStore::open(dir.path().join("vb.sqlite"))
-        .await
-        .unwrap();
+    let reopened = db.open().await;
     let found = reopened.visit_by_subscription(&sub("s-1")).await.unwrap();
     assert_eq!(found.map(|v| v.id), Some(v1.clone()));
     let due: Vec<VisitId> = reopened
@@ -146,9 +143,8 @@ async fn subscriptions_are_set_once_renewed_found_listed_when_due_and_cleared() 
     assert_eq!(due, [vid("v-3"), v1]);
 }
 
-#[tokio::test]
-async fn the_patient_join_url_is_kept_on_the_visit_across_upserts_and_restarts() {
-    let (store, dir, cfg) = store_with_configuration().await;
+async fn the_patient_join_url_is_kept_on_the_visit_across_upserts_and_restarts(db: TestDb) {
+    let (store, cfg) = store_with_configuration(&db).await;
     let v = store
         .upsert_visit(&visit("v-1", &cfg, "vb-1"))
         .await
@@ -185,18 +181,15 @@ async fn the_patient_join_url_is_kept_on_the_visit_across_upserts_and_restarts()
     );
 
     drop(store);
-    let reopened = SqliteStore::open(dir.path().join("vb.sqlite"))
-        .await
-        .unwrap();
+    let reopened = db.open().await;
     assert_eq!(
         reopened.patient_join_url(&v.id).await.unwrap().as_deref(),
         Some(url)
     );
 }
 
-#[tokio::test]
-async fn reconciliations_are_claimed_when_due_retried_fenced_and_finished() {
-    let (store, dir, cfg) = store_with_configuration().await;
+async fn reconciliations_are_claimed_when_due_retried_fenced_and_finished(db: TestDb) {
+    let (store, cfg) = store_with_configuration(&db).await;
     for (id, key) in [("v-1", "vb-1"), ("v-2", "vb-2")] {
         store.upsert_visit(&visit(id, &cfg, key)).await.unwrap();
     }
@@ -265,9 +258,7 @@ async fn reconciliations_are_claimed_when_due_retried_fenced_and_finished() {
 
     // Survives a restart.
     drop(store);
-    let store = SqliteStore::open(dir.path().join("vb.sqlite"))
-        .await
-        .unwrap();
+    let store = db.open().await;
     let claims = store
         .claim_reconciliations(at(30), lease, 10)
         .await
@@ -309,9 +300,15 @@ async fn reconciliations_are_claimed_when_due_retried_fenced_and_finished() {
     );
 }
 
-#[tokio::test]
-async fn the_schema_has_the_visit_upkeep_migration() {
-    let (store, _dir) = store().await;
+async fn the_schema_has_the_visit_upkeep_migration(db: TestDb) {
+    drop(db.store().await);
     // 3: visit upkeep; 4: superseded outbox rows.
-    assert_eq!(store.schema_version().await.unwrap(), 4);
+    assert_eq!(db.schema_version().await, 4);
 }
+
+crate::on_both_backends!(
+    subscriptions_are_set_once_renewed_found_listed_when_due_and_cleared,
+    the_patient_join_url_is_kept_on_the_visit_across_upserts_and_restarts,
+    reconciliations_are_claimed_when_due_retried_fenced_and_finished,
+    the_schema_has_the_visit_upkeep_migration,
+);

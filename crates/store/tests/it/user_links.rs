@@ -15,9 +15,8 @@ fn link(object: &str, minutes: i64) -> UserLink {
     }
 }
 
-#[tokio::test]
-async fn upsert_get_and_delete() {
-    let (store, _dir) = store().await;
+async fn upsert_get_and_delete(db: TestDb) {
+    let store = db.store().await;
     let first = link("oid-1", 0);
     let user = first.ehr_user_id.clone();
     assert_eq!(store.get_user_link(&url(URL), &user).await.unwrap(), None);
@@ -45,3 +44,5 @@ async fn upsert_get_and_delete() {
     assert!(!store.delete_user_link(&url(URL), &user).await.unwrap());
     assert_eq!(store.get_user_link(&url(URL), &user).await.unwrap(), None);
 }
+
+crate::on_both_backends!(upsert_get_and_delete,);

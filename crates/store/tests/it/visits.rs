@@ -10,12 +10,11 @@ use crate::fixtures::*;
 pub(crate) const JOIN_URL: &str = "https://teams.microsoft.com/l/meetup-join/19%3ameeting_NTg0NjhhNTUt%40thread.v2/0?context=%7b%7d";
 
 /// A store with tenant `contoso` and configuration `cfg-1`.
-pub(crate) async fn store_with_configuration() -> (SqliteStore, tempfile::TempDir, ConfigurationId)
-{
-    let (store, dir) = store().await;
+pub(crate) async fn store_with_configuration(db: &TestDb) -> (AnyStore, ConfigurationId) {
+    let store = db.store().await;
     let t = with_tenant(&store, "contoso").await;
     let config = create(&store, &t, "cfg-1", URL, Environment::Production).await;
-    (store, dir, config.id().clone())
+    (store, config.id().clone())
 }
 
 pub(crate) fn visit(id: &str, configuration: &ConfigurationId, key: &str) -> Visit {
@@ -36,9 +35,8 @@ pub(crate) fn visit(id: &str, configuration: &ConfigurationId, key: &str) -> Vis
     }
 }
 
-#[tokio::test]
-async fn upsert_keeps_the_first_row_and_fills_in_missing_fields() {
-    let (store, _dir, cfg) = store_with_configuration().await;
+async fn upsert_keeps_the_first_row_and_fills_in_missing_fields(db: TestDb) {
+    let (store, cfg) = store_with_configuration(&db).await;
     let first = Visit {
         graph_meeting_id: Some("meeting-1".into()),
         conference_id: Some("1234567".into()),
@@ -71,9 +69,8 @@ async fn upsert_keeps_the_first_row_and_fills_in_missing_fields() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_launches_of_one_visit_give_one_row() {
-    let (store, _dir, cfg) = store_with_configuration().await;
+async fn concurrent_launches_of_one_visit_give_one_row(db: TestDb) {
+    let (store, cfg) = store_with_configuration(&db).await;
     let store = Arc::new(store);
     let mut tasks = Vec::new();
     for n in 0..8 {
@@ -97,9 +94,8 @@ async fn concurrent_launches_of_one_visit_give_one_row() {
     );
 }
 
-#[tokio::test]
-async fn visits_are_found_by_key_meeting_and_join_url_as_graph_echoes_it() {
-    let (store, _dir, cfg) = store_with_configuration().await;
+async fn visits_are_found_by_key_meeting_and_join_url_as_graph_echoes_it(db: TestDb) {
+    let (store, cfg) = store_with_configuration(&db).await;
     let v = Visit {
         graph_meeting_id: Some("MSo1N2Y5ZGFjYy03MWJmLTQ3NDMtYjQxMy01M2EdFGkdRWHJlQ".into()),
         join_web_url: Some(JOIN_URL.into()),
@@ -134,9 +130,8 @@ async fn visits_are_found_by_key_meeting_and_join_url_as_graph_echoes_it() {
     );
 }
 
-#[tokio::test]
-async fn a_visit_needs_an_existing_configuration_and_a_free_id() {
-    let (store, _dir, cfg) = store_with_configuration().await;
+async fn a_visit_needs_an_existing_configuration_and_a_free_id(db: TestDb) {
+    let (store, cfg) = store_with_configuration(&db).await;
     let unknown = ConfigurationId::new("nope").unwrap();
     assert!(matches!(
         store.upsert_visit(&visit("v-1", &unknown, "vb-1")).await,
@@ -160,9 +155,8 @@ async fn a_visit_needs_an_existing_configuration_and_a_free_id() {
     ));
 }
 
-#[tokio::test]
-async fn visits_since_lists_a_configurations_recent_visits_newest_first() {
-    let (store, _dir, cfg) = store_with_configuration().await;
+async fn visits_since_lists_a_configurations_recent_visits_newest_first(db: TestDb) {
+    let (store, cfg) = store_with_configuration(&db).await;
     for (n, minutes) in [(1, 0), (2, 10), (3, 20)] {
         let v = Visit {
             created_at: at(minutes),
@@ -181,9 +175,8 @@ async fn visits_since_lists_a_configurations_recent_visits_newest_first() {
     assert_eq!(store.visits_since(&cfg, at(0), 1).await.unwrap().len(), 1);
 }
 
-#[tokio::test]
-async fn visits_since_in_lists_the_recent_visits_of_several_configurations_in_one_read() {
-    let (store, _dir, cfg) = store_with_configuration().await;
+async fn visits_since_in_lists_the_recent_visits_of_several_configurations_in_one_read(db: TestDb) {
+    let (store, cfg) = store_with_configuration(&db).await;
     let t = tenant_id("contoso");
     let other = create(&store, &t, "cfg-2", TEST_URL, Environment::Test)
         .await
@@ -228,3 +221,12 @@ async fn visits_since_in_lists_the_recent_visits_of_several_configurations_in_on
             .is_empty()
     );
 }
+
+crate::on_both_backends!(
+    upsert_keeps_the_first_row_and_fills_in_missing_fields,
+    concurrent_launches_of_one_visit_give_one_row,
+    visits_are_found_by_key_meeting_and_join_url_as_graph_echoes_it,
+    a_visit_needs_an_existing_configuration_and_a_free_id,
+    visits_since_lists_a_configurations_recent_visits_newest_first,
+    visits_since_in_lists_the_recent_visits_of_several_configurations_in_one_read,
+);

@@ -1,0 +1,126 @@
+//! Choosing the backend from the configured database URL.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::{MigrationReport, PostgresOptions, PostgresStore, SqliteStore, Store, StoreError};
+
+/// Where the data lives, as configured: `sqlite:///path/to/file` (or a bare path) for the
+/// embedded default, `postgres://…` (or `postgresql://…`) for a shared PostgreSQL.
+#[derive(Clone, PartialEq, Eq)]
+pub enum DatabaseLocation {
+    /// A SQLite file.
+    Sqlite(PathBuf),
+    /// A PostgreSQL URL (see [`PostgresStore::connect`] for its settings).
+    Postgres(String),
+}
+
+impl DatabaseLocation {
+    /// Parses a configured value.
+    pub fn parse(value: &str) -> Result<Self, StoreError> {
+        let value = value.trim();
+        if value.starts_with("postgres://") || value.starts_with("postgresql://") {
+            return Ok(Self::Postgres(value.to_owned()));
+        }
+        if let Some(path) = value.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err(StoreError::DatabaseUrl {
+                    reason: "a sqlite:// URL needs a file path, e.g. sqlite:///var/lib/visitbridge/visitbridge.sqlite",
+                    source: None,
+                });
+            }
+            return Ok(Self::Sqlite(PathBuf::from(path)));
+        }
+        if let Some(path) = value.strip_prefix("sqlite:") {
+            return Ok(Self::Sqlite(PathBuf::from(path)));
+        }
+        if value.contains("://") {
+            return Err(StoreError::DatabaseUrl {
+                reason: "the database must be a sqlite:// path or a postgres:// URL",
+                source: None,
+            });
+        }
+        if value.is_empty() {
+            return Err(StoreError::DatabaseUrl {
+                reason: "the database setting is empty",
+                source: None,
+            });
+        }
+        Ok(Self::Sqlite(PathBuf::from(value)))
+    }
+
+    /// Opens the store, bringing its schema up to date.
+    pub async fn open(&self, options: &PostgresOptions) -> Result<Arc<dyn Store>, StoreError> {
+        Ok(match self {
+            Self::Sqlite(path) => Arc::new(SqliteStore::open(path).await?),
+            Self::Postgres(url) => Arc::new(PostgresStore::connect(url, options).await?),
+        })
+    }
+
+    /// Brings the schema up to date and stops: for operators who migrate before rolling out.
+    pub async fn migrate(&self, options: &PostgresOptions) -> Result<MigrationReport, StoreError> {
+        match self {
+            Self::Sqlite(path) => {
+                let store = SqliteStore::open(path).await?;
+                let to = store.schema_version().await?;
+                Ok(MigrationReport { from: to, to })
+            }
+            Self::Postgres(url) => {
+                PostgresStore::connect_without_migrating(url, options)
+                    .await?
+                    .migrate()
+                    .await
+            }
+        }
+    }
+}
+
+/// Never shows a password.
+impl fmt::Debug for DatabaseLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{self}")
+    }
+}
+
+/// The location without its password, for logs and start-up banners.
+impl fmt::Display for DatabaseLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Sqlite(path) => write!(f, "sqlite://{}", path.display()),
+            Self::Postgres(url) => match url::Url::parse(url) {
+                Ok(mut parsed) => {
+                    if parsed.password().is_some() {
+                        let _ = parsed.set_password(Some("***"));
+                    }
+                    write!(f, "{parsed}")
+                }
+                Err(_) => f.write_str("postgres://(unparsable URL)"),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_backend_follows_the_url_and_passwords_are_never_shown() {
+        assert_eq!(
+            DatabaseLocation::parse("visitbridge.sqlite").unwrap(),
+            DatabaseLocation::Sqlite("visitbridge.sqlite".into())
+        );
+        assert_eq!(
+            DatabaseLocation::parse("sqlite:///var/lib/vb.sqlite").unwrap(),
+            DatabaseLocation::Sqlite("/var/lib/vb.sqlite".into())
+        );
+        let pg = DatabaseLocation::parse("postgres://vb:hunter2@db.example.org/vb").unwrap();
+        assert!(matches!(pg, DatabaseLocation::Postgres(_)));
+        assert!(!pg.to_string().contains("hunter2"), "{pg}");
+        assert!(!format!("{pg:?}").contains("hunter2"), "{pg:?}");
+        assert!(DatabaseLocation::parse("mysql://db/vb").is_err());
+        assert!(DatabaseLocation::parse("sqlite://").is_err());
+        assert!(DatabaseLocation::parse("  ").is_err());
+    }
+}
