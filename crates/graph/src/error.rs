@@ -170,6 +170,30 @@ impl GraphError {
         }
     }
 
+    /// The identity platform's keys could not be fetched (for validation tokens).
+    pub(crate) fn from_jwks(error: visitbridge_http::JwksError) -> Self {
+        const UPSTREAM: &str = "entra id";
+        match error {
+            visitbridge_http::JwksError::Send { source, .. } => Self::from_send(UPSTREAM, source),
+            visitbridge_http::JwksError::Timeout { .. } => Self::Timeout {
+                upstream: UPSTREAM,
+                attempts: 1,
+            },
+            visitbridge_http::JwksError::Status { status, .. } => Self::Api {
+                status,
+                code: "JwksUnavailable".into(),
+                message: "the identity platform keys could not be fetched".into(),
+                request_id: None,
+            },
+            visitbridge_http::JwksError::Body { source, .. } => {
+                Self::from_reqwest(UPSTREAM, 1, source)
+            }
+            visitbridge_http::JwksError::Malformed { source, .. } => {
+                Self::parse("the identity platform keys", source.inner())
+            }
+        }
+    }
+
     pub(crate) fn from_reqwest(
         upstream: &'static str,
         attempts: u32,
