@@ -108,9 +108,28 @@ pub enum GraphError {
         /// Where and why, without the offending values.
         detail: String,
     },
-    /// The configuration or the request is not usable (bad URL, bad key, end before start).
+    /// The configuration or the request is not usable (a URL with a path, a PEM that is not
+    /// one, end before start).
     #[error("invalid graph configuration or request: {0}")]
     Invalid(String),
+    /// A URL of the configuration does not parse.
+    #[error("invalid graph configuration or request: {what}: {source}")]
+    InvalidUrl {
+        /// Which URL.
+        what: &'static str,
+        /// The parse failure.
+        #[source]
+        source: url::ParseError,
+    },
+    /// The certificate credential's key could not be loaded, or a client assertion not signed.
+    #[error("invalid graph configuration or request: {what}: {source}")]
+    Assertion {
+        /// `certificate credential` or `client assertion`.
+        what: &'static str,
+        /// The key or signing failure.
+        #[source]
+        source: Arc<visitbridge_http::AssertionError>,
+    },
 }
 
 impl GraphError {

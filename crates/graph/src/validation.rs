@@ -78,8 +78,13 @@ impl ValidationTokenConfig {
     /// tests): `{login_base}/common/discovery/v2.0/keys` and `{login_base}/{tenant}/v2.0`.
     pub fn with_login_base(mut self, login_base: &Url) -> Result<Self, GraphError> {
         let base = login_base.as_str().trim_end_matches('/');
-        self.jwks_url = Url::parse(&format!("{base}/common/discovery/v2.0/keys"))
-            .map_err(|e| GraphError::Invalid(format!("login base url: {e}")))?;
+        self.jwks_url =
+            Url::parse(&format!("{base}/common/discovery/v2.0/keys")).map_err(|source| {
+                GraphError::InvalidUrl {
+                    what: "login base url",
+                    source,
+                }
+            })?;
         let v2 = format!("{base}/{}/v2.0", self.tenant_id);
         if !self.issuers.contains(&v2) {
             self.issuers.push(v2);

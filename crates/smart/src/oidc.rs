@@ -134,8 +134,13 @@ impl OidcProvider {
         config: OidcClientConfig,
     ) -> Result<Self, SmartError> {
         let base = issuer.as_str().trim_end_matches('/');
-        let url = Url::parse(&format!("{base}/.well-known/openid-configuration"))
-            .map_err(|e| SmartError::Config(format!("bad issuer url: {e}")))?;
+        let url =
+            Url::parse(&format!("{base}/.well-known/openid-configuration")).map_err(|source| {
+                SmartError::ConfigUrl {
+                    what: "bad issuer url".to_owned(),
+                    source,
+                }
+            })?;
         let discovery_error = |reason: String| SmartError::Discovery {
             issuer: endpoint_label(issuer),
             reason,
