@@ -108,9 +108,28 @@ pub enum GraphError {
         /// Where and why, without the offending values.
         detail: String,
     },
-    /// The configuration or the request is not usable (bad URL, bad key, end before start).
+    /// The configuration or the request is not usable (a URL with a path, a PEM that is not
+    /// one, end before start).
     #[error("invalid graph configuration or request: {0}")]
     Invalid(String),
+    /// A URL of the configuration does not parse.
+    #[error("invalid graph configuration or request: {what}: {source}")]
+    InvalidUrl {
+        /// Which URL.
+        what: &'static str,
+        /// The parse failure.
+        #[source]
+        source: url::ParseError,
+    },
+    /// The certificate credential's key could not be loaded, or a client assertion not signed.
+    #[error("invalid graph configuration or request: {what}: {source}")]
+    Assertion {
+        /// `certificate credential` or `client assertion`.
+        what: &'static str,
+        /// The key or signing failure.
+        #[source]
+        source: Arc<visitbridge_http::AssertionError>,
+    },
 }
 
 impl GraphError {
@@ -167,6 +186,30 @@ impl GraphError {
                 attempts,
                 source: Arc::new(source),
             },
+        }
+    }
+
+    /// The identity platform's keys could not be fetched (for validation tokens).
+    pub(crate) fn from_jwks(error: visitbridge_http::JwksError) -> Self {
+        const UPSTREAM: &str = "entra id";
+        match error {
+            visitbridge_http::JwksError::Send { source, .. } => Self::from_send(UPSTREAM, source),
+            visitbridge_http::JwksError::Timeout { .. } => Self::Timeout {
+                upstream: UPSTREAM,
+                attempts: 1,
+            },
+            visitbridge_http::JwksError::Status { status, .. } => Self::Api {
+                status,
+                code: "JwksUnavailable".into(),
+                message: "the identity platform keys could not be fetched".into(),
+                request_id: None,
+            },
+            visitbridge_http::JwksError::Body { source, .. } => {
+                Self::from_reqwest(UPSTREAM, 1, source)
+            }
+            visitbridge_http::JwksError::Malformed { source, .. } => {
+                Self::parse("the identity platform keys", source.inner())
+            }
         }
     }
 

@@ -2,6 +2,7 @@
 
 use std::{
     fmt,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -94,7 +95,10 @@ impl TokenCredential {
             thumbprint,
             private_key_pem.as_bytes(),
         )
-        .map_err(|e| GraphError::Invalid(format!("certificate credential: {e}")))?
+        .map_err(|e| GraphError::Assertion {
+            what: "certificate credential",
+            source: Arc::new(e),
+        })?
         .with_x5t(&der);
         Ok(Self::Certificate(key))
     }
@@ -253,7 +257,10 @@ impl EntraAppTokens {
                         self.token_url.as_str(),
                         Duration::from_secs(300),
                     )
-                    .map_err(|e| GraphError::Invalid(format!("client assertion: {e}")))?;
+                    .map_err(|e| GraphError::Assertion {
+                        what: "client assertion",
+                        source: Arc::new(e),
+                    })?;
                 form.push((
                     "client_assertion_type",
                     "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".to_owned(),
@@ -352,6 +359,29 @@ fn is_aadsts(code: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unusable_certificate_key_keeps_its_cause() {
+        let cert = include_str!("../../testkit/fixtures/keys/client-cert.pem");
+        let error = TokenCredential::certificate_from_pem("not a key", cert).expect_err("no key");
+        assert!(
+            matches!(
+                error,
+                GraphError::Assertion {
+                    what: "certificate credential",
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+        let text = error.to_string();
+        assert!(
+            text.starts_with("invalid graph configuration or request: certificate credential: "),
+            "{text}"
+        );
+        let cause = std::error::Error::source(&error).expect("the key error is kept");
+        assert!(text.ends_with(&cause.to_string()), "{text}");
+    }
 
     #[test]
     fn token_url_is_built_under_the_login_base() {

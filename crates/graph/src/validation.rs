@@ -7,23 +7,19 @@
 //! key from the identity platform's JWKS, `aud` = our app id, `azp` (or a v1 token's `appid`) =
 //! Microsoft Graph Change Tracking, `iss` = our tenant's v1 or v2 issuer, not expired.
 //!
-//! Keys are cached by `kid`. An unknown `kid` refetches the JWKS once, at most every
+//! Keys are cached by `kid` in `visitbridge_http::JwksCache` (the one JWKS cache, shared with
+//! the SMART client). An unknown `kid` refetches the JWKS once, at most every
 //! [`ValidationTokenConfig::min_refetch_interval`], so forged tokens cannot make us hammer
 //! Microsoft or slow the webhook (which must answer Graph within 3 seconds); keys older than
 //! [`ValidationTokenConfig::max_key_age`] are refreshed on the next use, keeping the stale ones if
 //! that fails.
 
-use std::{
-    collections::HashMap,
-    fmt,
-    sync::RwLock,
-    time::{Duration, Instant},
-};
+use std::{fmt, time::Duration};
 
-use jsonwebtoken::{Algorithm, DecodingKey, Validation, jwk::Jwk};
-use serde::Deserialize;
+use jsonwebtoken::{Algorithm, Validation};
 use serde_json::Value;
 use url::Url;
+use visitbridge_http::{JwksCache, JwksPolicy, RetryPolicy};
 
 use crate::error::GraphError;
 
@@ -82,8 +78,13 @@ impl ValidationTokenConfig {
     /// tests): `{login_base}/common/discovery/v2.0/keys` and `{login_base}/{tenant}/v2.0`.
     pub fn with_login_base(mut self, login_base: &Url) -> Result<Self, GraphError> {
         let base = login_base.as_str().trim_end_matches('/');
-        self.jwks_url = Url::parse(&format!("{base}/common/discovery/v2.0/keys"))
-            .map_err(|e| GraphError::Invalid(format!("login base url: {e}")))?;
+        self.jwks_url =
+            Url::parse(&format!("{base}/common/discovery/v2.0/keys")).map_err(|source| {
+                GraphError::InvalidUrl {
+                    what: "login base url",
+                    source,
+                }
+            })?;
         let v2 = format!("{base}/{}/v2.0", self.tenant_id);
         if !self.issuers.contains(&v2) {
             self.issuers.push(v2);
@@ -106,19 +107,9 @@ fn default_jwks_url() -> Url {
 
 /// Verifies a batch's `validationTokens` against the identity platform's keys (cached).
 pub struct ValidationTokenVerifier {
-    http: reqwest::Client,
     config: ValidationTokenConfig,
     validation: Validation,
-    keys: RwLock<KeyCache>,
-    /// One JWKS fetch at a time; waiters then find the fresh keys.
-    fetching: tokio::sync::Mutex<()>,
-}
-
-#[derive(Default)]
-struct KeyCache {
-    keys: HashMap<String, DecodingKey>,
-    fetched_at: Option<Instant>,
-    attempted_at: Option<Instant>,
+    keys: JwksCache,
 }
 
 impl fmt::Debug for ValidationTokenVerifier {
@@ -146,12 +137,21 @@ impl ValidationTokenVerifier {
         validation.set_required_spec_claims(&["exp", "aud", "iss"]);
         validation.validate_exp = true;
         validation.validate_nbf = true;
+        // Inside Graph's 3 s answer budget: one bounded try, and stale keys beat none while
+        // Microsoft's endpoint is unreachable.
+        let policy = JwksPolicy {
+            max_age: config.max_key_age,
+            min_refetch_interval: config.min_refetch_interval,
+            algorithms: vec![Algorithm::RS256],
+            require_kid: true,
+            retry: RetryPolicy::none(),
+            fetch_timeout: Some(config.fetch_timeout),
+            keep_stale_keys: true,
+        };
         Self {
-            http,
+            keys: JwksCache::new(http, policy),
             config,
             validation,
-            keys: RwLock::new(KeyCache::default()),
-            fetching: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -185,19 +185,14 @@ impl ValidationTokenVerifier {
 
     async fn verify_one(&self, token: &str) -> Result<(), TokenFailure> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenFailure::Invalid)?;
-        if header.alg != Algorithm::RS256 {
-            return Err(TokenFailure::Invalid);
-        }
-        let kid = header.kid.ok_or(TokenFailure::Invalid)?;
-        let key = match self.cached_key(&kid) {
-            Some(key) => key,
-            None => self
-                .refetch_for(&kid)
-                .await
-                .map_err(TokenFailure::Keys)?
-                .ok_or(TokenFailure::Invalid)?,
-        };
-        let claims = jsonwebtoken::decode::<Value>(token, &key, &self.validation)
+        // The cache hands out no key for another algorithm or a token without `kid`.
+        let keys = self
+            .keys
+            .keys_for(&self.config.jwks_url, &header)
+            .await
+            .map_err(|e| TokenFailure::Keys(GraphError::from_jwks(e)))?;
+        let key = keys.first().ok_or(TokenFailure::Invalid)?;
+        let claims = jsonwebtoken::decode::<Value>(token, key, &self.validation)
             .map_err(|_| TokenFailure::Invalid)?
             .claims;
         // v2 tokens name the calling app in `azp`, v1 tokens in `appid`.
@@ -209,120 +204,5 @@ impl ValidationTokenVerifier {
             return Err(TokenFailure::Invalid);
         }
         Ok(())
-    }
-
-    /// The cached key for `kid`, unless the cache is too old to trust without a refresh.
-    fn cached_key(&self, kid: &str) -> Option<DecodingKey> {
-        let cache = self
-            .keys
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let fresh = cache
-            .fetched_at
-            .is_some_and(|t| t.elapsed() < self.config.max_key_age);
-        fresh.then(|| cache.keys.get(kid).cloned()).flatten()
-    }
-
-    /// Fetches the JWKS (unless another caller just did, or the last attempt was too recent) and
-    /// returns the key for `kid`. A failed fetch keeps the old keys.
-    async fn refetch_for(&self, kid: &str) -> Result<Option<DecodingKey>, GraphError> {
-        let _one_at_a_time = self.fetching.lock().await;
-        let (stale, recently_attempted) = {
-            let cache = self
-                .keys
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let stale = cache
-                .fetched_at
-                .is_none_or(|t| t.elapsed() >= self.config.max_key_age);
-            let recent = cache
-                .attempted_at
-                .is_some_and(|t| t.elapsed() < self.config.min_refetch_interval);
-            if !stale && let Some(key) = cache.keys.get(kid) {
-                // Someone fetched while we waited.
-                return Ok(Some(key.clone()));
-            }
-            (stale, recent)
-        };
-        if recently_attempted {
-            let cache = self
-                .keys
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            return Ok(cache.keys.get(kid).cloned());
-        }
-        self.keys
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .attempted_at = Some(Instant::now());
-        match self.fetch().await {
-            Ok(keys) => {
-                let mut cache = self
-                    .keys
-                    .write()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                cache.keys = keys;
-                cache.fetched_at = Some(Instant::now());
-                Ok(cache.keys.get(kid).cloned())
-            }
-            Err(error) => {
-                let cache = self
-                    .keys
-                    .read()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                match cache.keys.get(kid) {
-                    // Stale keys beat none while Microsoft's endpoint is unreachable.
-                    Some(key) if stale => {
-                        tracing::warn!(error = %error, "could not refresh the identity platform keys; using cached ones");
-                        Ok(Some(key.clone()))
-                    }
-                    _ => Err(error),
-                }
-            }
-        }
-    }
-
-    async fn fetch(&self) -> Result<HashMap<String, DecodingKey>, GraphError> {
-        #[derive(Deserialize)]
-        struct Jwks {
-            keys: Vec<Value>,
-        }
-        let request = self.http.get(self.config.jwks_url.clone()).send();
-        let response = tokio::time::timeout(self.config.fetch_timeout, request)
-            .await
-            .map_err(|_| GraphError::Timeout {
-                upstream: "entra id",
-                attempts: 1,
-            })?
-            .map_err(|e| GraphError::from_reqwest("entra id", 1, e))?;
-        let status = response.status();
-        if !status.is_success() {
-            return Err(GraphError::Api {
-                status: status.as_u16(),
-                code: "JwksUnavailable".into(),
-                message: "the identity platform keys could not be fetched".into(),
-                request_id: None,
-            });
-        }
-        let body = tokio::time::timeout(self.config.fetch_timeout, response.bytes())
-            .await
-            .map_err(|_| GraphError::Timeout {
-                upstream: "entra id",
-                attempts: 1,
-            })?
-            .map_err(|e| GraphError::from_reqwest("entra id", 1, e))?;
-        let jwks: Jwks = serde_json::from_slice(&body)
-            .map_err(|e| GraphError::parse("the identity platform keys", &e))?;
-        // Keys of other types or uses are skipped, not fatal: the set is Microsoft's to extend.
-        let keys = jwks
-            .keys
-            .into_iter()
-            .filter_map(|v| serde_json::from_value::<Jwk>(v).ok())
-            .filter_map(|jwk| {
-                let kid = jwk.common.key_id.clone()?;
-                DecodingKey::from_jwk(&jwk).ok().map(|key| (kid, key))
-            })
-            .collect();
-        Ok(keys)
     }
 }

@@ -17,6 +17,10 @@
 //!   is the one form in which the services keep bearer tokens (session ids) at rest.
 //! - [`Sealer`] seals small values a browser carries for us (AES-256-GCM, key derived from the
 //!   deployment secret per purpose, with an expiry), e.g. a pending launch in a cookie.
+//! - [`JwksCache`] holds the issuers' signing keys that id_tokens and Microsoft's validation
+//!   tokens are verified against, one cache for both: what they differ in (key age, how often an
+//!   unknown `kid` may refetch, accepted algorithms, retries, a fetch bound, stale keys while the
+//!   endpoint is down) is a [`JwksPolicy`], and a failed fetch is a typed [`JwksError`].
 //! - [`HttpTimeouts`] is the `[http]` section both services read from their configuration files,
 //!   and [`is_loopback_url`] the test behind their "plain http only on loopback" rules.
 //!
@@ -40,6 +44,7 @@
 mod assertion;
 mod client;
 mod digest;
+mod jwks;
 mod loopback;
 mod oauth;
 mod retry;
@@ -49,6 +54,7 @@ mod secret;
 pub use assertion::{AssertionError, ClientAssertionKey, KeyAlgorithm, random_token};
 pub use client::{HttpConfig, HttpError, HttpTimeouts, build_client};
 pub use digest::{constant_time_eq, domain_digest, storage_key};
+pub use jwks::{ASYMMETRIC_ALGORITHMS, JwksCache, JwksError, JwksPolicy};
 pub use loopback::is_loopback_url;
 pub use oauth::OAuthHttpClient;
 pub use retry::{RetryPolicy, SendError, is_retryable_status, retry_after, send_idempotent};

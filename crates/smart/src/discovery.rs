@@ -355,5 +355,8 @@ impl SmartDiscovery {
 }
 
 fn parse_url(s: &str) -> Result<Url, SmartError> {
-    Url::parse(s).map_err(|e| SmartError::Config(format!("bad url {s}: {e}")))
+    Url::parse(s).map_err(|source| SmartError::ConfigUrl {
+        what: format!("bad url {s}"),
+        source,
+    })
 }

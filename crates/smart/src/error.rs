@@ -101,12 +101,31 @@ pub enum SmartError {
     Transport {
         /// The endpoint (no query string).
         endpoint: String,
-        /// The transport failure.
+        /// The transport failure, in short.
         reason: String,
+        /// The failure itself (its URL removed), for the logs.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
-    /// The client configuration is unusable (bad URL, missing endpoint, bad key).
+    /// The client configuration is unusable (missing endpoint, bad header value).
     #[error("invalid client configuration: {0}")]
     Config(String),
+    /// A URL of the configuration, or one an issuer published, does not parse.
+    #[error("invalid client configuration: {what}: {source}")]
+    ConfigUrl {
+        /// Which URL (and, for one from the configuration, its text).
+        what: String,
+        /// The parse failure.
+        #[source]
+        source: url::ParseError,
+    },
+    /// An approved issuer is not usable as a FHIR base URL.
+    #[error("invalid client configuration: {source}")]
+    FhirBase {
+        /// Why it is not.
+        #[source]
+        source: visitbridge_fhir::FhirError,
+    },
     /// Signing a client assertion or drawing randomness failed.
     #[error(transparent)]
     Assertion(#[from] AssertionError),
@@ -141,12 +160,17 @@ pub(crate) fn transport_error(endpoint: &url::Url, error: reqwest::Error) -> Sma
     if error.is_timeout() {
         SmartError::Timeout { endpoint }
     } else {
+        let error = error.without_url();
         let reason = if error.is_connect() {
             "connection failed".to_owned()
         } else {
-            error.without_url().to_string()
+            error.to_string()
         };
-        SmartError::Transport { endpoint, reason }
+        SmartError::Transport {
+            endpoint,
+            reason,
+            source: Some(Box::new(error)),
+        }
     }
 }
 
@@ -173,5 +197,35 @@ pub(crate) fn send_error(endpoint: &url::Url, error: visitbridge_http::SendError
             endpoint: endpoint_label(endpoint),
         },
         visitbridge_http::SendError::Transport { source, .. } => transport_error(endpoint, source),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    #[test]
+    fn configuration_errors_keep_their_cause_and_their_message() {
+        let cause = url::Url::parse("not a url").expect_err("not a url");
+        let error = SmartError::ConfigUrl {
+            what: "bad issuer url".to_owned(),
+            source: cause,
+        };
+        assert_eq!(
+            error.to_string(),
+            format!("invalid client configuration: bad issuer url: {cause}")
+        );
+        assert!(error.source().is_some());
+
+        let cause = visitbridge_fhir::FhirBaseUrl::parse("ftp://ehr.example/").expect_err("ftp");
+        let shown = cause.to_string();
+        let error = SmartError::FhirBase { source: cause };
+        assert_eq!(
+            error.to_string(),
+            format!("invalid client configuration: {shown}")
+        );
+        assert!(error.source().is_some());
     }
 }

@@ -2,13 +2,12 @@
 
 use std::collections::BTreeMap;
 
-use jsonwebtoken::{
-    Algorithm, DecodingKey, Validation, decode, decode_header, errors::ErrorKind, jwk::KeyAlgorithm,
-};
+use jsonwebtoken::{DecodingKey, Validation, decode, decode_header, errors::ErrorKind};
 use serde_json::{Map, Value};
 use url::Url;
+use visitbridge_http::JwksCache;
 
-use crate::{SmartError, jwks::JwksCache};
+use crate::{SmartError, jwks::fetch_error};
 
 /// The claims of an id_token that passed validation.
 ///
@@ -52,17 +51,6 @@ pub(crate) struct Expectations<'a> {
     pub(crate) jwks_uri: &'a Url,
 }
 
-const ALLOWED: &[Algorithm] = &[
-    Algorithm::RS256,
-    Algorithm::RS384,
-    Algorithm::RS512,
-    Algorithm::PS256,
-    Algorithm::PS384,
-    Algorithm::PS512,
-    Algorithm::ES256,
-    Algorithm::ES384,
-];
-
 fn reject(reason: impl Into<String>) -> SmartError {
     SmartError::IdToken(reason.into())
 }
@@ -75,25 +63,17 @@ pub(crate) async fn validate(
 ) -> Result<IdTokenClaims, SmartError> {
     let header = decode_header(token).map_err(|_| reject("it is not a signed jwt"))?;
     // Symmetric algorithms and `none` are refused: the key would be the client secret or nothing.
-    if !ALLOWED.contains(&header.alg) {
+    if !jwks.policy().accepts(header.alg) {
         return Err(reject(format!(
             "its algorithm {:?} is not accepted",
             header.alg
         )));
     }
-    let candidates = jwks
-        .candidates(expect.jwks_uri, header.kid.as_deref())
-        .await?;
-    let usable: Vec<DecodingKey> = candidates
-        .iter()
-        .filter(|jwk| {
-            jwk.common
-                .key_algorithm
-                .is_none_or(|a| a == KeyAlgorithm::from(header.alg))
-        })
-        .filter_map(|jwk| DecodingKey::from_jwk(jwk).ok())
-        .filter(|key| key.family() == header.alg.family())
-        .collect();
+    // Only keys under the token's kid, declared for its algorithm (if at all) and of its type.
+    let usable: Vec<DecodingKey> = jwks
+        .keys_for(expect.jwks_uri, &header)
+        .await
+        .map_err(fetch_error)?;
     if usable.is_empty() {
         return Err(reject("no key of the issuer matches its kid and algorithm"));
     }

@@ -5,7 +5,7 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 use chrono::{DateTime, Utc};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use url::Url;
-use visitbridge_http::{OAuthHttpClient, RetryPolicy, Secret};
+use visitbridge_http::{JwksCache, OAuthHttpClient, RetryPolicy, Secret};
 
 use crate::{
     ApprovedIssuer, AuthorizationRequest, Callback, ClientAuth, EhrUser, IssuerPolicy,
@@ -15,7 +15,7 @@ use crate::{
     error::endpoint_label,
     idtoken::{self, Expectations},
     issuer::approve,
-    jwks::JwksCache,
+    jwks::issuer_keys,
     token::{Grant, TokenEndpoint},
 };
 
@@ -144,7 +144,7 @@ impl SmartClient {
         let retry = RetryPolicy::default();
         Self {
             discovery: SmartDiscovery::new(http.clone(), config.extra_headers.clone()),
-            jwks: Arc::new(JwksCache::new(http.clone(), retry.clone())),
+            jwks: Arc::new(issuer_keys(http.clone(), retry.clone(), None)),
             oauth_http: OAuthHttpClient(http.clone()),
             http,
             config,
@@ -157,11 +157,11 @@ impl SmartClient {
     }
 
     fn rebuild_jwks(&mut self) {
-        let mut jwks = JwksCache::new(self.http.clone(), self.retry.clone());
-        if let Some(interval) = self.jwks_refetch {
-            jwks.set_min_refetch(interval);
-        }
-        self.jwks = Arc::new(jwks);
+        self.jwks = Arc::new(issuer_keys(
+            self.http.clone(),
+            self.retry.clone(),
+            self.jwks_refetch,
+        ));
     }
 
     /// Uses `discovery` (to share its cache, or to set its TTL or metadata fallback).

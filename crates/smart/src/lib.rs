@@ -26,7 +26,7 @@
 //!   POST form: Epic prefers POST), the token request (through the `oauth2` crate over the shared
 //!   reqwest client, with `client_secret_basic`, `client_secret_post` or `private_key_jwt`), and
 //!   id_token validation (`jsonwebtoken` against the issuer's JWKS, cached by `kid` and refetched
-//!   once on rotation) serve both SMART launches and [`OidcProvider`] sign-ins.
+//!   once on rotation, in `visitbridge_http::JwksCache`, which the Graph webhook shares) serve both SMART launches and [`OidcProvider`] sign-ins.
 //! - **Never trust an unvalidated id_token.** The EHR user ([`EhrUser`]) comes only from an
 //!   id_token whose signature, `iss`, `aud`, `exp` and `nonce` were checked.
 //! - **Retries.** Discovery and JWKS are idempotent GETs retried on 429/5xx/timeouts. A code

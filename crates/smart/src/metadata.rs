@@ -25,8 +25,8 @@ pub(crate) async fn from_metadata(
         issuer: label.clone(),
         reason,
     };
-    let base =
-        FhirBaseUrl::parse(issuer.iss.as_str()).map_err(|e| SmartError::Config(e.to_string()))?;
+    let base = FhirBaseUrl::parse(issuer.iss.as_str())
+        .map_err(|source| SmartError::FhirBase { source })?;
     let mut config = FhirClientConfig::new(base);
     config.retry = retry.clone();
     config.extra_headers = headers

@@ -8,14 +8,14 @@ use reqwest::header::HeaderMap;
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
 use url::Url;
-use visitbridge_http::{OAuthHttpClient, RetryPolicy, Secret, send_idempotent};
+use visitbridge_http::{JwksCache, OAuthHttpClient, RetryPolicy, Secret, send_idempotent};
 
 use crate::{
     AuthorizationRequest, Callback, ClientAuth, IdTokenClaims, SmartError,
     authorize::{Pkce, new_nonce, new_state},
     error::{endpoint_label, json_reason, send_error, transport_error},
     idtoken::{self, Expectations},
-    jwks::JwksCache,
+    jwks::issuer_keys,
     token::{Grant, TokenEndpoint},
 };
 
@@ -134,8 +134,13 @@ impl OidcProvider {
         config: OidcClientConfig,
     ) -> Result<Self, SmartError> {
         let base = issuer.as_str().trim_end_matches('/');
-        let url = Url::parse(&format!("{base}/.well-known/openid-configuration"))
-            .map_err(|e| SmartError::Config(format!("bad issuer url: {e}")))?;
+        let url =
+            Url::parse(&format!("{base}/.well-known/openid-configuration")).map_err(|source| {
+                SmartError::ConfigUrl {
+                    what: "bad issuer url".to_owned(),
+                    source,
+                }
+            })?;
         let discovery_error = |reason: String| SmartError::Discovery {
             issuer: endpoint_label(issuer),
             reason,
@@ -188,7 +193,7 @@ impl OidcProvider {
         }
         let retry = RetryPolicy::default();
         Ok(Self {
-            jwks: JwksCache::new(http.clone(), retry.clone()),
+            jwks: issuer_keys(http.clone(), retry.clone(), None),
             http: OAuthHttpClient(http),
             metadata,
             config,
@@ -200,7 +205,7 @@ impl OidcProvider {
 
     /// Retries for token and JWKS requests.
     pub fn with_retry_policy(mut self, retry: RetryPolicy) -> Self {
-        self.jwks = JwksCache::new(self.http.0.clone(), retry.clone());
+        self.jwks = issuer_keys(self.http.0.clone(), retry.clone(), None);
         self.retry = retry;
         self
     }

@@ -317,6 +317,7 @@ impl TokenEndpoint<'_> {
             RequestTokenError::Request(other) => SmartError::Transport {
                 endpoint,
                 reason: other.to_string(),
+                source: Some(Box::new(other)),
             },
             RequestTokenError::Parse(e, _body) => match seen {
                 Some(s) if s.status != StatusCode::OK => SmartError::UpstreamStatus {

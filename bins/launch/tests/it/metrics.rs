@@ -1,4 +1,5 @@
-//! `/metrics`: where it is served, to whom, and what failed callbacks are counted as.
+//! `/metrics`: where it is served, to whom, what failed callbacks are counted as, and the
+//! documented upstream latency series a launch leaves.
 
 use crate::{
     harness::{Env, METRICS_TOKEN},
@@ -105,4 +106,86 @@ async fn metrics_on_the_main_listener_need_the_bearer_token() {
             .await
             .contains("# TYPE visitbridge_launches_total counter")
     );
+}
+
+/// The `upstream` labels documented in docs/deployment.md (Operations).
+const DOCUMENTED_UPSTREAMS: &[&str] = &[
+    "ehr_token",
+    "entra_sign_in",
+    "fhir",
+    "graph_create_or_get",
+    "graph_policy",
+    "graph_join_url",
+    "graph_subscription",
+];
+
+/// The `upstream` labels of the latency histogram's series, from its `_count` lines.
+fn timed_upstreams(metrics: &str) -> Vec<(String, u64)> {
+    metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("visitbridge_upstream_seconds_count{upstream=\""))
+        .filter_map(|rest| rest.split_once("\"} "))
+        .map(|(upstream, n)| (upstream.to_owned(), n.parse().unwrap()))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_launch_exposes_the_documented_upstream_latencies_for_every_upstream_it_called() {
+    let env = Env::start().await;
+    let docs = include_str!("../../../../docs/deployment.md");
+    for name in [
+        "visitbridge_launches_total",
+        "visitbridge_upstream_seconds",
+        "visitbridge_notifications_total",
+        "visitbridge_outbox_pending",
+    ] {
+        assert!(docs.contains(&format!("`{name}`")), "{name} is documented");
+    }
+    for upstream in DOCUMENTED_UPSTREAMS {
+        assert!(
+            docs.contains(&format!("| `{upstream}` |")),
+            "{upstream} is documented"
+        );
+    }
+
+    // A clinician's first launch: EHR sign-in, Microsoft sign-in, FHIR, the meeting and its
+    // policy, then the subscription to its participants (in the background).
+    crate::provider::provider_launch(&env, &env.browser()).await;
+    let called = [
+        "ehr_token",
+        "entra_sign_in",
+        "fhir",
+        "graph_create_or_get",
+        "graph_policy",
+        "graph_subscription",
+    ];
+    env.eventually("the subscription is timed", async || {
+        timed_upstreams(&env.metrics().await)
+            .iter()
+            .any(|(u, _)| u == "graph_subscription")
+    })
+    .await;
+
+    let metrics = env.metrics().await;
+    assert!(
+        metrics.contains("# TYPE visitbridge_upstream_seconds histogram\n"),
+        "{metrics}"
+    );
+    let timed = timed_upstreams(&metrics);
+    for upstream in called {
+        let count = timed.iter().find(|(u, _)| u == upstream).map(|(_, n)| *n);
+        assert!(count >= Some(1), "{upstream} timed: {metrics}");
+        for series in [
+            format!("visitbridge_upstream_seconds_sum{{upstream=\"{upstream}\"}} "),
+            format!("visitbridge_upstream_seconds_bucket{{upstream=\"{upstream}\",le=\"+Inf\"}} "),
+        ] {
+            assert!(metrics.contains(&series), "{series} in {metrics}");
+        }
+    }
+    for (upstream, _) in &timed {
+        assert!(
+            DOCUMENTED_UPSTREAMS.contains(&upstream.as_str()),
+            "{upstream} is timed but not documented in docs/deployment.md"
+        );
+    }
 }
