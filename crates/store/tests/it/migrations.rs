@@ -182,4 +182,3 @@ async fn postgres_over_tls_verifies_the_server_against_the_named_ca() {
         "the system roots do not know the test CA: the certificate must be refused"
     );
 }
-
