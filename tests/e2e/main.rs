@@ -25,6 +25,7 @@ async fn demo() -> RunningDemo {
         portal: any,
         launch: any,
         data_dir: None,
+        database: None,
     })
     .await
     .expect("the demo starts")

@@ -214,7 +214,11 @@ async fn clinician_and_patient_meet_in_one_visit_and_the_ehr_hears_of_it() {
     // any sandbox patient (the EHR had them all; VisitBridge must have kept none).
     let mut stored = Vec::new();
     for suffix in ["", "-wal"] {
-        let path = format!("{}{suffix}", demo.database.display());
+        let database = demo
+            .database
+            .sqlite_path()
+            .expect("the end-to-end demo runs on SQLite");
+        let path = format!("{}{suffix}", database.display());
         if let Ok(bytes) = std::fs::read(&path) {
             stored.extend(bytes);
         }

@@ -10,7 +10,7 @@
 //! This is wiring only: the services are configured through the same TOML their binaries read, so
 //! the demo also documents a working configuration of each.
 
-use std::{net::SocketAddr, path::PathBuf, sync::Arc};
+use std::{net::SocketAddr, path::PathBuf};
 
 use anyhow::Context as _;
 use chrono::Utc;
@@ -23,9 +23,7 @@ use visitbridge_approval::{
 use visitbridge_launch::{LaunchConfig, LaunchService};
 use visitbridge_portal::{AppState as PortalState, PortalConfig};
 use visitbridge_sandbox::{RunningSandbox, Sandbox, SandboxConfig};
-use visitbridge_store::{
-    ConfigurationRepo as _, MicrosoftTenantId, SqliteStore, Store, Tenant, TenantRepo as _,
-};
+use visitbridge_store::{DatabaseLocation, MicrosoftTenantId, PostgresOptions, Store, Tenant};
 
 /// The EHR client id the demo configuration is registered with (the sandbox accepts any).
 pub const DEMO_EHR_CLIENT_ID: &str = "visitbridge-demo";
@@ -45,6 +43,9 @@ pub struct DemoOptions {
     pub launch: SocketAddr,
     /// Where the SQLite database goes; `None`: a temporary folder removed at exit.
     pub data_dir: Option<PathBuf>,
+    /// The database, over `data_dir`'s SQLite file: e.g. a `postgres://` URL to try the demo on
+    /// PostgreSQL.
+    pub database: Option<DatabaseLocation>,
 }
 
 /// The running demo: its addresses and who to sign in as.
@@ -68,8 +69,8 @@ pub struct RunningDemo {
     pub admin: String,
     /// The approver's Microsoft username.
     pub approver: String,
-    /// The SQLite database file.
-    pub database: PathBuf,
+    /// The database (a SQLite file unless `DemoOptions::database` named another).
+    pub database: DatabaseLocation,
     /// The simulated EHR and Microsoft 365 (for tests that look inside).
     pub sandbox: RunningSandbox,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -97,7 +98,7 @@ impl RunningDemo {
             metrics = self.metrics_url,
             admin = self.admin,
             approver = self.approver,
-            db = self.database.display(),
+            db = self.database,
         )
     }
 }
@@ -157,18 +158,21 @@ pub async fn start(options: DemoOptions) -> anyhow::Result<RunningDemo> {
     };
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
-    let database = data_dir.join("visitbridge.sqlite");
-    let store = SqliteStore::open(&database)
+    let database = options
+        .database
+        .clone()
+        .unwrap_or_else(|| DatabaseLocation::Sqlite(data_dir.join("visitbridge.sqlite")));
+    let store = database
+        .open(&PostgresOptions::default())
         .await
-        .with_context(|| format!("opening {}", database.display()))?;
-    seed_approved_configuration(&store, &sandbox, &admin, &approver).await?;
+        .with_context(|| format!("opening {database}"))?;
+    seed_approved_configuration(&*store, &sandbox, &admin, &approver).await?;
 
     let toml_str = |s: &str| format!("{s:?}");
     let launch_config = LaunchConfig::from_toml(&format!(
         r#"
 listen = {listen}
 public_base_url = {launch}
-database = {db}
 dev_mode = true
 
 [ehr_client_secrets]
@@ -197,7 +201,6 @@ lobby_status = "sandbox-in-lobby"
 "#,
         listen = toml_str(&launch_listener.local_addr()?.to_string()),
         launch = toml_str(launch_url.as_str()),
-        db = toml_str(&database.display().to_string()),
         secret_ref = DEMO_SECRET_REF,
         ms = toml_str(sandbox.ms_base_url.as_str()),
         tenant = toml_str(&sandbox.tenant_id),
@@ -206,6 +209,10 @@ lobby_status = "sandbox-in-lobby"
         client = toml_str(DEMO_EHR_CLIENT_ID),
     ))
     .context("the demo's launch configuration")?;
+    let launch_config = LaunchConfig {
+        database: database.clone(),
+        ..launch_config
+    };
     let launch = LaunchService::build(launch_config, launch_url.clone())
         .await
         .context("starting the launch service")?;
@@ -215,7 +222,6 @@ lobby_status = "sandbox-in-lobby"
 listen = {listen}
 public_base_url = {portal}
 cookie_secure = false
-database = {db}
 launch_base_url = {launch}
 dev_mode = true
 
@@ -236,7 +242,6 @@ usernames = [{admin}]
 "#,
         listen = toml_str(&portal_listener.local_addr()?.to_string()),
         portal = toml_str(portal_url.as_str()),
-        db = toml_str(&database.display().to_string()),
         launch = toml_str(launch_url.as_str()),
         authority = toml_str(&format!(
             "{}{}",
@@ -247,7 +252,10 @@ usernames = [{admin}]
         admin = toml_str(&admin),
     ))
     .context("the demo's portal configuration")?;
-    let store: Arc<dyn Store> = Arc::new(store);
+    let portal_config = PortalConfig {
+        database: database.clone(),
+        ..portal_config
+    };
     let portal = PortalState::new(portal_config, store).context("starting the portal")?;
     let housekeeping = portal.spawn_housekeeping(std::time::Duration::from_secs(300));
 
@@ -308,7 +316,7 @@ usernames = [{admin}]
 /// the approval state machine exactly as the portal would (admin adds and submits; the approver
 /// signs in to the EHR and approves). Skipped when the database already has it.
 async fn seed_approved_configuration(
-    store: &SqliteStore,
+    store: &dyn Store,
     sandbox: &RunningSandbox,
     admin: &str,
     approver: &str,

@@ -4,6 +4,7 @@ use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
 use clap::Parser;
 use visitbridge_demo::{DemoOptions, start};
+use visitbridge_store::DatabaseLocation;
 
 /// The whole VisitBridge system on this machine: a sandbox EHR and Microsoft 365, the
 /// configuration portal and the launch service, with an embedded SQLite database.
@@ -37,6 +38,9 @@ struct Args {
     /// Keep the database in this folder (default: a temporary folder, removed at exit).
     #[arg(long, env = "VISITBRIDGE_DEMO_DATA")]
     data_dir: Option<PathBuf>,
+    /// The database instead of the SQLite file: a `postgres://` URL (or a SQLite path).
+    #[arg(long, env = "VISITBRIDGE_DEMO_DATABASE", hide_env_values = true)]
+    database: Option<DatabaseLocation>,
 }
 
 #[tokio::main]
@@ -54,6 +58,7 @@ async fn main() -> ExitCode {
         portal: args.portal,
         launch: args.launch,
         data_dir: args.data_dir,
+        database: args.database,
     };
     let demo = match start(options).await {
         Ok(demo) => demo,

@@ -11,6 +11,7 @@ use visitbridge_audit::SinkConfig;
 use visitbridge_graph::MeetingPolicy;
 pub use visitbridge_http::HttpTimeouts;
 use visitbridge_http::{Secret, is_loopback_url};
+use visitbridge_store::DatabaseLocation;
 pub use visitbridge_web::{ServerLimits, config::ConfigError};
 
 /// The `User-Agent` of the launch service's outbound calls.
@@ -68,9 +69,14 @@ pub struct LaunchConfig {
     /// Default: `public_base_url`. Graph only calls https URLs.
     #[serde(default)]
     pub notification_base_url: Option<Url>,
-    /// The SQLite database (shared with the portal).
+    /// The database, shared with the portal: a SQLite file (a path, or `sqlite:///path`), or
+    /// PostgreSQL (`postgres://user@host/db?sslmode=require`) for several replicas on one
+    /// database.
     #[serde(default = "default_database")]
-    pub database: PathBuf,
+    pub database: DatabaseLocation,
+    /// The most PostgreSQL connections this process keeps (ignored for SQLite).
+    #[serde(default = "default_database_max_connections")]
+    pub database_max_connections: usize,
     /// A second address serving only `/metrics`, without authentication (e.g. `127.0.0.1:9464`,
     /// reachable by the scraper but not from the internet). Default: none.
     #[serde(default)]
@@ -143,8 +149,12 @@ fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8080))
 }
 
-fn default_database() -> PathBuf {
-    PathBuf::from("visitbridge-data").join("visitbridge.sqlite")
+fn default_database() -> DatabaseLocation {
+    DatabaseLocation::Sqlite(PathBuf::from("visitbridge-data").join("visitbridge.sqlite"))
+}
+
+fn default_database_max_connections() -> usize {
+    visitbridge_store::PostgresOptions::default().max_connections
 }
 
 fn default_link_ttl() -> u64 {
@@ -613,9 +623,9 @@ pub struct Cli {
     /// The public base URL, over the file's `public_base_url`.
     #[arg(long, env = "VISITBRIDGE_LAUNCH_PUBLIC_BASE_URL")]
     pub public_base_url: Option<Url>,
-    /// The SQLite database file, over the file's `database`.
-    #[arg(long, env = "VISITBRIDGE_LAUNCH_DATABASE")]
-    pub database: Option<PathBuf>,
+    /// The database (a SQLite path or a postgres:// URL), over the file's `database`.
+    #[arg(long, env = "VISITBRIDGE_LAUNCH_DATABASE", hide_env_values = true)]
+    pub database: Option<DatabaseLocation>,
     /// The deployment secret, over the file's `deployment_secret`.
     #[arg(
         long,
@@ -651,6 +661,27 @@ pub struct Cli {
     /// Development mode.
     #[arg(long, env = "VISITBRIDGE_LAUNCH_DEV_MODE")]
     pub dev_mode: bool,
+    /// What to do; without one, serve.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// A command other than serving.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::Subcommand)]
+pub enum Command {
+    /// Brings the database schema up to date and exits (for operators who migrate before rolling
+    /// out; the service also migrates at start-up, under a lock, so replicas migrate once).
+    Migrate,
+}
+
+impl LaunchConfig {
+    /// The PostgreSQL pool settings from this configuration (unused for SQLite).
+    pub fn database_options(&self) -> visitbridge_store::PostgresOptions {
+        visitbridge_store::PostgresOptions {
+            max_connections: self.database_max_connections,
+            ..visitbridge_store::PostgresOptions::default()
+        }
+    }
 }
 
 impl Cli {

@@ -38,7 +38,7 @@ use visitbridge_launch_core::{
     SignInToContinue, VisitFacts, after_microsoft_sign_in, clinician_launch, find_configuration,
 };
 use visitbridge_smart::{AuthorizationRequest, Callback, CompletedLaunch, PendingSignIn};
-use visitbridge_store::{MicrosoftObjectId, MicrosoftTenantId, UserLink, UserLinkRepo};
+use visitbridge_store::{MicrosoftObjectId, MicrosoftTenantId, UserLink};
 use visitbridge_visit::{RecordContext, VisitKey};
 
 use crate::{

@@ -118,11 +118,10 @@ use axum::{
     routing::{MethodRouter, get, post},
 };
 use visitbridge_approval::RecordKind;
-use visitbridge_store::OutboxRepo;
 use visitbridge_web::SecurityHeaders;
 
 pub use config::{
-    BackendKeyConfig, Cli, ConfigError, ConfigurationSinks, CookieConfig, HttpTimeouts,
+    BackendKeyConfig, Cli, Command, ConfigError, ConfigurationSinks, CookieConfig, HttpTimeouts,
     LaunchConfig, MicrosoftConfig, SameSite, ServerLimits, UpkeepConfig, WritebackConfig,
 };
 pub use state::{AppState, BuildError, LaunchService};

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Parser;
-use visitbridge_launch::{Cli, LaunchService, app, metrics_app};
+use visitbridge_launch::{Cli, Command, LaunchService, app, metrics_app};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -20,6 +20,18 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = cli.load()?;
+    if cli.command == Some(Command::Migrate) {
+        let report = config
+            .database
+            .migrate(&config.database_options())
+            .await
+            .with_context(|| format!("migrating {}", config.database))?;
+        println!(
+            "{}: schema at version {} (was {})",
+            config.database, report.to, report.from
+        );
+        return Ok(());
+    }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -33,7 +45,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         None => None,
     };
     let base = config.public_base(addr);
-    let database = config.database.display().to_string();
+    let database = config.database.to_string();
     let metrics_token = !config.metrics_bearer_token.is_empty();
     let limits = config.server.clone();
     let service = LaunchService::build(config, base.clone())

@@ -12,9 +12,7 @@ use visitbridge_graph::{
 };
 use visitbridge_http::{ClientAssertionKey, Secret, build_client, random_token};
 use visitbridge_launch_core::ApprovedConfiguration;
-use visitbridge_store::{
-    ConfigurationRepo, PendingRepo, SessionRepo, SqliteStore, StoreError, TenantRepo,
-};
+use visitbridge_store::{ConfigurationRepo, PendingRepo, Store, StoreError};
 use visitbridge_visit::StaffRule;
 
 use crate::{
@@ -111,7 +109,7 @@ pub struct AppState {
 }
 
 pub(crate) struct Inner {
-    pub(crate) store: Arc<SqliteStore>,
+    pub(crate) store: Arc<dyn Store>,
     pub(crate) public_base: Url,
     pub(crate) cookies: CookiePolicy,
     pub(crate) session_ttl: Duration,
@@ -196,7 +194,10 @@ impl LaunchService {
     pub async fn build(config: LaunchConfig, public_base: Url) -> Result<Self, BuildError> {
         config.validate(&public_base)?;
         let http = build_client(&config.http.http_config(crate::config::USER_AGENT))?;
-        if let Some(dir) = config.database.parent()
+        if let Some(dir) = config
+            .database
+            .sqlite_path()
+            .and_then(std::path::Path::parent)
             && !dir.as_os_str().is_empty()
         {
             std::fs::create_dir_all(dir).map_err(|source| BuildError::DataDirectory {
@@ -204,14 +205,14 @@ impl LaunchService {
                 source,
             })?;
         }
-        let store = Arc::new(
-            SqliteStore::open(&config.database)
-                .await
-                .map_err(|source| BuildError::Store {
-                    path: config.database.display().to_string(),
-                    source,
-                })?,
-        );
+        let store = config
+            .database
+            .open(&config.database_options())
+            .await
+            .map_err(|source| BuildError::Store {
+                path: config.database.to_string(),
+                source,
+            })?;
 
         let key = match &config.backend_key {
             Some(k) => {
@@ -278,7 +279,7 @@ impl LaunchService {
         tracing::info!(sinks = ?describe(&config.writeback), "write-back sinks");
         // Set before any event can be recorded (the upkeep task below reconciles at once); a
         // configuration missed here is set on demand when one of its events comes.
-        configure_all_sinks(&store, &writeback).await;
+        configure_all_sinks(&*store, &writeback).await;
         let worker = DeliveryWorker::new(
             store.clone(),
             writeback.sinks.clone(),
@@ -505,7 +506,7 @@ impl LaunchService {
                 if let Err(e) = inner.store.purge_expired_sessions(now).await {
                     tracing::warn!(error = %e, "cannot purge expired sessions");
                 }
-                configure_all_sinks(&inner.store, &inner.writeback).await;
+                configure_all_sinks(inner.store.as_ref(), &inner.writeback).await;
                 inner.live.evict_idle();
             }
         }));
@@ -520,7 +521,7 @@ impl LaunchService {
 
 /// Sets the sinks of every approved configuration (new approvals are also configured at their
 /// first launch, or at their first event: `Writeback::ensure`).
-async fn configure_all_sinks(store: &SqliteStore, writeback: &Writeback) {
+async fn configure_all_sinks(store: &dyn Store, writeback: &Writeback) {
     let tenants = match store.list_tenants().await {
         Ok(t) => t,
         Err(e) => {

@@ -14,7 +14,7 @@ use axum::{
 use futures_util::Stream;
 use tokio_stream::{StreamExt as _, wrappers::BroadcastStream};
 use url::Url;
-use visitbridge_store::{Visit, VisitId, VisitRepo};
+use visitbridge_store::{Visit, VisitId};
 use visitbridge_visit::PatientLink;
 
 use crate::{

@@ -19,7 +19,7 @@ use visitbridge_audit::{ConfiguredSinks, SinkConfig, SinkContext};
 use visitbridge_fhir::{FhirClient, FhirClientConfig, TokenSource, TokenSourceError};
 use visitbridge_http::{ClientAssertionKey, Secret};
 use visitbridge_smart::{ApprovedIssuer, BackendServicesClient, SmartDiscovery};
-use visitbridge_store::{ConfigurationRepo, SqliteStore, TenantRepo};
+use visitbridge_store::Store;
 
 use visitbridge_launch_core::ApprovedConfiguration;
 
@@ -88,7 +88,7 @@ pub(crate) enum WritebackError {
 /// Sets each approved configuration's sinks once per approved version.
 pub(crate) struct Writeback {
     pub(crate) sinks: Arc<ConfiguredSinks>,
-    store: Arc<SqliteStore>,
+    store: Arc<dyn Store>,
     config: WritebackConfig,
     http: visitbridge_http::HttpClient,
     key: ClientAssertionKey,
@@ -97,7 +97,7 @@ pub(crate) struct Writeback {
 
 impl Writeback {
     pub(crate) fn new(
-        store: Arc<SqliteStore>,
+        store: Arc<dyn Store>,
         config: WritebackConfig,
         http: visitbridge_http::HttpClient,
         key: ClientAssertionKey,

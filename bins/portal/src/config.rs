@@ -9,7 +9,7 @@ use url::Url;
 use visitbridge_approval::{ApprovalPolicy, LaunchServiceUrls, UrlPolicy, Username};
 pub use visitbridge_http::HttpTimeouts;
 use visitbridge_http::{Secret, is_loopback_url};
-use visitbridge_store::MicrosoftTenantId;
+use visitbridge_store::{DatabaseLocation, MicrosoftTenantId, PostgresOptions};
 pub use visitbridge_web::{ServerLimits, config::ConfigError};
 
 /// The `User-Agent` of the portal's outbound calls.
@@ -51,8 +51,14 @@ pub struct PortalConfig {
     /// address (local development over plain http) may turn this off.
     #[serde(default = "default_true")]
     pub cookie_secure: bool,
-    /// The SQLite database file (shared with the launch service).
-    pub database: PathBuf,
+    /// The database, shared with the launch service: a SQLite file (a path, or
+    /// `sqlite:///path`), or PostgreSQL (`postgres://user@host/db?sslmode=require`) for several
+    /// replicas on one database.
+    #[serde(default = "default_database")]
+    pub database: DatabaseLocation,
+    /// The most PostgreSQL connections this process keeps (ignored for SQLite).
+    #[serde(default = "default_database_max_connections")]
+    pub database_max_connections: usize,
     /// The launch service's public base URL, from which integration records are made.
     pub launch_base_url: String,
     /// Development mode: FHIR base URLs on loopback addresses (local fakes) are accepted.
@@ -373,9 +379,9 @@ pub struct Cli {
     /// The portal's public base URL, over the file's `public_base_url`.
     #[arg(long, env = "VISITBRIDGE_PORTAL_PUBLIC_BASE_URL")]
     pub public_base_url: Option<Url>,
-    /// The SQLite database file, over the file's `database`.
-    #[arg(long, env = "VISITBRIDGE_PORTAL_DATABASE")]
-    pub database: Option<PathBuf>,
+    /// The database (a SQLite path or a postgres:// URL), over the file's `database`.
+    #[arg(long, env = "VISITBRIDGE_PORTAL_DATABASE", hide_env_values = true)]
+    pub database: Option<DatabaseLocation>,
     /// The Entra client secret, over the file's `entra.client_secret`.
     #[arg(
         long,
@@ -395,6 +401,35 @@ pub struct Cli {
     /// Development mode: accept loopback FHIR base URLs (local fakes).
     #[arg(long, env = "VISITBRIDGE_PORTAL_DEV_MODE")]
     pub dev_mode: bool,
+    /// What to do; without one, serve.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// A command other than serving.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::Subcommand)]
+pub enum Command {
+    /// Brings the database schema up to date and exits (for operators who migrate before rolling
+    /// out; the portal also migrates at start-up, under a lock, so replicas migrate once).
+    Migrate,
+}
+
+impl PortalConfig {
+    /// The PostgreSQL pool settings from this configuration (unused for SQLite).
+    pub fn database_options(&self) -> PostgresOptions {
+        PostgresOptions {
+            max_connections: self.database_max_connections,
+            ..PostgresOptions::default()
+        }
+    }
+}
+
+fn default_database() -> DatabaseLocation {
+    DatabaseLocation::Sqlite(PathBuf::from("visitbridge-data").join("visitbridge.sqlite"))
+}
+
+fn default_database_max_connections() -> usize {
+    PostgresOptions::default().max_connections
 }
 
 impl Cli {

@@ -57,15 +57,13 @@
 //! # Example
 //!
 //! ```no_run
-//! use std::sync::Arc;
 //! use visitbridge_portal::{AppState, PortalConfig, app};
-//! use visitbridge_store::SqliteStore;
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let config = PortalConfig::from_toml(&std::fs::read_to_string("portal.toml")?)?;
-//! let store = SqliteStore::open(&config.database).await?;
+//! let store = config.database.open(&config.database_options()).await?;
 //! let listen = config.listen;
-//! let state = AppState::new(config, Arc::new(store))?;
+//! let state = AppState::new(config, store)?;
 //! let listener = tokio::net::TcpListener::bind(listen).await?;
 //! axum::serve(listener, app(state)).await?;
 //! # Ok(())
@@ -107,7 +105,7 @@ use tower_http::{
 use visitbridge_web::SecurityHeaders;
 
 pub use config::{
-    ApiKeyConfig, ApprovalConfig, Cli, ConfigError, EhrClientAuthMethod, EhrSignInConfig,
+    ApiKeyConfig, ApprovalConfig, Cli, Command, ConfigError, EhrClientAuthMethod, EhrSignInConfig,
     EntraConfig, HttpTimeouts, PortalConfig, ServerLimits, TenantAdmins,
 };
 pub use state::AppState;

@@ -1,11 +1,10 @@
 //! `visitbridge-portal`: reads the configuration, opens the store, serves the portal, prints where.
 
-use std::{process::ExitCode, sync::Arc, time::Duration};
+use std::{process::ExitCode, time::Duration};
 
 use anyhow::Context as _;
 use clap::Parser;
-use visitbridge_portal::{AppState, Cli, app};
-use visitbridge_store::SqliteStore;
+use visitbridge_portal::{AppState, Cli, Command, app};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -21,13 +20,35 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = cli.load()?;
-    let store = SqliteStore::open(&config.database)
+    if cli.command == Some(Command::Migrate) {
+        let report = config
+            .database
+            .migrate(&config.database_options())
+            .await
+            .with_context(|| format!("migrating {}", config.database))?;
+        println!(
+            "{}: schema at version {} (was {})",
+            config.database, report.to, report.from
+        );
+        return Ok(());
+    }
+    if let Some(dir) = config
+        .database
+        .sqlite_path()
+        .and_then(std::path::Path::parent)
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let store = config
+        .database
+        .open(&config.database_options())
         .await
-        .with_context(|| format!("cannot open the database {}", config.database.display()))?;
+        .with_context(|| format!("cannot open the database {}", config.database))?;
     let listen = config.listen;
     let public = config.public_base_url.clone();
     let limits = config.server.clone();
-    let state = AppState::new(config, Arc::new(store))?;
+    let state = AppState::new(config, store)?;
     let _housekeeping = state.spawn_housekeeping(Duration::from_secs(600));
     let listener = tokio::net::TcpListener::bind(listen)
         .await

@@ -8,7 +8,8 @@ use crate::{MigrationReport, PostgresOptions, PostgresStore, SqliteStore, Store,
 
 /// Where the data lives, as configured: `sqlite:///path/to/file` (or a bare path) for the
 /// embedded default, `postgres://…` (or `postgresql://…`) for a shared PostgreSQL.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(try_from = "String")]
 pub enum DatabaseLocation {
     /// A SQLite file.
     Sqlite(PathBuf),
@@ -50,6 +51,14 @@ impl DatabaseLocation {
         Ok(Self::Sqlite(PathBuf::from(value)))
     }
 
+    /// The SQLite file, if it is one.
+    pub fn sqlite_path(&self) -> Option<&std::path::Path> {
+        match self {
+            Self::Sqlite(path) => Some(path),
+            Self::Postgres(_) => None,
+        }
+    }
+
     /// Opens the store, bringing its schema up to date.
     pub async fn open(&self, options: &PostgresOptions) -> Result<Arc<dyn Store>, StoreError> {
         Ok(match self {
@@ -73,6 +82,27 @@ impl DatabaseLocation {
                     .await
             }
         }
+    }
+}
+
+impl TryFrom<String> for DatabaseLocation {
+    type Error = StoreError;
+    fn try_from(value: String) -> Result<Self, StoreError> {
+        Self::parse(&value)
+    }
+}
+
+impl std::str::FromStr for DatabaseLocation {
+    type Err = StoreError;
+    fn from_str(value: &str) -> Result<Self, StoreError> {
+        Self::parse(value)
+    }
+}
+
+/// A SQLite file.
+impl From<PathBuf> for DatabaseLocation {
+    fn from(path: PathBuf) -> Self {
+        Self::Sqlite(path)
     }
 }
 

@@ -15,7 +15,7 @@ async fn service() -> (tempfile::TempDir, LaunchService) {
     let dir = tempfile::tempdir().unwrap();
     let config = LaunchConfig {
         dev_mode: true,
-        database: dir.path().join("visitbridge.sqlite"),
+        database: dir.path().join("visitbridge.sqlite").into(),
         ..LaunchConfig::default()
     };
     let base = config.public_base(config.listen);

@@ -193,7 +193,11 @@ impl Portal {
             client_secret = entra::CLIENT_SECRET,
         ))
         .unwrap();
-        let store = Arc::new(SqliteStore::open(&config.database).await.unwrap());
+        let store = Arc::new(
+            SqliteStore::open(dir.path().join("portal.sqlite"))
+                .await
+                .unwrap(),
+        );
         let state = AppState::new(config, store.clone()).unwrap();
         Self {
             app: app(state),
