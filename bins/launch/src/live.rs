@@ -1,5 +1,7 @@
 //! The live participant panels: one roster per visit in memory, rebuilt from the stored events
-//! when first needed, and a broadcast channel that wakes every open panel on a change.
+//! when first needed, and a broadcast channel that wakes every open panel on a change. Events
+//! another replica recorded arrive through the store's change feed
+//! ([`visitbridge_store::AuditRepo::visit_changes`]), which makes the held roster be read again.
 
 use std::{
     collections::HashMap,
@@ -7,7 +9,9 @@ use std::{
 };
 
 use tokio::sync::broadcast;
-use visitbridge_store::{AuditRepo, ParticipantClass, StoredEvent, VisitEventKind, VisitId};
+use visitbridge_store::{
+    AuditRepo, ParticipantClass, StoredEvent, VisitChange, VisitEventKind, VisitId,
+};
 use visitbridge_visit::{PanelView, Party, PartyClass, RosterChange, RosterState};
 
 struct LiveVisit {
@@ -100,6 +104,47 @@ impl LiveHub {
         match visits.get(visit) {
             Some(live) => Ok((live.roster.view(viewer), live.changed.subscribe())),
             None => Ok((RosterState::new().view(viewer), broadcast::channel(1).1)),
+        }
+    }
+
+    /// Rebuilds a held visit's roster from its stored events and wakes its panels: for events
+    /// another replica recorded (see [`Self::follow`]). A visit nobody holds is left alone (it is
+    /// read from the store when a panel opens).
+    pub(crate) async fn refresh(&self, visit: &VisitId) {
+        if !self.lock().contains_key(visit) {
+            return;
+        }
+        let events = match self.store.events_for_visit(visit).await {
+            Ok(events) => events,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot reload a visit's roster");
+                return;
+            }
+        };
+        let mut roster = RosterState::new();
+        for change in events.iter().filter_map(change_of) {
+            roster.apply(&change);
+        }
+        if let Some(live) = self.lock().get_mut(visit) {
+            live.roster = roster;
+            let _ = live.changed.send(());
+        }
+    }
+
+    /// Follows the store's feed of visits with new events (other replicas' recordings) until it
+    /// ends, refreshing the rosters it names; everything held after a gap in the feed.
+    pub(crate) async fn follow(self, mut changes: broadcast::Receiver<VisitChange>) {
+        loop {
+            let visits = match changes.recv().await {
+                Ok(VisitChange::Visit(visit)) => vec![visit],
+                Ok(VisitChange::Unknown) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                    self.lock().keys().cloned().collect()
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            };
+            for visit in &visits {
+                self.refresh(visit).await;
+            }
         }
     }
 

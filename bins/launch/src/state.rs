@@ -493,6 +493,10 @@ impl LaunchService {
         tasks.push(tokio::spawn(async move {
             worker.run(std::future::pending()).await;
         }));
+        // Events that other replicas record reach this one's open panels.
+        if let Some(changes) = store.visit_changes() {
+            tasks.push(tokio::spawn(state.inner.live.clone().follow(changes)));
+        }
         let housekeeping = state.clone();
         tasks.push(tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(300));

@@ -1,12 +1,17 @@
 //! `DeliveryWorker`: drains the outbox into the sinks with retries, backoff and dead letters.
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    future::Future,
+    sync::{Arc, PoisonError},
+    time::Duration,
+};
 
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use tokio::sync::Notify;
 use visitbridge_http::RetryPolicy;
-use visitbridge_store::{AuditStore, ClaimedDelivery};
+use visitbridge_store::{AuditStore, ClaimedDelivery, OutboxId};
 
 use crate::{AuditError, SinkError, SinkResolver};
 
@@ -26,9 +31,13 @@ pub struct DeliveryPolicy {
     pub base_delay: Duration,
     /// The longest wait between two attempts.
     pub max_delay: Duration,
-    /// How long a claimed row stays with this worker. A worker that dies mid-delivery leaves its
-    /// rows to others after this; a delivery is also cut off at half of it.
+    /// How long a claimed row stays with this worker without a renewal. The worker renews the
+    /// leases of the rows it still holds every third of this while a round runs, so a live worker
+    /// keeps its rows however slow the sink, and a worker that dies mid-delivery (a crash, a killed
+    /// replica) leaves them to another worker within this.
     pub lease: Duration,
+    /// The longest one delivery may take before it counts as a retryable failure.
+    pub delivery_timeout: Duration,
     /// Rows claimed per round.
     pub batch_size: u32,
     /// Deliveries in flight at once.
@@ -43,7 +52,8 @@ impl Default for DeliveryPolicy {
             max_attempts: 10,
             base_delay: Duration::from_secs(15),
             max_delay: Duration::from_secs(30 * 60),
-            lease: Duration::from_secs(120),
+            lease: Duration::from_secs(6),
+            delivery_timeout: Duration::from_secs(30),
             batch_size: 32,
             concurrency: 4,
             poll_interval: Duration::from_secs(2),
@@ -148,11 +158,28 @@ impl DeliveryWorker {
             claimed: claimed.len(),
             ..DeliveryReport::default()
         };
-        let outcomes: Vec<Outcome> = futures_util::stream::iter(claimed)
-            .map(|claim| self.deliver_one(claim, now))
+        // The rows this round still holds, whose leases the renewal below keeps.
+        let held: std::sync::Mutex<HashMap<OutboxId, u32>> = std::sync::Mutex::new(
+            claimed
+                .iter()
+                .map(|c| (c.item.id, c.item.attempts))
+                .collect(),
+        );
+        let deliveries = futures_util::stream::iter(claimed)
+            .map(|claim| async {
+                let id = claim.item.id;
+                let outcome = self.deliver_one(claim, now).await;
+                held.lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .remove(&id);
+                outcome
+            })
             .buffer_unordered(self.policy.concurrency.max(1))
-            .collect()
-            .await;
+            .collect::<Vec<Outcome>>();
+        let outcomes = tokio::select! {
+            outcomes = deliveries => outcomes,
+            never = self.renew_leases(&held, now) => match never {},
+        };
         for outcome in outcomes {
             match outcome {
                 Outcome::Delivered => report.delivered += 1,
@@ -188,6 +215,33 @@ impl DeliveryWorker {
         }
     }
 
+    /// Renews the leases of the `held` rows every third of the lease, on the clock `run_once`
+    /// was given; runs until dropped. A failed renewal is logged: the rows may then go to another
+    /// worker after their lease (at-least-once, as after a crash).
+    async fn renew_leases(
+        &self,
+        held: &std::sync::Mutex<HashMap<OutboxId, u32>>,
+        now: DateTime<Utc>,
+    ) -> std::convert::Infallible {
+        let started = tokio::time::Instant::now();
+        let every = (self.policy.lease / 3).max(Duration::from_millis(10));
+        loop {
+            tokio::time::sleep(every).await;
+            let claims: Vec<(OutboxId, u32)> = held
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .iter()
+                .map(|(id, attempt)| (*id, *attempt))
+                .collect();
+            let until = now
+                + chrono::Duration::from_std(started.elapsed() + self.policy.lease)
+                    .unwrap_or(chrono::Duration::MAX);
+            if let Err(e) = self.store.extend_leases(&claims, until).await {
+                tracing::warn!(error = %e, "cannot renew write-back leases");
+            }
+        }
+    }
+
     async fn deliver_one(&self, claim: ClaimedDelivery, now: DateTime<Utc>) -> Outcome {
         let ClaimedDelivery { item, event, visit } = &claim;
         let sink = self
@@ -203,7 +257,7 @@ impl DeliveryWorker {
                 "this sink is not configured for the visit's configuration in this process",
             )),
             Some(sink) => {
-                let limit = self.policy.lease / 2;
+                let limit = self.policy.delivery_timeout;
                 match tokio::time::timeout(limit, sink.deliver(item, event, visit)).await {
                     Ok(result) => result,
                     Err(_) => Err(SinkError::retryable("delivery timed out")),

@@ -94,5 +94,5 @@ pub use visits::{
     AuditRepo, AuditStore, ClaimedDelivery, EventId, EventOrigin, EventParticipant,
     GraphSubscriptionId, MAX_ERROR_LEN, NewDelivery, OutboxDepth, OutboxId, OutboxItem, OutboxRepo,
     OutboxState, ParticipantClass, Reconciliation, ReconciliationClaim, RecordOutcome, SinkName,
-    StoredEvent, Visit, VisitEventKind, VisitId, VisitRepo, VisitSubscription,
+    StoredEvent, Visit, VisitChange, VisitEventKind, VisitId, VisitRepo, VisitSubscription,
 };

@@ -531,6 +531,24 @@ pub trait AuditRepo: Send + Sync {
     ) -> Result<HashMap<VisitId, Vec<StoredEvent>>, StoreError>;
     /// One event.
     async fn get_event(&self, id: &EventId) -> Result<Option<StoredEvent>, StoreError>;
+    /// Visits that got new events from any process on this database, as they commit: how a
+    /// replica's live panels learn of events another replica recorded. `None` where one process
+    /// is all there is (SQLite): its own recordings are all the news.
+    ///
+    /// Best effort, never the record: a [`VisitChange::Unknown`] (the feed was interrupted or
+    /// fell behind) means any visit may have changed; the events themselves are in the store.
+    fn visit_changes(&self) -> Option<tokio::sync::broadcast::Receiver<VisitChange>> {
+        None
+    }
+}
+
+/// An item of [`AuditRepo::visit_changes`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VisitChange {
+    /// This visit has new events.
+    Visit(VisitId),
+    /// Changes may have been missed (the feed reconnected): any visit may have new events.
+    Unknown,
 }
 
 /// The write-back outbox.
@@ -572,6 +590,15 @@ pub trait OutboxRepo: Send + Sync {
         next_attempt_at: DateTime<Utc>,
         error: &str,
     ) -> Result<bool, StoreError>;
+    /// Keeps rows with their worker until `until`: a worker renews the leases of the rows it still
+    /// holds while it delivers, so that a short lease (handed to another worker within seconds of
+    /// a crash) does not run out under a worker that is alive. Each `(id, attempt)` only while the
+    /// row is still pending in the claim numbered `attempt`; how many rows were renewed.
+    async fn extend_leases(
+        &self,
+        claims: &[(OutboxId, u32)],
+        until: DateTime<Utc>,
+    ) -> Result<u64, StoreError>;
     /// Gives up on a row (dead letter), under the same condition as [`Self::mark_failed`].
     async fn mark_dead(&self, id: OutboxId, attempt: u32, error: &str) -> Result<bool, StoreError>;
     /// Dead letters, oldest first, at most `limit`.

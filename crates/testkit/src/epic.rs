@@ -13,7 +13,8 @@
 //! with [`EpicConnectionStatusFake::require_token`]) is `401` with a `WWW-Authenticate`
 //! challenge, as Epic answers; a missing or wrong `Epic-Client-ID` is `403`; a missing parameter
 //! is `400`. Knobs make it fail on purpose ([`EpicConnectionStatusFake::fail_next`],
-//! [`EpicConnectionStatusFake::always_fail`]). Every call is recorded with the status it got.
+//! [`EpicConnectionStatusFake::always_fail`]) or slow
+//! ([`EpicConnectionStatusFake::set_delay`]). Every call is recorded with the status it got.
 
 use std::{
     collections::VecDeque,
@@ -73,6 +74,7 @@ struct State {
     fail_next: VecDeque<u16>,
     always_fail: Option<u16>,
     token: Option<String>,
+    delay: Option<std::time::Duration>,
 }
 
 /// The connection-status service mounted on a server.
@@ -136,6 +138,12 @@ impl EpicConnectionStatusFake {
     /// Answers every call with `status` until [`Self::recover`].
     pub fn always_fail(&self, status: u16) {
         self.lock().always_fail = Some(status);
+    }
+
+    /// Answers every call after `delay` from now on (a slow EHR); the call is recorded when it
+    /// arrives.
+    pub fn set_delay(&self, delay: std::time::Duration) {
+        self.lock().delay = Some(delay);
     }
 
     /// Stops failing on purpose.
@@ -227,6 +235,9 @@ impl Respond for EpicConnectionStatusFake {
             client_id,
             status,
         });
-        response
+        match state.delay {
+            Some(delay) => response.set_delay(delay),
+            None => response,
+        }
     }
 }

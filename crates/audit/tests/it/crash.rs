@@ -146,3 +146,80 @@ async fn a_crash_after_delivering_but_before_marking_repeats_without_a_second_re
     let calls = epic.accepted();
     assert_eq!(calls[0], calls[1]);
 }
+
+/// A policy with a short lease, renewed while a slow sink works.
+fn short_lease() -> visitbridge_audit::DeliveryPolicy {
+    visitbridge_audit::DeliveryPolicy {
+        lease: std::time::Duration::from_millis(300),
+        ..fast_policy()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_worker_keeps_its_rows_past_the_lease_and_a_dead_ones_go_to_another_at_once() {
+    let env = Env::new(Sinks::Epic).await;
+    env.epic.set_delay(std::time::Duration::from_millis(1200));
+    env.recorder()
+        .record(
+            &env.visit,
+            &person(EventKind::ParticipantJoined, 5, guest("p")),
+        )
+        .await
+        .unwrap();
+    let slow = Arc::new(DeliveryWorker::new(
+        env.store.clone(),
+        env.sinks.clone(),
+        short_lease(),
+    ));
+    let other = DeliveryWorker::new(env.store.clone(), env.sinks.clone(), short_lease());
+
+    // The slow worker holds the row for four leases: renewed, it is never claimed twice.
+    let running = {
+        let slow = Arc::clone(&slow);
+        tokio::spawn(async move { slow.run_once(Utc::now()).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    assert_eq!(other.run_once(Utc::now()).await.unwrap().claimed, 0);
+    let report = running.await.unwrap().unwrap();
+    assert_eq!(report.delivered, 1);
+    assert_eq!(env.epic.calls().len(), 1, "one call: the lease held");
+
+    // Another event; its worker dies mid-call (its task is gone, its renewals stop): another
+    // worker takes the row over within a lease, not minutes later.
+    env.recorder()
+        .record(
+            &env.visit,
+            &person(EventKind::ParticipantLeft, 9, guest("p")),
+        )
+        .await
+        .unwrap();
+    let dying = {
+        let slow = Arc::clone(&slow);
+        tokio::spawn(async move { slow.run_once(Utc::now()).await })
+    };
+    env.eventually_calls(2).await;
+    dying.abort();
+    let killed = std::time::Instant::now();
+    env.epic.set_delay(std::time::Duration::ZERO);
+    let taken_over = loop {
+        let report = other.run_once(Utc::now()).await.unwrap();
+        if report.delivered == 1 {
+            break killed.elapsed();
+        }
+        assert!(
+            killed.elapsed() < std::time::Duration::from_secs(5),
+            "not taken over"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    // A bound, not a timing: seconds at most, where the lease once made it two minutes.
+    assert!(
+        taken_over < std::time::Duration::from_secs(3),
+        "taken over after {taken_over:?}, the lease is 300 ms"
+    );
+    assert_eq!(
+        env.epic.calls().len(),
+        3,
+        "the call in flight at the crash, repeated once"
+    );
+}

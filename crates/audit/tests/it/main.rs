@@ -75,6 +75,7 @@ fn fast_policy() -> DeliveryPolicy {
         base_delay: Duration::from_millis(1),
         max_delay: Duration::from_millis(2),
         lease: Duration::from_secs(30),
+        delivery_timeout: Duration::from_secs(15),
         batch_size: 32,
         concurrency: 4,
         poll_interval: Duration::from_millis(20),
@@ -187,6 +188,17 @@ impl Env {
 
     fn recorder(&self) -> AuditRecorder {
         AuditRecorder::new(self.store.clone(), self.sinks.clone())
+    }
+
+    /// Waits (bounded) until the Epic fake has received `count` calls.
+    async fn eventually_calls(&self, count: usize) {
+        for _ in 0..200 {
+            if self.epic.calls().len() >= count {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("Epic never received {count} calls");
     }
 
     fn worker(&self) -> DeliveryWorker {

@@ -8,6 +8,7 @@
 //! rows, reconciliations) are the exception: they take rows with `FOR UPDATE SKIP LOCKED`, so that
 //! workers on several replicas claim disjoint rows without waiting for each other.
 
+mod changes;
 mod configurations;
 mod migrations;
 mod outbox;
@@ -59,6 +60,7 @@ impl Default for PostgresOptions {
 pub struct PostgresStore {
     pool: Pool,
     target: Arc<str>,
+    changes: Arc<changes::ChangeFeed>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -92,6 +94,7 @@ impl PostgresStore {
     ) -> Result<Self, StoreError> {
         let target = ConnectTarget::parse(url)?;
         let tls = tokio_postgres_rustls::MakeRustlsConnect::new(target.tls_config()?);
+        let changes = changes::ChangeFeed::new(target.config.clone(), tls.clone());
         let manager = Manager::from_config(
             target.config.clone(),
             tls,
@@ -113,6 +116,7 @@ impl PostgresStore {
         let store = Self {
             pool,
             target: target.display.into(),
+            changes,
         };
         // Fail at start-up, not at the first request.
         drop(store.client().await?);

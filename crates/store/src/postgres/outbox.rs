@@ -112,8 +112,18 @@ impl AuditRepo for PostgresStore {
                 )
                 .await?;
             }
+            // Heard by every process's change feed when this commits.
+            tx.execute(
+                "SELECT pg_notify($1, $2)",
+                &[&super::changes::CHANNEL, &event.visit_id.as_str()],
+            )
+            .await?;
             Ok(RecordOutcome::Recorded)
         })
+    }
+
+    fn visit_changes(&self) -> Option<tokio::sync::broadcast::Receiver<crate::VisitChange>> {
+        Some(self.changes.subscribe())
     }
 
     async fn events_for_visit(&self, visit: &VisitId) -> Result<Vec<StoredEvent>, StoreError> {
@@ -298,6 +308,28 @@ impl OutboxRepo for PostgresStore {
             )
             .await?;
         Ok(n > 0)
+    }
+
+    async fn extend_leases(
+        &self,
+        claims: &[(OutboxId, u32)],
+        until: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        if claims.is_empty() {
+            return Ok(0);
+        }
+        let ids: Vec<i64> = claims.iter().map(|(id, _)| id.0).collect();
+        let attempts: Vec<i64> = claims.iter().map(|(_, a)| i64::from(*a)).collect();
+        let client = self.client().await?;
+        Ok(client
+            .execute(
+                "UPDATE outbox SET lease_until = $3
+                 FROM unnest($1::bigint[], $2::bigint[]) AS c(id, attempts)
+                 WHERE outbox.id = c.id AND outbox.attempts = c.attempts
+                   AND outbox.state = 'pending' AND outbox.lease_until IS NOT NULL",
+                &[&ids, &attempts, &to_millis(until)],
+            )
+            .await?)
     }
 
     async fn mark_dead(&self, id: OutboxId, attempt: u32, error: &str) -> Result<bool, StoreError> {

@@ -270,6 +270,31 @@ impl OutboxRepo for SqliteStore {
         .await
     }
 
+    async fn extend_leases(
+        &self,
+        claims: &[(OutboxId, u32)],
+        until: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        if claims.is_empty() {
+            return Ok(0);
+        }
+        let claims = claims.to_vec();
+        self.write(move |tx| {
+            let mut statement = tx.prepare_cached(
+                "UPDATE outbox SET lease_until = ?3
+                 WHERE id = ?1 AND attempts = ?2 AND state = 'pending'
+                   AND lease_until IS NOT NULL",
+            )?;
+            let mut renewed = 0;
+            for (id, attempt) in &claims {
+                renewed +=
+                    statement.execute(params![id.0, i64::from(*attempt), to_millis(until)])?;
+            }
+            Ok(renewed as u64)
+        })
+        .await
+    }
+
     async fn mark_dead(&self, id: OutboxId, attempt: u32, error: &str) -> Result<bool, StoreError> {
         let error = short_error(error);
         self.write(move |tx| {

@@ -199,6 +199,56 @@ async fn claims_lease_rows_and_a_crashed_workers_rows_come_back_after_the_lease(
     assert!(claim(&store, at(100)).await.is_empty());
 }
 
+async fn a_live_worker_renews_its_leases_and_a_stale_one_cannot(db: TestDb) {
+    let store = with_visit(&db).await;
+    record(
+        &store,
+        &event("e-1", "v-1", VisitEventKind::ParticipantJoined, 1),
+        &["fhir"],
+    )
+    .await;
+    record(
+        &store,
+        &event("e-2", "v-2", VisitEventKind::ParticipantJoined, 1),
+        &["fhir"],
+    )
+    .await;
+    let now = at(2);
+    let claimed = claim(&store, now).await;
+    assert_eq!(claimed.len(), 2);
+    let held: Vec<_> = claimed
+        .iter()
+        .map(|c| (c.item.id, c.item.attempts))
+        .collect();
+    // Renewed before the lease ran out: nobody else gets the rows after the first lease's end.
+    let renewed = store
+        .extend_leases(&held, now + chrono::Duration::seconds(120))
+        .await
+        .unwrap();
+    assert_eq!(renewed, 2);
+    assert!(
+        claim(&store, now + chrono::Duration::seconds(90))
+            .await
+            .is_empty()
+    );
+    // One row finishes; the other's worker stops renewing (it died): it comes back after the
+    // renewed lease, as attempt 2, and the dead worker's renewal no longer applies (fenced).
+    assert!(store.mark_delivered(held[0].0, at(3)).await.unwrap());
+    let again = claim(&store, now + chrono::Duration::seconds(120)).await;
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].item.id, held[1].0);
+    assert_eq!(again[0].item.attempts, 2);
+    assert_eq!(
+        store
+            .extend_leases(&held, now + chrono::Duration::seconds(600))
+            .await
+            .unwrap(),
+        0,
+        "neither the delivered row nor the re-claimed one"
+    );
+    assert_eq!(store.extend_leases(&[], at(100)).await.unwrap(), 0);
+}
+
 async fn failed_rows_wait_for_their_next_attempt(db: TestDb) {
     let store = with_visit(&db).await;
     let e = event("e-1", "v-1", VisitEventKind::ParticipantJoined, 1);
@@ -496,6 +546,7 @@ crate::on_both_backends!(
     an_event_of_an_unknown_visit_is_refused_and_leaves_nothing,
     a_call_ended_event_ends_the_visit,
     claims_lease_rows_and_a_crashed_workers_rows_come_back_after_the_lease,
+    a_live_worker_renews_its_leases_and_a_stale_one_cannot,
     failed_rows_wait_for_their_next_attempt,
     rows_of_one_visit_and_sink_go_out_in_event_order,
     dead_letters_are_listed_counted_and_redriven,
@@ -503,3 +554,66 @@ crate::on_both_backends!(
     events_and_outbox_survive_reopening_and_events_are_immutable,
     the_events_of_many_visits_are_read_at_once,
 );
+
+/// Where several processes share the database, each hears of the events the others record, once
+/// they commit, and of nothing else (a repeat stores nothing and says nothing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_replicas_hear_of_each_others_new_events() {
+    let db = TestDb::postgres().await;
+    let recorder = with_visit(&db).await;
+    let listener = db.open().await;
+    let mut changes = listener
+        .visit_changes()
+        .expect("PostgreSQL has a change feed");
+    // The subscription is live once the listener's LISTEN ran: record until it hears.
+    let first = event("e-1", "v-1", VisitEventKind::ParticipantJoined, 1);
+    record(&recorder, &first, &["fhir"]).await;
+    let heard = tokio::time::timeout(Duration::from_secs(5), changes.recv()).await;
+    let heard = match heard {
+        Ok(change) => change.unwrap(),
+        // LISTEN was not yet in place when the first commit went out: a second one is heard.
+        Err(_) => {
+            record(
+                &recorder,
+                &event("e-0", "v-1", VisitEventKind::ParticipantInLobby, 0),
+                &["fhir"],
+            )
+            .await;
+            tokio::time::timeout(Duration::from_secs(5), changes.recv())
+                .await
+                .expect("the second recording is heard")
+                .unwrap()
+        }
+    };
+    assert_eq!(heard, VisitChange::Visit(VisitId::new("v-1").unwrap()));
+
+    // A repeat and a refused event say nothing; the next new one names its visit.
+    record(&recorder, &first, &["fhir"]).await;
+    assert!(
+        recorder
+            .record_event(
+                &event("e-x", "no-such-visit", VisitEventKind::ParticipantJoined, 2),
+                &to(&["fhir"])
+            )
+            .await
+            .is_err()
+    );
+    record(
+        &recorder,
+        &event("e-2", "v-2", VisitEventKind::ParticipantLeft, 3),
+        &["fhir"],
+    )
+    .await;
+    let next = tokio::time::timeout(Duration::from_secs(5), changes.recv())
+        .await
+        .expect("heard")
+        .unwrap();
+    assert_eq!(next, VisitChange::Visit(VisitId::new("v-2").unwrap()));
+    assert!(changes.try_recv().is_err(), "nothing else was heard");
+}
+
+#[tokio::test]
+async fn sqlite_has_no_change_feed_its_one_process_hears_itself() {
+    let db = TestDb::sqlite().await;
+    assert!(db.open().await.visit_changes().is_none());
+}
