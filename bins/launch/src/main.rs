@@ -53,6 +53,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .context("starting the launch service")?;
     let base = base.as_str().trim_end_matches('/');
     println!("VisitBridge launch service is running:");
+    println!("  Listening on:     http://{addr}/");
     println!("  Health:           {base}/healthz");
     println!("  Public keys JWKS: {base}/.well-known/jwks.json");
     if let Some(listener) = &metrics_listener {

@@ -108,6 +108,12 @@ pub struct AppState {
     pub(crate) inner: Arc<Inner>,
 }
 
+/// The lease of the replica that renews Graph subscriptions.
+const RENEWAL_LEASE: &str = "graph-subscription-renewals";
+/// The shortest renewal lease (it is three upkeep ticks, at least this): a replica that died
+/// holding it delays renewals by at most that, well inside the renewal margin.
+const RENEWAL_LEASE_MIN: Duration = Duration::from_secs(2);
+
 pub(crate) struct Inner {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) public_base: Url,
@@ -447,16 +453,34 @@ impl LaunchService {
                 }));
                 // Subscriptions and reconciliations live in the store: this picks up, after a
                 // restart, whatever an earlier run left (the first tick is at once).
+                // Renewals run on one replica at a time (the holder of a lease it renews each
+                // tick; another takes over when it dies); reconciliations are claimed row by row.
                 let upkeep = config.upkeep.clone();
+                let leases = Arc::clone(&store);
+                let instance = format!(
+                    "launch-{}",
+                    random_token(12).map_err(|source| BuildError::Generate {
+                        what: "instance id",
+                        source,
+                    })?
+                );
                 tasks.push(tokio::spawn(async move {
                     let margin = Duration::from_secs(upkeep.renew_margin_minutes * 60);
                     let max_age = Duration::from_secs(upkeep.subscription_max_age_hours * 3600);
-                    let mut tick =
-                        tokio::time::interval(Duration::from_millis(upkeep.poll_millis.max(10)));
+                    let poll = Duration::from_millis(upkeep.poll_millis.max(10));
+                    let lease = (poll * 3).max(RENEWAL_LEASE_MIN);
+                    let mut tick = tokio::time::interval(poll);
                     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                     loop {
                         tick.tick().await;
-                        subscriptions.renew_due(margin, max_age).await;
+                        match leases
+                            .try_lease(RENEWAL_LEASE, &instance, chrono::Utc::now(), lease)
+                            .await
+                        {
+                            Ok(true) => subscriptions.renew_due(margin, max_age).await,
+                            Ok(false) => {}
+                            Err(e) => tracing::warn!(error = %e, "cannot take the renewal lease"),
+                        }
                         reconciler.run_due().await;
                     }
                 }));

@@ -86,8 +86,8 @@ pub use ids::{MicrosoftObjectId, MicrosoftTenantId};
 pub use open::DatabaseLocation;
 pub use postgres::{MigrationReport, PostgresOptions, PostgresStore};
 pub use repo::{
-    ConfigurationRepo, PendingRepo, SessionRepo, Store, StoredSession, Tenant, TenantRepo,
-    UserLink, UserLinkRepo,
+    ConfigurationRepo, LeaseRepo, PendingRepo, SessionRepo, Store, StoredSession, Tenant,
+    TenantRepo, UserLink, UserLinkRepo,
 };
 pub use sqlite::SqliteStore;
 pub use visits::{

@@ -396,6 +396,16 @@ pub(crate) fn check_consistent(t: &Transitioned) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// A lease needs a name and a holder.
+pub(crate) fn check_lease(name: &str, holder: &str) -> Result<(), StoreError> {
+    if name.is_empty() || holder.is_empty() {
+        return Err(StoreError::InvalidRecord(
+            "a lease needs a name and a holder",
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -227,8 +227,27 @@ pub trait SessionRepo: Send + Sync {
 
 /// Every repository, for callers that hold one `Arc<dyn Store>`.
 pub trait Store:
-    ConfigurationRepo + TenantRepo + UserLinkRepo + PendingRepo + SessionRepo + AuditStore
+    ConfigurationRepo + TenantRepo + UserLinkRepo + PendingRepo + SessionRepo + LeaseRepo + AuditStore
 {
+}
+
+/// Named leases: which process does a piece of work that must run once across replicas (the
+/// renewal of Graph subscriptions, for one), and until when. A holder that dies loses its lease
+/// when it runs out; a live one renews it before then.
+#[async_trait]
+pub trait LeaseRepo: Send + Sync {
+    /// Takes or renews the lease `name` for `holder` until `now + ttl`, if it is free, expired at
+    /// `now`, or already `holder`'s. Whether `holder` holds it now.
+    async fn try_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: DateTime<Utc>,
+        ttl: std::time::Duration,
+    ) -> Result<bool, StoreError>;
+    /// Gives the lease up if `holder` has it (a clean stop: another takes over at once). Whether
+    /// it did.
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<bool, StoreError>;
 }
 
 impl<T> Store for T where
@@ -237,6 +256,7 @@ impl<T> Store for T where
         + UserLinkRepo
         + PendingRepo
         + SessionRepo
+        + LeaseRepo
         + AuditStore
         + ?Sized
 {

@@ -88,6 +88,7 @@ struct GraphState {
     attendance: HashMap<String, Vec<Value>>,
     page_size: usize,
     counter: u64,
+    delay: Option<std::time::Duration>,
 }
 
 fn lock(state: &Mutex<GraphState>) -> MutexGuard<'_, GraphState> {
@@ -148,6 +149,12 @@ impl FakeGraph {
     /// Answers the next `count` Graph requests with `status` (e.g. 503, 500) and Graph's error body.
     pub fn fail_next(&self, count: usize, status: u16) {
         lock(&self.state).failures = Some((count, status));
+    }
+
+    /// Answers every request after `delay` from now on (a slow Graph); its effect on the state is
+    /// immediate.
+    pub fn set_delay(&self, delay: std::time::Duration) {
+        lock(&self.state).delay = Some(delay);
     }
 
     /// Attendance reports per listing page (default 1, so paging is always exercised).
@@ -300,6 +307,17 @@ struct GraphResponder(Arc<Mutex<GraphState>>);
 
 impl Respond for GraphResponder {
     fn respond(&self, request: &Request) -> ResponseTemplate {
+        let delay = lock(&self.0).delay;
+        let response = self.answer(request);
+        match delay {
+            Some(delay) => response.set_delay(delay),
+            None => response,
+        }
+    }
+}
+
+impl GraphResponder {
+    fn answer(&self, request: &Request) -> ResponseTemplate {
         let mut state = lock(&self.0);
         let token = request
             .headers

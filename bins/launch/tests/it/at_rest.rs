@@ -1,8 +1,6 @@
 //! What the database keeps of a browser: no session id a copy of the file could replay, and no
 //! pending launch for a launch that was merely started.
 
-use visitbridge_store::PendingRepo;
-
 use crate::{harness::Env, provider::provider_launch};
 
 /// The bytes of the service's SQLite database with its write-ahead log.

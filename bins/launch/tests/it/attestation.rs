@@ -2,7 +2,6 @@
 //! visit's CSN is refused and given no meeting; the visit is the one the token response attests.
 
 use serde_json::{Value, json};
-use visitbridge_store::VisitRepo;
 use visitbridge_testkit::{
     fhir::{PATIENT_ID, fhir_json},
     fixtures,

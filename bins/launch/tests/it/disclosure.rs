@@ -8,7 +8,6 @@ use visitbridge_approval::{
     EhrClientSettings, EhrUserId, Environment, FhirBaseUrl, ScopeStyle, SecretRef, TenantId,
     UrlPolicy, Username,
 };
-use visitbridge_store::ConfigurationRepo;
 use visitbridge_testkit::{
     fhir::{APPOINTMENT_ID, fhir_json, operation_outcome},
     fixtures::PHI_PROBES,

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use visitbridge_store::{AuditRepo, OutboxRepo, Visit};
+use visitbridge_store::Visit;
 use visitbridge_testkit::{
     entra::EntraUser,
     graph::{acs_participant, call_event, plain_notification, roster_update, user_participant},
@@ -17,13 +17,13 @@ use crate::{
 };
 
 /// The panel stream of a visit page.
-struct Panel {
+pub(crate) struct Panel {
     response: reqwest::Response,
     buffer: String,
 }
 
 impl Panel {
-    async fn open(browser: &Browser, page_url: &str) -> Self {
+    pub(crate) async fn open(browser: &Browser, page_url: &str) -> Self {
         let response = browser.get(&format!("{page_url}/events")).await;
         assert_eq!(response.status(), 200);
         assert!(
@@ -39,7 +39,7 @@ impl Panel {
     }
 
     /// The next `panel` event's data.
-    async fn next(&mut self) -> Value {
+    pub(crate) async fn next(&mut self) -> Value {
         loop {
             if let Some(end) = self.buffer.find("\n\n") {
                 let block: String = self.buffer.drain(..end + 2).collect();
@@ -62,7 +62,7 @@ impl Panel {
     }
 
     /// Reads panels until `check` holds for one.
-    async fn until(&mut self, check: impl Fn(&Value) -> bool) -> Value {
+    pub(crate) async fn until(&mut self, check: impl Fn(&Value) -> bool) -> Value {
         for _ in 0..20 {
             let panel = self.next().await;
             if check(&panel) {
@@ -73,7 +73,7 @@ impl Panel {
     }
 }
 
-fn labels(panel: &Value) -> Vec<(String, String)> {
+pub(crate) fn labels(panel: &Value) -> Vec<(String, String)> {
     panel["participants"]
         .as_array()
         .unwrap()
@@ -104,13 +104,13 @@ async fn notify(env: &Env, visit: &Visit, payload: Value) -> u16 {
         .as_u16()
 }
 
-fn guest(in_lobby: bool) -> Value {
+pub(crate) fn guest(in_lobby: bool) -> Value {
     let mut g = acs_participant("leg-guest", "8:acs:guest-1", "Camila Lopez");
     g["isInLobby"] = json!(in_lobby);
     g
 }
 
-fn clinician() -> Value {
+pub(crate) fn clinician() -> Value {
     user_participant("leg-doc", &EntraUser::default().oid, "Dr. Ross")
 }
 

@@ -19,9 +19,11 @@ use visitbridge_approval::{
 };
 use visitbridge_launch::{LaunchConfig, LaunchService, app};
 use visitbridge_store::{
-    ConfigurationRepo, MicrosoftTenantId, OutboxRepo, SqliteStore, Tenant, TenantRepo, Visit,
-    VisitId, VisitRepo, VisitSubscription,
+    MicrosoftTenantId, PostgresOptions, PostgresStore, SqliteStore, Store, Tenant, Visit, VisitId,
+    VisitSubscription,
 };
+
+use crate::cluster::{LoadBalancer, Replica};
 use visitbridge_testkit::{
     entra::{self, EntraUser, FakeEntra},
     epic::{EpicConnectionStatusFake, INTERCONNECT_PREFIX},
@@ -95,6 +97,20 @@ pub(crate) struct Options {
     pub(crate) reconcile_max_attempts: u32,
     /// More top-level configuration lines (keys and inline tables only).
     pub(crate) extra_config: String,
+    /// Where the data lives.
+    pub(crate) backend: Backend,
+    /// `0`: the service runs in the test process. More: that many launch-service processes (the
+    /// binary) on the one database, behind a load balancer whose address is [`Env::base`].
+    pub(crate) replicas: usize,
+}
+
+/// The database of a test world.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Backend {
+    /// A SQLite file in the world's folder.
+    Sqlite,
+    /// A fresh database on the throwaway PostgreSQL server.
+    Postgres,
 }
 
 impl Default for Options {
@@ -107,6 +123,8 @@ impl Default for Options {
             reconcile_delay_seconds: 0,
             reconcile_max_attempts: 3,
             extra_config: String::new(),
+            backend: Backend::Sqlite,
+            replicas: 0,
         }
     }
 }
@@ -122,12 +140,15 @@ pub(crate) struct Env {
     pub(crate) entra: FakeEntra,
     pub(crate) graph: FakeGraph,
     /// A second handle on the service's database.
-    pub(crate) store: SqliteStore,
+    pub(crate) store: Arc<dyn Store>,
     /// `http://127.0.0.1:{port}` (a new port after a restart).
     pub(crate) base: String,
     /// The configuration file, without `public_base_url` (which follows the port).
     config: String,
     running: Option<Running>,
+    /// With [`Options::replicas`]: the processes, and the balancer in front of them.
+    pub(crate) replicas: Vec<Replica>,
+    pub(crate) balancer: Option<LoadBalancer>,
 }
 
 /// The service and the task serving it.
@@ -166,7 +187,7 @@ async fn serve(config: &str) -> (Running, String) {
 
 /// Stores an approved configuration for `fhir_base` in `environment`.
 pub(crate) async fn approve(
-    store: &SqliteStore,
+    store: &dyn Store,
     id: &str,
     fhir_base: &str,
     environment: Environment,
@@ -249,9 +270,22 @@ impl Env {
         let entra = FakeEntra::mount(&ms).await;
         let graph = FakeGraph::mount_with_entra(&ms, &entra).await;
 
-        let store = SqliteStore::open(&db_path).await.unwrap();
+        let (database, store): (String, Arc<dyn Store>) = match options.backend {
+            Backend::Sqlite => (
+                db_path.display().to_string(),
+                Arc::new(SqliteStore::open(&db_path).await.unwrap()),
+            ),
+            Backend::Postgres => {
+                let server = visitbridge_testpg::shared().unwrap_or_else(|e| panic!("{e}"));
+                let url = server.create_database().await.unwrap();
+                let store = PostgresStore::connect(&url, &PostgresOptions::default())
+                    .await
+                    .unwrap();
+                (url, Arc::new(store))
+            }
+        };
         approve(
-            &store,
+            &*store,
             CONFIGURATION_ID,
             &smart.fhir_base(),
             options.environment,
@@ -324,15 +358,14 @@ impl Env {
             reconcile_max_attempts = {reconcile_attempts}
             {microsoft}
             "#,
-            db = db_path.display(),
+            db = database,
             key = key_path.display(),
             attempts = options.max_attempts,
             delay = options.reconcile_delay_seconds,
             reconcile_attempts = options.reconcile_max_attempts,
             extra = options.extra_config,
         );
-        let (running, base) = serve(&config).await;
-        Self {
+        let mut env = Self {
             dir,
             ehr,
             smart,
@@ -342,10 +375,62 @@ impl Env {
             entra,
             graph,
             store,
-            base,
+            base: String::new(),
             config,
-            running: Some(running),
+            running: None,
+            replicas: Vec::new(),
+            balancer: None,
+        };
+        if options.replicas == 0 {
+            let (running, base) = serve(&env.config).await;
+            env.running = Some(running);
+            env.base = base;
+        } else {
+            let balancer = LoadBalancer::start().await;
+            env.base = balancer.base.clone();
+            env.balancer = Some(balancer);
+            let started = futures_util::future::join_all(
+                (0..options.replicas).map(|n| env.start_replica_process(n)),
+            )
+            .await;
+            for (n, replica) in started.into_iter().enumerate() {
+                env.balancer().set_backend(n, replica.addr());
+                env.replicas.push(replica);
+            }
         }
+        env
+    }
+
+    /// Starts launch-service process number `n` of the world (public base: the balancer).
+    async fn start_replica_process(&self, n: usize) -> Replica {
+        let file = self.dir.path().join(format!("launch-{n}.toml"));
+        std::fs::write(
+            &file,
+            format!("public_base_url = \"{}\"\n{}", self.base, self.config),
+        )
+        .unwrap();
+        Replica::start(&file, self.dir.path().join(format!("launch-{n}.log"))).await
+    }
+
+    /// Starts replica `n` again after [`Replica::kill`] (on a new port, known to the balancer).
+    pub(crate) async fn restart_replica(&mut self, n: usize) {
+        let replica = self.start_replica_process(n).await;
+        self.balancer().set_backend(n, replica.addr());
+        self.replicas[n] = replica;
+    }
+
+    /// The load balancer in front of the replicas.
+    pub(crate) fn balancer(&self) -> &LoadBalancer {
+        self.balancer.as_ref().expect("a world with replicas")
+    }
+
+    /// Every replica's logs (for a failing test to show).
+    pub(crate) fn replica_logs(&self) -> String {
+        self.replicas
+            .iter()
+            .enumerate()
+            .map(|(n, r)| format!("--- replica {n} ---\n{}", r.logs()))
+            .collect()
     }
 
     /// Stops the service (its background tasks end with it), as a crash or a deployment would.
@@ -608,8 +693,11 @@ pub(crate) fn is_teams(url: &str) -> bool {
 impl Browser {
     pub(crate) fn new(base: &str) -> Self {
         Self {
+            // A new connection per request, so that a load balancer in front of replicas
+            // routes each request on its own (as one without session affinity does).
             client: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
+                .pool_max_idle_per_host(0)
                 .build()
                 .unwrap(),
             base: base.to_owned(),

@@ -3,7 +3,6 @@
 
 use chrono::{Duration, Utc};
 use visitbridge_approval::{ConfigurationId, EhrUserId, FhirBaseUrl, UrlPolicy};
-use visitbridge_store::{UserLinkRepo, VisitRepo};
 use visitbridge_testkit::fhir::{APPOINTMENT_ID, PATIENT_ID};
 
 use crate::{

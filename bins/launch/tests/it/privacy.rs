@@ -1,7 +1,6 @@
 //! No PHI at rest or in logs: after launches, notifications and write-back, neither the SQLite
 //! files nor anything logged contains the fixture patient's data or a participant's name.
 
-use visitbridge_store::OutboxRepo;
 use visitbridge_testkit::{
     entra::EntraUser,
     fixtures::PHI_PROBES,

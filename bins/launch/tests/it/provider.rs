@@ -2,7 +2,6 @@
 //! meeting per visit however many launches.
 
 use visitbridge_approval::{EhrUserId, FhirBaseUrl, UrlPolicy};
-use visitbridge_store::{UserLinkRepo, VisitRepo};
 use visitbridge_testkit::{entra, fhir::APPOINTMENT_ID, smart::PRACTITIONER_ID};
 
 use crate::harness::{Browser, Env, is_teams};

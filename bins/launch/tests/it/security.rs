@@ -2,7 +2,6 @@
 //! tampered and replayed callbacks, another browser, forged webhooks, open redirects.
 
 use visitbridge_approval::Environment;
-use visitbridge_store::{AuditRepo, OutboxRepo};
 use visitbridge_testkit::graph::{plain_notification, roster_update, user_participant};
 use wiremock::{Mock, MockServer, ResponseTemplate, matchers::any};
 

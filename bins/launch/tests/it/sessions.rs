@@ -4,9 +4,7 @@
 
 use chrono::{Duration, Utc};
 use visitbridge_approval::{ConfigurationId, Environment};
-use visitbridge_store::{
-    AuditRepo, OutboxRepo, OutboxState, Visit, VisitEventKind, VisitId, VisitRepo,
-};
+use visitbridge_store::{OutboxState, Visit, VisitEventKind, VisitId};
 use visitbridge_testkit::{
     entra::EntraUser,
     graph::{attendance_report, call_event, plain_notification},
@@ -136,7 +134,7 @@ async fn an_event_of_a_configuration_this_process_never_set_up_is_written_back()
     // this process has never set its sinks.
     let second = ConfigurationId::new("cfg-second").unwrap();
     approve(
-        &env.store,
+        &*env.store,
         second.as_str(),
         &env.smart.fhir_base(),
         Environment::Production,

@@ -5,9 +5,7 @@
 
 use chrono::{Duration, Utc};
 use serde_json::Value;
-use visitbridge_store::{
-    AuditRepo, EventOrigin, OutboxRepo, ParticipantClass, Visit, VisitEventKind, VisitRepo,
-};
+use visitbridge_store::{EventOrigin, ParticipantClass, Visit, VisitEventKind};
 use visitbridge_testkit::{
     entra::EntraUser,
     graph::{attendance_report, call_event, plain_notification},

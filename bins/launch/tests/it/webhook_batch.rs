@@ -3,7 +3,6 @@
 //! logged without its content. A forged item still refuses its batch.
 
 use serde_json::{Value, json};
-use visitbridge_store::AuditRepo;
 use visitbridge_testkit::graph::{acs_participant, plain_notification, roster_update};
 
 use crate::harness::{CLIENT_STATE, Env, logs};

@@ -41,6 +41,10 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         description: "outbox rows of latest-state-only sinks, and the superseded state",
         sql: V4,
     },
+    Migration {
+        description: "named leases, for work that runs once across replicas",
+        sql: V5,
+    },
 ];
 
 const V1: &str = r#"
@@ -214,6 +218,14 @@ ALTER TABLE outbox DROP CONSTRAINT outbox_state_check;
 ALTER TABLE outbox ADD CONSTRAINT outbox_state_check
     CHECK (state IN ('pending', 'delivered', 'dead', 'superseded'));
 ALTER TABLE outbox ADD COLUMN latest_only BOOLEAN NOT NULL DEFAULT FALSE;
+"#;
+
+const V5: &str = r#"
+CREATE TABLE leases (
+    name TEXT NOT NULL CONSTRAINT leases_pkey PRIMARY KEY,
+    holder TEXT NOT NULL,
+    expires_at BIGINT NOT NULL
+);
 "#;
 
 /// What [`migrate`] did.

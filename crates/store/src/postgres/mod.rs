@@ -10,6 +10,7 @@
 
 mod changes;
 mod configurations;
+mod leases;
 mod migrations;
 mod outbox;
 mod pending;

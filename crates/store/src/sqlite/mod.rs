@@ -1,6 +1,7 @@
 //! The SQLite implementation: connections, pragmas, migrations, and running work off the runtime.
 
 mod configurations;
+mod leases;
 mod migrations;
 mod outbox;
 mod pending;

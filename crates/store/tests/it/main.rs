@@ -29,6 +29,7 @@ macro_rules! on_both_backends {
 mod concurrency;
 mod configurations;
 mod fixtures;
+mod leases;
 mod migrations;
 mod outbox;
 mod pending;

@@ -303,7 +303,7 @@ async fn reconciliations_are_claimed_when_due_retried_fenced_and_finished(db: Te
 async fn the_schema_has_the_visit_upkeep_migration(db: TestDb) {
     drop(db.store().await);
     // 3: visit upkeep; 4: superseded outbox rows.
-    assert_eq!(db.schema_version().await, 4);
+    assert_eq!(db.schema_version().await, 5);
 }
 
 crate::on_both_backends!(
