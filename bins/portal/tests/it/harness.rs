@@ -9,7 +9,7 @@ use tempfile::TempDir;
 use tower::ServiceExt as _;
 use url::Url;
 use visitbridge_portal::{AppState, PortalConfig, app};
-use visitbridge_store::SqliteStore;
+use visitbridge_store::{PostgresOptions, PostgresStore, SqliteStore, Store};
 use visitbridge_testkit::{
     entra::{self, EntraUser, FakeEntra},
     fhir::{EPIC_BASE_PATH, FhirFake},
@@ -75,7 +75,10 @@ pub(crate) fn other_admin() -> EntraUser {
 pub(crate) struct Portal {
     pub(crate) app: Router,
     /// The portal's store, for tests that record visits the way the launch service does.
-    pub(crate) store: Arc<SqliteStore>,
+    pub(crate) store: Arc<dyn Store>,
+    /// With [`Portal::start_replicated`]: a second portal process's app on the same database
+    /// (its own memory, caches and clients; only the database is shared).
+    pub(crate) replica: Option<Router>,
     pub(crate) entra: FakeEntra,
     pub(crate) smart: SmartFake,
     pub(crate) fhir: FhirFake,
@@ -106,6 +109,15 @@ impl Portal {
 
     /// A portal whose configuration file ends with `extra` (TOML tables, e.g. `[approval]`).
     pub(crate) async fn start_configured(ehr_auth: EhrAuth, extra: &str) -> Self {
+        Self::start_full(ehr_auth, extra, false).await
+    }
+
+    /// Two portal replicas on one fresh PostgreSQL database ([`Self::app`] and [`Self::replica`]).
+    pub(crate) async fn start_replicated() -> Self {
+        Self::start_full(EhrAuth::Public, "", true).await
+    }
+
+    async fn start_full(ehr_auth: EhrAuth, extra: &str, replicated: bool) -> Self {
         let entra_server = MockServer::start().await;
         let fake_entra = FakeEntra::mount(&entra_server).await;
         // Multi-tenant metadata as `login.microsoftonline.com/organizations` publishes it: the
@@ -193,15 +205,29 @@ impl Portal {
             client_secret = entra::CLIENT_SECRET,
         ))
         .unwrap();
-        let store = Arc::new(
-            SqliteStore::open(dir.path().join("portal.sqlite"))
+        let (store, replica): (Arc<dyn Store>, _) = if replicated {
+            let server = visitbridge_testpg::shared().unwrap_or_else(|e| panic!("{e}"));
+            let url = server.create_database().await.unwrap();
+            let open = || async {
+                Arc::new(
+                    PostgresStore::connect(&url, &PostgresOptions::default())
+                        .await
+                        .unwrap(),
+                )
+            };
+            let replica = AppState::new(config.clone(), open().await).unwrap();
+            (open().await, Some(app(replica)))
+        } else {
+            let store = SqliteStore::open(dir.path().join("portal.sqlite"))
                 .await
-                .unwrap(),
-        );
+                .unwrap();
+            (Arc::new(store), None)
+        };
         let state = AppState::new(config, store.clone()).unwrap();
         Self {
             app: app(state),
             store,
+            replica,
             entra: fake_entra,
             smart,
             fhir,
@@ -396,6 +422,11 @@ pub(crate) struct Browser {
 }
 
 impl Browser {
+    /// From now on this browser's requests go to `app` (another replica behind the balancer).
+    pub(crate) fn switch_to(&mut self, app: &Router) {
+        self.app = app.clone();
+    }
+
     pub(crate) async fn request(&mut self, request: Request<Body>) -> Page {
         let mut request = request;
         if !self.cookies.is_empty() {

@@ -7,5 +7,6 @@ mod bad_input;
 mod binary;
 mod harness;
 mod refusals;
+mod replicas;
 mod sessions;
 mod visits;

@@ -9,9 +9,8 @@ use chrono::{DateTime, Duration, SubsecRound, Utc};
 use serde_json::{Value, json};
 use visitbridge_approval::ConfigurationId;
 use visitbridge_store::{
-    AuditRepo as _, EventId, EventOrigin, EventParticipant, MicrosoftObjectId, NewDelivery,
-    OutboxRepo as _, ParticipantClass, SinkName, StoredEvent, Visit, VisitEventKind, VisitId,
-    VisitRepo as _,
+    EventId, EventOrigin, EventParticipant, MicrosoftObjectId, NewDelivery, ParticipantClass,
+    SinkName, StoredEvent, Visit, VisitEventKind, VisitId,
 };
 
 use crate::harness::{
