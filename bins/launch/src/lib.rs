@@ -95,7 +95,6 @@ mod clients;
 mod config;
 mod error;
 mod launch;
-mod live;
 mod meeting;
 mod microsoft;
 mod observe;

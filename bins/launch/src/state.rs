@@ -11,7 +11,7 @@ use visitbridge_graph::{
     ValidationTokenConfig, ValidationTokenVerifier, WebhookConfig, webhook_router,
 };
 use visitbridge_http::{ClientAssertionKey, Secret, build_client, random_token};
-use visitbridge_launch_core::ApprovedConfiguration;
+use visitbridge_launch_core::{ApprovedConfiguration, LiveHub};
 use visitbridge_store::{ConfigurationRepo, PendingRepo, Store, StoreError};
 use visitbridge_visit::StaffRule;
 
@@ -19,7 +19,6 @@ use crate::{
     clients::{ClientSettings, SmartClients},
     config::{ConfigError, LaunchConfig},
     error::LaunchError,
-    live::LiveHub,
     microsoft::{Microsoft, Subscriptions},
     observe::Metrics,
     pending::{LaunchCookies, SealedInCookies},

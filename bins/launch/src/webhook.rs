@@ -21,12 +21,12 @@ use visitbridge_audit::AuditRecorder;
 use visitbridge_graph::{
     LifecycleEvent, MeetingRef, Notification, NotificationSink, SinkError, SubscriptionId,
 };
+use visitbridge_launch_core::LiveHub;
 use visitbridge_store::{AuditStore, GraphSubscriptionId, RecordOutcome, Visit, VisitId};
 use visitbridge_visit::RosterChange;
 
 use crate::{
-    live::LiveHub, microsoft::Subscriptions, observe::Metrics, reconcile::Reconciler,
-    writeback::Writeback,
+    microsoft::Subscriptions, observe::Metrics, reconcile::Reconciler, writeback::Writeback,
 };
 
 /// The launch service's [`NotificationSink`].

@@ -12,7 +12,9 @@
 //!   meeting's patient join URL, or the waiting page ([`PatientOutcome`]);
 //! - [`device_test`]: the visit's lobby for a device test, when there is one;
 //! - [`find_configuration`]: which approved configuration a launch's `iss` belongs to (no
-//!   request goes to an issuer before it matched).
+//!   request goes to an issuer before it matched);
+//! - [`LiveHub`]: the clinicians' live panels — each visit's roster, rebuilt from its stored
+//!   events, woken on each change, including changes another replica recorded.
 //!
 //! The sequence every path to a meeting follows — claim the visit's row, check it against what
 //! the EHR attested, `createOrGet`, apply the lobby policy before any join URL leaves — exists
@@ -25,6 +27,7 @@ mod clinician;
 mod error;
 mod facts;
 mod issuers;
+mod live;
 mod meetings;
 mod patient;
 mod ports;
@@ -38,6 +41,7 @@ pub use facts::{KeptFacts, VisitFacts};
 pub use issuers::{
     ApprovedConfiguration, ConfigurationIssuer, IssuerRefusal, find_configuration, host_of,
 };
+pub use live::LiveHub;
 pub use patient::{
     PatientLaunch, PatientOutcome, device_test, patient_launch, patient_link, patient_waiting,
 };

@@ -71,9 +71,9 @@ impl DatabaseLocation {
     pub async fn migrate(&self, options: &PostgresOptions) -> Result<MigrationReport, StoreError> {
         match self {
             Self::Sqlite(path) => {
-                let store = SqliteStore::open(path).await?;
-                let to = store.schema_version().await?;
-                Ok(MigrationReport { from: to, to })
+                let from = SqliteStore::version_of_file(path).await?;
+                let to = SqliteStore::open(path).await?.schema_version().await?;
+                Ok(MigrationReport { from, to })
             }
             Self::Postgres(url) => {
                 PostgresStore::connect_without_migrating(url, options)

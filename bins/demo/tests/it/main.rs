@@ -70,3 +70,50 @@ async fn the_demo_starts_on_free_ports_and_prints_urls_that_answer() {
     );
     assert_eq!(public_metrics, 404);
 }
+
+/// `--database postgres://…`: the demo runs on PostgreSQL, seeded there, and says so (without the
+/// password).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_runs_on_postgresql_when_asked() {
+    use visitbridge_store::{
+        ConfigurationRepo as _, DatabaseLocation, PostgresOptions, PostgresStore,
+    };
+
+    let server = visitbridge_testpg::shared().unwrap_or_else(|e| panic!("{e}"));
+    let url = server.create_database().await.unwrap();
+    // The same URL with a password, which must never be printed.
+    let with_password = url.replacen("@", ":not-printed-secret@", 1);
+    let any = "127.0.0.1:0".parse().unwrap();
+    let demo = visitbridge_demo::start(visitbridge_demo::DemoOptions {
+        ehr: any,
+        microsoft: any,
+        portal: any,
+        launch: any,
+        data_dir: None,
+        database: Some(DatabaseLocation::parse(&with_password).unwrap()),
+    })
+    .await
+    .expect("the demo starts on PostgreSQL");
+    let banner = demo.banner();
+    assert!(banner.contains("Database: postgres://"), "{banner}");
+    assert!(!banner.contains("not-printed-secret"), "{banner}");
+
+    // The seeded, approved configuration is in PostgreSQL.
+    let store = PostgresStore::connect(&url, &PostgresOptions::default())
+        .await
+        .unwrap();
+    let fhir = visitbridge_approval::FhirBaseUrl::parse(
+        demo.fhir_base_url.as_str(),
+        visitbridge_approval::UrlPolicy::DEVELOPMENT,
+    )
+    .unwrap();
+    assert!(
+        store
+            .find_approved(&fhir, visitbridge_approval::Environment::Test)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let schedule = reqwest::get(demo.schedule_url.as_str()).await.unwrap();
+    assert_eq!(schedule.status(), 200);
+}

@@ -145,3 +145,74 @@ async fn the_binary_stops_cleanly_on_sigterm() {
     };
     assert!(status.success(), "a clean stop: {status:?}");
 }
+
+/// `migrate` brings the schema up to date and exits, for operators who migrate before rolling
+/// out; run again, it has nothing to do. The password in the URL is never printed.
+#[tokio::test]
+async fn migrate_brings_the_schema_up_to_date_and_exits() {
+    let server = visitbridge_testpg::shared().unwrap_or_else(|e| panic!("{e}"));
+    let url = server
+        .create_database()
+        .await
+        .unwrap()
+        .replacen("@", ":not-printed-secret@", 1);
+    let migrate = || {
+        Command::new(env!("CARGO_BIN_EXE_visitbridge-launch"))
+            .args(["--database", &url, "migrate"])
+            .env_remove("VISITBRIDGE_LAUNCH_CONFIG")
+            .output()
+            .unwrap()
+    };
+    let first = migrate();
+    let text = String::from_utf8_lossy(&first.stdout).into_owned();
+    assert!(
+        first.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(text.contains("schema at version 5 (was 0)"), "{text}");
+    assert!(!text.contains("not-printed-secret"), "{text}");
+    let again = migrate();
+    let text = String::from_utf8_lossy(&again.stdout).into_owned();
+    assert!(text.contains("schema at version 5 (was 5)"), "{text}");
+
+    // An unreachable database: a clear error and a failure exit, no panic.
+    let refused = Command::new(env!("CARGO_BIN_EXE_visitbridge-launch"))
+        .args([
+            "--database",
+            "postgres://nobody:secret@127.0.0.1:1/none?sslmode=disable",
+            "migrate",
+        ])
+        .env_remove("VISITBRIDGE_LAUNCH_CONFIG")
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains("migrating postgres://nobody:***@127.0.0.1:1/none"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("panicked") && !err.contains("secret@"),
+        "{err}"
+    );
+}
+
+#[test]
+fn migrate_on_sqlite_reports_the_versions_it_went_between() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("visitbridge.sqlite");
+    let migrate = || {
+        let output = Command::new(env!("CARGO_BIN_EXE_visitbridge-launch"))
+            .arg("--database")
+            .arg(&database)
+            .arg("migrate")
+            .env_remove("VISITBRIDGE_LAUNCH_CONFIG")
+            .output()
+            .unwrap();
+        assert!(output.status.success());
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    assert!(migrate().contains("schema at version 5 (was 0)"));
+    assert!(migrate().contains("schema at version 5 (was 5)"));
+}

@@ -95,6 +95,20 @@ impl SqliteStore {
             .await
     }
 
+    /// The schema version of the file at `path` without migrating it (0 when there is no file).
+    pub(crate) async fn version_of_file(path: &Path) -> Result<u32, StoreError> {
+        if !path.exists() {
+            return Ok(0);
+        }
+        let path = path.to_owned();
+        blocking(move || {
+            let conn =
+                Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+            Ok(conn.pragma_query_value(None, "user_version", |row| row.get(0))?)
+        })
+        .await
+    }
+
     /// Runs `work` in one `BEGIN IMMEDIATE` transaction on the writer connection, committing if it
     /// returns `Ok`.
     pub(crate) async fn write<T, F>(&self, work: F) -> Result<T, StoreError>

@@ -21,7 +21,7 @@ struct LiveVisit {
 
 /// The rosters of visits with live activity or an open panel.
 #[derive(Clone)]
-pub(crate) struct LiveHub {
+pub struct LiveHub {
     store: Arc<dyn AuditRepo>,
     visits: Arc<Mutex<HashMap<VisitId, LiveVisit>>>,
 }
@@ -48,7 +48,8 @@ fn change_of(event: &StoredEvent) -> Option<RosterChange> {
 }
 
 impl LiveHub {
-    pub(crate) fn new(store: Arc<dyn AuditRepo>) -> Self {
+    /// A hub reading stored events from `store`.
+    pub fn new(store: Arc<dyn AuditRepo>) -> Self {
         Self {
             store,
             visits: Arc::new(Mutex::new(HashMap::new())),
@@ -79,7 +80,7 @@ impl LiveHub {
     }
 
     /// Applies a change (after it was stored, if it is stored at all) and wakes the panels.
-    pub(crate) async fn publish(&self, visit: &VisitId, change: &RosterChange) {
+    pub async fn publish(&self, visit: &VisitId, change: &RosterChange) {
         if let Err(e) = self.ensure(visit).await {
             tracing::warn!(error = %e, "cannot load a visit's roster");
         }
@@ -94,7 +95,7 @@ impl LiveHub {
     }
 
     /// The panel as `viewer` sees it now, and a receiver that is woken on each change.
-    pub(crate) async fn subscribe(
+    pub async fn subscribe(
         &self,
         visit: &VisitId,
         viewer: Option<&str>,
@@ -110,7 +111,7 @@ impl LiveHub {
     /// Rebuilds a held visit's roster from its stored events and wakes its panels: for events
     /// another replica recorded (see [`Self::follow`]). A visit nobody holds is left alone (it is
     /// read from the store when a panel opens).
-    pub(crate) async fn refresh(&self, visit: &VisitId) {
+    pub async fn refresh(&self, visit: &VisitId) {
         if !self.lock().contains_key(visit) {
             return;
         }
@@ -133,7 +134,7 @@ impl LiveHub {
 
     /// Follows the store's feed of visits with new events (other replicas' recordings) until it
     /// ends, refreshing the rosters it names; everything held after a gap in the feed.
-    pub(crate) async fn follow(self, mut changes: broadcast::Receiver<VisitChange>) {
+    pub async fn follow(self, mut changes: broadcast::Receiver<VisitChange>) {
         loop {
             let visits = match changes.recv().await {
                 Ok(VisitChange::Visit(visit)) => vec![visit],
@@ -149,13 +150,13 @@ impl LiveHub {
     }
 
     /// Forgets the rosters no panel is watching (they are rebuilt from the store when needed).
-    pub(crate) fn evict_idle(&self) {
+    pub fn evict_idle(&self) {
         self.lock()
             .retain(|_, live| live.changed.receiver_count() > 0);
     }
 
     /// The panel as `viewer` sees it now.
-    pub(crate) fn view(&self, visit: &VisitId, viewer: Option<&str>) -> PanelView {
+    pub fn view(&self, visit: &VisitId, viewer: Option<&str>) -> PanelView {
         self.lock()
             .get(visit)
             .map(|live| live.roster.view(viewer))
