@@ -5,7 +5,9 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 use chrono::Utc;
 use tokio::sync::Notify;
 use visitbridge_fhir::Reference;
-use visitbridge_graph::{MeetingRef, Notification, ParticipantEvent};
+use visitbridge_graph::{
+    MeetingRef, Notification, Participant, ParticipantEvent, ParticipantKind, UserObjectId,
+};
 use visitbridge_store::{
     AuditStore, EventId, EventParticipant, NewDelivery, ParticipantClass, RecordOutcome,
     StoredEvent, Visit, VisitId,
@@ -185,11 +187,15 @@ impl AuditRecorder {
 
     /// Records events from the visit's attendance report that live notifications missed.
     ///
-    /// Reports and notifications time the same join differently and name guests differently, so
-    /// an event counts as already seen when a stored event of the same kind lies within
-    /// `tolerance` and is about the same person: the same staff member (object id), any guest
-    /// (guest ids differ between the two sources), or both about the call. Each stored event
-    /// accounts for at most one reported event.
+    /// Reports and notifications time the same join differently, and may name a guest
+    /// differently, so each reported participant is first tied to one participant of the stored
+    /// events: the same identity (staff object id, ACS id) where the
+    /// report has it, else — guests only — the stored guest whose events lie closest in time to
+    /// its own, each stored guest tied to at most one reported one. A reported event then counts
+    /// as already seen when an unused stored event of the same kind, about the participant it is
+    /// tied to (or both about the call), lies within `tolerance`; each stored event accounts for
+    /// at most one reported event. What is missing is recorded under the identity it is tied to,
+    /// so that the EHR hears "disconnected" about the person it heard "connected" about.
     pub async fn reconcile(
         &self,
         visit: &Visit,
@@ -198,23 +204,35 @@ impl AuditRecorder {
     ) -> Result<RecordSummary, AuditError> {
         let tolerance = chrono::Duration::from_std(tolerance).unwrap_or(chrono::Duration::MAX);
         let stored = self.store.events_for_visit(&visit.id).await?;
+        let bindings = bind_participants(&stored, reported, tolerance);
         let mut used = vec![false; stored.len()];
         let mut summary = RecordSummary::default();
         for event in reported {
             let kind = kind_of(event.kind);
-            let participant = event.participant.as_ref().map(|p| participant_of(&p.kind));
+            let as_reported = event.participant.as_ref().map(|p| participant_of(&p.kind));
+            let who = as_reported
+                .as_ref()
+                .map(|p| bindings.get(p).cloned().unwrap_or_else(|| p.clone()));
             let seen = stored.iter().enumerate().position(|(i, s)| {
                 !used[i]
                     && s.kind == kind
                     && (s.occurred_at - event.at).abs() <= tolerance
-                    && same_person(s.participant.as_ref(), participant.as_ref())
+                    && same_identity(s.participant.as_ref(), who.as_ref())
             });
             match seen {
                 Some(i) => {
                     used[i] = true;
                     summary.already_seen += 1;
                 }
-                None => summary.add(self.record(visit, event).await?.outcome),
+                None => {
+                    let event = match (&who, &as_reported) {
+                        (Some(tied), Some(reported)) if tied != reported => {
+                            as_participant(event, tied)
+                        }
+                        _ => event.clone(),
+                    };
+                    summary.add(self.record(visit, &event).await?.outcome);
+                }
             }
         }
         Ok(summary)
@@ -242,11 +260,128 @@ fn is_guest(class: ParticipantClass) -> bool {
     )
 }
 
-fn same_person(a: Option<&EventParticipant>, b: Option<&EventParticipant>) -> bool {
+/// Whether two participants are the same identity (class and id; ids compared without case, as
+/// Graph's GUIDs come in either).
+fn same_identity(a: Option<&EventParticipant>, b: Option<&EventParticipant>) -> bool {
     match (a, b) {
         (None, None) => true,
-        (Some(a), Some(b)) if is_guest(a.class) && is_guest(b.class) => true,
         (Some(a), Some(b)) => a.class == b.class && a.id.eq_ignore_ascii_case(&b.id),
         _ => false,
+    }
+}
+
+/// Ties each participant of an attendance report to a participant of the stored (live) events.
+///
+/// First by identity: a reported participant whose class and id a stored event has is that
+/// participant (staff by object id, ACS guests by their `8:acs:` id, which both sources give).
+/// Then, for reported guests whose id the live events never used (an anonymous join that the
+/// report names by its record id), by time: each pair of a reported guest and a stored guest not
+/// yet tied is scored by the closest pair of their events of the same kind within `tolerance`,
+/// and pairs are tied closest first, each side at most once. Never by role alone: a reported
+/// guest near no stored guest's events stays untied (its events are new), and staff are only
+/// ever tied by identity.
+pub(crate) fn bind_participants(
+    stored: &[StoredEvent],
+    reported: &[ParticipantEvent],
+    tolerance: chrono::Duration,
+) -> HashMap<EventParticipant, EventParticipant> {
+    let mut stored_people: Vec<&EventParticipant> = Vec::new();
+    for who in stored.iter().filter_map(|s| s.participant.as_ref()) {
+        if !stored_people
+            .iter()
+            .any(|p| same_identity(Some(p), Some(who)))
+        {
+            stored_people.push(who);
+        }
+    }
+    let mut reported_people: Vec<EventParticipant> = Vec::new();
+    for who in reported
+        .iter()
+        .filter_map(|e| e.participant.as_ref())
+        .map(|p| participant_of(&p.kind))
+    {
+        if !reported_people.contains(&who) {
+            reported_people.push(who);
+        }
+    }
+    let mut tied: HashMap<EventParticipant, EventParticipant> = HashMap::new();
+    let mut taken: Vec<&EventParticipant> = Vec::new();
+    for who in &reported_people {
+        if let Some(same) = stored_people
+            .iter()
+            .find(|s| same_identity(Some(s), Some(who)))
+        {
+            tied.insert(who.clone(), (*same).clone());
+            taken.push(same);
+        }
+    }
+    // Guests by time, closest pair first.
+    let mut pairs: Vec<(chrono::Duration, usize, usize)> = Vec::new();
+    for (r, who) in reported_people.iter().enumerate() {
+        if tied.contains_key(who) || !is_guest(who.class) {
+            continue;
+        }
+        for (s, candidate) in stored_people.iter().enumerate() {
+            if !is_guest(candidate.class) || taken.iter().any(|t| t == candidate) {
+                continue;
+            }
+            let closest = reported
+                .iter()
+                .filter(|e| {
+                    e.participant
+                        .as_ref()
+                        .is_some_and(|p| participant_of(&p.kind) == *who)
+                })
+                .flat_map(|e| {
+                    stored
+                        .iter()
+                        .filter(|st| {
+                            st.kind == kind_of(e.kind)
+                                && same_identity(st.participant.as_ref(), Some(candidate))
+                        })
+                        .map(move |st| (st.occurred_at - e.at).abs())
+                })
+                .filter(|gap| *gap <= tolerance)
+                .min();
+            if let Some(gap) = closest {
+                pairs.push((gap, r, s));
+            }
+        }
+    }
+    pairs.sort();
+    for (_, r, s) in pairs {
+        let (who, candidate) = (&reported_people[r], stored_people[s]);
+        if tied.contains_key(who) || taken.contains(&candidate) {
+            continue;
+        }
+        tied.insert(who.clone(), candidate.clone());
+        taken.push(candidate);
+    }
+    tied
+}
+
+/// `event` about `who` instead of the participant the report named.
+fn as_participant(event: &ParticipantEvent, who: &EventParticipant) -> ParticipantEvent {
+    let kind = match who.class {
+        ParticipantClass::OrganizationUser => ParticipantKind::OrganizationUser {
+            object_id: UserObjectId::new(who.id.as_str()),
+            tenant_id: None,
+        },
+        ParticipantClass::Anonymous => ParticipantKind::Anonymous {
+            opaque_id: who.id.clone(),
+        },
+        ParticipantClass::AcsGuest => ParticipantKind::AcsGuest {
+            opaque_id: who.id.clone(),
+        },
+        ParticipantClass::Application => ParticipantKind::Application {
+            app_id: who.id.clone(),
+        },
+    };
+    ParticipantEvent {
+        participant: Some(Participant {
+            participant_id: None,
+            kind,
+        }),
+        ..event.clone()
     }
 }
