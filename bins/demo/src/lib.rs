@@ -158,10 +158,13 @@ pub async fn start(options: DemoOptions) -> anyhow::Result<RunningDemo> {
     };
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
+    // The embedded default, written into both configurations; `--database` overrides it there
+    // the way a flag overrides a file.
+    let embedded = data_dir.join("visitbridge.sqlite");
     let database = options
         .database
         .clone()
-        .unwrap_or_else(|| DatabaseLocation::Sqlite(data_dir.join("visitbridge.sqlite")));
+        .unwrap_or_else(|| DatabaseLocation::Sqlite(embedded.clone()));
     let store = database
         .open(&PostgresOptions::default())
         .await
@@ -222,6 +225,7 @@ lobby_status = "sandbox-in-lobby"
 listen = {listen}
 public_base_url = {portal}
 cookie_secure = false
+database = {db}
 launch_base_url = {launch}
 dev_mode = true
 
@@ -242,6 +246,7 @@ usernames = [{admin}]
 "#,
         listen = toml_str(&portal_listener.local_addr()?.to_string()),
         portal = toml_str(portal_url.as_str()),
+        db = toml_str(&embedded.display().to_string()),
         launch = toml_str(launch_url.as_str()),
         authority = toml_str(&format!(
             "{}{}",

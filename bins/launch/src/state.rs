@@ -54,15 +54,6 @@ pub enum BuildError {
         #[source]
         source: std::io::Error,
     },
-    /// The database's directory could not be made.
-    #[error("cannot create the data directory {}: {source}", path.display())]
-    DataDirectory {
-        /// The directory.
-        path: std::path::PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
     /// A secret or key could not be generated (no system randomness).
     #[error("cannot generate the {what}: {source}")]
     Generate {
@@ -199,17 +190,6 @@ impl LaunchService {
     pub async fn build(config: LaunchConfig, public_base: Url) -> Result<Self, BuildError> {
         config.validate(&public_base)?;
         let http = build_client(&config.http.http_config(crate::config::USER_AGENT))?;
-        if let Some(dir) = config
-            .database
-            .sqlite_path()
-            .and_then(std::path::Path::parent)
-            && !dir.as_os_str().is_empty()
-        {
-            std::fs::create_dir_all(dir).map_err(|source| BuildError::DataDirectory {
-                path: dir.to_owned(),
-                source,
-            })?;
-        }
         let store = config
             .database
             .open(&config.database_options())
@@ -295,7 +275,8 @@ impl LaunchService {
                 poll_interval: Duration::from_millis(config.writeback.poll_millis.max(10)),
                 ..DeliveryPolicy::default()
             },
-        );
+        )
+        .with_loader(writeback.clone());
         let recorder = AuditRecorder::new(store.clone(), writeback.sinks.clone())
             .wake_on_record(worker.waker());
 
@@ -476,7 +457,33 @@ impl LaunchService {
                             .try_lease(RENEWAL_LEASE, &instance, chrono::Utc::now(), lease)
                             .await
                         {
-                            Ok(true) => subscriptions.renew_due(margin, max_age).await,
+                            Ok(true) => {
+                                // Held for as long as the renewals take; if it is lost
+                                // meanwhile (this replica stalled past it), another replica
+                                // renews, and this one stops.
+                                let holding = async {
+                                    loop {
+                                        tokio::time::sleep(lease / 3).await;
+                                        let held = leases
+                                            .try_lease(
+                                                RENEWAL_LEASE,
+                                                &instance,
+                                                chrono::Utc::now(),
+                                                lease,
+                                            )
+                                            .await;
+                                        if !matches!(held, Ok(true)) {
+                                            return;
+                                        }
+                                    }
+                                };
+                                tokio::select! {
+                                    () = subscriptions.renew_due(margin, max_age) => {}
+                                    () = holding => tracing::warn!(
+                                        "lost the subscription-renewal lease mid-way: another replica carries on"
+                                    ),
+                                }
+                            }
                             Ok(false) => {}
                             Err(e) => tracing::warn!(error = %e, "cannot take the renewal lease"),
                         }

@@ -95,6 +95,17 @@ pub(crate) struct Writeback {
     done: Mutex<HashSet<(String, u32)>>,
 }
 
+/// A delivery worker meeting a row of a configuration this process has not set up (another
+/// replica recorded it) sets it up here, rather than failing the attempt.
+#[async_trait::async_trait]
+impl visitbridge_audit::SinkLoader for Writeback {
+    async fn load(&self, configuration: &ConfigurationId) {
+        if let Err(e) = self.ensure(configuration).await {
+            tracing::warn!(error = %e, configuration = configuration.as_str(), "cannot set a configuration's write-back sinks");
+        }
+    }
+}
+
 impl Writeback {
     pub(crate) fn new(
         store: Arc<dyn Store>,

@@ -54,7 +54,8 @@ pub struct PortalConfig {
     /// The database, shared with the launch service: a SQLite file (a path, or
     /// `sqlite:///path`), or PostgreSQL (`postgres://user@host/db?sslmode=require`) for several
     /// replicas on one database.
-    #[serde(default = "default_database")]
+    /// Required: a portal that silently made a file of its own while the launch service is on
+    /// PostgreSQL would approve configurations no launch ever sees.
     pub database: DatabaseLocation,
     /// The most PostgreSQL connections this process keeps (ignored for SQLite).
     #[serde(default = "default_database_max_connections")]
@@ -422,10 +423,6 @@ impl PortalConfig {
             ..PostgresOptions::default()
         }
     }
-}
-
-fn default_database() -> DatabaseLocation {
-    DatabaseLocation::Sqlite(PathBuf::from("visitbridge-data").join("visitbridge.sqlite"))
 }
 
 fn default_database_max_connections() -> usize {

@@ -32,14 +32,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    if let Some(dir) = config
-        .database
-        .sqlite_path()
-        .and_then(std::path::Path::parent)
-        && !dir.as_os_str().is_empty()
-    {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
     let store = config
         .database
         .open(&config.database_options())

@@ -94,7 +94,8 @@ pub use record::{
 };
 pub use recorder::{AuditRecorder, RecordSummary, Recorded};
 pub use sink::{
-    AuditEventMode, ConfiguredSinks, Sink, SinkConfig, SinkContext, SinkError, SinkResolver,
+    AuditEventMode, ConfiguredSinks, Sink, SinkConfig, SinkContext, SinkError, SinkLoader,
+    SinkResolver,
 };
 pub use sinks::{
     epic::{EpicConnectionStatusConfig, EpicConnectionStatusSink},

@@ -131,6 +131,16 @@ pub trait SinkResolver: Send + Sync {
     fn sinks_for(&self, configuration: &ConfigurationId) -> Vec<Arc<dyn Sink>>;
 }
 
+/// Sets a configuration's sinks on demand: for a [`crate::DeliveryWorker`] that meets an outbox
+/// row of a configuration this process has not set up yet (another replica recorded the event,
+/// or the configuration was approved since this process last looked).
+#[async_trait::async_trait]
+pub trait SinkLoader: Send + Sync {
+    /// Sets the sinks of `configuration`, if it is approved and has any. Failures are the
+    /// loader's to report; the row is retried as usual.
+    async fn load(&self, configuration: &ConfigurationId);
+}
+
 /// Sinks per configuration, replaceable at run time (e.g. when a configuration changes).
 #[derive(Default)]
 pub struct ConfiguredSinks {

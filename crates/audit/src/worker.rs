@@ -13,7 +13,7 @@ use tokio::sync::Notify;
 use visitbridge_http::RetryPolicy;
 use visitbridge_store::{AuditStore, ClaimedDelivery, OutboxId};
 
-use crate::{AuditError, SinkError, SinkResolver};
+use crate::{AuditError, SinkError, SinkLoader, SinkResolver};
 
 /// The longest `Retry-After` honoured; a longer one is cut to this.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
@@ -52,7 +52,7 @@ impl Default for DeliveryPolicy {
             max_attempts: 10,
             base_delay: Duration::from_secs(15),
             max_delay: Duration::from_secs(30 * 60),
-            lease: Duration::from_secs(6),
+            lease: Duration::from_secs(4),
             delivery_timeout: Duration::from_secs(30),
             batch_size: 32,
             concurrency: 4,
@@ -111,6 +111,7 @@ enum Outcome {
 pub struct DeliveryWorker {
     store: Arc<dyn AuditStore>,
     sinks: Arc<dyn SinkResolver>,
+    loader: Option<Arc<dyn SinkLoader>>,
     policy: DeliveryPolicy,
     wake: Arc<Notify>,
 }
@@ -133,9 +134,17 @@ impl DeliveryWorker {
         Self {
             store,
             sinks,
+            loader: None,
             policy,
             wake: Arc::new(Notify::new()),
         }
+    }
+
+    /// Asks `loader` for a configuration's sinks when a row names one this process has not set
+    /// (instead of failing the attempt).
+    pub fn with_loader(mut self, loader: Arc<dyn SinkLoader>) -> Self {
+        self.loader = Some(loader);
+        self
     }
 
     /// Notifying this wakes [`Self::run`] at once (see `AuditRecorder::wake_on_record`).
@@ -150,6 +159,8 @@ impl DeliveryWorker {
 
     /// One round at time `now`: claims due rows, delivers them, marks the results.
     pub async fn run_once(&self, now: DateTime<Utc>) -> Result<DeliveryReport, AuditError> {
+        // The lease runs from before the claim: time the claim took is not taken off it.
+        let started = tokio::time::Instant::now();
         let claimed = self
             .store
             .claim_due(now, self.policy.lease, self.policy.batch_size.max(1))
@@ -178,7 +189,7 @@ impl DeliveryWorker {
             .collect::<Vec<Outcome>>();
         let outcomes = tokio::select! {
             outcomes = deliveries => outcomes,
-            never = self.renew_leases(&held, now) => match never {},
+            never = self.renew_leases(&held, now, started) => match never {},
         };
         for outcome in outcomes {
             match outcome {
@@ -222,33 +233,47 @@ impl DeliveryWorker {
         &self,
         held: &std::sync::Mutex<HashMap<OutboxId, u32>>,
         now: DateTime<Utc>,
+        started: tokio::time::Instant,
     ) -> std::convert::Infallible {
-        let started = tokio::time::Instant::now();
         let every = (self.policy.lease / 3).max(Duration::from_millis(10));
+        let mut tick = tokio::time::interval_at(started + every, every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tokio::time::sleep(every).await;
+            tick.tick().await;
             let claims: Vec<(OutboxId, u32)> = held
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .iter()
                 .map(|(id, attempt)| (*id, *attempt))
                 .collect();
-            let until = now
-                + chrono::Duration::from_std(started.elapsed() + self.policy.lease)
-                    .unwrap_or(chrono::Duration::MAX);
-            if let Err(e) = self.store.extend_leases(&claims, until).await {
-                tracing::warn!(error = %e, "cannot renew write-back leases");
+            // On the clock `run_once` was given, or the wall clock if that is later.
+            let on_given_clock = now
+                + chrono::Duration::from_std(started.elapsed()).unwrap_or(chrono::Duration::MAX);
+            let until = on_given_clock.max(Utc::now())
+                + chrono::Duration::from_std(self.policy.lease).unwrap_or(chrono::Duration::MAX);
+            match tokio::time::timeout(every, self.store.extend_leases(&claims, until)).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "cannot renew write-back leases"),
+                Err(_) => tracing::warn!("renewing write-back leases took too long"),
             }
         }
     }
 
     async fn deliver_one(&self, claim: ClaimedDelivery, now: DateTime<Utc>) -> Outcome {
         let ClaimedDelivery { item, event, visit } = &claim;
-        let sink = self
-            .sinks
-            .sinks_for(&visit.configuration_id)
-            .into_iter()
-            .find(|s| s.name() == &item.sink);
+        let find = || {
+            self.sinks
+                .sinks_for(&visit.configuration_id)
+                .into_iter()
+                .find(|s| s.name() == &item.sink)
+        };
+        let sink = match (find(), &self.loader) {
+            (None, Some(loader)) => {
+                loader.load(&visit.configuration_id).await;
+                find()
+            }
+            (sink, _) => sink,
+        };
         let result = match sink {
             // Sinks are set per process (at start-up, a launch, a tick): this process may not have
             // set them yet, or a change is rolling out. Retried with backoff; dead after the
@@ -268,7 +293,7 @@ impl DeliveryWorker {
             Ok(()) => (
                 Outcome::Delivered,
                 self.store
-                    .mark_delivered(item.id, Utc::now().max(now))
+                    .mark_delivered(item.id, item.attempts, Utc::now().max(now))
                     .await,
             ),
             Err(e) if e.is_retryable() && item.attempts < self.policy.max_attempts => {

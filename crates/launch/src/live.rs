@@ -4,8 +4,11 @@
 //! ([`visitbridge_store::AuditRepo::visit_changes`]), which makes the held roster be read again.
 
 use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex, PoisonError},
+    collections::{HashMap, HashSet},
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicU64, Ordering},
+    },
 };
 
 use tokio::sync::broadcast;
@@ -24,6 +27,9 @@ struct LiveVisit {
 pub struct LiveHub {
     store: Arc<dyn AuditRepo>,
     visits: Arc<Mutex<HashMap<VisitId, LiveVisit>>>,
+    /// Counts the changes the feed announced: a roster read while one arrived is read again
+    /// (the announcement found no roster to refresh yet).
+    announced: Arc<AtomicU64>,
 }
 
 /// The roster change a stored event made.
@@ -53,6 +59,7 @@ impl LiveHub {
         Self {
             store,
             visits: Arc::new(Mutex::new(HashMap::new())),
+            announced: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -65,18 +72,32 @@ impl LiveHub {
         if self.lock().contains_key(visit) {
             return Ok(());
         }
-        let events = self.store.events_for_visit(visit).await?;
-        let mut roster = RosterState::new();
-        for change in events.iter().filter_map(change_of) {
-            roster.apply(&change);
-        }
+        let before = self.announced.load(Ordering::SeqCst);
+        let roster = self.read_roster(visit).await?;
         self.lock()
             .entry(visit.clone())
             .or_insert_with(|| LiveVisit {
                 roster,
                 changed: broadcast::channel(16).0,
             });
+        // Something was announced while the events were read: it may be missing from them.
+        if self.announced.load(Ordering::SeqCst) != before {
+            self.refresh(visit).await;
+        }
         Ok(())
+    }
+
+    /// The roster the visit's stored events make.
+    async fn read_roster(
+        &self,
+        visit: &VisitId,
+    ) -> Result<RosterState, visitbridge_store::StoreError> {
+        let events = self.store.events_for_visit(visit).await?;
+        let mut roster = RosterState::new();
+        for change in events.iter().filter_map(change_of) {
+            roster.apply(&change);
+        }
+        Ok(roster)
     }
 
     /// Applies a change (after it was stored, if it is stored at all) and wakes the panels.
@@ -115,17 +136,13 @@ impl LiveHub {
         if !self.lock().contains_key(visit) {
             return;
         }
-        let events = match self.store.events_for_visit(visit).await {
-            Ok(events) => events,
+        let roster = match self.read_roster(visit).await {
+            Ok(roster) => roster,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot reload a visit's roster");
                 return;
             }
         };
-        let mut roster = RosterState::new();
-        for change in events.iter().filter_map(change_of) {
-            roster.apply(&change);
-        }
         if let Some(live) = self.lock().get_mut(visit) {
             live.roster = roster;
             let _ = live.changed.send(());
@@ -134,15 +151,37 @@ impl LiveHub {
 
     /// Follows the store's feed of visits with new events (other replicas' recordings) until it
     /// ends, refreshing the rosters it names; everything held after a gap in the feed.
+    /// A burst of announcements is taken together: each visit is read once.
     pub async fn follow(self, mut changes: broadcast::Receiver<VisitChange>) {
         loop {
-            let visits = match changes.recv().await {
-                Ok(VisitChange::Visit(visit)) => vec![visit],
-                Ok(VisitChange::Unknown) | Err(broadcast::error::RecvError::Lagged(_)) => {
-                    self.lock().keys().cloned().collect()
+            let mut visits = HashSet::new();
+            let mut everything = false;
+            let mut next = changes.recv().await;
+            loop {
+                self.announced.fetch_add(1, Ordering::SeqCst);
+                match next {
+                    Ok(VisitChange::Visit(visit)) => {
+                        visits.insert(visit);
+                    }
+                    Ok(VisitChange::Unknown) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                        everything = true;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
                 }
-                Err(broadcast::error::RecvError::Closed) => return,
-            };
+                next = match changes.try_recv() {
+                    Ok(change) => Ok(change),
+                    Err(broadcast::error::TryRecvError::Lagged(n)) => {
+                        Err(broadcast::error::RecvError::Lagged(n))
+                    }
+                    Err(broadcast::error::TryRecvError::Empty) => break,
+                    Err(broadcast::error::TryRecvError::Closed) => {
+                        Err(broadcast::error::RecvError::Closed)
+                    }
+                };
+            }
+            if everything {
+                visits.extend(self.lock().keys().cloned());
+            }
             for visit in &visits {
                 self.refresh(visit).await;
             }

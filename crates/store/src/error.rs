@@ -28,6 +28,15 @@ pub enum StoreError {
         /// What was missing, e.g. "configuration".
         what: &'static str,
     },
+    /// The folder of a SQLite file could not be created.
+    #[error("cannot create the database folder {path}")]
+    Folder {
+        /// The folder.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// The referenced tenant does not exist.
     #[error("the tenant does not exist")]
     UnknownTenant,

@@ -59,10 +59,14 @@ impl DatabaseLocation {
         }
     }
 
-    /// Opens the store, bringing its schema up to date.
+    /// Opens the store, bringing its schema up to date (a SQLite file's folder is created if
+    /// missing).
     pub async fn open(&self, options: &PostgresOptions) -> Result<Arc<dyn Store>, StoreError> {
         Ok(match self {
-            Self::Sqlite(path) => Arc::new(SqliteStore::open(path).await?),
+            Self::Sqlite(path) => {
+                create_folder_of(path)?;
+                Arc::new(SqliteStore::open(path).await?)
+            }
             Self::Postgres(url) => Arc::new(PostgresStore::connect(url, options).await?),
         })
     }
@@ -71,6 +75,7 @@ impl DatabaseLocation {
     pub async fn migrate(&self, options: &PostgresOptions) -> Result<MigrationReport, StoreError> {
         match self {
             Self::Sqlite(path) => {
+                create_folder_of(path)?;
                 let from = SqliteStore::version_of_file(path).await?;
                 let to = SqliteStore::open(path).await?.schema_version().await?;
                 Ok(MigrationReport { from, to })
@@ -82,6 +87,19 @@ impl DatabaseLocation {
                     .await
             }
         }
+    }
+}
+
+/// Creates the folder a SQLite file goes in, if missing.
+fn create_folder_of(path: &std::path::Path) -> Result<(), StoreError> {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::Folder {
+                path: dir.display().to_string(),
+                source,
+            })
+        }
+        _ => Ok(()),
     }
 }
 
@@ -118,17 +136,37 @@ impl fmt::Display for DatabaseLocation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Sqlite(path) => write!(f, "sqlite://{}", path.display()),
-            Self::Postgres(url) => match url::Url::parse(url) {
-                Ok(mut parsed) => {
-                    if parsed.password().is_some() {
-                        let _ = parsed.set_password(Some("***"));
-                    }
-                    write!(f, "{parsed}")
-                }
-                Err(_) => f.write_str("postgres://(unparsable URL)"),
-            },
+            Self::Postgres(url) => f.write_str(&redacted(url)),
         }
     }
+}
+
+/// Settings of a PostgreSQL URL's query that carry a secret.
+const SECRET_SETTINGS: &[&str] = &["password", "sslpassword"];
+
+/// A database URL with its secrets (the user-info password, `?password=`, `?sslpassword=`)
+/// replaced by `***`: what logs, banners and errors may show.
+pub(crate) fn redacted(url: &str) -> String {
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return "postgres://(unparsable URL)".to_owned();
+    };
+    if parsed.password().is_some() {
+        let _ = parsed.set_password(Some("***"));
+    }
+    if parsed.query().is_some() {
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(k, v)| {
+                let secret = SECRET_SETTINGS.iter().any(|s| k.eq_ignore_ascii_case(s));
+                (
+                    k.into_owned(),
+                    if secret { "***".into() } else { v.into_owned() },
+                )
+            })
+            .collect();
+        parsed.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    parsed.to_string()
 }
 
 #[cfg(test)]
@@ -149,6 +187,20 @@ mod tests {
         assert!(matches!(pg, DatabaseLocation::Postgres(_)));
         assert!(!pg.to_string().contains("hunter2"), "{pg}");
         assert!(!format!("{pg:?}").contains("hunter2"), "{pg:?}");
+        // libpq also takes the password (and a client key's) as settings.
+        let pg = DatabaseLocation::parse(
+            "postgres://vb@db.example.org/vb?sslmode=require&password=hunter2&sslpassword=k3y",
+        )
+        .unwrap();
+        let shown = pg.to_string();
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("k3y"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("sslmode=require") && shown.contains("password=***"),
+            "{shown}"
+        );
         assert!(DatabaseLocation::parse("mysql://db/vb").is_err());
         assert!(DatabaseLocation::parse("sqlite://").is_err());
         assert!(DatabaseLocation::parse("  ").is_err());

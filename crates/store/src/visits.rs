@@ -577,9 +577,17 @@ pub trait OutboxRepo: Send + Sync {
         lease: std::time::Duration,
         limit: u32,
     ) -> Result<Vec<ClaimedDelivery>, StoreError>;
-    /// Marks a row delivered (from any pending claim: a delivery that succeeded is a fact).
-    /// Whether the row was pending.
-    async fn mark_delivered(&self, id: OutboxId, now: DateTime<Utc>) -> Result<bool, StoreError>;
+    /// Marks a row delivered, only while it is still pending in the claim numbered `attempt`;
+    /// whether it was. A worker whose lease ran out (another holds the row now) cannot mark it:
+    /// the row's successor must not go out before the current holder's repeat of it, or a
+    /// latest-only sink would end with the older state. Its delivery then counts only as the
+    /// at-least-once repeat the current holder makes.
+    async fn mark_delivered(
+        &self,
+        id: OutboxId,
+        attempt: u32,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
     /// Records a failed attempt: the row stays pending, is released, and is due again at
     /// `next_attempt_at`. Only while the row is still in the claim numbered `attempt`; whether it
     /// was.

@@ -201,7 +201,8 @@ async fn migrate_brings_the_schema_up_to_date_and_exits() {
 #[test]
 fn migrate_on_sqlite_reports_the_versions_it_went_between() {
     let dir = tempfile::tempdir().unwrap();
-    let database = dir.path().join("visitbridge.sqlite");
+    // A folder that does not exist yet is made.
+    let database = dir.path().join("new").join("visitbridge.sqlite");
     let migrate = || {
         let output = Command::new(env!("CARGO_BIN_EXE_visitbridge-launch"))
             .arg("--database")

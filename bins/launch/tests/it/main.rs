@@ -8,6 +8,7 @@ mod bad_input;
 mod binary;
 mod browser_sessions;
 mod cluster;
+mod crash;
 mod disclosure;
 mod events;
 mod generic;

@@ -114,6 +114,14 @@ async fn concurrent_launches_of_one_visit_spread_over_both_replicas_make_one_vis
         pages.iter().map(|page| page.visit_id()).collect();
     assert_eq!(visit_ids.len(), 1, "one visit row: {visit_ids:?}");
     assert_eq!(env.graph.meeting_count(), 1, "one meeting");
+    // Every replica asked Graph for the same meeting: one externalId, the visit's.
+    let external_ids: std::collections::BTreeSet<String> = env
+        .graph
+        .create_or_get_bodies()
+        .iter()
+        .map(|body| body["externalId"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(external_ids.len(), 1, "{external_ids:?}");
     let mut callbacks = served_by(&env, "GET /launch/callback");
     callbacks.sort_unstable();
     callbacks.dedup();
@@ -218,6 +226,16 @@ async fn write_back_goes_out_once_from_both_replicas_and_a_killed_ones_rows_are_
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let drained_after = killed.elapsed();
+    // Replica 0 did hold rows when it died: some were delivered on a second claim.
+    assert!(
+        calls_before_kill > 0,
+        "deliveries were under way at the kill"
+    );
+    let outbox = env.store.outbox_for_visit(&visit.id).await.unwrap();
+    assert!(
+        outbox.iter().any(|row| row.attempts >= 2),
+        "some of the killed replica's rows were taken over"
+    );
 
     let calls = env.epic.accepted();
     // Per guest: connected, then disconnected — the last status the EHR has is the last sent.
@@ -302,5 +320,39 @@ async fn subscription_renewal_runs_on_one_replica_not_on_each() {
         env.graph.subscription_requests().len(),
         1,
         "one subscription"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_due_reconciliation_runs_on_one_replica_not_on_each() {
+    let env = two_replicas().await;
+    let (visit, _) = env.subscribed_visit().await;
+    env.graph.add_attendance_report(
+        visit.graph_meeting_id.as_deref().unwrap(),
+        visitbridge_testkit::graph::attendance_report(
+            "report-1",
+            &visitbridge_testkit::entra::EntraUser::default().oid,
+            "2026-03-05T18:00:00Z",
+            "2026-03-05T18:30:00Z",
+        ),
+    );
+    // Graph is slow to answer: both replicas tick (every 50 ms) while the report is read.
+    env.graph.set_delay(Duration::from_millis(300));
+    env.reconcile_now(&visit.id).await;
+    env.wait_reconciled("reconciled", &visit.id).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let lists = env
+        .ms
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.method.as_str() == "GET" && r.url.path().ends_with("/attendanceReports"))
+        .count();
+    assert_eq!(
+        lists,
+        1,
+        "the report list was read once:\n{}",
+        env.replica_logs()
     );
 }

@@ -138,7 +138,11 @@ async fn deliver(portal: &Portal, now: DateTime<Utc>) {
                 }
                 (true, false) => {} // leased: still pending
                 (false, _) => {
-                    portal.store.mark_delivered(c.item.id, now).await.unwrap();
+                    portal
+                        .store
+                        .mark_delivered(c.item.id, c.item.attempts, now)
+                        .await
+                        .unwrap();
                 }
             }
         }

@@ -372,3 +372,46 @@ async fn the_running_worker_delivers_as_soon_as_an_event_is_recorded() {
     stop.send(()).unwrap();
     running.await.unwrap();
 }
+
+/// Another replica recorded the event (its process set the configuration's sinks; this one has
+/// not yet): the worker asks its loader for them and delivers on the first attempt, instead of
+/// failing and backing off until some later tick sets them.
+#[tokio::test]
+async fn a_worker_sets_up_a_configuration_it_has_not_seen_before_delivering() {
+    struct Loader {
+        into: Arc<ConfiguredSinks>,
+        from: Vec<Arc<dyn visitbridge_audit::Sink>>,
+        calls: std::sync::atomic::AtomicUsize,
+    }
+    #[async_trait::async_trait]
+    impl visitbridge_audit::SinkLoader for Loader {
+        async fn load(&self, configuration: &visitbridge_approval::ConfigurationId) {
+            self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.into
+                .set(configuration.clone(), self.from.clone())
+                .unwrap();
+        }
+    }
+
+    let env = Env::new(Sinks::Epic).await;
+    env.recorder()
+        .record(
+            &env.visit,
+            &person(EventKind::ParticipantJoined, 5, guest("p")),
+        )
+        .await
+        .unwrap();
+    // This process's sinks: none set yet.
+    let here = Arc::new(ConfiguredSinks::new());
+    let loader = Arc::new(Loader {
+        into: here.clone(),
+        from: env.sinks.sinks_for(&env.visit.configuration_id),
+        calls: Default::default(),
+    });
+    let worker =
+        DeliveryWorker::new(env.store.clone(), here, fast_policy()).with_loader(loader.clone());
+    let report = worker.run_once(Utc::now()).await.unwrap();
+    assert_eq!((report.delivered, report.retried), (1, 0));
+    assert_eq!(env.epic.accepted().len(), 1);
+    assert_eq!(loader.calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+}

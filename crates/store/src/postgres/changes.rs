@@ -19,8 +19,16 @@ pub(crate) const CHANNEL: &str = "visitbridge_visit_events";
 /// How many changes a slow subscriber may fall behind before it is told [`VisitChange::Unknown`].
 const BUFFER: usize = 1024;
 
-/// How long the listener waits before reconnecting after the connection dropped.
+/// How long the listener first waits before reconnecting after the connection dropped; it
+/// doubles after each failed attempt, up to [`RECONNECT_PAUSE_MAX`].
 const RECONNECT_PAUSE: Duration = Duration::from_secs(1);
+const RECONNECT_PAUSE_MAX: Duration = Duration::from_secs(30);
+
+/// How often the listening connection is checked with a query: a connection that a NAT, a load
+/// balancer or a failover dropped without a word would otherwise look alive for hours.
+const PING_EVERY: Duration = Duration::from_secs(15);
+/// How long that check may take.
+const PING_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The process's listening connection, started at the first subscription.
 pub(crate) struct ChangeFeed {
@@ -30,7 +38,13 @@ pub(crate) struct ChangeFeed {
 }
 
 impl ChangeFeed {
-    pub(crate) fn new(config: tokio_postgres::Config, tls: MakeRustlsConnect) -> Arc<Self> {
+    pub(crate) fn new(mut config: tokio_postgres::Config, tls: MakeRustlsConnect) -> Arc<Self> {
+        // TCP keepalives as a second line, besides the pings.
+        config
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(30))
+            .keepalives_interval(Duration::from_secs(10))
+            .keepalives_retries(3);
         Arc::new(Self {
             config,
             tls,
@@ -62,29 +76,39 @@ enum Ended {
     Connection(Option<tokio_postgres::Error>),
 }
 
-/// Listens until the feed is dropped, reconnecting after a pause when the connection drops; after
-/// each reconnection subscribers hear [`VisitChange::Unknown`] (notices sent meanwhile are lost).
+/// Listens until the feed is dropped, reconnecting with a growing pause when the connection
+/// drops. Each time `LISTEN` is in place, the first time included, subscribers hear
+/// [`VisitChange::Unknown`]: whatever was committed before it (or while reconnecting) was not
+/// heard, so they read again what they hold.
 async fn listen(
     config: tokio_postgres::Config,
     tls: MakeRustlsConnect,
     sender: broadcast::WeakSender<VisitChange>,
 ) {
-    let mut connected_before = false;
+    let mut pause = RECONNECT_PAUSE;
     loop {
-        let ended = match listen_once(&config, &tls, &sender, &mut connected_before).await {
+        let mut listened = false;
+        let ended = match listen_once(&config, &tls, &sender, &mut listened).await {
             Ok(ended) => ended,
             Err(e) => Ended::Connection(Some(e)),
         };
+        if listened {
+            pause = RECONNECT_PAUSE;
+        }
         match ended {
             Ended::FeedDropped => return,
             Ended::Connection(Some(e)) => {
-                tracing::warn!(error = %e, "the database change feed failed; reconnecting");
+                tracing::warn!(error = %e, retry_in_ms = pause.as_millis() as u64, "the database change feed failed; reconnecting");
             }
             Ended::Connection(None) => {
-                tracing::warn!("the database change feed closed; reconnecting");
+                tracing::warn!(
+                    retry_in_ms = pause.as_millis() as u64,
+                    "the database change feed closed; reconnecting"
+                );
             }
         }
-        tokio::time::sleep(RECONNECT_PAUSE).await;
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(RECONNECT_PAUSE_MAX);
         if sender.upgrade().is_none() {
             return;
         }
@@ -96,7 +120,7 @@ async fn listen_once(
     config: &tokio_postgres::Config,
     tls: &MakeRustlsConnect,
     sender: &broadcast::WeakSender<VisitChange>,
-    connected_before: &mut bool,
+    listened: &mut bool,
 ) -> Result<Ended, tokio_postgres::Error> {
     let (client, mut connection) = config.connect(tls.clone()).await?;
     let (messages_in, mut messages) = mpsc::unbounded_channel();
@@ -113,13 +137,33 @@ async fn listen_once(
     });
     let _stop_driver = AbortOnDrop(driver);
     client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
-    if std::mem::replace(connected_before, true) {
-        let Some(sender) = sender.upgrade() else {
-            return Ok(Ended::FeedDropped);
-        };
-        let _ = sender.send(VisitChange::Unknown);
+    *listened = true;
+    match sender.upgrade() {
+        Some(sender) => {
+            let _ = sender.send(VisitChange::Unknown);
+        }
+        None => return Ok(Ended::FeedDropped),
     }
-    while let Some(message) = messages.recv().await {
+    let mut ping = tokio::time::interval(PING_EVERY);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ping.tick().await;
+    loop {
+        let message = tokio::select! {
+            message = messages.recv() => message,
+            _ = ping.tick() => {
+                match tokio::time::timeout(PING_TIMEOUT, client.simple_query("SELECT 1")).await {
+                    Ok(Ok(_)) => continue,
+                    Ok(Err(e)) => return Err(e),
+                    Err(_) => {
+                        tracing::warn!("the database change feed's connection stopped answering");
+                        return Ok(Ended::Connection(None));
+                    }
+                }
+            }
+        };
+        let Some(message) = message else {
+            return Ok(Ended::Connection(None));
+        };
         let Some(sender) = sender.upgrade() else {
             return Ok(Ended::FeedDropped);
         };
@@ -134,7 +178,6 @@ async fn listen_once(
             let _ = sender.send(change);
         }
     }
-    Ok(Ended::Connection(None))
 }
 
 /// Aborts a task when dropped.

@@ -291,11 +291,10 @@ impl ConnectTarget {
             config.connect_timeout(Duration::from_secs(5));
         }
         config.application_name("visitbridge");
-        let _ = parsed.set_password(None);
         Ok(Self {
             config,
             root_certificate_file,
-            display: parsed.to_string(),
+            display: crate::open::redacted(parsed.as_str()),
         })
     }
 

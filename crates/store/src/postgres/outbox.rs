@@ -273,14 +273,19 @@ impl OutboxRepo for PostgresStore {
         })
     }
 
-    async fn mark_delivered(&self, id: OutboxId, now: DateTime<Utc>) -> Result<bool, StoreError> {
+    async fn mark_delivered(
+        &self,
+        id: OutboxId,
+        attempt: u32,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
         let client = self.client().await?;
         let n = client
             .execute(
                 "UPDATE outbox SET state = 'delivered', delivered_at = $2, lease_until = NULL,
                                    last_error = NULL
-                 WHERE id = $1 AND state = 'pending'",
-                &[&id.0, &to_millis(now)],
+                 WHERE id = $1 AND attempts = $3 AND state = 'pending'",
+                &[&id.0, &to_millis(now), &i64::from(attempt)],
             )
             .await?;
         Ok(n > 0)
@@ -323,7 +328,7 @@ impl OutboxRepo for PostgresStore {
         let client = self.client().await?;
         Ok(client
             .execute(
-                "UPDATE outbox SET lease_until = $3
+                "UPDATE outbox SET lease_until = GREATEST(outbox.lease_until, $3)
                  FROM unnest($1::bigint[], $2::bigint[]) AS c(id, attempts)
                  WHERE outbox.id = c.id AND outbox.attempts = c.attempts
                    AND outbox.state = 'pending' AND outbox.lease_until IS NOT NULL",

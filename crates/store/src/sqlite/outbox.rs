@@ -238,13 +238,18 @@ impl OutboxRepo for SqliteStore {
         .await
     }
 
-    async fn mark_delivered(&self, id: OutboxId, now: DateTime<Utc>) -> Result<bool, StoreError> {
+    async fn mark_delivered(
+        &self,
+        id: OutboxId,
+        attempt: u32,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
         self.write(move |tx| {
             let n = tx.execute(
                 "UPDATE outbox SET state = 'delivered', delivered_at = ?2, lease_until = NULL,
                                    last_error = NULL
-                 WHERE id = ?1 AND state = 'pending'",
-                params![id.0, to_millis(now)],
+                 WHERE id = ?1 AND attempts = ?3 AND state = 'pending'",
+                params![id.0, to_millis(now), i64::from(attempt)],
             )?;
             Ok(n > 0)
         })
@@ -281,7 +286,7 @@ impl OutboxRepo for SqliteStore {
         let claims = claims.to_vec();
         self.write(move |tx| {
             let mut statement = tx.prepare_cached(
-                "UPDATE outbox SET lease_until = ?3
+                "UPDATE outbox SET lease_until = MAX(lease_until, ?3)
                  WHERE id = ?1 AND attempts = ?2 AND state = 'pending'
                    AND lease_until IS NOT NULL",
             )?;
