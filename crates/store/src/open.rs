@@ -21,8 +21,20 @@ impl DatabaseLocation {
     /// Parses a configured value.
     pub fn parse(value: &str) -> Result<Self, StoreError> {
         let value = value.trim();
-        if value.starts_with("postgres://") || value.starts_with("postgresql://") {
+        let lower = value.to_ascii_lowercase();
+        if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
             return Ok(Self::Postgres(value.to_owned()));
+        }
+        // A mistyped URL must not become a SQLite file named after it (and be printed, password
+        // and all, as that file's path).
+        let before_slash = value.split('/').next().unwrap_or_default();
+        if lower.starts_with("postgres")
+            || (before_slash.contains(':') && before_slash.contains('@'))
+        {
+            return Err(StoreError::DatabaseUrl {
+                reason: "this looks like a mistyped PostgreSQL URL: it starts with postgres://",
+                source: None,
+            });
         }
         if let Some(path) = value.strip_prefix("sqlite://") {
             if path.is_empty() {
@@ -202,6 +214,13 @@ mod tests {
             "{shown}"
         );
         assert!(DatabaseLocation::parse("mysql://db/vb").is_err());
+        // Mistyped URLs are refused, not taken for a file named after them.
+        assert!(DatabaseLocation::parse("postgres;//vb:hunter2@db/vb").is_err());
+        assert!(DatabaseLocation::parse("vb:hunter2@db.example.org/vb").is_err());
+        assert!(matches!(
+            DatabaseLocation::parse("POSTGRES://vb@db/vb"),
+            Ok(DatabaseLocation::Postgres(_))
+        ));
         assert!(DatabaseLocation::parse("sqlite://").is_err());
         assert!(DatabaseLocation::parse("  ").is_err());
     }
