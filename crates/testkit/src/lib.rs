@@ -37,6 +37,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod abuse;
 pub mod entra;
 pub mod epic;
 pub mod fhir;

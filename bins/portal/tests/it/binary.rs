@@ -166,3 +166,61 @@ async fn starts_from_a_file_and_environment_and_answers_health_probes() {
         "the database was created"
     );
 }
+
+/// The same raw-socket abuse as the launch service's, against the portal binary.
+#[tokio::test]
+async fn the_binary_survives_raw_socket_abuse() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("portal.toml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"
+            listen = "127.0.0.1:0"
+            public_base_url = "http://localhost:8090"
+            cookie_secure = false
+            database = "{}"
+            launch_base_url = "http://localhost:8080"
+            [entra]
+            client_id = "app"
+            [ehr_sign_in]
+            client_id = "ehr"
+            [server]
+            header_read_timeout_seconds = 2
+            "#,
+            dir.path().join("portal.sqlite").display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(BIN)
+        .args(["--config", file.to_str().unwrap()])
+        .env("VISITBRIDGE_PORTAL_ENTRA_CLIENT_SECRET", "entra-secret")
+        .env_remove("VISITBRIDGE_PORTAL_EHR_CLIENT_SECRET")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let health = loop {
+        let line = lines
+            .next()
+            .expect("the portal exited before printing its address")
+            .unwrap();
+        if let Some(url) = line.split_whitespace().find(|w| w.ends_with("/healthz")) {
+            break url.to_owned();
+        }
+    };
+    let addr = url::Url::parse(&health)
+        .unwrap()
+        .socket_addrs(|| None)
+        .unwrap()[0];
+    let survived = tokio::time::timeout(
+        std::time::Duration::from_secs(120),
+        visitbridge_testkit::abuse::assert_survives_abuse(addr, child.id()),
+    )
+    .await;
+    child.kill().unwrap();
+    let _ = child.wait();
+    drop(lines);
+    survived.expect("the abuse run ended in time");
+}
