@@ -531,8 +531,9 @@ pub trait AuditRepo: Send + Sync {
     ) -> Result<HashMap<VisitId, Vec<StoredEvent>>, StoreError>;
     /// One event.
     async fn get_event(&self, id: &EventId) -> Result<Option<StoredEvent>, StoreError>;
-    /// Visits that got new events from any process on this database, as they commit: how a
-    /// replica's live panels learn of events another replica recorded. `None` where one process
+    /// Visits that got new events from other processes on this database, as they commit: how a
+    /// replica's live panels learn of events another replica recorded (its own recordings it
+    /// has already shown, so they are not announced to it). `None` where one process
     /// is all there is (SQLite): its own recordings are all the news.
     ///
     /// Best effort, never the record: a [`VisitChange::Unknown`] (the feed was interrupted or

@@ -80,6 +80,11 @@ impl Replica {
         self.base.trim_start_matches("http://").parse().unwrap()
     }
 
+    /// The process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Kills the process at once (SIGKILL: no clean stop, as a crash or a lost host).
     pub(crate) fn kill(&mut self) {
         let _ = self.child.kill();

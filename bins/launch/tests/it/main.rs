@@ -27,5 +27,6 @@ mod routes;
 mod security;
 mod server_limits;
 mod sessions;
+mod soak;
 mod upkeep;
 mod webhook_batch;

@@ -13,7 +13,8 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::{VisitChange, VisitId};
 
-/// The notification channel of visits with new events (the payload is the visit id).
+/// The notification channel of visits with new events (the payload is the visit id, a space, and
+/// the recording store's origin token).
 pub(crate) const CHANNEL: &str = "visitbridge_visit_events";
 
 /// How many changes a slow subscriber may fall behind before it is told [`VisitChange::Unknown`].
@@ -32,13 +33,20 @@ const PING_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The process's listening connection, started at the first subscription.
 pub(crate) struct ChangeFeed {
+    /// This store's token in the notices it sends: its own recordings are not news to it (the
+    /// process that recorded an event has already shown it).
+    pub(crate) origin: String,
     config: tokio_postgres::Config,
     tls: MakeRustlsConnect,
     sender: OnceLock<broadcast::Sender<VisitChange>>,
 }
 
 impl ChangeFeed {
-    pub(crate) fn new(mut config: tokio_postgres::Config, tls: MakeRustlsConnect) -> Arc<Self> {
+    pub(crate) fn new(
+        mut config: tokio_postgres::Config,
+        tls: MakeRustlsConnect,
+        origin: String,
+    ) -> Arc<Self> {
         // TCP keepalives as a second line, besides the pings.
         config
             .keepalives(true)
@@ -46,6 +54,7 @@ impl ChangeFeed {
             .keepalives_interval(Duration::from_secs(10))
             .keepalives_retries(3);
         Arc::new(Self {
+            origin,
             config,
             tls,
             sender: OnceLock::new(),
@@ -60,6 +69,7 @@ impl ChangeFeed {
                 tokio::spawn(listen(
                     self.config.clone(),
                     self.tls.clone(),
+                    self.origin.clone(),
                     sender.downgrade(),
                 ));
                 sender
@@ -83,12 +93,13 @@ enum Ended {
 async fn listen(
     config: tokio_postgres::Config,
     tls: MakeRustlsConnect,
+    origin: String,
     sender: broadcast::WeakSender<VisitChange>,
 ) {
     let mut pause = RECONNECT_PAUSE;
     loop {
         let mut listened = false;
-        let ended = match listen_once(&config, &tls, &sender, &mut listened).await {
+        let ended = match listen_once(&config, &tls, &origin, &sender, &mut listened).await {
             Ok(ended) => ended,
             Err(e) => Ended::Connection(Some(e)),
         };
@@ -119,6 +130,7 @@ async fn listen(
 async fn listen_once(
     config: &tokio_postgres::Config,
     tls: &MakeRustlsConnect,
+    origin: &str,
     sender: &broadcast::WeakSender<VisitChange>,
     listened: &mut bool,
 ) -> Result<Ended, tokio_postgres::Error> {
@@ -170,7 +182,14 @@ async fn listen_once(
         if let AsyncMessage::Notification(notice) = message?
             && notice.channel() == CHANNEL
         {
-            let change = match VisitId::new(notice.payload()) {
+            let (visit, from) = notice
+                .payload()
+                .split_once(' ')
+                .unwrap_or((notice.payload(), ""));
+            if from == origin {
+                continue;
+            }
+            let change = match VisitId::new(visit) {
                 Ok(visit) => VisitChange::Visit(visit),
                 Err(_) => VisitChange::Unknown,
             };

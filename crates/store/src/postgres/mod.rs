@@ -95,7 +95,7 @@ impl PostgresStore {
     ) -> Result<Self, StoreError> {
         let target = ConnectTarget::parse(url)?;
         let tls = tokio_postgres_rustls::MakeRustlsConnect::new(target.tls_config()?);
-        let changes = changes::ChangeFeed::new(target.config.clone(), tls.clone());
+        let changes = changes::ChangeFeed::new(target.config.clone(), tls.clone(), origin_token());
         let manager = Manager::from_config(
             target.config.clone(),
             tls,
@@ -140,6 +140,18 @@ impl PostgresStore {
     pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
         Ok(self.pool.get().await?)
     }
+}
+
+/// A token telling this store's notices from other processes' (unique enough: process id, time
+/// and a counter).
+fn origin_token() -> String {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("{:x}-{nanos:x}-{n:x}", std::process::id())
 }
 
 /// Runs `$body` in a `SERIALIZABLE` transaction bound to `$tx`, committing if it gives `Ok`, and

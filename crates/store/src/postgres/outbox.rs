@@ -113,9 +113,10 @@ impl AuditRepo for PostgresStore {
                 .await?;
             }
             // Heard by every process's change feed when this commits.
+            let notice = format!("{} {}", event.visit_id.as_str(), self.changes.origin);
             tx.execute(
                 "SELECT pg_notify($1, $2)",
-                &[&super::changes::CHANNEL, &event.visit_id.as_str()],
+                &[&super::changes::CHANNEL, &notice],
             )
             .await?;
             Ok(RecordOutcome::Recorded)

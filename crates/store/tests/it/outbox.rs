@@ -628,6 +628,25 @@ async fn postgres_replicas_hear_of_each_others_new_events() {
         VisitChange::Visit(VisitId::new("v-2").unwrap())
     );
     assert!(changes.try_recv().is_err(), "nothing else was heard");
+
+    // Its own recordings are not news to a store (its process has shown them already).
+    record(
+        &listener,
+        &event("e-3", "v-1", VisitEventKind::ParticipantLeft, 4),
+        &["fhir"],
+    )
+    .await;
+    record(
+        &recorder,
+        &event("e-4", "v-2", VisitEventKind::ParticipantJoined, 5),
+        &["fhir"],
+    )
+    .await;
+    assert_eq!(
+        next(&mut changes).await,
+        VisitChange::Visit(VisitId::new("v-2").unwrap()),
+        "the other store's, not its own"
+    );
 }
 
 #[tokio::test]
