@@ -84,7 +84,7 @@ async fn soak(backend: Backend, duration: Duration) -> SoakReport {
                     "Camila Lopez",
                 );
                 let at = format!("2026-03-05T18:{:02}:{:02}Z", (n / 60) % 60, n % 60);
-                let payload = if n % 2 == 0 {
+                let payload = if n.is_multiple_of(2) {
                     roster_update(&at, vec![guest], vec![])
                 } else {
                     roster_update(&at, vec![], vec![guest])
