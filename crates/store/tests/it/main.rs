@@ -28,6 +28,7 @@ macro_rules! on_both_backends {
 
 mod concurrency;
 mod configurations;
+mod crash;
 mod fixtures;
 mod leases;
 mod migrations;
