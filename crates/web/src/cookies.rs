@@ -1,5 +1,5 @@
-//! Cookies as both services read and write them: the values of a request's `Cookie` headers,
-//! and `Set-Cookie` values that are always `Path=/` and `HttpOnly`.
+//! Cookies as both services read and write them, through the `cookie` crate: the values of a
+//! request's `Cookie` headers, and `Set-Cookie` values that are always `Path=/` and `HttpOnly`.
 //!
 //! What the cookies hold stays with each service (sessions are stored under
 //! `visitbridge_http::storage_key` of their id, CSRF tokens compared with
@@ -8,15 +8,18 @@
 use std::time::Duration;
 
 use axum::http::{HeaderMap, HeaderValue, header};
+use cookie::{Cookie, SameSite};
 
-/// The `name=value` pairs of the request's `Cookie` headers, in order, without empty values.
+/// The `name=value` pairs of the request's `Cookie` headers, in order, without empty values
+/// (a pair the `cookie` crate cannot parse is skipped).
 pub fn cookie_pairs(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
+        .flat_map(Cookie::split_parse)
+        .filter_map(Result::ok)
+        .filter_map(|c| Some((c.name_raw()?, c.value_raw()?)))
         .filter(|(_, v)| !v.is_empty())
 }
 
@@ -27,10 +30,10 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
-/// A `Set-Cookie` value: `name=value; Path=/; HttpOnly; SameSite=…`, then `Max-Age` (whole
-/// seconds; none for a cookie that lasts the browser session) and `Secure` when asked. Names and
-/// values are meant to be our own URL-safe tokens; one that is not a valid header value gives an
-/// empty header value (which sets nothing).
+/// A `Set-Cookie` value: `name=value` with `Path=/`, `HttpOnly` and `SameSite` (`Strict`, `Lax`
+/// or `None`; anything else is `Lax`), `Max-Age` (whole seconds; none for a cookie that lasts the
+/// browser session) and `Secure` when asked. Names and values are meant to be our own URL-safe
+/// tokens; one that is not a valid header value gives an empty header value (which sets nothing).
 pub fn set_cookie(
     name: &str,
     value: &str,
@@ -38,14 +41,22 @@ pub fn set_cookie(
     secure: bool,
     max_age: Option<Duration>,
 ) -> HeaderValue {
-    let mut cookie = format!("{name}={value}; Path=/; HttpOnly; SameSite={same_site}");
+    let same_site = match same_site.to_ascii_lowercase().as_str() {
+        "strict" => SameSite::Strict,
+        "none" => SameSite::None,
+        _ => SameSite::Lax,
+    };
+    let mut cookie = Cookie::build((name, value))
+        .path("/")
+        .http_only(true)
+        .same_site(same_site)
+        .secure(secure);
     if let Some(age) = max_age {
-        cookie.push_str(&format!("; Max-Age={}", age.as_secs()));
+        let seconds = i64::try_from(age.as_secs()).unwrap_or(i64::MAX);
+        cookie = cookie.max_age(cookie::time::Duration::seconds(seconds));
     }
-    if secure {
-        cookie.push_str("; Secure");
-    }
-    HeaderValue::from_str(&cookie).unwrap_or_else(|_| HeaderValue::from_static(""))
+    HeaderValue::from_str(&cookie.build().to_string())
+        .unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 #[cfg(test)]
@@ -66,14 +77,40 @@ mod tests {
         assert_eq!(cookie_pairs(&headers).count(), 4);
     }
 
+    /// The attributes of a `Set-Cookie` value, as a browser reads them (order does not matter).
+    fn attributes(value: &HeaderValue) -> Vec<String> {
+        let mut parts: Vec<String> = value
+            .to_str()
+            .unwrap()
+            .split(';')
+            .map(|p| p.trim().to_owned())
+            .collect();
+        parts[1..].sort();
+        parts
+    }
+
     #[test]
     fn set_cookie_values_are_http_only_with_the_asked_attributes() {
         let value = |secure, age| set_cookie("n", "v", "Lax", secure, age);
         assert_eq!(
-            value(true, Some(Duration::from_secs(60))),
-            "n=v; Path=/; HttpOnly; SameSite=Lax; Max-Age=60; Secure"
+            attributes(&value(true, Some(Duration::from_secs(60)))),
+            [
+                "n=v",
+                "HttpOnly",
+                "Max-Age=60",
+                "Path=/",
+                "SameSite=Lax",
+                "Secure"
+            ]
         );
-        assert_eq!(value(false, None), "n=v; Path=/; HttpOnly; SameSite=Lax");
+        assert_eq!(
+            attributes(&value(false, None)),
+            ["n=v", "HttpOnly", "Path=/", "SameSite=Lax"]
+        );
+        assert_eq!(
+            attributes(&set_cookie("n", "v", "None", true, None)),
+            ["n=v", "HttpOnly", "Path=/", "SameSite=None", "Secure"]
+        );
         assert_eq!(set_cookie("n", "a\nb", "Lax", true, None), "");
     }
 }
