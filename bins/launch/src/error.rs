@@ -438,8 +438,9 @@ impl From<VisitError> for LaunchError {
             VisitError::Fhir(fhir @ (FhirError::Timeout { .. } | FhirError::Transport(_))) => {
                 Some(fhir)
             }
+            // Down, or throttling us (429): the same to the person waiting — try again shortly.
             VisitError::Fhir(fhir @ FhirError::Status { status, .. })
-                if status.is_server_error() =>
+                if status.is_server_error() || status.as_u16() == 429 =>
             {
                 Some(fhir)
             }
@@ -531,7 +532,8 @@ fn visit_message(e: &VisitError) -> String {
     match e {
         VisitError::Fhir(fhir) => {
             format!(
-                "the EHR's FHIR server could not be read: {}",
+                "the EHR's FHIR server could not be read: {}. Try again in a minute; if it keeps \
+                 failing, tell your administrator.",
                 fhir_summary(fhir)
             )
         }
@@ -552,9 +554,10 @@ fn fhir_summary(e: &FhirError) -> String {
         FhirError::Transport(_) => "fhir server unreachable".to_owned(),
         FhirError::NotFound { resource_type, .. } => format!("{resource_type} not found"),
         FhirError::InvalidUrl(_) => "the fhir server sent an unusable url".to_owned(),
+        // The parser's words (a field path, a line and column) are for the log, not the page.
+        FhirError::Decode { .. } => "its answer was not a FHIR resource".to_owned(),
         FhirError::Timeout { .. }
         | FhirError::Unauthorized
-        | FhirError::Decode { .. }
         | FhirError::TooLarge { .. }
         | FhirError::TokenSource(_) => e.to_string(),
     }
@@ -638,7 +641,8 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "the EHR's FHIR server could not be read: fhir server answered 403 Forbidden \
-             (epic codes [4118])"
+             (epic codes [4118]). Try again in a minute; if it keeps failing, tell your \
+             administrator."
         );
         assert_eq!(e.title(), "The visit cannot start yet");
         let e = LaunchError::from(VisitError::Fhir(FhirError::NotFound {

@@ -11,6 +11,7 @@ mod cluster;
 mod crash;
 mod disclosure;
 mod events;
+mod faults;
 mod generic;
 mod harness;
 mod honest_errors;
