@@ -12,7 +12,7 @@ use visitbridge_graph::{
 };
 use visitbridge_http::{ClientAssertionKey, Secret, build_client, random_token};
 use visitbridge_launch_core::{ApprovedConfiguration, LiveHub};
-use visitbridge_store::{ConfigurationRepo, PendingRepo, Store, StoreError};
+use visitbridge_store::{ConfigurationRepo, LeaseRepo, PendingRepo, Store, StoreError};
 use visitbridge_visit::StaffRule;
 
 use crate::{
@@ -453,39 +453,11 @@ impl LaunchService {
                     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                     loop {
                         tick.tick().await;
-                        match leases
-                            .try_lease(RENEWAL_LEASE, &instance, chrono::Utc::now(), lease)
-                            .await
+                        let renewals = subscriptions.renew_due(margin, max_age);
+                        if let Err(e) =
+                            while_leased(&*leases, RENEWAL_LEASE, &instance, lease, renewals).await
                         {
-                            Ok(true) => {
-                                // Held for as long as the renewals take; if it is lost
-                                // meanwhile (this replica stalled past it), another replica
-                                // renews, and this one stops.
-                                let holding = async {
-                                    loop {
-                                        tokio::time::sleep(lease / 3).await;
-                                        let held = leases
-                                            .try_lease(
-                                                RENEWAL_LEASE,
-                                                &instance,
-                                                chrono::Utc::now(),
-                                                lease,
-                                            )
-                                            .await;
-                                        if !matches!(held, Ok(true)) {
-                                            return;
-                                        }
-                                    }
-                                };
-                                tokio::select! {
-                                    () = subscriptions.renew_due(margin, max_age) => {}
-                                    () = holding => tracing::warn!(
-                                        "lost the subscription-renewal lease mid-way: another replica carries on"
-                                    ),
-                                }
-                            }
-                            Ok(false) => {}
-                            Err(e) => tracing::warn!(error = %e, "cannot take the renewal lease"),
+                            tracing::warn!(error = %e, "cannot take the renewal lease");
                         }
                         reconciler.run_due().await;
                     }
@@ -551,6 +523,35 @@ impl LaunchService {
     pub fn state(&self) -> AppState {
         self.state.clone()
     }
+}
+
+/// Runs `work` if `holder` takes (or still holds) the lease `name`, renewing it every third of
+/// `ttl` while the work runs; stops the work if the lease is lost meanwhile (this process stalled
+/// past it: another has taken over). Nothing runs, and `Ok`, when another holds it.
+async fn while_leased(
+    leases: &dyn LeaseRepo,
+    name: &str,
+    holder: &str,
+    ttl: Duration,
+    work: impl std::future::Future<Output = ()>,
+) -> Result<(), StoreError> {
+    let take = || leases.try_lease(name, holder, chrono::Utc::now(), ttl);
+    if !take().await? {
+        return Ok(());
+    }
+    let holding = async {
+        loop {
+            tokio::time::sleep(ttl / 3).await;
+            if !matches!(take().await, Ok(true)) {
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        () = work => {}
+        () = holding => tracing::warn!(lease = name, "lost a lease mid-way: another replica carries on"),
+    }
+    Ok(())
 }
 
 /// Sets the sinks of every approved configuration (new approvals are also configured at their

@@ -26,10 +26,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .migrate(&config.database_options())
             .await
             .with_context(|| format!("migrating {}", config.database))?;
-        println!(
-            "{}: schema at version {} (was {})",
-            config.database, report.to, report.from
-        );
+        println!("{}: {report}", config.database);
         return Ok(());
     }
     let store = config

@@ -22,6 +22,8 @@ pub enum Ending {
     Closed,
     /// Neither an answer nor a close within 5 s.
     Hung,
+    /// The connection was refused: the server is not there (any more).
+    Refused,
 }
 
 /// One abusive request, as bytes on the wire.
@@ -141,7 +143,9 @@ pub fn cases() -> Vec<Case> {
 /// Sends `bytes` on a new connection and reads until the server closes or 5 s pass; how it ended
 /// and everything it answered.
 pub async fn send(addr: SocketAddr, bytes: &[u8]) -> (Ending, String) {
-    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let Ok(mut stream) = TcpStream::connect(addr).await else {
+        return (Ending::Refused, String::new());
+    };
     // The server may close before reading everything: a failed write is an ending too. The
     // write side stays open (a half-closed request is dropped by the server, as it should be).
     let _ = stream.write_all(bytes).await;
@@ -202,6 +206,11 @@ pub async fn assert_survives_abuse(addr: SocketAddr, pid: u32) -> Vec<(&'static 
     for round in 0..2 {
         for case in cases() {
             let (ending, text) = send(addr, &case.bytes).await;
+            assert!(
+                !matches!(ending, Ending::Refused),
+                "{}: the server is gone",
+                case.name
+            );
             assert_ne!(
                 ending,
                 Ending::Hung,

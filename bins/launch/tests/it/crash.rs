@@ -10,10 +10,10 @@
 
 use std::time::{Duration, Instant};
 
-use visitbridge_testkit::graph::{acs_participant, plain_notification, roster_update};
+use visitbridge_testkit::graph::plain_notification;
 
 use crate::{
-    harness::{Backend, CLIENT_STATE, Env, Options},
+    harness::{Backend, CLIENT_STATE, Env, Options, guest_roster},
     provider::provider_launch,
 };
 
@@ -66,17 +66,7 @@ async fn crash_run(backend: Backend, events: usize, kills: usize) -> CrashReport
     // Each guest joins, then leaves: events 2k and 2k+1 are guest k's.
     let guests = events / 2;
     let notification = |n: usize| {
-        let guest = acs_participant(
-            &format!("leg-{}", n / 2),
-            &format!("8:acs:guest-{}", n / 2),
-            "Camila Lopez",
-        );
-        let at = format!("2026-03-05T18:{:02}:{:02}Z", (n / 60) % 60, n % 60);
-        let payload = if n.is_multiple_of(2) {
-            roster_update(&at, vec![guest], vec![])
-        } else {
-            roster_update(&at, vec![], vec![guest])
-        };
+        let payload = guest_roster(n / 2, n.is_multiple_of(2), n);
         plain_notification("sub-test", CLIENT_STATE, &join, payload)
     };
     let url = format!("{}/graph/notifications", env.base);

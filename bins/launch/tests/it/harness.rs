@@ -80,6 +80,26 @@ pub(crate) fn clinician_joined(at: &str) -> Value {
     )
 }
 
+/// A roster update about guest number `guest` (an ACS browser join, `8:acs:guest-{guest}`):
+/// joined or left, `second` seconds after 18:00 (within the hour).
+pub(crate) fn guest_roster(guest: usize, joined: bool, second: usize) -> Value {
+    let participant = visitbridge_testkit::graph::acs_participant(
+        &format!("leg-{guest}"),
+        &format!("8:acs:guest-{guest}"),
+        "Camila Lopez",
+    );
+    let at = format!(
+        "2026-03-05T18:{:02}:{:02}Z",
+        (second / 60) % 60,
+        second % 60
+    );
+    if joined {
+        roster_update(&at, vec![participant], vec![])
+    } else {
+        roster_update(&at, vec![], vec![participant])
+    }
+}
+
 /// What a test changes in the world.
 #[derive(Clone)]
 pub(crate) struct Options {
@@ -587,6 +607,35 @@ impl Env {
             .unwrap()
             .unwrap();
         (visit, stored)
+    }
+
+    /// Brings the visit's stored subscription to five minutes before its end (inside the
+    /// renewal margin), as if time had passed.
+    pub(crate) async fn subscription_ends_soon(&self, visit: &VisitId, stored: &VisitSubscription) {
+        let soon = Utc::now() + chrono::Duration::minutes(5);
+        assert!(
+            self.store
+                .set_subscription(
+                    visit,
+                    &stored.subscription_id,
+                    soon,
+                    Some(&stored.subscription_id)
+                )
+                .await
+                .unwrap()
+        );
+    }
+
+    /// Waits until the visit's subscription was renewed (more than 11 hours left).
+    pub(crate) async fn wait_subscription_renewed(&self, visit: &VisitId) {
+        self.eventually("the subscription renewed", async || {
+            self.store
+                .subscription_of(visit)
+                .await
+                .unwrap()
+                .is_some_and(|s| s.expires_at > Utc::now() + chrono::Duration::hours(11))
+        })
+        .await;
     }
 
     /// Waits until nothing is pending in the outbox.

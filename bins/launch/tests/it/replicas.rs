@@ -11,7 +11,7 @@ use visitbridge_testkit::graph::{acs_participant, plain_notification, roster_upd
 use crate::{
     cluster::Route,
     events::{Panel, clinician, labels},
-    harness::{Backend, CLIENT_STATE, Env, Options},
+    harness::{Backend, CLIENT_STATE, Env, Options, guest_roster},
     provider::provider_launch,
 };
 
@@ -190,13 +190,8 @@ async fn write_back_goes_out_once_from_both_replicas_and_a_killed_ones_rows_are_
     // 24 guests join and leave; the notifications alternate between the replicas.
     const GUESTS: usize = 24;
     for n in 0..GUESTS {
-        let guest = acs_participant(
-            &format!("leg-{n}"),
-            &format!("8:acs:guest-{n}"),
-            "Camila Lopez",
-        );
-        let joined = roster_update("2026-03-05T18:00:01Z", vec![guest.clone()], vec![]);
-        let left = roster_update("2026-03-05T18:20:00Z", vec![], vec![guest]);
+        let joined = guest_roster(n, true, 1);
+        let left = guest_roster(n, false, 1200);
         let replica = &env.replicas[n % 2].base;
         assert_eq!(notify_replica(replica, &join, joined).await, 202);
         assert_eq!(notify_replica(replica, &join, left).await, 202);
@@ -287,26 +282,8 @@ async fn subscription_renewal_runs_on_one_replica_not_on_each() {
     // The subscription comes close to its end; both replicas tick every 50 ms, and Graph takes
     // longer than a tick to answer a renewal (both would see it due).
     env.graph.set_delay(Duration::from_millis(400));
-    let soon = chrono::Utc::now() + chrono::Duration::minutes(5);
-    assert!(
-        env.store
-            .set_subscription(
-                &visit.id,
-                &stored.subscription_id,
-                soon,
-                Some(&stored.subscription_id)
-            )
-            .await
-            .unwrap()
-    );
-    env.eventually("the subscription renewed", async || {
-        env.store
-            .subscription_of(&visit.id)
-            .await
-            .unwrap()
-            .is_some_and(|s| s.expires_at > chrono::Utc::now() + chrono::Duration::hours(11))
-    })
-    .await;
+    env.subscription_ends_soon(&visit.id, &stored).await;
+    env.wait_subscription_renewed(&visit.id).await;
     // Many ticks later, on both replicas: still one renewal.
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(

@@ -14,14 +14,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use visitbridge_testkit::{
-    abuse::rss_kib,
-    graph::{acs_participant, plain_notification, roster_update},
-};
+use visitbridge_testkit::{abuse::rss_kib, graph::plain_notification};
 
 use crate::{
     events::Panel,
-    harness::{Backend, CLIENT_STATE, Env, Options},
+    harness::{Backend, CLIENT_STATE, Env, Options, guest_roster},
     provider::provider_launch,
 };
 
@@ -78,17 +75,7 @@ async fn soak(backend: Backend, duration: Duration) -> SoakReport {
             let client = reqwest::Client::new();
             let mut n = 0usize;
             while !stop.load(Ordering::Relaxed) {
-                let guest = acs_participant(
-                    &format!("leg-{}", n % 50),
-                    &format!("8:acs:guest-{}", n % 50),
-                    "Camila Lopez",
-                );
-                let at = format!("2026-03-05T18:{:02}:{:02}Z", (n / 60) % 60, n % 60);
-                let payload = if n.is_multiple_of(2) {
-                    roster_update(&at, vec![guest], vec![])
-                } else {
-                    roster_update(&at, vec![], vec![guest])
-                };
+                let payload = guest_roster(n % 50, n.is_multiple_of(2), n);
                 let body = plain_notification("sub-test", CLIENT_STATE, &join, payload);
                 let status = client
                     .post(format!("{}/graph/notifications", env.base))

@@ -50,29 +50,11 @@ async fn a_subscription_outlives_a_restart_maps_notifications_is_renewed_and_out
 
     // While the service is down, the subscription comes close to its end.
     env.stop();
-    let soon = Utc::now() + Duration::minutes(5);
-    assert!(
-        env.store
-            .set_subscription(
-                &visit.id,
-                &stored.subscription_id,
-                soon,
-                Some(&stored.subscription_id)
-            )
-            .await
-            .unwrap()
-    );
+    env.subscription_ends_soon(&visit.id, &stored).await;
     env.resume().await;
 
     // The new run renews it (the same subscription, not a new one) and keeps the new expiry.
-    env.eventually("the subscription renewed", async || {
-        env.store
-            .subscription_of(&visit.id)
-            .await
-            .unwrap()
-            .is_some_and(|s| s.expires_at > Utc::now() + Duration::hours(11))
-    })
-    .await;
+    env.wait_subscription_renewed(&visit.id).await;
     assert_eq!(
         env.graph_requests("PATCH", &format!("/subscriptions/{id}"))
             .await,

@@ -113,65 +113,23 @@ fn an_ehr_sign_in_client_secret_is_refused_with_the_reason() {
     assert!(!stderr.contains("ehr-secret-value"), "{stderr}");
 }
 
-#[tokio::test]
-async fn starts_from_a_file_and_environment_and_answers_health_probes() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("portal.toml");
-    std::fs::write(
-        &file,
-        format!(
-            r#"
-            listen = "127.0.0.1:0"
-            public_base_url = "http://localhost:8090"
-            cookie_secure = false
-            database = "{}"
-            launch_base_url = "http://localhost:8080"
-            [entra]
-            client_id = "app"
-            [ehr_sign_in]
-            client_id = "ehr"
-            "#,
-            dir.path().join("portal.sqlite").display()
-        ),
-    )
-    .unwrap();
-    let mut child = Command::new(BIN)
-        .args(["--config", file.to_str().unwrap()])
-        .env("VISITBRIDGE_PORTAL_ENTRA_CLIENT_SECRET", "entra-secret")
-        .env_remove("VISITBRIDGE_PORTAL_EHR_CLIENT_SECRET")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let health = loop {
-        let line = lines
-            .next()
-            .expect("the portal exited before printing its address")
-            .unwrap();
-        if let Some(url) = line.split_whitespace().find(|w| w.ends_with("/healthz")) {
-            break url.to_owned();
-        }
-    };
-    let health_answer = reqwest::get(&health).await;
-    let ready_answer = reqwest::get(health.replace("/healthz", "/readyz")).await;
-    child.kill().unwrap();
-    let _ = child.wait();
-    assert_eq!(health_answer.unwrap().text().await.unwrap(), "ok");
-    let ready = ready_answer.unwrap();
-    assert_eq!(ready.status(), 200);
-    assert!(
-        dir.path().join("portal.sqlite").exists(),
-        "the database was created"
-    );
+/// The portal binary started from a configuration file in `dir` (ending with `extra`), on a free
+/// loopback port; killed when dropped. Its output is drained (a full pipe would stall it).
+struct Portal {
+    child: std::process::Child,
+    /// `http://127.0.0.1:{port}/healthz`.
+    health: String,
 }
 
-/// The same raw-socket abuse as the launch service's, against the portal binary.
-#[tokio::test]
-async fn the_binary_survives_raw_socket_abuse() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("portal.toml");
+impl Drop for Portal {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_portal(dir: &std::path::Path, extra: &str) -> Portal {
+    let file = dir.join("portal.toml");
     std::fs::write(
         &file,
         format!(
@@ -185,10 +143,9 @@ async fn the_binary_survives_raw_socket_abuse() {
             client_id = "app"
             [ehr_sign_in]
             client_id = "ehr"
-            [server]
-            header_read_timeout_seconds = 2
+            {extra}
             "#,
-            dir.path().join("portal.sqlite").display()
+            dir.join("portal.sqlite").display()
         ),
     )
     .unwrap();
@@ -210,17 +167,39 @@ async fn the_binary_survives_raw_socket_abuse() {
             break url.to_owned();
         }
     };
-    let addr = url::Url::parse(&health)
+    std::thread::spawn(move || for _ in lines {});
+    Portal { child, health }
+}
+
+#[tokio::test]
+async fn starts_from_a_file_and_environment_and_answers_health_probes() {
+    let dir = tempfile::tempdir().unwrap();
+    let portal = start_portal(dir.path(), "");
+    let health_answer = reqwest::get(&portal.health).await;
+    let ready_answer = reqwest::get(portal.health.replace("/healthz", "/readyz")).await;
+    drop(portal);
+    assert_eq!(health_answer.unwrap().text().await.unwrap(), "ok");
+    let ready = ready_answer.unwrap();
+    assert_eq!(ready.status(), 200);
+    assert!(
+        dir.path().join("portal.sqlite").exists(),
+        "the database was created"
+    );
+}
+
+/// The same raw-socket abuse as the launch service's, against the portal binary.
+#[tokio::test]
+async fn the_binary_survives_raw_socket_abuse() {
+    let dir = tempfile::tempdir().unwrap();
+    let portal = start_portal(dir.path(), "[server]\nheader_read_timeout_seconds = 2");
+    let addr = url::Url::parse(&portal.health)
         .unwrap()
         .socket_addrs(|| None)
         .unwrap()[0];
-    let survived = tokio::time::timeout(
+    tokio::time::timeout(
         std::time::Duration::from_secs(120),
-        visitbridge_testkit::abuse::assert_survives_abuse(addr, child.id()),
+        visitbridge_testkit::abuse::assert_survives_abuse(addr, portal.child.id()),
     )
-    .await;
-    child.kill().unwrap();
-    let _ = child.wait();
-    drop(lines);
-    survived.expect("the abuse run ended in time");
+    .await
+    .expect("the abuse run ended in time");
 }

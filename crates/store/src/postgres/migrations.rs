@@ -237,6 +237,13 @@ pub struct MigrationReport {
     pub to: u32,
 }
 
+/// `schema at version 5 (was 4)`: what the `migrate` commands print.
+impl std::fmt::Display for MigrationReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "schema at version {} (was {})", self.to, self.from)
+    }
+}
+
 /// The newest version this program knows.
 fn known_version() -> u32 {
     u32::try_from(MIGRATIONS.len()).unwrap_or(u32::MAX)
