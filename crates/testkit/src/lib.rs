@@ -13,6 +13,8 @@
 //! - [`graph`]: Microsoft Graph online meetings, subscriptions and attendance reports.
 //! - [`epic`]: Epic's proprietary Telehealth connection-status web service.
 //! - [`logs`]: everything `tracing` logs in a test binary, for privacy assertions.
+//! - [`abuse`]: raw-socket HTTP abuse (malformed, huge, slow and pipelined requests).
+//! - [`fuzz`]: a stable fuzzing harness (seeds, a corpus folder, mutations).
 //!
 //! This crate is a dev-dependency only; its set-up code may panic on a broken fixture.
 //!
@@ -42,6 +44,7 @@ pub mod entra;
 pub mod epic;
 pub mod fhir;
 pub mod fixtures;
+pub mod fuzz;
 pub mod graph;
 pub mod logs;
 pub mod smart;

@@ -5,6 +5,7 @@ mod api;
 mod approval;
 mod bad_input;
 mod binary;
+mod fuzz;
 mod harness;
 mod refusals;
 mod replicas;
