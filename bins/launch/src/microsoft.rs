@@ -274,6 +274,42 @@ impl Subscriptions {
         }
     }
 
+    /// One upkeep tick: renews what is due ([`Self::renew_due`]), then subscribes the visits
+    /// younger than `max_age` whose subscription could not be made with their meeting (Graph
+    /// was down or refusing then): a failed subscription is tried again every tick, not only
+    /// at the visit's next launch, so its call events are not lost.
+    pub(crate) async fn keep_up(&self, margin: Duration, max_age: Duration) {
+        self.renew_due(margin, max_age).await;
+        let since = chrono::Utc::now()
+            - chrono::Duration::from_std(max_age).unwrap_or(chrono::Duration::MAX);
+        let visits = match self
+            .store
+            .unsubscribed_visits(since, RESUBSCRIBES_PER_TICK)
+            .await
+        {
+            Ok(visits) => visits,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list the visits to subscribe");
+                return;
+            }
+        };
+        for visit in visits {
+            // Not while a launch of the visit is subscribing it.
+            if self
+                .in_flight
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(visit.id.clone())
+            {
+                self.subscribe(&visit, None).await;
+                self.in_flight
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .remove(&visit.id);
+            }
+        }
+    }
+
     /// Renews the stored subscriptions that end within `margin`, and removes those of visits
     /// created more than `max_age` ago.
     pub(crate) async fn renew_due(&self, margin: Duration, max_age: Duration) {
@@ -344,3 +380,6 @@ impl Subscriptions {
 
 /// Renewals per upkeep tick (the rest wait for the next one).
 const RENEWALS_PER_TICK: u32 = 100;
+
+/// Visits subscribed again per upkeep tick, newest first (the rest wait for the next one).
+const RESUBSCRIBES_PER_TICK: u32 = 20;

@@ -60,9 +60,13 @@ impl SinkError {
     }
 
     /// The error for an HTTP status from `upstream`: 401 (a new token may fix it), 408, 429 and
-    /// 5xx are retryable; any other 4xx means the request itself is refused and is permanent.
+    /// 5xx are retryable, and so is a redirect (not followed: a proxy's maintenance or sign-in
+    /// page passes, a moved endpoint becomes a dead letter after the attempts); any other 4xx
+    /// means the request itself is refused and is permanent.
     pub fn from_status(upstream: &str, status: StatusCode, retry_after: Option<Duration>) -> Self {
-        let retryable = matches!(status.as_u16(), 401 | 408 | 429) || status.is_server_error();
+        let retryable = matches!(status.as_u16(), 401 | 408 | 429)
+            || status.is_server_error()
+            || status.is_redirection();
         Self {
             retryable,
             retry_after,
@@ -315,6 +319,28 @@ impl SinkConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn statuses_a_later_attempt_may_fix_are_retried_and_refusals_are_not() {
+        for (status, retryable) in [
+            (401, true),
+            (408, true),
+            (429, true),
+            (500, true),
+            (503, true),
+            // Not followed; a maintenance or sign-in redirect passes, a moved endpoint runs out
+            // of attempts.
+            (302, true),
+            (307, true),
+            (400, false),
+            (403, false),
+            (404, false),
+            (422, false),
+        ] {
+            let error = SinkError::from_status("sink", StatusCode::from_u16(status).unwrap(), None);
+            assert_eq!(error.is_retryable(), retryable, "{status}");
+        }
+    }
 
     #[test]
     fn sink_configs_read_from_configuration_files() {

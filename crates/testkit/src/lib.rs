@@ -14,6 +14,7 @@
 //! - [`epic`]: Epic's proprietary Telehealth connection-status web service.
 //! - [`logs`]: everything `tracing` logs in a test binary, for privacy assertions.
 //! - [`abuse`]: raw-socket HTTP abuse (malformed, huge, slow and pipelined requests).
+//! - [`faults`]: upstream faults (status codes, broken bodies, redirects, dropped connections).
 //! - [`fuzz`]: a stable fuzzing harness (seeds, a corpus folder, mutations).
 //!
 //! This crate is a dev-dependency only; its set-up code may panic on a broken fixture.
@@ -42,6 +43,7 @@
 pub mod abuse;
 pub mod entra;
 pub mod epic;
+pub mod faults;
 pub mod fhir;
 pub mod fixtures;
 pub mod fuzz;

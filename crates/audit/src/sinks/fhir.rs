@@ -11,10 +11,12 @@ use visitbridge_store::{
 use crate::{AuditError, AuditEventMode, SinkError, sink::Sink};
 
 /// A short, safe description of a FHIR failure for the outbox: the status without the server's
-/// diagnostics (which may quote anything), the kind of failure otherwise.
+/// diagnostics (which may quote anything), the kind of failure otherwise. Retryable as
+/// [`SinkError::from_status`] has it (a redirect too), and after a token failure.
 fn sink_error(e: &FhirError) -> SinkError {
-    let retryable =
-        e.is_transient() || matches!(e, FhirError::Unauthorized | FhirError::TokenSource(_));
+    let retryable = e.is_transient()
+        || matches!(e, FhirError::Unauthorized | FhirError::TokenSource(_))
+        || e.status().is_some_and(|s| s.is_redirection());
     let message = match e {
         FhirError::Status { status, .. } => {
             let codes = e.epic_codes();

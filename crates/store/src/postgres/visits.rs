@@ -273,6 +273,26 @@ impl VisitRepo for PostgresStore {
             .collect()
     }
 
+    async fn unsubscribed_visits(
+        &self,
+        since: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Visit>, StoreError> {
+        let client = self.client().await?;
+        let sql = format!(
+            "SELECT {VISIT_COLUMNS} FROM visits v
+             WHERE v.created_at >= $1 AND v.join_web_url IS NOT NULL
+               AND v.subscription_id IS NULL
+             ORDER BY v.created_at DESC, v.id LIMIT $2"
+        );
+        client
+            .query(&sql, &[&to_millis(since), &i64::from(limit)])
+            .await?
+            .iter()
+            .map(|row| visit_of(row, 0))
+            .collect()
+    }
+
     async fn visit_by_subscription(
         &self,
         subscription: &GraphSubscriptionId,

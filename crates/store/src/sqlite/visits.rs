@@ -294,6 +294,27 @@ impl VisitRepo for SqliteStore {
         .await
     }
 
+    async fn unsubscribed_visits(
+        &self,
+        since: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Visit>, StoreError> {
+        self.read(move |conn| {
+            let sql = format!(
+                "SELECT {VISIT_COLUMNS} FROM visits v
+                 WHERE v.created_at >= ?1 AND v.join_web_url IS NOT NULL
+                   AND v.subscription_id IS NULL
+                 ORDER BY v.created_at DESC, v.id LIMIT ?2"
+            );
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let rows = stmt.query_map(params![to_millis(since), i64::from(limit)], |row| {
+                RawVisit::from_row(row, 0)
+            })?;
+            rows.map(|raw| raw?.into_visit()).collect()
+        })
+        .await
+    }
+
     async fn visit_by_subscription(
         &self,
         subscription: &GraphSubscriptionId,

@@ -300,6 +300,63 @@ async fn reconciliations_are_claimed_when_due_retried_fenced_and_finished(db: Te
     );
 }
 
+async fn visits_with_a_meeting_but_no_subscription_are_listed_to_subscribe_again(db: TestDb) {
+    let (store, cfg) = store_with_configuration(&db).await;
+    let with_meeting = |id: &str, key: &str, created: i64| Visit {
+        join_web_url: Some(format!(
+            "https://teams.microsoft.com/l/meetup-join/19%3ameeting_{id}%40thread.v2/0"
+        )),
+        created_at: at(created),
+        ..visit(id, &cfg, key)
+    };
+    // Too old; no meeting yet; subscribed; and two without a subscription.
+    store
+        .upsert_visit(&with_meeting("v-old", "vb-old", -100))
+        .await
+        .unwrap();
+    store
+        .upsert_visit(&visit("v-none", &cfg, "vb-none"))
+        .await
+        .unwrap();
+    store
+        .upsert_visit(&with_meeting("v-sub", "vb-sub", 10))
+        .await
+        .unwrap();
+    store
+        .set_subscription(&vid("v-sub"), &sub("s-1"), at(60), None)
+        .await
+        .unwrap();
+    store
+        .upsert_visit(&with_meeting("v-a", "vb-a", 20))
+        .await
+        .unwrap();
+    store
+        .upsert_visit(&with_meeting("v-b", "vb-b", 30))
+        .await
+        .unwrap();
+    let ids = |visits: Vec<Visit>| -> Vec<String> {
+        visits.iter().map(|v| v.id.as_str().to_owned()).collect()
+    };
+    assert_eq!(
+        ids(store.unsubscribed_visits(at(0), 10).await.unwrap()),
+        ["v-b", "v-a"]
+    );
+    assert_eq!(
+        ids(store.unsubscribed_visits(at(0), 1).await.unwrap()),
+        ["v-b"]
+    );
+    // Subscribed now (or its subscription removed): off the list (back on it).
+    store
+        .set_subscription(&vid("v-b"), &sub("s-2"), at(60), None)
+        .await
+        .unwrap();
+    store.clear_subscription(&vid("v-sub"), None).await.unwrap();
+    assert_eq!(
+        ids(store.unsubscribed_visits(at(0), 10).await.unwrap()),
+        ["v-a", "v-sub"]
+    );
+}
+
 async fn the_schema_has_the_visit_upkeep_migration(db: TestDb) {
     drop(db.store().await);
     // 3: visit upkeep; 4: superseded outbox rows.
@@ -310,5 +367,6 @@ crate::on_both_backends!(
     subscriptions_are_set_once_renewed_found_listed_when_due_and_cleared,
     the_patient_join_url_is_kept_on_the_visit_across_upserts_and_restarts,
     reconciliations_are_claimed_when_due_retried_fenced_and_finished,
+    visits_with_a_meeting_but_no_subscription_are_listed_to_subscribe_again,
     the_schema_has_the_visit_upkeep_migration,
 );
