@@ -152,7 +152,7 @@ pub(crate) async fn recent(
     let by_id: HashMap<&ConfigurationId, &Configuration> =
         configurations.iter().map(|c| (c.id(), c)).collect();
     let visit_ids: Vec<VisitId> = visits.iter().map(|v| v.id.clone()).collect();
-    let mut events = store.events_for_visits(&visit_ids).await?;
+    let mut events = store.event_summaries_for_visits(&visit_ids).await?;
     let mut rows = Vec::with_capacity(visits.len());
     for visit in &visits {
         let Some(c) = by_id.get(&visit.configuration_id) else {

@@ -102,7 +102,7 @@ pub use sinks::{
     fhir::{FhirAuditEventSink, FhirCommunicationSink},
 };
 pub use timeline::{
-    ConnectedInterval, LobbyWait, ParticipantRole, ParticipantTimeline, VisitStatus, VisitTimeline,
-    participant_labels,
+    ConnectedInterval, LobbyWait, ParticipantRole, ParticipantTimeline, TimelineEvent, VisitStatus,
+    VisitTimeline, participant_labels,
 };
 pub use worker::{DeliveryPolicy, DeliveryReport, DeliveryWorker};

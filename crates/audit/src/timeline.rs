@@ -5,7 +5,44 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
-use visitbridge_store::{EventParticipant, ParticipantClass, StoredEvent, VisitEventKind};
+use visitbridge_store::{
+    EventParticipant, EventSummary, ParticipantClass, StoredEvent, VisitEventKind,
+};
+
+/// What a timeline reads of an event: a stored event, or its summary without the AuditEvent
+/// (what a report reads).
+pub trait TimelineEvent {
+    /// What happened.
+    fn kind(&self) -> VisitEventKind;
+    /// Who (none for call start and end).
+    fn participant(&self) -> Option<&EventParticipant>;
+    /// When it happened.
+    fn occurred_at(&self) -> DateTime<Utc>;
+}
+
+impl TimelineEvent for StoredEvent {
+    fn kind(&self) -> VisitEventKind {
+        self.kind
+    }
+    fn participant(&self) -> Option<&EventParticipant> {
+        self.participant.as_ref()
+    }
+    fn occurred_at(&self) -> DateTime<Utc> {
+        self.occurred_at
+    }
+}
+
+impl TimelineEvent for EventSummary {
+    fn kind(&self) -> VisitEventKind {
+        self.kind
+    }
+    fn participant(&self) -> Option<&EventParticipant> {
+        self.participant.as_ref()
+    }
+    fn occurred_at(&self) -> DateTime<Utc> {
+        self.occurred_at
+    }
+}
 
 /// What a participant is to the visit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -173,16 +210,16 @@ impl VisitTimeline {
     /// A join while already connected (a repeated or reconciled event) and a leave while not
     /// connected are ignored; a join ends a wait in the lobby (admission), a leave ends it too
     /// (gave up); the call's end closes every open connection and wait.
-    pub fn from_events(events: &[StoredEvent]) -> Self {
-        let mut sorted: Vec<&StoredEvent> = events.iter().collect();
-        sorted.sort_by_key(|e| (e.occurred_at, rank(e.kind)));
+    pub fn from_events<E: TimelineEvent>(events: &[E]) -> Self {
+        let mut sorted: Vec<&E> = events.iter().collect();
+        sorted.sort_by_key(|e| (e.occurred_at(), rank(e.kind())));
 
         let mut people: BTreeMap<&EventParticipant, Replay> = BTreeMap::new();
         let mut call_started_at = None;
         let mut call_ended_at = None;
         for event in sorted {
-            let at = event.occurred_at;
-            match (event.kind, &event.participant) {
+            let at = event.occurred_at();
+            match (event.kind(), event.participant()) {
                 (VisitEventKind::CallStarted, _) => {
                     call_started_at = call_started_at.or(Some(at));
                 }
@@ -333,15 +370,15 @@ impl VisitTimeline {
 /// Names a visit's participants by role, never by who they are, in order of their first event:
 /// the organiser (`organizer`, an Entra object id) is "Clinician", other staff "Staff member N",
 /// people without an account "Patient / guest N", bots "App N".
-pub fn participant_labels<'a>(
-    events: &'a [StoredEvent],
+pub fn participant_labels<'a, E: TimelineEvent>(
+    events: &'a [E],
     organizer: Option<&str>,
 ) -> Vec<(&'a EventParticipant, String)> {
-    let mut sorted: Vec<&StoredEvent> = events.iter().collect();
-    sorted.sort_by_key(|e| e.occurred_at);
+    let mut sorted: Vec<&E> = events.iter().collect();
+    sorted.sort_by_key(|e| e.occurred_at());
     let mut labels: Vec<(&EventParticipant, String)> = Vec::new();
     let (mut staff, mut guests, mut apps) = (0, 0, 0);
-    for p in sorted.iter().filter_map(|e| e.participant.as_ref()) {
+    for p in sorted.iter().filter_map(|e| e.participant()) {
         if labels.iter().any(|(known, _)| *known == p) {
             continue;
         }

@@ -91,7 +91,7 @@ pub use repo::{
 };
 pub use sqlite::SqliteStore;
 pub use visits::{
-    AuditRepo, AuditStore, ClaimedDelivery, EventId, EventOrigin, EventParticipant,
+    AuditRepo, AuditStore, ClaimedDelivery, EventId, EventOrigin, EventParticipant, EventSummary,
     GraphSubscriptionId, MAX_ERROR_LEN, NewDelivery, OutboxDepth, OutboxId, OutboxItem, OutboxRepo,
     OutboxState, ParticipantClass, Reconciliation, ReconciliationClaim, RecordOutcome, SinkName,
     StoredEvent, Visit, VisitChange, VisitEventKind, VisitId, VisitRepo, VisitSubscription,

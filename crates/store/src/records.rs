@@ -8,8 +8,9 @@ use visitbridge_approval::{Configuration, ConfigurationId, Transitioned};
 use crate::{
     MicrosoftObjectId, StoreError,
     visits::{
-        EventId, EventOrigin, EventParticipant, MAX_ERROR_LEN, OutboxId, OutboxItem, OutboxState,
-        ParticipantClass, SinkName, StoredEvent, Visit, VisitEventKind, VisitId, check_id,
+        EventId, EventOrigin, EventParticipant, EventSummary, MAX_ERROR_LEN, OutboxId, OutboxItem,
+        OutboxState, ParticipantClass, SinkName, StoredEvent, Visit, VisitEventKind, VisitId,
+        check_id,
     },
 };
 
@@ -195,6 +196,9 @@ pub(crate) const ITEM: &str = "outbox item";
 pub(crate) const EVENT_COLUMNS: &str = "e.event_id, e.visit_id, e.kind, e.participant_class, \
      e.participant_id, e.occurred_at, e.recorded_at, e.origin, e.audit_event";
 pub(crate) const EVENT_COLUMN_COUNT: usize = 9;
+/// [`EVENT_COLUMNS`] without the AuditEvent.
+pub(crate) const EVENT_SUMMARY_COLUMNS: &str = "e.event_id, e.visit_id, e.kind, \
+     e.participant_class, e.participant_id, e.occurred_at, e.recorded_at, e.origin";
 
 pub(crate) const ITEM_COLUMNS: &str = "o.id, o.event_id, o.visit_id, o.sink, o.idempotency_key, o.state, \
      o.attempts, o.next_attempt_at, o.lease_until, o.last_error, o.created_at, o.delivered_at";
@@ -227,19 +231,57 @@ impl RawEvent {
         })
     }
 
-    pub(crate) fn into_event(self) -> Result<StoredEvent, StoreError> {
+    /// Reads the [`EVENT_SUMMARY_COLUMNS`] starting at column `at` (no AuditEvent).
+    pub(crate) fn summary_from_row<C: Columns>(row: &C, at: usize) -> Result<Self, C::Error> {
+        Ok(Self {
+            event_id: row.text(at)?,
+            visit_id: row.text(at + 1)?,
+            kind: row.text(at + 2)?,
+            participant_class: row.opt_text(at + 3)?,
+            participant_id: row.opt_text(at + 4)?,
+            occurred_at: row.int(at + 5)?,
+            recorded_at: row.int(at + 6)?,
+            origin: row.text(at + 7)?,
+            audit_event: String::new(),
+        })
+    }
+
+    /// The event without its AuditEvent (read by [`Self::summary_from_row`]).
+    pub(crate) fn into_summary(mut self) -> Result<EventSummary, StoreError> {
         let corrupt = |detail: &str| StoreError::Corrupt {
             what: EVENT,
             detail: detail.to_owned(),
         };
-        let participant = match (self.participant_class, self.participant_id) {
-            (Some(class), Some(id)) => Some(EventParticipant {
-                class: ParticipantClass::parse(&class)
-                    .ok_or_else(|| corrupt("unknown participant class"))?,
+        let participant = self.participant()?;
+        Ok(EventSummary {
+            event_id: EventId::new(self.event_id)?,
+            visit_id: VisitId::new(self.visit_id)?,
+            kind: VisitEventKind::parse(&self.kind).ok_or_else(|| corrupt("unknown kind"))?,
+            participant,
+            occurred_at: from_millis(EVENT, self.occurred_at)?,
+            origin: EventOrigin::parse(&self.origin).ok_or_else(|| corrupt("unknown origin"))?,
+        })
+    }
+
+    fn participant(&mut self) -> Result<Option<EventParticipant>, StoreError> {
+        match (self.participant_class.take(), self.participant_id.take()) {
+            (Some(class), Some(id)) => Ok(Some(EventParticipant {
+                class: ParticipantClass::parse(&class).ok_or_else(|| StoreError::Corrupt {
+                    what: EVENT,
+                    detail: "unknown participant class".to_owned(),
+                })?,
                 id,
-            }),
-            _ => None,
+            })),
+            _ => Ok(None),
+        }
+    }
+
+    pub(crate) fn into_event(mut self) -> Result<StoredEvent, StoreError> {
+        let corrupt = |detail: &str| StoreError::Corrupt {
+            what: EVENT,
+            detail: detail.to_owned(),
         };
+        let participant = self.participant()?;
         Ok(StoredEvent {
             event_id: EventId::new(self.event_id)?,
             visit_id: VisitId::new(self.visit_id)?,

@@ -242,6 +242,24 @@ pub struct StoredEvent {
     pub audit_event: Value,
 }
 
+/// A participant event without its AuditEvent: what a report or a timeline reads (the bodies
+/// are the write-back's).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventSummary {
+    /// The deterministic event id.
+    pub event_id: EventId,
+    /// The visit.
+    pub visit_id: VisitId,
+    /// What happened.
+    pub kind: VisitEventKind,
+    /// Who (none for call start and end).
+    pub participant: Option<EventParticipant>,
+    /// When it happened (millisecond precision).
+    pub occurred_at: DateTime<Utc>,
+    /// Live or reconciled.
+    pub origin: EventOrigin,
+}
+
 /// One sink an event must be delivered to, with the key that makes a repeat harmless there.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewDelivery {
@@ -531,12 +549,13 @@ pub trait AuditRepo: Send + Sync {
     ) -> Result<RecordOutcome, StoreError>;
     /// A visit's events, by time.
     async fn events_for_visit(&self, visit: &VisitId) -> Result<Vec<StoredEvent>, StoreError>;
-    /// The events of each of `visits`, by time, in one read (a visit without events has none in
-    /// the map; an unknown id is ignored).
-    async fn events_for_visits(
+    /// The events of each of `visits` without their AuditEvents, by time, in one read (a visit
+    /// without events has none in the map; an unknown id is ignored): a report's read, which
+    /// never needs the bodies.
+    async fn event_summaries_for_visits(
         &self,
         visits: &[VisitId],
-    ) -> Result<HashMap<VisitId, Vec<StoredEvent>>, StoreError>;
+    ) -> Result<HashMap<VisitId, Vec<EventSummary>>, StoreError>;
     /// One event.
     async fn get_event(&self, id: &EventId) -> Result<Option<StoredEvent>, StoreError>;
     /// Visits that got new events from other processes on this database, as they commit: how a

@@ -8,15 +8,15 @@ use tokio_postgres::IsolationLevel;
 
 use super::{PostgresStore, Violation, serializable, transaction, violated_constraint};
 use crate::records::{
-    EVENT, EVENT_COLUMN_COUNT, EVENT_COLUMNS, ITEM, ITEM_COLUMN_COUNT, ITEM_COLUMNS, RawEvent,
-    RawItem, RawVisit, VISIT_COLUMNS, check_event, from_millis, millis_of, short_error, to_json,
-    to_millis,
+    EVENT, EVENT_COLUMN_COUNT, EVENT_COLUMNS, EVENT_SUMMARY_COLUMNS, ITEM, ITEM_COLUMN_COUNT,
+    ITEM_COLUMNS, RawEvent, RawItem, RawVisit, VISIT_COLUMNS, check_event, from_millis, millis_of,
+    short_error, to_json, to_millis,
 };
 use crate::{
     StoreError,
     visits::{
-        AuditRepo, ClaimedDelivery, EventId, NewDelivery, OutboxDepth, OutboxId, OutboxItem,
-        OutboxRepo, RecordOutcome, StoredEvent, VisitEventKind, VisitId,
+        AuditRepo, ClaimedDelivery, EventId, EventSummary, NewDelivery, OutboxDepth, OutboxId,
+        OutboxItem, OutboxRepo, RecordOutcome, StoredEvent, VisitEventKind, VisitId,
     },
 };
 
@@ -142,23 +142,22 @@ impl AuditRepo for PostgresStore {
             .collect()
     }
 
-    async fn events_for_visits(
+    async fn event_summaries_for_visits(
         &self,
         visits: &[VisitId],
-    ) -> Result<HashMap<VisitId, Vec<StoredEvent>>, StoreError> {
+    ) -> Result<HashMap<VisitId, Vec<EventSummary>>, StoreError> {
         if visits.is_empty() {
             return Ok(HashMap::new());
         }
         let ids: Vec<&str> = visits.iter().map(VisitId::as_str).collect();
         let client = self.client().await?;
         let sql = format!(
-            "SELECT {} FROM visit_events e WHERE e.visit_id = ANY($1)
-             ORDER BY e.visit_id, e.occurred_at, e.recorded_at, e.event_id",
-            event_columns()
+            "SELECT {EVENT_SUMMARY_COLUMNS} FROM visit_events e WHERE e.visit_id = ANY($1)
+             ORDER BY e.visit_id, e.occurred_at, e.recorded_at, e.event_id"
         );
-        let mut by_visit: HashMap<VisitId, Vec<StoredEvent>> = HashMap::new();
+        let mut by_visit: HashMap<VisitId, Vec<EventSummary>> = HashMap::new();
         for row in client.query(&sql, &[&ids]).await? {
-            let event = event_of(&row, 0)?;
+            let event = RawEvent::summary_from_row(&row, 0)?.into_summary()?;
             by_visit
                 .entry(event.visit_id.clone())
                 .or_default()

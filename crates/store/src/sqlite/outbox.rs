@@ -8,14 +8,14 @@ use rusqlite::{OptionalExtension, params};
 
 use super::{SqliteStore, Violation, from_millis, to_json, to_millis, violation};
 use crate::records::{
-    EVENT, EVENT_COLUMN_COUNT, EVENT_COLUMNS, ITEM, ITEM_COLUMN_COUNT, ITEM_COLUMNS, RawEvent,
-    RawItem, RawVisit, VISIT_COLUMNS, check_event, millis_of, short_error,
+    EVENT, EVENT_COLUMN_COUNT, EVENT_COLUMNS, EVENT_SUMMARY_COLUMNS, ITEM, ITEM_COLUMN_COUNT,
+    ITEM_COLUMNS, RawEvent, RawItem, RawVisit, VISIT_COLUMNS, check_event, millis_of, short_error,
 };
 use crate::{
     StoreError,
     visits::{
-        AuditRepo, ClaimedDelivery, EventId, NewDelivery, OutboxDepth, OutboxId, OutboxItem,
-        OutboxRepo, RecordOutcome, StoredEvent, VisitEventKind, VisitId,
+        AuditRepo, ClaimedDelivery, EventId, EventSummary, NewDelivery, OutboxDepth, OutboxId,
+        OutboxItem, OutboxRepo, RecordOutcome, StoredEvent, VisitEventKind, VisitId,
     },
 };
 
@@ -113,10 +113,10 @@ impl AuditRepo for SqliteStore {
         .await
     }
 
-    async fn events_for_visits(
+    async fn event_summaries_for_visits(
         &self,
         visits: &[VisitId],
-    ) -> Result<HashMap<VisitId, Vec<StoredEvent>>, StoreError> {
+    ) -> Result<HashMap<VisitId, Vec<EventSummary>>, StoreError> {
         if visits.is_empty() {
             return Ok(HashMap::new());
         }
@@ -127,15 +127,15 @@ impl AuditRepo for SqliteStore {
         )?;
         self.read(move |conn| {
             let sql = format!(
-                "SELECT {EVENT_COLUMNS} FROM visit_events e
+                "SELECT {EVENT_SUMMARY_COLUMNS} FROM visit_events e
                  WHERE e.visit_id IN (SELECT value FROM json_each(?1))
                  ORDER BY e.visit_id, e.occurred_at, e.recorded_at, e.event_id"
             );
             let mut stmt = conn.prepare_cached(&sql)?;
-            let rows = stmt.query_map(params![ids], |row| RawEvent::from_row(row, 0))?;
-            let mut by_visit: HashMap<VisitId, Vec<StoredEvent>> = HashMap::new();
+            let rows = stmt.query_map(params![ids], |row| RawEvent::summary_from_row(row, 0))?;
+            let mut by_visit: HashMap<VisitId, Vec<EventSummary>> = HashMap::new();
             for raw in rows {
-                let event = raw?.into_event()?;
+                let event = raw?.into_summary()?;
                 by_visit
                     .entry(event.visit_id.clone())
                     .or_default()
