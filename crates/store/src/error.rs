@@ -55,8 +55,9 @@ pub enum StoreError {
     /// The database refused the operation.
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    /// PostgreSQL refused the operation, or the connection to it failed.
-    #[error("database error: {0}")]
+    /// PostgreSQL refused the operation, or the connection to it failed. Shown with the
+    /// server's SQLSTATE, not its message (which may quote the row's values).
+    #[error("database error: {}", postgres_summary(.0))]
     Postgres(#[from] tokio_postgres::Error),
     /// No connection could be taken from the pool in time (the database is unreachable, or
     /// every connection is busy).
@@ -100,5 +101,14 @@ impl StoreError {
                 e.column()
             ),
         }
+    }
+}
+
+/// `db error (SQLSTATE 40001)` for an error the server answered; the client's own words
+/// otherwise (a closed connection, a timeout).
+fn postgres_summary(e: &tokio_postgres::Error) -> String {
+    match e.code() {
+        Some(code) => format!("{e} (SQLSTATE {})", code.code()),
+        None => e.to_string(),
     }
 }

@@ -722,7 +722,7 @@ fn attribute(tag: &str, name: &str) -> Option<String> {
 }
 
 /// The action and fields of the auto-posting sign-in form, if `body` is that page.
-fn authorize_form(body: &str) -> Option<(String, Vec<(String, String)>)> {
+pub(crate) fn authorize_form(body: &str) -> Option<(String, Vec<(String, String)>)> {
     let form_at = body.find("<form id=\"authorize\"")?;
     let form_tag_end = form_at + body[form_at..].find('>')?;
     let action = attribute(&body[form_at..form_tag_end], "action")?;

@@ -28,11 +28,11 @@ use wiremock::{
 
 use crate::{harness::Env, provider::provider_launch};
 
-const D: Duration = Duration::from_millis(250);
+pub(crate) const D: Duration = Duration::from_millis(250);
 
 /// Records each request's arrival; never matches.
 #[derive(Clone, Default)]
-struct Arrivals(Arc<Mutex<Vec<(String, Instant)>>>);
+pub(crate) struct Arrivals(Arc<Mutex<Vec<(String, Instant)>>>);
 
 impl Match for Arrivals {
     fn matches(&self, request: &Request) -> bool {
@@ -62,10 +62,10 @@ impl Arrivals {
 
 /// The delay every slow mock applies now (0 while warming up).
 #[derive(Clone, Default)]
-struct Delay(Arc<AtomicU64>);
+pub(crate) struct Delay(Arc<AtomicU64>);
 
 impl Delay {
-    fn set(&self, d: Duration) {
+    pub(crate) fn set(&self, d: Duration) {
         self.0.store(d.as_millis() as u64, Ordering::SeqCst);
     }
     fn get(&self) -> Duration {
@@ -76,7 +76,7 @@ impl Delay {
 /// Graph's meeting calls, stateful and slow: `createOrGet` (201 then 200), PATCH (merged),
 /// subscriptions and the virtual-appointment URL.
 #[derive(Clone)]
-struct SlowGraph {
+pub(crate) struct SlowGraph {
     delay: Delay,
     meetings: Arc<Mutex<HashMap<String, Value>>>,
 }
@@ -149,11 +149,11 @@ fn sequential_round_trips(requests: &[(String, Instant)], end: Instant) -> usize
 
 /// Runs the launch of the visit with CSN `csn` (its Appointment is `eRt{csn}`, attested by the
 /// token response) up to the EHR's redirect back, then times the callback alone.
-async fn measured_callback(
+pub(crate) async fn measured_callback(
     env: &Env,
     arrivals: &Arrivals,
     csn: &str,
-) -> (Vec<(String, Instant)>, Instant) {
+) -> (Vec<(String, Instant)>, Instant, Instant) {
     env.attest_appointment(&format!("eRt{csn}"));
     let browser = env.browser();
     let response = browser
@@ -183,12 +183,13 @@ async fn measured_callback(
     let answer = browser.get(&callback).await;
     let end = Instant::now();
     assert_eq!(answer.status(), 303, "{}", answer.text().await.unwrap());
-    (arrivals.since(start), end)
+    (arrivals.since(start), start, end)
 }
 
-#[tokio::test]
-async fn a_warm_launch_makes_two_sequential_round_trips_three_for_a_new_meeting() {
-    let env = Env::start().await;
+/// Every upstream of the launch path answers after the [`Delay`] (0 until set), and each
+/// request's arrival is recorded: the Graph meeting calls and subscriptions, the FHIR reads;
+/// the EHR's and Entra's token delays are the fakes' own (`set_token_delay`).
+pub(crate) async fn slow_upstreams(env: &Env) -> (Arrivals, Delay) {
     let arrivals = Arrivals::default();
     let delay = Delay::default();
     for server in [&env.ehr, &env.ms] {
@@ -226,6 +227,14 @@ async fn a_warm_launch_makes_two_sequential_round_trips_three_for_a_new_meeting(
         .mount(&env.ehr)
         .await;
 
+    (arrivals, delay)
+}
+
+#[tokio::test]
+async fn a_warm_launch_makes_two_sequential_round_trips_three_for_a_new_meeting() {
+    let env = Env::start().await;
+    let (arrivals, delay) = slow_upstreams(&env).await;
+
     // Warm up: discovery, the EHR's keys, the Microsoft link, the Graph app token.
     provider_launch(&env, &env.browser()).await;
     delay.set(D);
@@ -233,7 +242,7 @@ async fn a_warm_launch_makes_two_sequential_round_trips_three_for_a_new_meeting(
     env.entra.set_token_delay(D);
 
     // A new visit: token; FHIR + createOrGet together; the policy PATCH.
-    let (requests, end) = measured_callback(&env, &arrivals, "60000001").await;
+    let (requests, _, end) = measured_callback(&env, &arrivals, "60000001").await;
     assert_eq!(
         sequential_round_trips(&requests, end),
         3,
@@ -258,7 +267,7 @@ async fn a_warm_launch_makes_two_sequential_round_trips_three_for_a_new_meeting(
     );
 
     // The same visit again: the meeting exists with its policy: token; FHIR + createOrGet.
-    let (requests, end) = measured_callback(&env, &arrivals, "60000001").await;
+    let (requests, _, end) = measured_callback(&env, &arrivals, "60000001").await;
     assert_eq!(
         sequential_round_trips(&requests, end),
         2,
@@ -269,7 +278,7 @@ async fn a_warm_launch_makes_two_sequential_round_trips_three_for_a_new_meeting(
 
 /// The fixture Appointment, slowly; an Appointment `eRt{csn}` is the fixture's shape with that
 /// id and CSN.
-struct SlowFhir(Delay);
+pub(crate) struct SlowFhir(Delay);
 
 impl Respond for SlowFhir {
     fn respond(&self, request: &Request) -> ResponseTemplate {

@@ -213,10 +213,18 @@ pub(crate) fn is_transient(e: &StoreError) -> bool {
     }
 }
 
-/// A short pause before retry `attempt`, growing and spread so that two retrying writers part.
+/// The pause before retry `attempt`: exponential (4 ms, 8 ms, … up to 128 ms) with full jitter,
+/// so that transactions that failed together do not retry together. A pause spread only by the
+/// process id, as before, had every task of one process retry in lockstep: under 64 concurrent
+/// launches they kept conflicting until the retries ran out.
 pub(crate) fn retry_pause(attempt: u32) -> Duration {
-    let spread = u64::from(std::process::id() ^ attempt.wrapping_mul(2_654_435_761)) % 7;
-    Duration::from_millis(u64::from(attempt.min(6)) * 4 + spread)
+    use std::hash::{BuildHasher as _, Hasher as _};
+    let cap = 4u64 << attempt.clamp(0, 5);
+    // A fresh randomly keyed hasher per call: a random number without another dependency.
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    Duration::from_millis(1 + random % cap)
 }
 
 /// Which constraint a failed statement violated, by its name.

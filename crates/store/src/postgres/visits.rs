@@ -8,7 +8,8 @@ use visitbridge_approval::ConfigurationId;
 
 use super::{PostgresStore, Violation, serializable, violated_constraint};
 use crate::records::{
-    RawVisit, VISIT as WHAT, VISIT_COLUMNS, check_visit, from_millis, join_url_key, to_millis,
+    RawVisit, VISIT as WHAT, VISIT_COLUMNS, check_visit, fills_in, from_millis, join_url_key,
+    to_millis,
 };
 use crate::{
     MicrosoftObjectId, StoreError,
@@ -87,7 +88,27 @@ impl VisitRepo for PostgresStore {
             .as_ref()
             .map(MicrosoftObjectId::as_str);
         let ended_at = v.ended_at.map(to_millis);
+        let existing_sql = format!(
+            "SELECT {VISIT_COLUMNS} FROM visits v
+             WHERE v.configuration_id = $1 AND v.external_meeting_id = $2"
+        );
         serializable!(self, |tx| {
+            // A visit that has everything this one would fill in is only read: a launch of a
+            // known visit writes nothing, so concurrent launches of it do not conflict (every
+            // one of them updating the row made them fail each other's serializable
+            // transactions, 64 at once faster than the retries could part them).
+            if let Some(row) = tx
+                .query_opt(
+                    &existing_sql,
+                    &[&v.configuration_id.as_str(), &v.external_meeting_id],
+                )
+                .await?
+            {
+                let existing = visit_of(&row, 0)?;
+                if !fills_in(&existing, v) {
+                    return Ok(existing);
+                }
+            }
             let row = tx
                 .query_one(
                     &sql,

@@ -6,7 +6,7 @@ use rusqlite::{OptionalExtension, params};
 use visitbridge_approval::ConfigurationId;
 
 use super::{SqliteStore, Violation, from_millis, to_json, to_millis, violation};
-use crate::records::{RawVisit, VISIT as WHAT, VISIT_COLUMNS, check_visit, join_url_key};
+use crate::records::{RawVisit, VISIT as WHAT, VISIT_COLUMNS, check_visit, fills_in, join_url_key};
 use crate::{
     MicrosoftObjectId, StoreError,
     visits::{
@@ -54,6 +54,25 @@ impl VisitRepo for SqliteStore {
         check_visit(visit)?;
         let v = visit.clone();
         self.write(move |tx| {
+            // A visit that has everything this one would fill in is only read: a launch of a
+            // known visit writes nothing.
+            let existing_sql = format!(
+                "SELECT {VISIT_COLUMNS} FROM visits v
+                 WHERE v.configuration_id = ?1 AND v.external_meeting_id = ?2"
+            );
+            let existing = tx
+                .prepare_cached(&existing_sql)?
+                .query_row(
+                    params![v.configuration_id.as_str(), v.external_meeting_id],
+                    |row| RawVisit::from_row(row, 0),
+                )
+                .optional()?;
+            if let Some(raw) = existing {
+                let existing = raw.into_visit()?;
+                if !fills_in(&existing, &v) {
+                    return Ok(existing);
+                }
+            }
             // RETURNING cannot use the table alias.
             let returning = VISIT_COLUMNS.replace("v.", "");
             let sql = format!(
