@@ -219,15 +219,8 @@ pub(crate) struct RawEvent {
 impl RawEvent {
     pub(crate) fn from_row<C: Columns>(row: &C, at: usize) -> Result<Self, C::Error> {
         Ok(Self {
-            event_id: row.text(at)?,
-            visit_id: row.text(at + 1)?,
-            kind: row.text(at + 2)?,
-            participant_class: row.opt_text(at + 3)?,
-            participant_id: row.opt_text(at + 4)?,
-            occurred_at: row.int(at + 5)?,
-            recorded_at: row.int(at + 6)?,
-            origin: row.text(at + 7)?,
             audit_event: row.text(at + 8)?,
+            ..Self::summary_from_row(row, at)?
         })
     }
 

@@ -1,9 +1,8 @@
 //! The binary as an operator starts it: `--help`, and a configuration file.
 
-use std::{
-    io::{BufRead as _, BufReader},
-    process::{Command, Stdio},
-};
+use std::process::Command;
+
+use crate::process::Process;
 
 const BIN: &str = env!("CARGO_BIN_EXE_visitbridge-portal");
 
@@ -114,21 +113,8 @@ fn an_ehr_sign_in_client_secret_is_refused_with_the_reason() {
 }
 
 /// The portal binary started from a configuration file in `dir` (ending with `extra`), on a free
-/// loopback port; killed when dropped. Its output is drained (a full pipe would stall it).
-struct Portal {
-    child: std::process::Child,
-    /// `http://127.0.0.1:{port}/healthz`.
-    health: String,
-}
-
-impl Drop for Portal {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_portal(dir: &std::path::Path, extra: &str) -> Portal {
+/// loopback port; killed when dropped.
+fn start_portal(dir: &std::path::Path, extra: &str) -> Process {
     let file = dir.join("portal.toml");
     std::fs::write(
         &file,
@@ -149,34 +135,15 @@ fn start_portal(dir: &std::path::Path, extra: &str) -> Portal {
         ),
     )
     .unwrap();
-    let mut child = Command::new(BIN)
-        .args(["--config", file.to_str().unwrap()])
-        .env("VISITBRIDGE_PORTAL_ENTRA_CLIENT_SECRET", "entra-secret")
-        .env_remove("VISITBRIDGE_PORTAL_EHR_CLIENT_SECRET")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let health = loop {
-        let line = lines
-            .next()
-            .expect("the portal exited before printing its address")
-            .unwrap();
-        if let Some(url) = line.split_whitespace().find(|w| w.ends_with("/healthz")) {
-            break url.to_owned();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    Portal { child, health }
+    crate::process::start(&file)
 }
 
 #[tokio::test]
 async fn starts_from_a_file_and_environment_and_answers_health_probes() {
     let dir = tempfile::tempdir().unwrap();
     let portal = start_portal(dir.path(), "");
-    let health_answer = reqwest::get(&portal.health).await;
-    let ready_answer = reqwest::get(portal.health.replace("/healthz", "/readyz")).await;
+    let health_answer = reqwest::get(format!("{}/healthz", portal.base)).await;
+    let ready_answer = reqwest::get(format!("{}/readyz", portal.base)).await;
     drop(portal);
     assert_eq!(health_answer.unwrap().text().await.unwrap(), "ok");
     let ready = ready_answer.unwrap();
@@ -192,7 +159,7 @@ async fn starts_from_a_file_and_environment_and_answers_health_probes() {
 async fn the_binary_survives_raw_socket_abuse() {
     let dir = tempfile::tempdir().unwrap();
     let portal = start_portal(dir.path(), "[server]\nheader_read_timeout_seconds = 2");
-    let addr = url::Url::parse(&portal.health)
+    let addr = url::Url::parse(&portal.base)
         .unwrap()
         .socket_addrs(|| None)
         .unwrap()[0];
