@@ -316,7 +316,6 @@ pub(crate) fn fhir_client(
     let base = visitbridge_fhir::FhirBaseUrl::parse(approved.settings.fhir_base_url.as_str())
         .map_err(LaunchError::internal)?;
     let mut config = FhirClientConfig::new(base);
-    config.request_timeout = state.inner.call_timeout;
     if approved.settings.ehr_client.send_epic_client_id_header {
         let client_id = launch.pending.client_id.as_str();
         let value = HeaderValue::from_str(client_id).map_err(LaunchError::internal)?;

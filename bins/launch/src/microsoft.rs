@@ -2,9 +2,9 @@
 //! clinician's one-time Entra sign-in that links their EHR user to their Microsoft account.
 
 use std::{
-    collections::HashSet,
+    collections::{HashMap, HashSet},
     sync::{Arc, Mutex, PoisonError},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use url::Url;
@@ -114,7 +114,39 @@ pub(crate) struct Subscriptions {
     metrics: Arc<Metrics>,
     store: Arc<dyn VisitRepo>,
     /// Visits being subscribed by this process (a launch storm makes one `POST`).
-    in_flight: Mutex<HashSet<VisitId>>,
+    in_flight: Arc<Mutex<HashSet<VisitId>>>,
+    /// Visits whose subscription the upkeep could not make: when to try next, and the wait
+    /// after that (doubling to an hour, so a lasting refusal costs a call an hour, not a tick).
+    retry_at: Mutex<HashMap<VisitId, (Instant, Duration)>>,
+}
+
+/// A visit this process is subscribing; released when dropped (also when the task doing it is
+/// cancelled, e.g. by a lost lease).
+struct InFlight {
+    set: Arc<Mutex<HashSet<VisitId>>>,
+    visit: VisitId,
+}
+
+impl InFlight {
+    /// The visit, unless this process is subscribing it already.
+    fn claim(set: &Arc<Mutex<HashSet<VisitId>>>, visit: &VisitId) -> Option<Self> {
+        set.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(visit.clone())
+            .then(|| Self {
+                set: Arc::clone(set),
+                visit: visit.clone(),
+            })
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.set
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.visit);
+    }
 }
 
 /// A Graph subscription id as the store keeps it (Graph's ids are GUIDs; one the store would
@@ -135,7 +167,8 @@ impl Subscriptions {
             config,
             metrics,
             store,
-            in_flight: Mutex::new(HashSet::new()),
+            in_flight: Arc::default(),
+            retry_at: Mutex::default(),
         }
     }
 
@@ -146,37 +179,34 @@ impl Subscriptions {
 
     /// Subscribes to the visit's meeting in the background, unless it already is (or is being).
     pub(crate) fn ensure(self: &Arc<Self>, visit: &Visit) {
-        if visit.join_web_url.is_none()
-            || !self
-                .in_flight
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .insert(visit.id.clone())
-        {
+        if visit.join_web_url.is_none() {
             return;
         }
+        let Some(claim) = InFlight::claim(&self.in_flight, &visit.id) else {
+            return;
+        };
         let this = Arc::clone(self);
         let visit = visit.clone();
         tokio::spawn(async move {
+            let _claim = claim;
             match this.store.subscription_of(&visit.id).await {
                 Ok(Some(_)) => {}
-                Ok(None) => this.subscribe(&visit, None).await,
+                Ok(None) => {
+                    this.subscribe(&visit, None).await;
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, visit_id = %visit.id, "cannot read the visit's subscription");
                 }
             }
-            this.in_flight
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .remove(&visit.id);
         });
     }
 
     /// Creates a subscription for the visit's meeting and stores it in place of `replacing`;
     /// one that cannot be stored (another replica was first) is deleted again.
-    async fn subscribe(&self, visit: &Visit, replacing: Option<&GraphSubscriptionId>) {
+    /// Whether the visit is subscribed now (by this call, or by another meanwhile).
+    async fn subscribe(&self, visit: &Visit, replacing: Option<&GraphSubscriptionId>) -> bool {
         let Some(join_url) = visit.join_web_url.as_deref() else {
-            return;
+            return false;
         };
         let result = self
             .metrics
@@ -189,7 +219,7 @@ impl Subscriptions {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(error = %e, visit_id = %visit.id, "cannot subscribe to the meeting's call events");
-                return;
+                return false;
             }
         };
         let stored = match stored_id(&subscription.id) {
@@ -205,14 +235,17 @@ impl Subscriptions {
         match stored {
             Ok(true) => {
                 tracing::info!(visit_id = %visit.id, "subscribed to the meeting's call events");
+                true
             }
             Ok(false) => {
                 tracing::info!(visit_id = %visit.id, "the visit was subscribed meanwhile: removing the extra subscription");
                 self.delete(&subscription.id).await;
+                true
             }
             Err(e) => {
                 tracing::warn!(error = %e, visit_id = %visit.id, "cannot keep the visit's subscription: removing it");
                 self.delete(&subscription.id).await;
+                false
             }
         }
     }
@@ -266,7 +299,9 @@ impl Subscriptions {
             .clear_subscription(&visit.id, Some(&stored))
             .await
         {
-            Ok(Some(_)) => self.subscribe(&visit, None).await,
+            Ok(Some(_)) => {
+                self.subscribe(&visit, None).await;
+            }
             Ok(None) => {}
             Err(e) => {
                 tracing::warn!(error = %e, visit_id = %visit.id, "cannot clear a removed subscription");
@@ -275,16 +310,17 @@ impl Subscriptions {
     }
 
     /// One upkeep tick: renews what is due ([`Self::renew_due`]), then subscribes the visits
-    /// younger than `max_age` whose subscription could not be made with their meeting (Graph
-    /// was down or refusing then): a failed subscription is tried again every tick, not only
-    /// at the visit's next launch, so its call events are not lost.
+    /// younger than `max_age` whose meeting has not ended and whose subscription could not be
+    /// made with their meeting (Graph was down or refusing then): a failed subscription is tried
+    /// again — after a wait that doubles from a second to an hour per visit — not only at the
+    /// visit's next launch, so its call events are not lost.
     pub(crate) async fn keep_up(&self, margin: Duration, max_age: Duration) {
         self.renew_due(margin, max_age).await;
         let since = chrono::Utc::now()
             - chrono::Duration::from_std(max_age).unwrap_or(chrono::Duration::MAX);
         let visits = match self
             .store
-            .unsubscribed_visits(since, RESUBSCRIBES_PER_TICK)
+            .unsubscribed_visits(since, UNSUBSCRIBED_READ_PER_TICK)
             .await
         {
             Ok(visits) => visits,
@@ -293,19 +329,39 @@ impl Subscriptions {
                 return;
             }
         };
-        for visit in visits {
-            // Not while a launch of the visit is subscribing it.
-            if self
-                .in_flight
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .insert(visit.id.clone())
-            {
-                self.subscribe(&visit, None).await;
-                self.in_flight
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .remove(&visit.id);
+        let now = Instant::now();
+        let due: Vec<Visit> = {
+            let mut retry_at = self.retry_at.lock().unwrap_or_else(PoisonError::into_inner);
+            // Forget the visits that are subscribed, ended or aged out meanwhile.
+            retry_at.retain(|id, _| visits.iter().any(|v| &v.id == id));
+            visits
+                .into_iter()
+                .filter(|v| retry_at.get(&v.id).is_none_or(|(at, _)| *at <= now))
+                .take(RESUBSCRIBES_PER_TICK)
+                .collect()
+        };
+        for visit in due {
+            // Not while a launch of the visit is subscribing it, nor if one just did.
+            let Some(_claim) = InFlight::claim(&self.in_flight, &visit.id) else {
+                continue;
+            };
+            let subscribed = match self.store.subscription_of(&visit.id).await {
+                Ok(Some(_)) => true,
+                Ok(None) => self.subscribe(&visit, None).await,
+                Err(e) => {
+                    tracing::warn!(error = %e, visit_id = %visit.id, "cannot read the visit's subscription");
+                    false
+                }
+            };
+            let mut retry_at = self.retry_at.lock().unwrap_or_else(PoisonError::into_inner);
+            if subscribed {
+                retry_at.remove(&visit.id);
+            } else {
+                let wait = retry_at
+                    .get(&visit.id)
+                    .map_or(Duration::from_secs(1), |(_, wait)| *wait * 2)
+                    .min(Duration::from_secs(3600));
+                retry_at.insert(visit.id.clone(), (Instant::now() + wait, wait));
             }
         }
     }
@@ -381,5 +437,10 @@ impl Subscriptions {
 /// Renewals per upkeep tick (the rest wait for the next one).
 const RENEWALS_PER_TICK: u32 = 100;
 
-/// Visits subscribed again per upkeep tick, newest first (the rest wait for the next one).
-const RESUBSCRIBES_PER_TICK: u32 = 20;
+/// Visits subscribed again per upkeep tick, newest first of those due (the rest wait for the
+/// next one).
+const RESUBSCRIBES_PER_TICK: usize = 20;
+
+/// Visits without a subscription read per upkeep tick, of which those due are tried: a few
+/// that Graph keeps refusing wait out their backoff without hiding the others.
+const UNSUBSCRIBED_READ_PER_TICK: u32 = 200;

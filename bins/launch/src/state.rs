@@ -113,8 +113,6 @@ pub(crate) struct Inner {
     pub(crate) launch_ttl: Duration,
     /// The most one launch step (start or callback) may take.
     pub(crate) launch_deadline: Duration,
-    /// The most one upstream call may take (`[http] total_timeout_secs`).
-    pub(crate) call_timeout: Duration,
     /// Who may launch as a clinician.
     pub(crate) staff: StaffRule,
     pub(crate) deployment_secret: Secret,
@@ -261,10 +259,6 @@ impl LaunchService {
             Arc::clone(&store),
             config.writeback.clone(),
             http.clone(),
-            config
-                .http
-                .http_config(crate::config::USER_AGENT)
-                .total_timeout,
             key.clone(),
         ));
         tracing::info!(sinks = ?describe(&config.writeback), "write-back sinks");
@@ -481,10 +475,6 @@ impl LaunchService {
                 link_ttl_minutes: config.patient_link_ttl_minutes,
                 launch_ttl,
                 launch_deadline: Duration::from_secs(config.launch_deadline_seconds.max(1)),
-                call_timeout: config
-                    .http
-                    .http_config(crate::config::USER_AGENT)
-                    .total_timeout,
                 staff: StaffRule {
                     extra_user_types: config.staff_user_types.clone(),
                 },

@@ -91,8 +91,6 @@ pub(crate) struct Writeback {
     store: Arc<dyn Store>,
     config: WritebackConfig,
     http: visitbridge_http::HttpClient,
-    /// The most one call may take (the FHIR client's own default would override `http`'s).
-    call_timeout: std::time::Duration,
     key: ClientAssertionKey,
     done: Mutex<HashSet<(String, u32)>>,
 }
@@ -113,7 +111,6 @@ impl Writeback {
         store: Arc<dyn Store>,
         config: WritebackConfig,
         http: visitbridge_http::HttpClient,
-        call_timeout: std::time::Duration,
         key: ClientAssertionKey,
     ) -> Self {
         Self {
@@ -121,7 +118,6 @@ impl Writeback {
             store,
             config,
             http,
-            call_timeout,
             key,
             done: Mutex::new(HashSet::new()),
         }
@@ -243,7 +239,6 @@ impl Writeback {
         });
         let mut fhir_config = FhirClientConfig::new(visitbridge_fhir::FhirBaseUrl::parse(base)?);
         fhir_config.extra_headers = fhir_headers;
-        fhir_config.request_timeout = self.call_timeout;
         let context = SinkContext {
             http: self.http.clone(),
             token: Arc::clone(&token),

@@ -28,9 +28,10 @@ pub struct FhirClientConfig {
     pub extra_headers: Vec<(HeaderName, HeaderValue)>,
     /// Retries for reads and searches (writes are sent once).
     pub retry: RetryPolicy,
-    /// Time allowed for each try, body included (the connect timeout comes from the
-    /// `reqwest::Client`, see `visitbridge_http::build_client`).
-    pub request_timeout: Duration,
+    /// Time allowed for each try, body included, where it must differ from the
+    /// `reqwest::Client`'s own total timeout (`visitbridge_http::build_client`, which an
+    /// operator sets as `[http] total_timeout_secs`). `None` (the default): the client's.
+    pub request_timeout: Option<Duration>,
     /// Largest response body accepted.
     pub max_response_bytes: usize,
 }
@@ -42,7 +43,7 @@ impl FhirClientConfig {
             base_url,
             extra_headers: Vec::new(),
             retry: RetryPolicy::default(),
-            request_timeout: Duration::from_secs(20),
+            request_timeout: None,
             max_response_bytes: 8 * 1024 * 1024,
         }
     }
@@ -281,11 +282,10 @@ impl FhirClient {
     }
 
     fn request(&self, method: Method, url: Url, token: Option<&Secret>) -> reqwest::RequestBuilder {
-        let mut request = self
-            .http
-            .request(method, url)
-            .timeout(self.config.request_timeout)
-            .header(ACCEPT, FHIR_JSON);
+        let mut request = self.http.request(method, url).header(ACCEPT, FHIR_JSON);
+        if let Some(timeout) = self.config.request_timeout {
+            request = request.timeout(timeout);
+        }
         for (name, value) in &self.config.extra_headers {
             request = request.header(name, value);
         }

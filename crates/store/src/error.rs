@@ -55,8 +55,9 @@ pub enum StoreError {
     /// The database refused the operation.
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    /// PostgreSQL refused the operation, or the connection to it failed. Shown with the
-    /// server's SQLSTATE, not its message (which may quote the row's values).
+    /// PostgreSQL refused the operation, or the connection to it failed. Displayed with the
+    /// server's SQLSTATE, not its message (which may quote the row's values); the message is in
+    /// the source.
     #[error("database error: {}", postgres_summary(.0))]
     Postgres(#[from] tokio_postgres::Error),
     /// No connection could be taken from the pool in time (the database is unreachable, or

@@ -476,9 +476,9 @@ pub trait VisitRepo: Send + Sync {
         before: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<VisitSubscription>, StoreError>;
-    /// Visits with a meeting (a join URL) but no subscription, created at or after `since`,
-    /// newest first, at most `limit`: those whose subscription could not be made when their
-    /// meeting was (Graph down or refusing), to subscribe again.
+    /// Visits with a meeting (a join URL) that has not ended but no subscription, created at or
+    /// after `since`, newest first, at most `limit`: those whose subscription could not be made
+    /// when their meeting was (Graph down or refusing), to subscribe again.
     async fn unsubscribed_visits(
         &self,
         since: DateTime<Utc>,

@@ -106,8 +106,34 @@ fn portal_configuration_form() {
     let seed = url::form_urlencoded::Serializer::new(String::new())
         .extend_pairs(form.iter().map(|(k, v)| (*k, v.as_str())))
         .finish();
-    let browser = RefCell::new(browser);
     let edit = format!("/configurations/{id}/edit");
+    // Valid forms are taken (an edit that changes the client id, a configuration for the other
+    // environment): what the mutations change is what gets refused, not the session.
+    let valid = |changes: &[(&'static str, &str)]| {
+        url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(
+                portal
+                    .form_with(changes)
+                    .iter()
+                    .map(|(k, v)| (*k, v.as_str())),
+            )
+            .finish()
+    };
+    for (path, seed) in [
+        (edit.as_str(), valid(&[("client_id", "vb-edited")])),
+        ("/configurations", valid(&[("environment", "production")])),
+    ] {
+        let page = runtime.block_on(
+            browser.request(
+                Request::post(path)
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(Body::from(format!("csrf={csrf}&{seed}")))
+                    .expect("a request"),
+            ),
+        );
+        assert_eq!(page.status, 303, "{path}: {}", page.body);
+    }
+    let browser = RefCell::new(browser);
     fuzz(
         "portal_configuration_form",
         &corpus("portal_configuration_form"),
@@ -138,7 +164,7 @@ fn portal_configuration_form() {
 #[test]
 fn portal_api_bodies() {
     let runtime = runtime();
-    let (portal, browser, id) = portal_with_draft(&runtime);
+    let (portal, mut browser, id) = portal_with_draft(&runtime);
     let settings: serde_json::Map<String, Value> = portal
         .form()
         .into_iter()
@@ -149,9 +175,36 @@ fn portal_api_bodies() {
     edit["send_epic_client_id_header"] = json!(true);
     edit["revision"] = json!(1);
     let create = serde_json::to_vec(&settings).expect("json");
+    let configuration = format!("/api/v1/configurations/{id}");
+    // Valid bodies are taken (an edit of the client id without a revision, a configuration for
+    // the other environment): what the mutations change is what gets refused, not the key.
+    let mut edited = Value::Object(settings.clone());
+    edited["client_id"] = json!("vb-edited");
+    let mut production = Value::Object(settings.clone());
+    production["environment"] = json!("production");
+    let (edited, production) = (
+        edited.to_string().into_bytes(),
+        production.to_string().into_bytes(),
+    );
+    for (method, path, body, status) in [
+        ("PUT", configuration.as_str(), &edited, 200),
+        ("POST", "/api/v1/configurations", &production, 201),
+    ] {
+        let page = runtime.block_on(
+            browser.request(
+                Request::builder()
+                    .method(method)
+                    .uri(path)
+                    .header("authorization", format!("Bearer {API_KEY}"))
+                    .header("content-type", "application/json")
+                    .body(Body::from(body.clone()))
+                    .expect("a request"),
+            ),
+        );
+        assert_eq!(page.status, status, "{method} {path}: {}", page.body);
+    }
     let edit = serde_json::to_vec(&edit).expect("json");
     let browser = RefCell::new(browser);
-    let configuration = format!("/api/v1/configurations/{id}");
     fuzz(
         "portal_api_bodies",
         &corpus("portal_api_bodies"),
@@ -182,7 +235,11 @@ fn portal_api_bodies() {
 #[test]
 fn portal_report_queries() {
     let runtime = runtime();
-    let (_portal, browser, id) = portal_with_draft(&runtime);
+    let (_portal, mut browser, id) = portal_with_draft(&runtime);
+    for path in ["/visits?days=30", "/visits.csv?days=30"] {
+        let page = runtime.block_on(browser.get(path));
+        assert_eq!(page.status, 200, "{path}: {}", page.body);
+    }
     let browser = RefCell::new(browser);
     fuzz(
         "portal_report_queries",

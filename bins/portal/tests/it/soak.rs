@@ -1,7 +1,7 @@
 //! The portal binary under a steady report load: 2,000 stored visits (more than a report shows),
 //! four clients reading the visits report and a visit's timeline through the JSON API back to
 //! back, and a writer recording new visits with their participant events the way the launch
-//! service does (50 a second) — with the portal's resident memory sampled every second. Pass:
+//! service does (a visit with four events every 20 ms at most) — with the portal's resident memory sampled every second. Pass:
 //! every answer a 200, and the peak of the last fifth less than 10 % above the peak of the fifth
 //! after the warm-up (the first fifth, at least 10 s: SQLite's page caches fill over the first
 //! seconds).

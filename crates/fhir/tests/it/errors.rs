@@ -120,7 +120,7 @@ async fn a_slow_server_times_out_after_bounded_tries() {
         .mount(&server)
         .await;
     let mut config = config(fake.base_url());
-    config.request_timeout = Duration::from_millis(200);
+    config.request_timeout = Some(Duration::from_millis(200));
     config.retry = quick_retry(2);
     let err = client_with(config)
         .read(&appointment_id())

@@ -213,13 +213,13 @@ pub(crate) fn is_transient(e: &StoreError) -> bool {
     }
 }
 
-/// The pause before retry `attempt`: exponential (4 ms, 8 ms, … up to 128 ms) with full jitter,
+/// The pause before retry `attempt` (from 1): up to 8 ms, 16 ms, … 128 ms, with full jitter,
 /// so that transactions that failed together do not retry together. A pause spread only by the
 /// process id, as before, had every task of one process retry in lockstep: under 64 concurrent
 /// launches they kept conflicting until the retries ran out.
 pub(crate) fn retry_pause(attempt: u32) -> Duration {
     use std::hash::{BuildHasher as _, Hasher as _};
-    let cap = 4u64 << attempt.clamp(0, 5);
+    let cap = 4u64 << attempt.min(5);
     // A fresh randomly keyed hasher per call: a random number without another dependency.
     let random = std::collections::hash_map::RandomState::new()
         .build_hasher()

@@ -303,7 +303,7 @@ impl VisitRepo for PostgresStore {
         let sql = format!(
             "SELECT {VISIT_COLUMNS} FROM visits v
              WHERE v.created_at >= $1 AND v.join_web_url IS NOT NULL
-               AND v.subscription_id IS NULL
+               AND v.subscription_id IS NULL AND v.ended_at IS NULL
              ORDER BY v.created_at DESC, v.id LIMIT $2"
         );
         client

@@ -322,7 +322,7 @@ impl VisitRepo for SqliteStore {
             let sql = format!(
                 "SELECT {VISIT_COLUMNS} FROM visits v
                  WHERE v.created_at >= ?1 AND v.join_web_url IS NOT NULL
-                   AND v.subscription_id IS NULL
+                   AND v.subscription_id IS NULL AND v.ended_at IS NULL
                  ORDER BY v.created_at DESC, v.id LIMIT ?2"
             );
             let mut stmt = conn.prepare_cached(&sql)?;

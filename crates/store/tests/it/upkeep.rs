@@ -309,7 +309,14 @@ async fn visits_with_a_meeting_but_no_subscription_are_listed_to_subscribe_again
         created_at: at(created),
         ..visit(id, &cfg, key)
     };
-    // Too old; no meeting yet; subscribed; and two without a subscription.
+    // Too old; no meeting yet; ended; subscribed; and two without a subscription.
+    store
+        .upsert_visit(&Visit {
+            ended_at: Some(at(50)),
+            ..with_meeting("v-ended", "vb-ended", 40)
+        })
+        .await
+        .unwrap();
     store
         .upsert_visit(&with_meeting("v-old", "vb-old", -100))
         .await
