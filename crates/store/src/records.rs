@@ -443,35 +443,39 @@ pub(crate) fn check_lease(name: &str, holder: &str) -> Result<(), StoreError> {
 
 /// Whether upserting `new` would fill in an empty optional field of `existing`.
 pub(crate) fn fills_in(existing: &Visit, new: &Visit) -> bool {
-    let gap = |old: bool, new: bool| !old && new;
-    gap(
-        existing.graph_meeting_id.is_some(),
-        new.graph_meeting_id.is_some(),
-    ) || gap(existing.join_web_url.is_some(), new.join_web_url.is_some())
-        || gap(
+    [
+        (
+            existing.graph_meeting_id.is_some(),
+            new.graph_meeting_id.is_some(),
+        ),
+        (existing.join_web_url.is_some(), new.join_web_url.is_some()),
+        (
             existing.organizer_object_id.is_some(),
             new.organizer_object_id.is_some(),
-        )
-        || gap(
+        ),
+        (
             existing.practitioner_fhir_id.is_some(),
             new.practitioner_fhir_id.is_some(),
-        )
-        || gap(
+        ),
+        (
             existing.appointment_fhir_id.is_some(),
             new.appointment_fhir_id.is_some(),
-        )
-        || gap(
+        ),
+        (
             existing.encounter_fhir_id.is_some(),
             new.encounter_fhir_id.is_some(),
-        )
-        || gap(
+        ),
+        (
             existing.patient_fhir_id.is_some(),
             new.patient_fhir_id.is_some(),
-        )
-        || gap(
+        ),
+        (
             existing.conference_id.is_some(),
             new.conference_id.is_some(),
-        )
+        ),
+    ]
+    .into_iter()
+    .any(|(had, brings)| !had && brings)
 }
 
 #[cfg(test)]

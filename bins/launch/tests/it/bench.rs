@@ -17,7 +17,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use visitbridge_testkit::graph::plain_notification;
+use visitbridge_testkit::{abuse::rss_kib, graph::plain_notification};
 
 use crate::{
     harness::{Backend, CLIENT_STATE, Env, Options, authorize_form, guest_roster},
@@ -67,17 +67,13 @@ fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)
 }
 
-/// The resident memory of a process in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse().ok())
-        })
-        .unwrap_or(0)
+/// Every client's times, once the clients have stopped.
+async fn gathered(clients: Vec<tokio::task::JoinHandle<Vec<Duration>>>) -> Vec<Duration> {
+    let mut times = Vec::new();
+    for client in clients {
+        times.extend(client.await.expect("a client"));
+    }
+    times
 }
 
 /// One browser of the load phases: a kept-alive connection and our cookies.
@@ -241,14 +237,11 @@ async fn launch_load(table: &mut Table, label: &str, options: Options, secs: u64
     while started.elapsed() < Duration::from_secs(secs) {
         tokio::time::sleep(Duration::from_millis(500)).await;
         if let Some(pid) = pid {
-            peak_rss = peak_rss.max(rss_kib(pid));
+            peak_rss = peak_rss.max(rss_kib(pid).unwrap_or(0));
         }
     }
     stop.store(true, Ordering::Relaxed);
-    let mut times = Vec::new();
-    for client in clients {
-        times.extend(client.await.expect("a client"));
-    }
+    let mut times = gathered(clients).await;
     let elapsed = started.elapsed();
     times.sort();
     table.row(
@@ -311,10 +304,7 @@ async fn webhook_load(table: &mut Table, label: &str, options: Options, secs: u6
     let started = Instant::now();
     tokio::time::sleep(Duration::from_secs(secs)).await;
     stop.store(true, Ordering::Relaxed);
-    let mut times = Vec::new();
-    for client in clients {
-        times.extend(client.await.expect("a client"));
-    }
+    let mut times = gathered(clients).await;
     let elapsed = started.elapsed();
     times.sort();
     table.row(
@@ -363,10 +353,7 @@ async fn ceiling(table: &mut Table, secs: u64) {
     let started = Instant::now();
     tokio::time::sleep(Duration::from_secs(secs)).await;
     stop.store(true, Ordering::Relaxed);
-    let mut times = Vec::new();
-    for client in clients {
-        times.extend(client.await.expect("a client"));
-    }
+    let mut times = gathered(clients).await;
     times.sort();
     table.row(
         "ceiling: minimal hyper server answering a redirect, requests/s",
@@ -402,7 +389,7 @@ async fn footprint(table: &mut Table) {
     );
     table.row(
         "RSS idle",
-        format!("{:.1} MB", rss_kib(pid) as f64 / 1024.0),
+        format!("{:.1} MB", rss_kib(pid).unwrap_or(0) as f64 / 1024.0),
         "< 30 MB",
     );
     let _ = world;

@@ -43,6 +43,25 @@ fn runtime() -> Runtime {
         .expect("a runtime")
 }
 
+/// A form post of `body` to `path`.
+fn form_post(path: &str, body: impl Into<Body>) -> Request<Body> {
+    Request::post(path)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body.into())
+        .expect("a request")
+}
+
+/// A JSON API call with the organisation's key.
+fn api_request(method: &str, path: &str, body: impl Into<Body>) -> Request<Body> {
+    Request::builder()
+        .method(method)
+        .uri(path)
+        .header("authorization", format!("Bearer {API_KEY}"))
+        .header("content-type", "application/json")
+        .body(body.into())
+        .expect("a request")
+}
+
 /// Success or redirect, or the portal's HTML error page with a 4xx.
 fn assert_page_answer(page: &Page, input: &[u8]) {
     let input = String::from_utf8_lossy(input);
@@ -123,14 +142,8 @@ fn portal_configuration_form() {
         (edit.as_str(), valid(&[("client_id", "vb-edited")])),
         ("/configurations", valid(&[("environment", "production")])),
     ] {
-        let page = runtime.block_on(
-            browser.request(
-                Request::post(path)
-                    .header("content-type", "application/x-www-form-urlencoded")
-                    .body(Body::from(format!("csrf={csrf}&{seed}")))
-                    .expect("a request"),
-            ),
-        );
+        let page =
+            runtime.block_on(browser.request(form_post(path, format!("csrf={csrf}&{seed}"))));
         assert_eq!(page.status, 303, "{path}: {}", page.body);
     }
     let browser = RefCell::new(browser);
@@ -146,14 +159,8 @@ fn portal_configuration_form() {
             let mut body = format!("csrf={csrf}&").into_bytes();
             body.extend_from_slice(bytes);
             for path in ["/configurations", edit.as_str()] {
-                let page = runtime.block_on(
-                    browser.borrow_mut().request(
-                        Request::post(path)
-                            .header("content-type", "application/x-www-form-urlencoded")
-                            .body(Body::from(body.clone()))
-                            .expect("a request"),
-                    ),
-                );
+                let page =
+                    runtime.block_on(browser.borrow_mut().request(form_post(path, body.clone())));
                 assert_page_answer(&page, bytes);
             }
         },
@@ -190,17 +197,7 @@ fn portal_api_bodies() {
         ("PUT", configuration.as_str(), &edited, 200),
         ("POST", "/api/v1/configurations", &production, 201),
     ] {
-        let page = runtime.block_on(
-            browser.request(
-                Request::builder()
-                    .method(method)
-                    .uri(path)
-                    .header("authorization", format!("Bearer {API_KEY}"))
-                    .header("content-type", "application/json")
-                    .body(Body::from(body.clone()))
-                    .expect("a request"),
-            ),
-        );
+        let page = runtime.block_on(browser.request(api_request(method, path, body.clone())));
         assert_eq!(page.status, status, "{method} {path}: {}", page.body);
     }
     let edit = serde_json::to_vec(&edit).expect("json");
@@ -214,17 +211,11 @@ fn portal_api_bodies() {
                 ("POST", "/api/v1/configurations"),
                 ("PUT", configuration.as_str()),
             ] {
-                let page = runtime.block_on(
-                    browser.borrow_mut().request(
-                        Request::builder()
-                            .method(method)
-                            .uri(path)
-                            .header("authorization", format!("Bearer {API_KEY}"))
-                            .header("content-type", "application/json")
-                            .body(Body::from(bytes.to_vec()))
-                            .expect("a request"),
-                    ),
-                );
+                let page = runtime.block_on(browser.borrow_mut().request(api_request(
+                    method,
+                    path,
+                    bytes.to_vec(),
+                )));
                 assert_api_answer(&page, bytes);
             }
         },

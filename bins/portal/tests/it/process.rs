@@ -150,11 +150,3 @@ pub(crate) fn settings(fhir_base: &str, client: &str) -> Value {
         "client_id": client,
     })
 }
-
-/// The process's resident memory in bytes (Linux `/proc`).
-pub(crate) fn rss_bytes(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
-}

@@ -28,7 +28,7 @@ use visitbridge_store::{
 
 use crate::{
     harness::API_KEY,
-    process::{World, rss_bytes, start},
+    process::{World, start},
 };
 
 /// Visits stored before the load: four times what a report shows (500), and enough that the
@@ -185,8 +185,8 @@ async fn soak(backend: Backend, duration: Duration) {
     let started = Instant::now();
     let mut samples = Vec::new();
     while started.elapsed() < duration {
-        if let Some(rss) = rss_bytes(process.child.id()) {
-            samples.push((started.elapsed(), rss / 1024));
+        if let Some(rss) = visitbridge_testkit::abuse::rss_kib(process.child.id()) {
+            samples.push((started.elapsed(), rss));
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
