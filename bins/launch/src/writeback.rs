@@ -44,11 +44,9 @@ impl TokenSource for LazyBackendToken {
         let client = self
             .client
             .get_or_try_init(|| async {
-                let config = self
-                    .discovery
-                    .get(&self.issuer)
-                    .await
-                    .map_err(|e| TokenSourceError::new(e.to_string()))?;
+                let config = self.discovery.get(&self.issuer).await.map_err(|e| {
+                    TokenSourceError::caused_by("cannot discover the token endpoint", e)
+                })?;
                 Ok::<_, TokenSourceError>(
                     BackendServicesClient::new(
                         self.http.clone(),
@@ -61,10 +59,9 @@ impl TokenSource for LazyBackendToken {
                 )
             })
             .await?;
-        client
-            .token()
-            .await
-            .map_err(|e| TokenSourceError::new(e.to_string()))
+        client.token().await.map_err(|e| {
+            TokenSourceError::caused_by("the backend-services token request failed", e)
+        })
     }
 }
 

@@ -2,22 +2,44 @@
 
 use visitbridge_http::Secret;
 
-/// Why a [`TokenSource`] could not provide a token.
+/// Why a [`TokenSource`] could not provide a token: what was being done, and the error that
+/// stopped it (kept as the [`source`](std::error::Error::source) and shown after the message).
 ///
 /// The message must describe the failure without the token, a client secret or an assertion.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("no access token: {message}")]
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "no access token: {message}{}",
+    .source.as_ref().map(|cause| format!(": {cause}")).unwrap_or_default()
+)]
 pub struct TokenSourceError {
-    /// What went wrong (no secrets).
-    pub message: String,
+    message: String,
+    #[source]
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
 
 impl TokenSourceError {
-    /// An error with `message`.
+    /// An error with `message` and no underlying cause.
     pub fn new(message: impl Into<String>) -> Self {
         Self {
             message: message.into(),
+            source: None,
         }
+    }
+
+    /// An error with `message` caused by `source` (e.g. the token endpoint's refusal).
+    pub fn caused_by(
+        message: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            message: message.into(),
+            source: Some(Box::new(source)),
+        }
+    }
+
+    /// What went wrong (no secrets); the cause is the error's `source`.
+    pub fn message(&self) -> &str {
+        &self.message
     }
 }
 

@@ -129,9 +129,9 @@ impl BackendServicesClient {
 #[async_trait::async_trait]
 impl TokenSource for BackendServicesClient {
     async fn access_token(&self) -> Result<Secret, TokenSourceError> {
-        self.token()
-            .await
-            .map_err(|e| TokenSourceError::new(e.to_string()))
+        self.token().await.map_err(|e| {
+            TokenSourceError::caused_by("the backend-services token request failed", e)
+        })
     }
 }
 
@@ -167,6 +167,7 @@ impl UserAccessToken {
 #[async_trait::async_trait]
 impl TokenSource for UserAccessToken {
     async fn access_token(&self) -> Result<Secret, TokenSourceError> {
-        self.get().map_err(|e| TokenSourceError::new(e.to_string()))
+        self.get()
+            .map_err(|e| TokenSourceError::caused_by("the launch's access token", e))
     }
 }

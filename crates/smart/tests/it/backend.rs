@@ -109,9 +109,15 @@ async fn backend_token_errors_and_throttling() {
     );
     let as_source = client.access_token().await.expect_err("refused");
     assert!(
-        as_source.message.contains("invalid_scope"),
-        "{}",
-        as_source.message
+        as_source.to_string().contains("invalid_scope"),
+        "{as_source}"
+    );
+    let cause = std::error::Error::source(&as_source)
+        .and_then(|cause| cause.downcast_ref::<SmartError>())
+        .expect("the token endpoint's refusal is kept as the cause");
+    assert!(
+        matches!(cause, SmartError::TokenEndpoint { error, .. } if error == "invalid_scope"),
+        "{cause}"
     );
 }
 
@@ -144,6 +150,10 @@ async fn user_access_token_fails_once_expired() {
     assert_eq!(live.access_token().await.expect("live").expose(), "t1");
     let dead = UserAccessToken::new(Secret::new("t2"), Utc::now() - chrono::Duration::seconds(1));
     let err = dead.access_token().await.expect_err("expired");
-    assert!(err.message.contains("expired"), "{}", err.message);
-    assert!(!err.message.contains("t2"));
+    assert!(err.to_string().contains("expired"), "{err}");
+    assert!(!err.to_string().contains("t2"));
+    assert!(matches!(
+        std::error::Error::source(&err).and_then(|cause| cause.downcast_ref::<SmartError>()),
+        Some(SmartError::TokenExpired)
+    ));
 }
