@@ -13,7 +13,7 @@ use std::{sync::Arc, time::Duration};
 use chrono::Utc;
 use visitbridge_audit::{AuditError, AuditRecorder};
 use visitbridge_graph::{GraphClient, GraphError, MeetingId, UserObjectId};
-use visitbridge_store::{ReconciliationClaim, StoreError, VisitId, VisitRepo};
+use visitbridge_store::{ReconciliationClaim, VisitRepo};
 
 use crate::{
     config::UpkeepConfig,
@@ -103,13 +103,9 @@ impl Reconciler {
         }
     }
 
-    /// The visit's call ended: reconcile it after the configured delay. Every call end of the
-    /// visit's meeting (a meeting can hold several calls) moves the schedule to after its own
-    /// end, so the last call is reconciled too, and its report read with all earlier ones.
-    /// Durable once this returns.
-    pub(crate) async fn schedule(&self, visit: &VisitId) -> Result<(), StoreError> {
-        let at = Utc::now() + chrono::Duration::from_std(self.policy.delay).unwrap_or_default();
-        self.store.schedule_reconciliation(visit, at).await
+    /// From a call's end to its first attempt (the webhook schedules with it).
+    pub(crate) fn delay(&self) -> Duration {
+        self.policy.delay
     }
 
     /// Runs the reconciliations that are due; how many were attempted.

@@ -13,6 +13,8 @@
 //! - [`device_test`]: the visit's lobby for a device test, when there is one;
 //! - [`find_configuration`]: which approved configuration a launch's `iss` belongs to (no
 //!   request goes to an issuer before it matched);
+//! - [`keep_notifications`]: Graph's change notifications stored with their outbox rows, and
+//!   reconciliations scheduled, before the webhook acknowledges them;
 //! - [`LiveHub`]: the clinicians' live panels — each visit's roster, rebuilt from its stored
 //!   events, woken on each change, including changes another replica recorded.
 //!
@@ -29,6 +31,7 @@ mod facts;
 mod issuers;
 mod live;
 mod meetings;
+mod notifications;
 mod patient;
 mod ports;
 
@@ -42,6 +45,9 @@ pub use issuers::{
     ApprovedConfiguration, ConfigurationIssuer, IssuerRefusal, find_configuration, host_of,
 };
 pub use live::LiveHub;
+pub use notifications::{
+    KeptNotifications, NotificationError, NotificationPorts, WritebackSinks, keep_notifications,
+};
 pub use patient::{
     PatientLaunch, PatientOutcome, device_test, patient_launch, patient_link, patient_waiting,
 };

@@ -4,4 +4,5 @@
 mod clinician;
 mod fakes;
 mod issuers;
+mod notifications;
 mod patient;
