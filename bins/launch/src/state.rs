@@ -11,7 +11,9 @@ use visitbridge_graph::{
     ValidationTokenConfig, ValidationTokenVerifier, WebhookConfig, webhook_router,
 };
 use visitbridge_http::{ClientAssertionKey, Secret, build_client, random_token};
-use visitbridge_launch_core::{ApprovedConfiguration, LiveHub};
+use visitbridge_launch_core::{
+    ApprovedConfiguration, LiveHub, Subscriptions, SystemClock, UpstreamTimer,
+};
 use visitbridge_store::{ConfigurationRepo, LeaseRepo, PendingRepo, Store, StoreError};
 use visitbridge_visit::StaffRule;
 
@@ -19,7 +21,7 @@ use crate::{
     clients::{ClientSettings, SmartClients},
     config::{ConfigError, LaunchConfig},
     error::LaunchError,
-    microsoft::{Microsoft, Subscriptions},
+    microsoft::{GraphSubscriptions, Microsoft},
     observe::Metrics,
     pending::{LaunchCookies, SealedInCookies},
     reconcile::{ReconcilePolicy, Reconciler},
@@ -376,10 +378,13 @@ impl LaunchService {
                     subscription.encryption_certificate = Some(cert);
                 }
                 let subscriptions = Arc::new(Subscriptions::new(
-                    graph.clone(),
-                    subscription,
-                    Arc::clone(&metrics),
+                    Arc::new(GraphSubscriptions {
+                        graph: graph.clone(),
+                        config: subscription,
+                    }),
                     store.clone(),
+                    Arc::clone(&metrics) as Arc<dyn UpstreamTimer>,
+                    Arc::new(SystemClock),
                 ));
                 let reconciler = Arc::new(Reconciler::new(
                     store.clone(),

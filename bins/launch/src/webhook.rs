@@ -12,13 +12,11 @@ use visitbridge_approval::ConfigurationId;
 use visitbridge_audit::AuditRecorder;
 use visitbridge_graph::{Notification, NotificationSink, SinkError};
 use visitbridge_launch_core::{
-    LiveHub, NotificationPorts, SystemClock, WritebackSinks, keep_notifications,
+    LiveHub, NotificationPorts, Subscriptions, SystemClock, WritebackSinks, keep_notifications,
 };
 use visitbridge_store::AuditStore;
 
-use crate::{
-    microsoft::Subscriptions, observe::Metrics, reconcile::Reconciler, writeback::Writeback,
-};
+use crate::{observe::Metrics, reconcile::Reconciler, writeback::Writeback};
 
 /// The launch service's [`NotificationSink`].
 pub(crate) struct WebhookSink {

@@ -15,6 +15,8 @@
 //!   request goes to an issuer before it matched);
 //! - [`keep_notifications`]: Graph's change notifications stored with their outbox rows, and
 //!   reconciliations scheduled, before the webhook acknowledges them;
+//! - [`Subscriptions`]: the Graph subscriptions of visits' meetings, made in the background,
+//!   renewed, made again after a refusal (with a per-visit backoff) and removed once old;
 //! - [`LiveHub`]: the clinicians' live panels — each visit's roster, rebuilt from its stored
 //!   events, woken on each change, including changes another replica recorded.
 //!
@@ -34,6 +36,7 @@ mod meetings;
 mod notifications;
 mod patient;
 mod ports;
+mod subscriptions;
 
 pub use clinician::{
     ClinicianLaunch, ClinicianOutcome, OpenedVisit, SignInToContinue, after_microsoft_sign_in,
@@ -52,3 +55,4 @@ pub use patient::{
     PatientLaunch, PatientOutcome, device_test, patient_launch, patient_link, patient_waiting,
 };
 pub use ports::{Clock, Meetings, NoTimer, Ports, SystemClock, UpstreamTimer};
+pub use subscriptions::{MeetingSubscriptions, Subscriptions};

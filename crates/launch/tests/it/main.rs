@@ -6,3 +6,4 @@ mod fakes;
 mod issuers;
 mod notifications;
 mod patient;
+mod subscriptions;
