@@ -15,10 +15,9 @@ use visitbridge_audit::{AuditError, AuditRecorder};
 use visitbridge_graph::{GraphClient, GraphError, MeetingId, UserObjectId};
 use visitbridge_store::{ReconciliationClaim, VisitRepo};
 
-use crate::{
-    config::UpkeepConfig,
-    writeback::{Writeback, WritebackError},
-};
+use visitbridge_launch_core::{ConfigurationSinks, SinkSetupError};
+
+use crate::config::UpkeepConfig;
 
 /// How long a claimed reconciliation is held: longer than reading a report takes, short enough
 /// that one whose process died is soon taken up again.
@@ -71,7 +70,7 @@ enum AttemptError {
     Graph(#[from] GraphError),
     /// The configuration's write-back sinks could not be set.
     #[error(transparent)]
-    Writeback(#[from] WritebackError),
+    Writeback(#[from] SinkSetupError),
     /// The events could not be recorded.
     #[error(transparent)]
     Audit(#[from] AuditError),
@@ -82,7 +81,7 @@ pub(crate) struct Reconciler {
     store: Arc<dyn VisitRepo>,
     graph: GraphClient,
     recorder: AuditRecorder,
-    writeback: Arc<Writeback>,
+    writeback: Arc<ConfigurationSinks>,
     policy: ReconcilePolicy,
 }
 
@@ -91,7 +90,7 @@ impl Reconciler {
         store: Arc<dyn VisitRepo>,
         graph: GraphClient,
         recorder: AuditRecorder,
-        writeback: Arc<Writeback>,
+        writeback: Arc<ConfigurationSinks>,
         policy: ReconcilePolicy,
     ) -> Self {
         Self {

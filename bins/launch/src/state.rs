@@ -12,9 +12,9 @@ use visitbridge_graph::{
 };
 use visitbridge_http::{ClientAssertionKey, Secret, build_client, random_token};
 use visitbridge_launch_core::{
-    ApprovedConfiguration, LiveHub, Subscriptions, SystemClock, UpstreamTimer,
+    ConfigurationSinks, LiveHub, Subscriptions, SystemClock, UpstreamTimer,
 };
-use visitbridge_store::{ConfigurationRepo, LeaseRepo, PendingRepo, Store, StoreError};
+use visitbridge_store::{ConfigurationRepo, LeaseRepo, PendingRepo, Store, StoreError, TenantRepo};
 use visitbridge_visit::StaffRule;
 
 use crate::{
@@ -27,7 +27,7 @@ use crate::{
     reconcile::{ReconcilePolicy, Reconciler},
     session::CookiePolicy,
     webhook::WebhookSink,
-    writeback::{Writeback, describe},
+    writeback::{SinksFromConfig, describe},
 };
 
 /// Why the service could not be built.
@@ -123,7 +123,7 @@ pub(crate) struct Inner {
     pub(crate) pending: Arc<LaunchCookies>,
     pub(crate) microsoft: Option<Arc<Microsoft>>,
     pub(crate) live: LiveHub,
-    pub(crate) writeback: Arc<Writeback>,
+    pub(crate) writeback: Arc<ConfigurationSinks>,
     pub(crate) metrics: Arc<Metrics>,
     /// The bearer token of `/metrics` on the main listener (`None`: not served there).
     pub(crate) metrics_token: Option<Secret>,
@@ -257,19 +257,22 @@ impl LaunchService {
         });
         let metrics = Arc::new(Metrics::default());
         let live = LiveHub::new(store.clone());
-        let writeback = Arc::new(Writeback::new(
-            Arc::clone(&store),
-            config.writeback.clone(),
-            http.clone(),
-            key.clone(),
+        let writeback = Arc::new(ConfigurationSinks::new(
+            Arc::clone(&store) as Arc<dyn TenantRepo>,
+            Arc::clone(&store) as Arc<dyn ConfigurationRepo>,
+            Arc::new(SinksFromConfig::new(
+                config.writeback.clone(),
+                http.clone(),
+                key.clone(),
+            )),
         ));
         tracing::info!(sinks = ?describe(&config.writeback), "write-back sinks");
         // Set before any event can be recorded (the upkeep task below reconciles at once); a
         // configuration missed here is set on demand when one of its events comes.
-        configure_all_sinks(&*store, &writeback).await;
+        writeback.configure_all().await;
         let worker = DeliveryWorker::new(
             store.clone(),
-            writeback.sinks.clone(),
+            writeback.sinks().clone(),
             DeliveryPolicy {
                 max_attempts: config.writeback.max_attempts.max(1),
                 base_delay: Duration::from_millis(config.writeback.retry_base_millis.max(1)),
@@ -279,7 +282,7 @@ impl LaunchService {
             },
         )
         .with_loader(writeback.clone());
-        let recorder = AuditRecorder::new(store.clone(), writeback.sinks.clone())
+        let recorder = AuditRecorder::new(store.clone(), writeback.sinks().clone())
             .wake_on_record(worker.waker());
 
         let mut tasks = Vec::new();
@@ -517,7 +520,7 @@ impl LaunchService {
                 if let Err(e) = inner.store.purge_expired_sessions(now).await {
                     tracing::warn!(error = %e, "cannot purge expired sessions");
                 }
-                configure_all_sinks(inner.store.as_ref(), &inner.writeback).await;
+                inner.writeback.configure_all().await;
                 inner.live.evict_idle();
             }
         }));
@@ -557,28 +560,4 @@ async fn while_leased(
         () = holding => tracing::warn!(lease = name, "lost a lease mid-way: another replica carries on"),
     }
     Ok(())
-}
-
-/// Sets the sinks of every approved configuration (new approvals are also configured at their
-/// first launch, or at their first event: `Writeback::ensure`).
-async fn configure_all_sinks(store: &dyn Store, writeback: &Writeback) {
-    let tenants = match store.list_tenants().await {
-        Ok(t) => t,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot list tenants for write-back sinks");
-            return;
-        }
-    };
-    for tenant in tenants {
-        match store.list_configurations(&tenant.id).await {
-            Ok(configurations) => {
-                for configuration in configurations {
-                    if let Some(configuration) = ApprovedConfiguration::new(configuration) {
-                        writeback.configure(&configuration);
-                    }
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot list configurations"),
-        }
-    }
 }

@@ -8,15 +8,14 @@
 
 use std::sync::Arc;
 
-use visitbridge_approval::ConfigurationId;
 use visitbridge_audit::AuditRecorder;
 use visitbridge_graph::{Notification, NotificationSink, SinkError};
 use visitbridge_launch_core::{
-    LiveHub, NotificationPorts, Subscriptions, SystemClock, WritebackSinks, keep_notifications,
+    ConfigurationSinks, LiveHub, NotificationPorts, Subscriptions, SystemClock, keep_notifications,
 };
 use visitbridge_store::AuditStore;
 
-use crate::{observe::Metrics, reconcile::Reconciler, writeback::Writeback};
+use crate::{observe::Metrics, reconcile::Reconciler};
 
 /// The launch service's [`NotificationSink`].
 pub(crate) struct WebhookSink {
@@ -25,18 +24,8 @@ pub(crate) struct WebhookSink {
     pub(crate) live: LiveHub,
     pub(crate) subscriptions: Arc<Subscriptions>,
     pub(crate) reconciler: Arc<Reconciler>,
-    pub(crate) writeback: Arc<Writeback>,
+    pub(crate) writeback: Arc<ConfigurationSinks>,
     pub(crate) metrics: Arc<Metrics>,
-}
-
-#[async_trait::async_trait]
-impl WritebackSinks for Writeback {
-    async fn ensure(
-        &self,
-        configuration: &ConfigurationId,
-    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-        Ok(Writeback::ensure(self, configuration).await?)
-    }
 }
 
 #[async_trait::async_trait]

@@ -1,27 +1,17 @@
-//! Write-back wiring: each approved configuration's sinks (from the configuration file), with a
-//! backend-services token for its EHR, set on the audit crate's [`ConfiguredSinks`].
-//!
-//! Sinks live in this process's memory, but an event's outbox rows are chosen from them when it
-//! is recorded: so before an event of a configuration is recorded, [`Writeback::ensure`] sets
-//! that configuration's sinks from the store if this process has not yet (after a restart, an
-//! approval since start-up, another replica's launch), and fails if it cannot, so that the event
-//! is not stored without its deliveries.
+//! Write-back wiring: what each approved configuration's sinks are made of (from the
+//! configuration file), with a backend-services token for its EHR. When they are set is the
+//! launch library's `ConfigurationSinks`.
 
-use std::{
-    collections::{BTreeMap, HashSet},
-    sync::{Arc, Mutex, PoisonError},
-};
+use std::{collections::BTreeMap, sync::Arc};
 
 use axum::http::header::{HeaderMap, HeaderName, HeaderValue};
 use url::Url;
 use visitbridge_approval::ConfigurationId;
-use visitbridge_audit::{ConfiguredSinks, SinkConfig, SinkContext};
+use visitbridge_audit::{SinkConfig, SinkContext};
 use visitbridge_fhir::{FhirClient, FhirClientConfig, TokenSource, TokenSourceError};
 use visitbridge_http::{ClientAssertionKey, Secret};
+use visitbridge_launch_core::{ApprovedConfiguration, SinkBuilder};
 use visitbridge_smart::{ApprovedIssuer, BackendServicesClient, SmartDiscovery};
-use visitbridge_store::Store;
-
-use visitbridge_launch_core::ApprovedConfiguration;
 
 use crate::config::WritebackConfig;
 
@@ -65,59 +55,21 @@ impl TokenSource for LazyBackendToken {
     }
 }
 
-/// Why a configuration's sinks could not be set on demand (the event waits: Graph retries).
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum WritebackError {
-    /// The store could not be read.
-    #[error("cannot read the configuration for its write-back sinks: {0}")]
-    Store(#[from] visitbridge_store::StoreError),
-    /// The sinks could not be built from the configuration file.
-    #[error("write-back sinks of configuration {configuration} cannot be built")]
-    Build {
-        /// The configuration's id.
-        configuration: String,
-        /// Why (a sink's settings, or the audit crate refusing them).
-        #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
-    },
-}
-
-/// Sets each approved configuration's sinks once per approved version.
-pub(crate) struct Writeback {
-    pub(crate) sinks: Arc<ConfiguredSinks>,
-    store: Arc<dyn Store>,
+/// Builds a configuration's sinks from the configuration file's `[writeback]`: the launch
+/// library's [`SinkBuilder`].
+pub(crate) struct SinksFromConfig {
     config: WritebackConfig,
     http: visitbridge_http::HttpClient,
     key: ClientAssertionKey,
-    done: Mutex<HashSet<(String, u32)>>,
 }
 
-/// A delivery worker meeting a row of a configuration this process has not set up (another
-/// replica recorded it) sets it up here, rather than failing the attempt.
-#[async_trait::async_trait]
-impl visitbridge_audit::SinkLoader for Writeback {
-    async fn load(&self, configuration: &ConfigurationId) {
-        if let Err(e) = self.ensure(configuration).await {
-            tracing::warn!(error = %e, configuration = configuration.as_str(), "cannot set a configuration's write-back sinks");
-        }
-    }
-}
-
-impl Writeback {
+impl SinksFromConfig {
     pub(crate) fn new(
-        store: Arc<dyn Store>,
         config: WritebackConfig,
         http: visitbridge_http::HttpClient,
         key: ClientAssertionKey,
     ) -> Self {
-        Self {
-            sinks: Arc::new(ConfiguredSinks::new()),
-            store,
-            config,
-            http,
-            key,
-            done: Mutex::new(HashSet::new()),
-        }
+        Self { config, http, key }
     }
 
     fn sink_configs(&self, id: &ConfigurationId) -> &[SinkConfig] {
@@ -127,86 +79,9 @@ impl Writeback {
             .map(|c| c.sinks.as_slice())
             .unwrap_or(&self.config.sinks)
     }
+}
 
-    /// Makes sure `configuration`'s sinks are set (a no-op after the first time per version).
-    pub(crate) fn configure(&self, configuration: &ApprovedConfiguration) {
-        let _ = self.try_configure(configuration);
-    }
-
-    /// [`Self::configure`], saying whether the sinks are set.
-    fn try_configure(&self, configuration: &ApprovedConfiguration) -> Result<(), WritebackError> {
-        let approved = configuration.approved();
-        let key = (configuration.id().as_str().to_owned(), approved.version);
-        if self
-            .done
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .contains(&key)
-        {
-            return Ok(());
-        }
-        let built = self.build(configuration).and_then(|sinks| {
-            self.sinks
-                .set(configuration.id().clone(), sinks)
-                .map_err(Into::into)
-        });
-        match built {
-            Ok(()) => {
-                self.done
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .insert(key);
-                Ok(())
-            }
-            Err(e) => {
-                tracing::error!(
-                    error = %e,
-                    configuration = configuration.id().as_str(),
-                    "write-back sinks cannot be built: this configuration's events cannot be written back"
-                );
-                Err(WritebackError::Build {
-                    configuration: configuration.id().as_str().to_owned(),
-                    source: e,
-                })
-            }
-        }
-    }
-
-    /// Makes sure the sinks of `configuration` are set before one of its events is recorded:
-    /// read from the store when this process has not set them yet. A configuration that is
-    /// (no longer) approved has nothing to write back to. An error means the event must not be
-    /// recorded now (its outbox rows would be missing): the caller answers so that it comes again.
-    pub(crate) async fn ensure(
-        &self,
-        configuration: &ConfigurationId,
-    ) -> Result<(), WritebackError> {
-        if self.sinks.is_configured(configuration) {
-            return Ok(());
-        }
-        // Few tenants; the configuration's tenant is not on the visit.
-        for tenant in self.store.list_tenants().await? {
-            if let Some(found) = self
-                .store
-                .get_configuration(&tenant.id, configuration)
-                .await?
-            {
-                let Some(found) = ApprovedConfiguration::new(found) else {
-                    tracing::warn!(
-                        configuration = configuration.as_str(),
-                        "an event of a configuration that is not approved: recorded, not written back"
-                    );
-                    return Ok(());
-                };
-                return self.try_configure(&found);
-            }
-        }
-        tracing::warn!(
-            configuration = configuration.as_str(),
-            "an event of an unknown configuration: recorded, not written back"
-        );
-        Ok(())
-    }
-
+impl SinkBuilder for SinksFromConfig {
     fn build(
         &self,
         configuration: &ApprovedConfiguration,

@@ -17,6 +17,8 @@
 //!   reconciliations scheduled, before the webhook acknowledges them;
 //! - [`Subscriptions`]: the Graph subscriptions of visits' meetings, made in the background,
 //!   renewed, made again after a refusal (with a per-visit backoff) and removed once old;
+//! - [`ConfigurationSinks`]: each approved configuration's write-back sinks, set before its first
+//!   event is recorded (never an event without its outbox rows);
 //! - [`LiveHub`]: the clinicians' live panels — each visit's roster, rebuilt from its stored
 //!   events, woken on each change, including changes another replica recorded.
 //!
@@ -37,6 +39,7 @@ mod notifications;
 mod patient;
 mod ports;
 mod subscriptions;
+mod writeback;
 
 pub use clinician::{
     ClinicianLaunch, ClinicianOutcome, OpenedVisit, SignInToContinue, after_microsoft_sign_in,
@@ -56,3 +59,4 @@ pub use patient::{
 };
 pub use ports::{Clock, Meetings, NoTimer, Ports, SystemClock, UpstreamTimer};
 pub use subscriptions::{MeetingSubscriptions, Subscriptions};
+pub use writeback::{ConfigurationSinks, SinkBuilder, SinkSetupError};

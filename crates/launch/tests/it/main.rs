@@ -1,5 +1,6 @@
 //! The launch use cases against in-memory ports: a SQLite store in memory, a Graph fake that
-//! holds meetings as Graph's JSON, a FHIR directory fake, a fixed clock.
+//! holds meetings as Graph's JSON (and one of its subscriptions), a FHIR directory fake, a fixed
+//! or moving clock, write-back sinks that count what they are given.
 
 mod clinician;
 mod fakes;
@@ -7,3 +8,4 @@ mod issuers;
 mod notifications;
 mod patient;
 mod subscriptions;
+mod writeback;
