@@ -12,7 +12,7 @@ use visitbridge_graph::{
 };
 use visitbridge_http::{ClientAssertionKey, Secret, build_client, random_token};
 use visitbridge_launch_core::{
-    ConfigurationSinks, LiveHub, Subscriptions, SystemClock, UpstreamTimer,
+    ConfigurationSinks, LiveHub, Reconciler, Subscriptions, SystemClock, UpstreamTimer,
 };
 use visitbridge_store::{ConfigurationRepo, LeaseRepo, PendingRepo, Store, StoreError, TenantRepo};
 use visitbridge_visit::StaffRule;
@@ -24,7 +24,7 @@ use crate::{
     microsoft::{GraphSubscriptions, Microsoft},
     observe::Metrics,
     pending::{LaunchCookies, SealedInCookies},
-    reconcile::{ReconcilePolicy, Reconciler},
+    reconcile::reconcile_policy,
     session::CookiePolicy,
     webhook::WebhookSink,
     writeback::{SinksFromConfig, describe},
@@ -391,10 +391,11 @@ impl LaunchService {
                 ));
                 let reconciler = Arc::new(Reconciler::new(
                     store.clone(),
-                    graph.clone(),
+                    Arc::new(graph.clone()),
                     recorder.clone(),
                     Arc::clone(&writeback),
-                    ReconcilePolicy::from_config(&config.upkeep),
+                    reconcile_policy(&config.upkeep),
+                    Arc::new(SystemClock),
                 ));
                 let login_base = ms.login_base.as_str().trim_end_matches('/');
                 let issuer = Url::parse(&format!("{login_base}/{}/v2.0", ms.tenant_id)).map_err(

@@ -11,11 +11,12 @@ use std::sync::Arc;
 use visitbridge_audit::AuditRecorder;
 use visitbridge_graph::{Notification, NotificationSink, SinkError};
 use visitbridge_launch_core::{
-    ConfigurationSinks, LiveHub, NotificationPorts, Subscriptions, SystemClock, keep_notifications,
+    ConfigurationSinks, LiveHub, NotificationPorts, Reconciler, Subscriptions, SystemClock,
+    keep_notifications,
 };
 use visitbridge_store::AuditStore;
 
-use crate::{observe::Metrics, reconcile::Reconciler};
+use crate::observe::Metrics;
 
 /// The launch service's [`NotificationSink`].
 pub(crate) struct WebhookSink {

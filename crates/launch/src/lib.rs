@@ -19,6 +19,8 @@
 //!   renewed, made again after a refusal (with a per-visit backoff) and removed once old;
 //! - [`ConfigurationSinks`]: each approved configuration's write-back sinks, set before its first
 //!   event is recorded (never an event without its outbox rows);
+//! - [`Reconciler`]: after a call ends, its attendance report read and what live notifications
+//!   missed recorded once (retried within bounds, claimed with a lease across replicas);
 //! - [`LiveHub`]: the clinicians' live panels — each visit's roster, rebuilt from its stored
 //!   events, woken on each change, including changes another replica recorded.
 //!
@@ -38,6 +40,7 @@ mod meetings;
 mod notifications;
 mod patient;
 mod ports;
+mod reconcile;
 mod subscriptions;
 mod writeback;
 
@@ -58,5 +61,6 @@ pub use patient::{
     PatientLaunch, PatientOutcome, device_test, patient_launch, patient_link, patient_waiting,
 };
 pub use ports::{Clock, Meetings, NoTimer, Ports, SystemClock, UpstreamTimer};
+pub use reconcile::{AttendanceReports, ReconcilePolicy, Reconciler};
 pub use subscriptions::{MeetingSubscriptions, Subscriptions};
 pub use writeback::{ConfigurationSinks, SinkBuilder, SinkSetupError};

@@ -3,7 +3,8 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
 };
 
 use async_trait::async_trait;
@@ -298,6 +299,27 @@ pub(crate) struct FixedClock;
 impl Clock for FixedClock {
     fn now(&self) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 3, 5, 13, 55, 0).unwrap()
+    }
+}
+
+/// A clock the test moves.
+pub(crate) struct MovingClock(Mutex<DateTime<Utc>>);
+
+impl MovingClock {
+    /// A clock showing `now` until moved.
+    pub(crate) fn at(now: DateTime<Utc>) -> Self {
+        Self(Mutex::new(now))
+    }
+
+    pub(crate) fn advance(&self, by: Duration) {
+        let mut now = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        *now += chrono::Duration::from_std(by).unwrap();
+    }
+}
+
+impl Clock for MovingClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 

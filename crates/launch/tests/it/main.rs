@@ -7,5 +7,6 @@ mod fakes;
 mod issuers;
 mod notifications;
 mod patient;
+mod reconcile;
 mod subscriptions;
 mod writeback;

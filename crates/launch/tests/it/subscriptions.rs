@@ -9,35 +9,18 @@ use std::{
 };
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use visitbridge_graph::{GraphError, LifecycleEvent, Subscription, SubscriptionId};
 use visitbridge_launch_core::{Clock, MeetingSubscriptions, NoTimer, Subscriptions};
 use visitbridge_store::{Visit, VisitRepo, VisitSubscription};
 
 use crate::{
     clinician::clinician_opens_visit,
-    fakes::{CLINICIAN_OID, FixedClock, World},
+    fakes::{CLINICIAN_OID, FixedClock, MovingClock, World},
 };
 
 const LIFETIME: Duration = Duration::from_secs(3600);
 const MARGIN: Duration = Duration::from_secs(600);
 const MAX_AGE: Duration = Duration::from_secs(24 * 3600);
-
-/// A clock the test moves.
-struct MovingClock(Mutex<DateTime<Utc>>);
-
-impl MovingClock {
-    fn advance(&self, by: Duration) {
-        let mut now = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        *now += chrono::Duration::from_std(by).unwrap();
-    }
-}
-
-impl Clock for MovingClock {
-    fn now(&self) -> DateTime<Utc> {
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Call {
@@ -155,7 +138,7 @@ impl Upkeep {
         let world = World::new().await;
         world.link("doc-1", CLINICIAN_OID).await;
         let visit = clinician_opens_visit(&world).await.visit;
-        let clock = Arc::new(MovingClock(Mutex::new(FixedClock.now())));
+        let clock = Arc::new(MovingClock::at(FixedClock.now()));
         let graph = Arc::new(FakeSubscriptions {
             held: Mutex::default(),
             clock: Arc::clone(&clock),
