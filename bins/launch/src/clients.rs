@@ -13,40 +13,13 @@ use visitbridge_approval::{
     provider_scopes,
 };
 use visitbridge_http::{ClientAssertionKey, Secret};
-use visitbridge_launch_core::{ApprovedConfiguration, ConfigurationIssuer};
+use visitbridge_launch_core::{ApprovedConfiguration, ConfigurationIssuer, resolve_secret};
 use visitbridge_smart::{
     ClientAuth, PendingLaunchStore, SmartClient, SmartClientConfig, SmartDiscovery,
 };
 use visitbridge_store::ConfigurationRepo;
 
 use crate::error::LaunchError;
-
-/// The prefix of the environment variables EHR client secrets may be read from.
-///
-/// A configuration's `secret_ref` is typed by a portal admin, so it must never name an arbitrary
-/// variable (the service's own Entra secret, say, would be sent to the admin's token endpoint).
-pub(crate) const EHR_SECRET_ENV_PREFIX: &str = "VISITBRIDGE_EHR_SECRET_";
-
-/// Where the EHR client secret `name` comes from: the configuration file's `[ehr_client_secrets]`,
-/// else the environment variable `VISITBRIDGE_EHR_SECRET_<name>` (`env` reads one variable).
-fn resolve_secret(
-    secrets: &BTreeMap<String, Secret>,
-    name: &SecretRef,
-    env: impl FnOnce(&str) -> Option<String>,
-) -> Result<Secret, LaunchError> {
-    if let Some(secret) = secrets.get(name.as_str()) {
-        return Ok(secret.clone());
-    }
-    let var = format!("{EHR_SECRET_ENV_PREFIX}{name}");
-    match env(&var) {
-        Some(value) if !value.is_empty() => Ok(Secret::new(value)),
-        _ => Err(LaunchError::Misconfigured(format!(
-            "The EHR client secret named {name} is not set on the VisitBridge launch service. \
-             Tell your administrator: set it under [ehr_client_secrets] as {name} or in the \
-             environment variable {var}."
-        ))),
-    }
-}
 
 /// How often cached discovery documents are refreshed in the background.
 const DISCOVERY_REFRESH: Duration = Duration::from_secs(30 * 60);
@@ -93,7 +66,14 @@ impl SmartClients {
     }
 
     fn secret(&self, name: &SecretRef) -> Result<Secret, LaunchError> {
-        resolve_secret(&self.settings.secrets, name, |var| std::env::var(var).ok())
+        resolve_secret(&self.settings.secrets, name, |var| std::env::var(var).ok()).map_err(|e| {
+            LaunchError::Misconfigured(format!(
+                "The EHR client secret named {} is not set on the VisitBridge launch service. \
+                 Tell your administrator: set it under [ehr_client_secrets] as {} or in the \
+                 environment variable {}.",
+                e.name, e.name, e.variable
+            ))
+        })
     }
 
     /// The client for `configuration`'s record `kind`.
@@ -170,48 +150,5 @@ impl SmartClients {
         clients.retain(|(id, version, _), _| id != &key.0 || *version == key.1);
         let entry = clients.entry(key).or_insert(entry);
         Ok(Arc::clone(&entry.client))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn name(value: &str) -> SecretRef {
-        SecretRef::new(value).unwrap()
-    }
-
-    #[test]
-    fn the_file_wins_then_only_the_prefixed_variable_is_read() {
-        let mut file = BTreeMap::new();
-        file.insert("EPIC_PROD".to_owned(), Secret::new("from-file"));
-        let from_file = resolve_secret(&file, &name("EPIC_PROD"), |_| panic!("not read")).unwrap();
-        assert_eq!(from_file.expose(), "from-file");
-
-        let mut asked = Vec::new();
-        let from_env = resolve_secret(&file, &name("EPIC_TEST"), |var| {
-            asked.push(var.to_owned());
-            Some("from-env".to_owned())
-        })
-        .unwrap();
-        assert_eq!(from_env.expose(), "from-env");
-        assert_eq!(asked, ["VISITBRIDGE_EHR_SECRET_EPIC_TEST"]);
-    }
-
-    #[test]
-    fn another_variables_name_is_never_read() {
-        let err = resolve_secret(
-            &BTreeMap::new(),
-            &name("VISITBRIDGE_LAUNCH_ENTRA_CLIENT_SECRET"),
-            |var| (var == "VISITBRIDGE_LAUNCH_ENTRA_CLIENT_SECRET").then(|| "entra".to_owned()),
-        )
-        .unwrap_err();
-        let text = err.to_string();
-        assert!(
-            text.contains("VISITBRIDGE_EHR_SECRET_VISITBRIDGE_LAUNCH_ENTRA_CLIENT_SECRET"),
-            "{text}"
-        );
-        let empty = resolve_secret(&BTreeMap::new(), &name("X"), |_| Some(String::new()));
-        assert!(empty.is_err(), "an empty variable is not a secret");
     }
 }

@@ -21,6 +21,8 @@
 //!   event is recorded (never an event without its outbox rows);
 //! - [`Reconciler`]: after a call ends, its attendance report read and what live notifications
 //!   missed recorded once (retried within bounds, claimed with a lease across replicas);
+//! - [`resolve_secret`]: an EHR client secret from the configuration file, else from one
+//!   environment variable with a fixed prefix (never one a portal admin names);
 //! - [`LiveHub`]: the clinicians' live panels — each visit's roster, rebuilt from its stored
 //!   events, woken on each change, including changes another replica recorded.
 //!
@@ -41,6 +43,7 @@ mod notifications;
 mod patient;
 mod ports;
 mod reconcile;
+mod secrets;
 mod subscriptions;
 mod writeback;
 
@@ -62,5 +65,6 @@ pub use patient::{
 };
 pub use ports::{Clock, Meetings, NoTimer, Ports, SystemClock, UpstreamTimer};
 pub use reconcile::{AttendanceReports, ReconcilePolicy, Reconciler};
+pub use secrets::{EHR_SECRET_ENV_PREFIX, SecretNotSet, resolve_secret};
 pub use subscriptions::{MeetingSubscriptions, Subscriptions};
 pub use writeback::{ConfigurationSinks, SinkBuilder, SinkSetupError};
