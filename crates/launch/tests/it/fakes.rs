@@ -15,6 +15,7 @@ use visitbridge_approval::{
     EhrClientSettings, EhrUserId, EhrVendor, Environment, FhirBaseUrl, ScopeStyle, TenantId,
     UrlPolicy, Username,
 };
+use visitbridge_audit::Sink;
 use visitbridge_fhir::{
     Appointment, AppointmentId, Encounter, EncounterId, FhirError, PatientId, PractitionerId,
 };
@@ -26,8 +27,8 @@ use visitbridge_http::Secret;
 use visitbridge_launch_core::{Clock, Meetings, NoTimer, Ports};
 use visitbridge_smart::{EhrUser, LaunchContext};
 use visitbridge_store::{
-    ConfigurationRepo, MicrosoftObjectId, MicrosoftTenantId, SqliteStore, Tenant, TenantRepo,
-    UserLink, UserLinkRepo, Visit, VisitRepo,
+    ConfigurationRepo, MicrosoftObjectId, MicrosoftTenantId, OutboxItem, SinkName, SqliteStore,
+    StoredEvent, Tenant, TenantRepo, UserLink, UserLinkRepo, Visit, VisitRepo,
 };
 use visitbridge_visit::{RecordContext, VisitDirectory};
 
@@ -321,6 +322,29 @@ impl Clock for MovingClock {
     fn now(&self) -> DateTime<Utc> {
         *self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// A write-back sink named `epic-status` that takes every delivery.
+pub(crate) fn status_sink() -> Arc<dyn Sink> {
+    struct StatusSink(SinkName);
+
+    #[async_trait]
+    impl Sink for StatusSink {
+        fn name(&self) -> &SinkName {
+            &self.0
+        }
+
+        async fn deliver(
+            &self,
+            _: &OutboxItem,
+            _: &StoredEvent,
+            _: &Visit,
+        ) -> Result<(), visitbridge_audit::SinkError> {
+            Ok(())
+        }
+    }
+
+    Arc::new(StatusSink(SinkName::new("epic-status").unwrap()))
 }
 
 pub(crate) const ENTRA_TENANT: &str = "9188040d-6c67-4c5b-b112-36a304b66dad";

@@ -12,7 +12,7 @@ use std::{
 
 use async_trait::async_trait;
 use visitbridge_approval::ConfigurationId;
-use visitbridge_audit::{AuditRecorder, ConfiguredSinks, Sink, SinkError};
+use visitbridge_audit::{AuditRecorder, ConfiguredSinks};
 use visitbridge_graph::{
     EventKind, EventSource, LifecycleEvent, MeetingRef, Notification, Participant,
     ParticipantEvent, ParticipantKind, SubscriptionId,
@@ -22,30 +22,16 @@ use visitbridge_launch_core::{
     keep_notifications,
 };
 use visitbridge_store::{
-    AuditRepo, GraphSubscriptionId, OutboxItem, OutboxRepo, SinkName, StoredEvent, Visit, VisitRepo,
+    AuditRepo, GraphSubscriptionId, OutboxItem, OutboxRepo, StoredEvent, Visit, VisitRepo,
 };
 use visitbridge_visit::RosterChange;
 
 use crate::{
     clinician::clinician_opens_visit,
-    fakes::{CLINICIAN_OID, FixedClock, World},
+    fakes::{CLINICIAN_OID, FixedClock, World, status_sink},
 };
 
 const DELAY: Duration = Duration::from_secs(300);
-
-/// The EHR's connection-status sink, which the outbox would deliver to.
-struct StatusSink(SinkName);
-
-#[async_trait]
-impl Sink for StatusSink {
-    fn name(&self) -> &SinkName {
-        &self.0
-    }
-
-    async fn deliver(&self, _: &OutboxItem, _: &StoredEvent, _: &Visit) -> Result<(), SinkError> {
-        Ok(())
-    }
-}
 
 /// Sets the status sink for any configuration, or fails like an unreadable store.
 #[derive(Default)]
@@ -67,9 +53,8 @@ impl WritebackSinks for Sinks {
         if self.failing.load(Ordering::SeqCst) {
             return Err(Box::new(Unreadable));
         }
-        let sink = StatusSink(SinkName::new("epic-status").unwrap());
         self.configured
-            .set(configuration.clone(), vec![Arc::new(sink)])?;
+            .set(configuration.clone(), vec![status_sink()])?;
         Ok(())
     }
 }
@@ -108,6 +93,20 @@ impl Keeper {
             reconciliation_delay: DELAY,
         };
         keep_notifications(&ports, notifications).await
+    }
+
+    /// Stores `subscription` as the visit's.
+    async fn subscribe(&self, subscription: &str) {
+        self.world
+            .store
+            .set_subscription(
+                &self.visit.id,
+                &GraphSubscriptionId::new(subscription).unwrap(),
+                FixedClock.now() + chrono::Duration::hours(1),
+                None,
+            )
+            .await
+            .unwrap();
     }
 
     fn join_url(&self) -> MeetingRef {
@@ -239,17 +238,7 @@ async fn an_unknown_meeting_is_dropped_and_a_known_subscription_finds_its_visit(
     assert!(keeper.stored().await.is_empty());
 
     // Graph named the meeting by a resource path only, through the visit's own subscription.
-    keeper
-        .world
-        .store
-        .set_subscription(
-            &keeper.visit.id,
-            &GraphSubscriptionId::new("sub-of-visit").unwrap(),
-            FixedClock.now() + chrono::Duration::hours(1),
-            None,
-        )
-        .await
-        .unwrap();
+    keeper.subscribe("sub-of-visit").await;
     let by_resource = MeetingRef::Resource("communications/onlineMeetings/abc".into());
     let kept = keeper
         .keep(&[batch(
@@ -297,17 +286,7 @@ async fn sinks_that_cannot_be_set_store_nothing_so_graph_delivers_again() {
 #[tokio::test]
 async fn missed_notifications_reconcile_the_subscriptions_visit_and_lifecycle_goes_on() {
     let keeper = Keeper::new().await;
-    keeper
-        .world
-        .store
-        .set_subscription(
-            &keeper.visit.id,
-            &GraphSubscriptionId::new("sub-of-visit").unwrap(),
-            FixedClock.now() + chrono::Duration::hours(1),
-            None,
-        )
-        .await
-        .unwrap();
+    keeper.subscribe("sub-of-visit").await;
     let lifecycle = |subscription: &str, event| Notification::Lifecycle {
         subscription_id: SubscriptionId::new(subscription.to_owned()),
         event,

@@ -8,7 +8,7 @@ use std::{
 };
 
 use async_trait::async_trait;
-use visitbridge_audit::{AuditRecorder, Sink, SinkError};
+use visitbridge_audit::{AuditRecorder, Sink};
 use visitbridge_graph::{
     EventKind, EventSource, GraphError, MeetingId, MeetingRef, Participant, ParticipantEvent,
     ParticipantKind, UserObjectId,
@@ -17,14 +17,11 @@ use visitbridge_launch_core::{
     ApprovedConfiguration, AttendanceReports, Clock, ConfigurationSinks, ReconcilePolicy,
     Reconciler, SinkBuilder,
 };
-use visitbridge_store::{
-    AuditRepo, ConfigurationRepo, OutboxItem, OutboxRepo, SinkName, StoredEvent, TenantRepo, Visit,
-    VisitRepo,
-};
+use visitbridge_store::{AuditRepo, ConfigurationRepo, OutboxRepo, TenantRepo, Visit, VisitRepo};
 
 use crate::{
     clinician::clinician_opens_visit,
-    fakes::{CLINICIAN_OID, FixedClock, MovingClock, World},
+    fakes::{CLINICIAN_OID, FixedClock, MovingClock, World, status_sink},
 };
 
 const RETRY: Duration = Duration::from_secs(60);
@@ -78,19 +75,6 @@ impl AttendanceReports for FakeReports {
     }
 }
 
-struct StatusSink(SinkName);
-
-#[async_trait]
-impl Sink for StatusSink {
-    fn name(&self) -> &SinkName {
-        &self.0
-    }
-
-    async fn deliver(&self, _: &OutboxItem, _: &StoredEvent, _: &Visit) -> Result<(), SinkError> {
-        Ok(())
-    }
-}
-
 struct StatusSinks;
 
 impl SinkBuilder for StatusSinks {
@@ -98,7 +82,7 @@ impl SinkBuilder for StatusSinks {
         &self,
         _: &ApprovedConfiguration,
     ) -> Result<Vec<Arc<dyn Sink>>, Box<dyn std::error::Error + Send + Sync>> {
-        Ok(vec![Arc::new(StatusSink(SinkName::new("epic-status")?))])
+        Ok(vec![status_sink()])
     }
 }
 

@@ -7,28 +7,14 @@ use std::sync::{
     atomic::{AtomicBool, AtomicUsize, Ordering},
 };
 
-use async_trait::async_trait;
 use visitbridge_approval::ConfigurationId;
-use visitbridge_audit::{Sink, SinkError, SinkResolver};
+use visitbridge_audit::{Sink, SinkResolver};
 use visitbridge_launch_core::{
     ApprovedConfiguration, ConfigurationSinks, SinkBuilder, SinkSetupError,
 };
-use visitbridge_store::{ConfigurationRepo, OutboxItem, SinkName, StoredEvent, TenantRepo, Visit};
+use visitbridge_store::{ConfigurationRepo, TenantRepo};
 
-use crate::fakes::World;
-
-struct StatusSink(SinkName);
-
-#[async_trait]
-impl Sink for StatusSink {
-    fn name(&self) -> &SinkName {
-        &self.0
-    }
-
-    async fn deliver(&self, _: &OutboxItem, _: &StoredEvent, _: &Visit) -> Result<(), SinkError> {
-        Ok(())
-    }
-}
+use crate::fakes::{World, status_sink};
 
 #[derive(Debug, thiserror::Error)]
 #[error("the sink's endpoint is not a URL")]
@@ -50,7 +36,7 @@ impl SinkBuilder for Builder {
         if self.failing.load(Ordering::SeqCst) {
             return Err(Box::new(BadSetting));
         }
-        Ok(vec![Arc::new(StatusSink(SinkName::new("epic-status")?))])
+        Ok(vec![status_sink()])
     }
 }
 
