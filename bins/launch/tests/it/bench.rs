@@ -6,7 +6,8 @@
 //! `VISITBRIDGE_BENCH_SECONDS` sets each load phase (default 10 s); `VISITBRIDGE_BENCH_DELAY_MS`
 //! the upstream delay of the round-trip phase (default 50 ms); `VISITBRIDGE_BENCH_ONLY` a
 //! comma-separated choice of phases (`round-trips`, `footprint`, `ceiling`, `sqlite`,
-//! `postgres`, `postgres-2`).
+//! `postgres`, `postgres-2`, `write-back`); `VISITBRIDGE_BENCH_BACKLOG` the write-back backlog
+//! (default 100,000 events).
 
 use std::{
     collections::BTreeMap,
@@ -17,6 +18,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use visitbridge_store::{EventId, NewDelivery};
 use visitbridge_testkit::{abuse::rss_kib, graph::plain_notification};
 
 use crate::{
@@ -28,7 +30,8 @@ use crate::{
 /// Clients at once in the load phases.
 const CLIENTS: usize = 64;
 
-fn seconds(name: &str, default: u64) -> u64 {
+/// A number from the environment variable `name`, else `default`.
+fn env_number(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
         .and_then(|s| s.parse().ok())
@@ -395,14 +398,110 @@ async fn footprint(table: &mut Table) {
     let _ = world;
 }
 
+/// The write-back outbox: `backlog` events stored while the service is down (as after an EHR
+/// outage), then drained by one restarted process to the FHIR AuditEvent sink (the fake answers
+/// at once): events delivered per second, and resident memory over the drain.
+async fn writeback_drain(table: &mut Table, backlog: usize) {
+    let mut env = Env::start_with(Options {
+        replicas: 1,
+        ..Options::default()
+    })
+    .await;
+    let page = provider_launch(&env, &env.browser()).await;
+    let visit = env.visit(&page.visit_id()).await;
+    let join = visit.join_web_url.clone().expect("a meeting");
+    let first = plain_notification("sub-bench", CLIENT_STATE, &join, guest_roster(0, true, 0));
+    assert_eq!(env.post_notification(&first).await, 202);
+    env.wait_nothing_pending("the first event delivered").await;
+    // The backlog's events are copies of a real one, each with its own id (in its AuditEvent
+    // too, so each is a new AuditEvent at the server) and its own outbox row.
+    let template = env
+        .store
+        .events_for_visit(&visit.id)
+        .await
+        .expect("the visit's events")
+        .pop()
+        .expect("the first event");
+    let row = env
+        .store
+        .outbox_for_event(&template.event_id)
+        .await
+        .expect("its rows")
+        .pop()
+        .expect("its row");
+    env.replicas[0].kill();
+    let body = template.audit_event.to_string();
+    let seeding = Instant::now();
+    for n in 0..backlog {
+        let id = format!("bench-backlog-{n:06}");
+        let mut event = template.clone();
+        event.audit_event = serde_json::from_str(&body.replace(template.event_id.as_str(), &id))
+            .expect("the same AuditEvent");
+        event.event_id = EventId::new(id.clone()).expect("an event id");
+        let delivery = NewDelivery {
+            sink: row.sink.clone(),
+            idempotency_key: id,
+            latest_only: false,
+        };
+        env.store
+            .record_event(&event, &[delivery])
+            .await
+            .expect("stored");
+    }
+    eprintln!("  {backlog} events stored in {:?}", seeding.elapsed());
+
+    env.restart_replica(0).await;
+    let pid = env.replicas[0].pid();
+    let started = Instant::now();
+    let mut rss = Vec::new();
+    let depth = loop {
+        rss.push(rss_kib(pid).unwrap_or(0));
+        let depth = env.store.outbox_depth().await.expect("the outbox");
+        if depth.pending == 0 {
+            break depth;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(900),
+            "the backlog did not drain: {depth:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let drained = started.elapsed();
+    assert_eq!(depth.dead, 0, "nothing given up");
+    let mb = |kib: u64| kib as f64 / 1024.0;
+    let tenth = rss.len().div_ceil(10);
+    let early = rss.iter().take(tenth).copied().max().unwrap_or(0);
+    let late = rss.iter().rev().take(tenth).copied().max().unwrap_or(0);
+    let peak = rss.iter().copied().max().unwrap_or(0);
+    table.row(
+        format!("write-back: a backlog of {backlog} events drained (SQLite, 1 process)"),
+        format!(
+            "{:.0} events/s ({:.1} s)",
+            backlog as f64 / drained.as_secs_f64(),
+            drained.as_secs_f64()
+        ),
+        "≥ 2,000/s",
+    );
+    table.row(
+        "write-back: RSS while draining (first tenth → last tenth, peak)",
+        format!(
+            "{:.1} → {:.1} MB, peak {:.1} MB",
+            mb(early),
+            mb(late),
+            mb(peak)
+        ),
+        "flat",
+    );
+}
+
 /// The bench program.
 pub(crate) fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("a runtime");
-    let secs = seconds("VISITBRIDGE_BENCH_SECONDS", 10);
-    let d = Duration::from_millis(seconds("VISITBRIDGE_BENCH_DELAY_MS", 50));
+    let secs = env_number("VISITBRIDGE_BENCH_SECONDS", 10);
+    let d = Duration::from_millis(env_number("VISITBRIDGE_BENCH_DELAY_MS", 50));
     runtime.block_on(async {
         let mut table = Table::default();
         let only = std::env::var("VISITBRIDGE_BENCH_ONLY").unwrap_or_default();
@@ -440,6 +539,11 @@ pub(crate) fn main() {
             };
             launch_load(&mut table, label, options.clone(), secs).await;
             webhook_load(&mut table, label, options, secs).await;
+        }
+        if wanted("write-back") {
+            eprintln!("write-back …");
+            let backlog = env_number("VISITBRIDGE_BENCH_BACKLOG", 100_000);
+            writeback_drain(&mut table, usize::try_from(backlog).unwrap_or(usize::MAX)).await;
         }
         table.print();
     });
