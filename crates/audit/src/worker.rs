@@ -201,19 +201,24 @@ impl DeliveryWorker {
         Ok(report)
     }
 
-    /// Runs rounds until `shutdown` completes: at once when woken or when a round was full,
-    /// otherwise every `poll_interval`. Store errors are logged and the loop goes on.
+    /// Runs rounds until `shutdown` completes: at once when woken, when a round was full or
+    /// when it delivered anything (a delivered row may free the next one of its participant,
+    /// which waits for it: so a participant's backlog drains at the sink's pace, not one row per
+    /// `poll_interval`), otherwise every `poll_interval`. Store errors are logged and the loop
+    /// goes on.
     pub async fn run(&self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
         loop {
-            let full = match self.run_once(Utc::now()).await {
-                Ok(report) => report.claimed >= self.policy.batch_size.max(1) as usize,
+            let again = match self.run_once(Utc::now()).await {
+                Ok(report) => {
+                    report.claimed >= self.policy.batch_size.max(1) as usize || report.delivered > 0
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "write-back round failed");
                     false
                 }
             };
-            let pause = if full {
+            let pause = if again {
                 Duration::ZERO
             } else {
                 self.policy.poll_interval

@@ -373,6 +373,66 @@ async fn the_running_worker_delivers_as_soon_as_an_event_is_recorded() {
     running.await.unwrap();
 }
 
+/// A participant's backlog (30 statuses kept in order: each waits for the one before) drains at
+/// the sink's pace: a round that delivered goes on at once instead of waiting `poll_interval`
+/// (an hour here) for every row.
+#[tokio::test]
+async fn a_participants_backlog_drains_without_a_poll_interval_per_row() {
+    let env = Env::new(Sinks::Epic).await;
+    let events: Vec<_> = (0..30)
+        .map(|n| {
+            let kind = if n % 2 == 0 {
+                EventKind::ParticipantJoined
+            } else {
+                EventKind::ParticipantLeft
+            };
+            person(kind, 5 + n, guest("p"))
+        })
+        .collect();
+    env.recorder().record_events(&events).await.unwrap();
+    let mut policy = fast_policy();
+    policy.poll_interval = Duration::from_secs(3600);
+    let worker = Arc::new(DeliveryWorker::new(
+        env.store.clone(),
+        env.sinks.clone(),
+        policy,
+    ));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn({
+        let worker = worker.clone();
+        async move {
+            worker
+                .run(async {
+                    let _ = stopped.await;
+                })
+                .await;
+        }
+    });
+    for _ in 0..500 {
+        if env.epic.accepted().len() == 30 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let statuses: Vec<String> = env
+        .epic
+        .accepted()
+        .into_iter()
+        .map(|c| c.connection_status.unwrap())
+        .collect();
+    assert_eq!(statuses.len(), 30, "delivered within 10 s, not one an hour");
+    assert!(statuses.iter().enumerate().all(|(n, status)| {
+        *status
+            == if n % 2 == 0 {
+                "TEST-CONNECTED"
+            } else {
+                "TEST-DISCONNECTED"
+            }
+    }));
+    stop.send(()).unwrap();
+    running.await.unwrap();
+}
+
 /// Another replica recorded the event (its process set the configuration's sinks; this one has
 /// not yet): the worker asks its loader for them and delivers on the first attempt, instead of
 /// failing and backing off until some later tick sets them.
