@@ -414,7 +414,9 @@ async fn writeback_drain(table: &mut Table, backlog: usize) {
     assert_eq!(env.post_notification(&first).await, 202);
     env.wait_nothing_pending("the first event delivered").await;
     // The backlog's events are copies of a real one, each with its own id (in its AuditEvent
-    // too, so each is a new AuditEvent at the server) and its own outbox row.
+    // too, so each is a new AuditEvent at the server), its own outbox row and its own moment,
+    // spread over 1,000 participants as an outage of some minutes leaves them (each
+    // participant's rows go out in order, one after the other).
     let template = env
         .store
         .events_for_visit(&visit.id)
@@ -438,6 +440,11 @@ async fn writeback_drain(table: &mut Table, backlog: usize) {
         event.audit_event = serde_json::from_str(&body.replace(template.event_id.as_str(), &id))
             .expect("the same AuditEvent");
         event.event_id = EventId::new(id.clone()).expect("an event id");
+        event.occurred_at = template.occurred_at
+            + chrono::Duration::milliseconds(i64::try_from(n).unwrap_or(i64::MAX));
+        if let Some(participant) = event.participant.as_mut() {
+            participant.id = format!("8:acs:backlog-guest-{}", n % 1000);
+        }
         let delivery = NewDelivery {
             sink: row.sink.clone(),
             idempotency_key: id,
