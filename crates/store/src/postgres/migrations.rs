@@ -45,6 +45,10 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         description: "named leases, for work that runs once across replicas",
         sql: V5,
     },
+    Migration {
+        description: "an index of the pending rows of latest-state-only sinks",
+        sql: V6,
+    },
 ];
 
 const V1: &str = r#"
@@ -218,6 +222,11 @@ ALTER TABLE outbox DROP CONSTRAINT outbox_state_check;
 ALTER TABLE outbox ADD CONSTRAINT outbox_state_check
     CHECK (state IN ('pending', 'delivered', 'dead', 'superseded'));
 ALTER TABLE outbox ADD COLUMN latest_only BOOLEAN NOT NULL DEFAULT FALSE;
+"#;
+
+/// See the SQLite backend's version 6.
+const V6: &str = r#"
+CREATE INDEX outbox_latest_only ON outbox (state, latest_only);
 "#;
 
 const V5: &str = r#"

@@ -220,7 +220,21 @@ CREATE TABLE leases (
 ) STRICT;
 "#;
 
-const MIGRATIONS_SLICE: &[M<'static>] = &[M::up(V1), M::up(V2), M::up(V3), M::up(V4), M::up(V5)];
+/// Version 6: an index that finds the pending rows of latest-state-only sinks without reading every
+/// pending row — each claim looks for those to supersede, and without it a claim read the whole
+/// backlog (100,000 rows drained at 1,369 a second in the bench).
+const V6: &str = r#"
+CREATE INDEX outbox_latest_only ON outbox (state, latest_only);
+"#;
+
+const MIGRATIONS_SLICE: &[M<'static>] = &[
+    M::up(V1),
+    M::up(V2),
+    M::up(V3),
+    M::up(V4),
+    M::up(V5),
+    M::up(V6),
+];
 
 /// All migrations, oldest first.
 pub(crate) const MIGRATIONS: Migrations<'static> = Migrations::from_slice(MIGRATIONS_SLICE);
