@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, params};
 use visitbridge_approval::ConfigurationId;
 
-use super::{SqliteStore, Violation, from_millis, to_json, to_millis, violation};
+use super::{SqliteStore, Violation, from_millis, to_millis, violation};
 use crate::records::{RawVisit, VISIT as WHAT, VISIT_COLUMNS, check_visit, fills_in, join_url_key};
 use crate::{
     MicrosoftObjectId, StoreError,
@@ -196,25 +196,42 @@ impl VisitRepo for SqliteStore {
         if configurations.is_empty() {
             return Ok(Vec::new());
         }
-        let ids = to_json(
-            "configuration ids",
-            &configurations
-                .iter()
-                .map(ConfigurationId::as_str)
-                .collect::<Vec<_>>(),
-        )?;
+        let ids: Vec<String> = configurations
+            .iter()
+            .map(|c| c.as_str().to_owned())
+            .collect();
+        // One indexed read per configuration (`visits_by_configuration` in order, stopping after
+        // `limit`), merged here: one query over all of them (`IN (…)`) had SQLite sort every
+        // visit of the period for each call, work that grew with the database.
         self.read(move |conn| {
             let sql = format!(
                 "SELECT {VISIT_COLUMNS} FROM visits v
-                 WHERE v.configuration_id IN (SELECT value FROM json_each(?1))
-                   AND v.created_at >= ?2
+                 WHERE v.configuration_id = ?1 AND v.created_at >= ?2
                  ORDER BY v.created_at DESC, v.id LIMIT ?3"
             );
-            let mut stmt = conn.prepare_cached(&sql)?;
-            let rows = stmt.query_map(params![ids, to_millis(since), i64::from(limit)], |row| {
-                RawVisit::from_row(row, 0)
-            })?;
-            rows.map(|raw| raw?.into_visit()).collect()
+            // One snapshot for all of them.
+            let tx = conn.unchecked_transaction()?;
+            let mut visits = Vec::new();
+            {
+                let mut stmt = tx.prepare_cached(&sql)?;
+                for id in &ids {
+                    let rows = stmt
+                        .query_map(params![id, to_millis(since), i64::from(limit)], |row| {
+                            RawVisit::from_row(row, 0)
+                        })?;
+                    for raw in rows {
+                        visits.push(raw?.into_visit()?);
+                    }
+                }
+            }
+            tx.commit()?;
+            visits.sort_by(|a: &Visit, b: &Visit| {
+                b.created_at
+                    .cmp(&a.created_at)
+                    .then_with(|| a.id.as_str().cmp(b.id.as_str()))
+            });
+            visits.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+            Ok(visits)
         })
         .await
     }
