@@ -3,14 +3,15 @@
 
 use std::{sync::Arc, time::Duration};
 
-use crate::error::LaunchError;
 use url::Url;
 use visitbridge_graph::{
-    GraphClient, GraphError, MAX_SUBSCRIPTION_LIFETIME, MeetingPolicy, Subscription,
-    SubscriptionConfig, SubscriptionId,
+    GraphClient, GraphError, MAX_SUBSCRIPTION_LIFETIME, MeetingId, MeetingPolicy, ParticipantEvent,
+    Subscription, SubscriptionConfig, SubscriptionId, UserObjectId,
 };
-use visitbridge_launch_core::{MeetingSubscriptions, Subscriptions};
+use visitbridge_launch_core::{AttendanceReports, MeetingSubscriptions, Subscriptions};
 use visitbridge_smart::{ClientAuth, OidcClientConfig, OidcProvider};
+
+use crate::error::LaunchError;
 
 /// Entra ID and Graph, as configured.
 pub(crate) struct Microsoft {
@@ -122,5 +123,19 @@ impl MeetingSubscriptions for GraphSubscriptions {
 
     fn lifetime(&self) -> Duration {
         self.config.lifetime.min(MAX_SUBSCRIPTION_LIFETIME)
+    }
+}
+
+/// Graph's attendance reports: the launch library's [`AttendanceReports`] port.
+pub(crate) struct GraphAttendance(pub(crate) GraphClient);
+
+#[async_trait::async_trait]
+impl AttendanceReports for GraphAttendance {
+    async fn attendance_events(
+        &self,
+        organizer: &UserObjectId,
+        meeting: &MeetingId,
+    ) -> Result<Vec<ParticipantEvent>, GraphError> {
+        self.0.attendance_events(organizer, meeting).await
     }
 }

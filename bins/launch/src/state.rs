@@ -13,6 +13,7 @@ use visitbridge_graph::{
 use visitbridge_http::{ClientAssertionKey, Secret, build_client, random_token};
 use visitbridge_launch_core::{
     ConfigurationSinks, LiveHub, Reconciler, Subscriptions, SystemClock, UpstreamTimer,
+    WritebackSinks,
 };
 use visitbridge_store::{ConfigurationRepo, LeaseRepo, PendingRepo, Store, StoreError, TenantRepo};
 use visitbridge_visit::StaffRule;
@@ -21,7 +22,7 @@ use crate::{
     clients::{ClientSettings, SmartClients},
     config::{ConfigError, LaunchConfig},
     error::LaunchError,
-    microsoft::{GraphSubscriptions, Microsoft},
+    microsoft::{GraphAttendance, GraphSubscriptions, Microsoft},
     observe::Metrics,
     pending::{LaunchCookies, SealedInCookies},
     reconcile::reconcile_policy,
@@ -391,9 +392,9 @@ impl LaunchService {
                 ));
                 let reconciler = Arc::new(Reconciler::new(
                     store.clone(),
-                    Arc::new(graph.clone()),
+                    Arc::new(GraphAttendance(graph.clone())),
                     recorder.clone(),
-                    Arc::clone(&writeback),
+                    Arc::clone(&writeback) as Arc<dyn WritebackSinks>,
                     reconcile_policy(&config.upkeep),
                     Arc::new(SystemClock),
                 ));

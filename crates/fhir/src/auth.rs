@@ -5,7 +5,8 @@ use visitbridge_http::Secret;
 /// Why a [`TokenSource`] could not provide a token: what was being done, and the error that
 /// stopped it (kept as the [`source`](std::error::Error::source) and shown after the message).
 ///
-/// The message must describe the failure without the token, a client secret or an assertion.
+/// Neither the message nor the cause may contain the token, a client secret or an assertion. The
+/// cause's text is part of this error's own, so a log of the whole chain shows it twice.
 #[derive(Debug, thiserror::Error)]
 #[error(
     "no access token: {message}{}",

@@ -10,8 +10,9 @@
 //! restarted service maps notifications of subscriptions an earlier run made. A batch of one
 //! meeting's events costs one lookup.
 //!
-//! Every call end of a visit's meeting (a meeting can hold several calls) moves its
-//! reconciliation to after its own end, so the last call is reconciled too, and its report read
+//! Every call end of a visit's meeting (a meeting can hold several calls), and Graph's "missed"
+//! lifecycle event, schedules its reconciliation the configured delay after the notification
+//! came (replacing an earlier schedule), so the last call is reconciled too, and its report read
 //! with all earlier ones.
 //!
 //! What to do afterwards — wake the live panels, act on lifecycle events, count — is returned in
@@ -60,13 +61,13 @@ pub struct NotificationPorts<'a> {
 #[derive(Debug, thiserror::Error)]
 pub enum NotificationError {
     /// A visit could not be looked up, or a reconciliation not scheduled.
-    #[error("the store failed")]
+    #[error("the store failed: {0}")]
     Store(#[from] StoreError),
     /// An event could not be stored with its outbox rows.
-    #[error("an event could not be recorded")]
+    #[error("an event could not be recorded: {0}")]
     Audit(#[from] AuditError),
     /// A configuration's write-back sinks could not be set.
-    #[error("the write-back sinks could not be set")]
+    #[error("the write-back sinks could not be set: {0}")]
     Sinks(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 

@@ -3,8 +3,8 @@
 //! recorded (and written back) once.
 //!
 //! The schedule is on the visit's row (`VisitRepo::schedule_reconciliation`), written before Graph
-//! gets its answer to the call-ended notification ([`crate::keep_notifications`]), and an upkeep tick claims what is due with a
-//! lease. So a restart, or a crash mid-way, delays a reconciliation but never loses it; and a
+//! gets its answer to the call-ended notification ([`crate::keep_notifications`]), and an upkeep
+//! tick claims what is due with a lease. So a restart, or a crash mid-way, delays a reconciliation but never loses it; and a
 //! reconciliation that runs twice records nothing new (`AuditRecorder::reconcile` skips what is
 //! stored, and event ids are deterministic).
 
@@ -12,13 +12,10 @@ use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use visitbridge_audit::{AuditError, AuditRecorder};
-use visitbridge_graph::{GraphClient, GraphError, MeetingId, ParticipantEvent, UserObjectId};
+use visitbridge_graph::{GraphError, MeetingId, ParticipantEvent, UserObjectId};
 use visitbridge_store::{ReconciliationClaim, VisitRepo};
 
-use crate::{
-    ports::Clock,
-    writeback::{ConfigurationSinks, SinkSetupError},
-};
+use crate::{notifications::WritebackSinks, ports::Clock};
 
 /// Graph's attendance reports of a meeting, as participant events.
 #[async_trait]
@@ -29,17 +26,6 @@ pub trait AttendanceReports: Send + Sync {
         organizer: &UserObjectId,
         meeting: &MeetingId,
     ) -> Result<Vec<ParticipantEvent>, GraphError>;
-}
-
-#[async_trait]
-impl AttendanceReports for GraphClient {
-    async fn attendance_events(
-        &self,
-        organizer: &UserObjectId,
-        meeting: &MeetingId,
-    ) -> Result<Vec<ParticipantEvent>, GraphError> {
-        GraphClient::attendance_events(self, organizer, meeting).await
-    }
 }
 
 /// How long a claimed reconciliation is held: longer than reading a report takes, short enough
@@ -83,7 +69,7 @@ enum AttemptError {
     Graph(#[from] GraphError),
     /// The configuration's write-back sinks could not be set.
     #[error(transparent)]
-    Writeback(#[from] SinkSetupError),
+    Writeback(Box<dyn std::error::Error + Send + Sync>),
     /// The events could not be recorded.
     #[error(transparent)]
     Audit(#[from] AuditError),
@@ -95,7 +81,7 @@ pub struct Reconciler {
     graph: Arc<dyn AttendanceReports>,
     clock: Arc<dyn Clock>,
     recorder: AuditRecorder,
-    writeback: Arc<ConfigurationSinks>,
+    writeback: Arc<dyn WritebackSinks>,
     policy: ReconcilePolicy,
 }
 
@@ -106,7 +92,7 @@ impl Reconciler {
         store: Arc<dyn VisitRepo>,
         graph: Arc<dyn AttendanceReports>,
         recorder: AuditRecorder,
-        writeback: Arc<ConfigurationSinks>,
+        writeback: Arc<dyn WritebackSinks>,
         policy: ReconcilePolicy,
         clock: Arc<dyn Clock>,
     ) -> Self {
@@ -169,7 +155,7 @@ impl Reconciler {
         };
         // What is recorded now gets its outbox rows only for sinks that are set.
         if let Err(e) = self.writeback.ensure(&visit.configuration_id).await {
-            return Attempt::Retry(e.into());
+            return Attempt::Retry(AttemptError::Writeback(e));
         }
         match self
             .recorder

@@ -36,7 +36,7 @@ pub trait SinkBuilder: Send + Sync {
 #[derive(Debug, thiserror::Error)]
 pub enum SinkSetupError {
     /// The store could not be read.
-    #[error("cannot read the configuration for its write-back sinks")]
+    #[error("cannot read the configuration for its write-back sinks: {0}")]
     Store(#[from] StoreError),
     /// The sinks could not be built from the configuration.
     #[error("write-back sinks of configuration {configuration} cannot be built")]

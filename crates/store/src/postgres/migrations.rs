@@ -46,7 +46,7 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         sql: V5,
     },
     Migration {
-        description: "an index of the pending rows of latest-state-only sinks",
+        description: "an outbox index by state and latest-state-only flag",
         sql: V6,
     },
 ];
