@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::{
     harness::API_KEY,
-    process::{World, start},
+    process::{World, log_tail, start},
 };
 
 /// Configurations edited at once (one editor each).
@@ -58,12 +58,13 @@ async fn the_portal_killed_mid_edit_keeps_every_configuration_whole(database: St
         .iter()
         .zip(&fhir_bases)
         .map(|(id, fhir_base)| {
-            let (http, id, fhir_base, stop, current) = (
+            let (http, id, fhir_base, stop, current, log) = (
                 http.clone(),
                 id.clone(),
                 fhir_base.clone(),
                 Arc::clone(&stop),
                 current.clone(),
+                config.clone(),
             );
             tokio::spawn(async move {
                 let mut edits = Edits::default();
@@ -89,7 +90,11 @@ async fn the_portal_killed_mid_edit_keeps_every_configuration_whole(database: St
                                 .acknowledged
                                 .push((n, body["revision"].as_u64().unwrap()));
                         }
-                        Ok(response) => panic!("edit {n}: {}", response.status()),
+                        Ok(response) => panic!(
+                            "edit {n}: {}\nthe portal's log ends:\n{}",
+                            response.status(),
+                            log_tail(&log, 30)
+                        ),
                         Err(_) => {
                             edits.unanswered.push(n);
                             tokio::time::sleep(Duration::from_millis(20)).await;

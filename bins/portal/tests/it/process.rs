@@ -34,14 +34,31 @@ impl Drop for Process {
     }
 }
 
-/// Starts the portal from `config`; returns once it listens.
+/// Where the portal started from `config` writes its log (appended to by each restart).
+pub(crate) fn log_of(config: &std::path::Path) -> std::path::PathBuf {
+    config.with_extension("log")
+}
+
+/// The last `n` lines of the log of the portal started from `config`, for a failing test to show.
+pub(crate) fn log_tail(config: &std::path::Path, n: usize) -> String {
+    let text = std::fs::read_to_string(log_of(config)).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Starts the portal from `config`; returns once it listens. Its log goes to [`log_of`].
 pub(crate) fn start(config: &std::path::Path) -> Process {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_of(config))
+        .unwrap();
     let mut child = Command::new(BIN)
         .args(["--config", config.to_str().unwrap()])
         .env("VISITBRIDGE_PORTAL_ENTRA_CLIENT_SECRET", "entra-secret")
         .env_remove("VISITBRIDGE_PORTAL_EHR_CLIENT_SECRET")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::from(log))
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
