@@ -12,6 +12,42 @@ use wiremock::{
 
 use crate::*;
 
+/// A worker's `run` loop in the background, until [`Running::stop`].
+struct Running {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    fn start(worker: &Arc<DeliveryWorker>) -> Self {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let worker = Arc::clone(worker);
+        let task = tokio::spawn(async move {
+            worker
+                .run(async {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        Self { stop, task }
+    }
+
+    async fn stop(self) {
+        self.stop.send(()).unwrap();
+        self.task.await.unwrap();
+    }
+}
+
+/// Waits until Epic accepted at least `n` statuses, for 10 s at most (the caller asserts).
+async fn until_epic_accepted(env: &Env, n: usize) {
+    for _ in 0..500 {
+        if env.epic.accepted().len() >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test]
 async fn a_sink_down_then_up_gets_each_event_exactly_once() {
     let env = Env::new(Sinks::All).await;
@@ -342,17 +378,7 @@ async fn the_running_worker_delivers_as_soon_as_an_event_is_recorded() {
         policy,
     ));
     let recorder = env.recorder().wake_on_record(worker.waker());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn({
-        let worker = worker.clone();
-        async move {
-            worker
-                .run(async {
-                    let _ = stopped.await;
-                })
-                .await;
-        }
-    });
+    let running = Running::start(&worker);
     // Let the first (empty) round pass so the worker sleeps.
     tokio::time::sleep(Duration::from_millis(50)).await;
     recorder
@@ -362,15 +388,9 @@ async fn the_running_worker_delivers_as_soon_as_an_event_is_recorded() {
         )
         .await
         .unwrap();
-    for _ in 0..250 {
-        if !env.epic.accepted().is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until_epic_accepted(&env, 1).await;
     assert_eq!(env.epic.accepted().len(), 1);
-    stop.send(()).unwrap();
-    running.await.unwrap();
+    running.stop().await;
 }
 
 /// A participant's backlog (30 statuses kept in order: each waits for the one before) drains at
@@ -397,23 +417,8 @@ async fn a_participants_backlog_drains_without_a_poll_interval_per_row() {
         env.sinks.clone(),
         policy,
     ));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn({
-        let worker = worker.clone();
-        async move {
-            worker
-                .run(async {
-                    let _ = stopped.await;
-                })
-                .await;
-        }
-    });
-    for _ in 0..500 {
-        if env.epic.accepted().len() == 30 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let running = Running::start(&worker);
+    until_epic_accepted(&env, 30).await;
     let statuses: Vec<String> = env
         .epic
         .accepted()
@@ -429,8 +434,7 @@ async fn a_participants_backlog_drains_without_a_poll_interval_per_row() {
                 "TEST-DISCONNECTED"
             }
     }));
-    stop.send(()).unwrap();
-    running.await.unwrap();
+    running.stop().await;
 }
 
 /// Another replica recorded the event (its process set the configuration's sinks; this one has
