@@ -124,16 +124,20 @@ impl Subscriptions {
         let visit = visit.clone();
         tokio::spawn(async move {
             let _claim = claim;
-            match this.store.subscription_of(&visit.id).await {
-                Ok(Some(_)) => {}
-                Ok(None) => {
-                    this.subscribe(&visit, None).await;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, visit_id = %visit.id, "cannot read the visit's subscription");
-                }
-            }
+            this.subscribed_or_subscribe(&visit).await;
         });
+    }
+
+    /// Whether the visit is subscribed: already (stored), or by subscribing it now.
+    async fn subscribed_or_subscribe(&self, visit: &Visit) -> bool {
+        match self.store.subscription_of(&visit.id).await {
+            Ok(Some(_)) => true,
+            Ok(None) => self.subscribe(visit, None).await,
+            Err(e) => {
+                tracing::warn!(error = %e, visit_id = %visit.id, "cannot read the visit's subscription");
+                false
+            }
+        }
     }
 
     /// Creates a subscription for the visit's meeting and stores it in place of `replacing`;
@@ -279,14 +283,7 @@ impl Subscriptions {
             let Some(_claim) = InFlight::claim(&self.in_flight, &visit.id) else {
                 continue;
             };
-            let subscribed = match self.store.subscription_of(&visit.id).await {
-                Ok(Some(_)) => true,
-                Ok(None) => self.subscribe(&visit, None).await,
-                Err(e) => {
-                    tracing::warn!(error = %e, visit_id = %visit.id, "cannot read the visit's subscription");
-                    false
-                }
-            };
+            let subscribed = self.subscribed_or_subscribe(&visit).await;
             let mut retry_at = self.retry_at.lock().unwrap_or_else(PoisonError::into_inner);
             if subscribed {
                 retry_at.remove(&visit.id);
