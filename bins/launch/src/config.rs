@@ -26,6 +26,7 @@ pub(crate) const USER_AGENT: &str = concat!("VisitBridge-Launch/", env!("CARGO_P
 /// public_base_url = "https://visits.example.org"
 /// database = "/var/lib/visitbridge/visitbridge.sqlite"
 /// patient_link_ttl_minutes = 1440
+/// audit_retention_days = 30           # AuditEvents and clear patient ids, after last use
 /// metrics_listen = "127.0.0.1:9464"   # /metrics only, for the scraper
 /// # deployment_secret from VISITBRIDGE_LAUNCH_DEPLOYMENT_SECRET, and an optional
 /// # metrics_bearer_token (for /metrics on the main listener) from
@@ -102,6 +103,16 @@ pub struct LaunchConfig {
     /// How long the clinician's and patient's visit sessions last, in minutes.
     #[serde(default = "default_session_ttl")]
     pub session_ttl_minutes: u64,
+    /// Days a visit's AuditEvents and the clear FHIR ids of its patient, appointment and
+    /// encounter are kept once nothing will build or deliver an AuditEvent of it any more (the
+    /// auditor's AuditEvent endpoint serves them meanwhile); then they are purged, and only their
+    /// keyed hashes stay. `0` purges them as soon as they are delivered.
+    #[serde(default = "default_audit_retention")]
+    pub audit_retention_days: u32,
+    /// Seconds between two rounds of housekeeping: expired launches and sessions, the retention
+    /// purge, sinks of newly approved configurations.
+    #[serde(default = "default_housekeeping")]
+    pub housekeeping_seconds: u64,
     /// How many minutes a launch may wait for the EHR's (or Microsoft's) callback.
     #[serde(default = "default_launch_ttl")]
     pub launch_ttl_minutes: u64,
@@ -163,6 +174,14 @@ fn default_link_ttl() -> u64 {
 
 fn default_session_ttl() -> u64 {
     12 * 60
+}
+
+fn default_audit_retention() -> u32 {
+    30
+}
+
+fn default_housekeeping() -> u64 {
+    300
 }
 
 fn default_launch_ttl() -> u64 {

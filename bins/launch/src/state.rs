@@ -12,11 +12,13 @@ use visitbridge_graph::{
 };
 use visitbridge_http::{ClientAssertionKey, Secret, build_client, random_token};
 use visitbridge_launch_core::{
-    ConfigurationSinks, LiveHub, Reconciler, Subscriptions, SystemClock, UpstreamTimer,
+    ConfigurationSinks, LiveHub, Reconciler, Retention, Subscriptions, SystemClock, UpstreamTimer,
     WritebackSinks,
 };
-use visitbridge_store::{ConfigurationRepo, LeaseRepo, PendingRepo, Store, StoreError, TenantRepo};
-use visitbridge_visit::StaffRule;
+use visitbridge_store::{
+    AuditStore, ConfigurationRepo, LeaseRepo, PendingRepo, Store, StoreError, TenantRepo,
+};
+use visitbridge_visit::{ReferenceKeys, StaffRule};
 
 use crate::{
     clients::{ClientSettings, SmartClients},
@@ -510,8 +512,17 @@ impl LaunchService {
             tasks.push(tokio::spawn(state.inner.live.clone().follow(changes)));
         }
         let housekeeping = state.clone();
+        let retention = Retention::new(
+            Arc::clone(&store) as Arc<dyn AuditStore>,
+            ReferenceKeys::new(&state.inner.deployment_secret),
+            Duration::from_secs(u64::from(config.audit_retention_days) * 24 * 3600),
+            // A call whose end was never heard is watched this long (its subscription's age).
+            Duration::from_secs(config.upkeep.subscription_max_age_hours * 3600),
+            Arc::new(SystemClock),
+        );
+        let every = Duration::from_secs(config.housekeeping_seconds.max(1));
         tasks.push(tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(300));
+            let mut tick = tokio::time::interval(every);
             loop {
                 tick.tick().await;
                 let inner = &housekeeping.inner;
@@ -521,6 +532,18 @@ impl LaunchService {
                 }
                 if let Err(e) = inner.store.purge_expired_sessions(now).await {
                     tracing::warn!(error = %e, "cannot purge expired sessions");
+                }
+                match retention.run().await {
+                    Ok(run) if run.keyed + run.purged.visits + run.purged.events > 0 => {
+                        tracing::info!(
+                            keyed = run.keyed,
+                            visits = run.purged.visits,
+                            events = run.purged.events,
+                            "patient references past retention purged"
+                        );
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "cannot purge patient references"),
                 }
                 inner.writeback.configure_all().await;
                 inner.live.evict_idle();

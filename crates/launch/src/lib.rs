@@ -43,6 +43,7 @@ mod notifications;
 mod patient;
 mod ports;
 mod reconcile;
+mod retention;
 mod secrets;
 mod subscriptions;
 mod writeback;
@@ -65,6 +66,7 @@ pub use patient::{
 };
 pub use ports::{Clock, Meetings, NoTimer, Ports, SystemClock, UpstreamTimer};
 pub use reconcile::{AttendanceReports, ReconcilePolicy, Reconciler};
+pub use retention::{Retention, RetentionRun};
 pub use secrets::{EHR_SECRET_ENV_PREFIX, SecretNotSet, resolve_secret};
 pub use subscriptions::{MeetingSubscriptions, Subscriptions};
 pub use writeback::{ConfigurationSinks, SinkBuilder, SinkSetupError};

@@ -17,7 +17,8 @@ use visitbridge_graph::{
 use visitbridge_http::Secret;
 use visitbridge_store::{MicrosoftObjectId, Visit, VisitId};
 use visitbridge_visit::{
-    Attested, Fit, LaunchFacts, ResolvedVisit, StoredIds, VisitError, VisitKey, resolve_visit,
+    Attested, Fit, LaunchFacts, ReferenceKey, ReferenceKeys, ReferenceKind, ResolvedVisit,
+    StoredIds, VisitError, VisitKey, resolve_visit,
 };
 
 use crate::{
@@ -34,12 +35,49 @@ pub(crate) fn external_id(
     ExternalMeetingId::derive_keyed(secret, configuration.as_str(), key.as_str())
 }
 
-/// The ids of a stored visit, to compare with the attested context.
-pub(crate) fn stored_ids(visit: &Visit) -> StoredIds<'_> {
+/// The ids of a stored visit, to compare with the attested context: its keyed hashes, or, on a
+/// row from before they existed that still has the clear ids, their keys.
+pub(crate) fn stored_ids<'a>(keys: &'a ReferenceKeys, visit: &'a Visit) -> StoredIds<'a> {
+    let configuration = visit.configuration_id.as_str();
+    let key = |stored: &Option<String>, clear: &Option<String>, kind| {
+        stored
+            .as_deref()
+            .map(ReferenceKey::from_stored)
+            .or_else(|| clear.as_deref().map(|id| keys.key(configuration, kind, id)))
+    };
     StoredIds {
-        patient: visit.patient_fhir_id.as_deref(),
-        appointment: visit.appointment_fhir_id.as_deref(),
+        keys,
+        configuration,
+        patient: key(
+            &visit.patient_key,
+            &visit.patient_fhir_id,
+            ReferenceKind::Patient,
+        ),
+        appointment: key(
+            &visit.appointment_key,
+            &visit.appointment_fhir_id,
+            ReferenceKind::Appointment,
+        ),
     }
+}
+
+/// `visit` with the keyed hashes of its clear patient and appointment ids filled in where it has
+/// none.
+pub(crate) fn with_keys(keys: &ReferenceKeys, mut visit: Visit) -> Visit {
+    let configuration = visit.configuration_id.as_str();
+    if visit.patient_key.is_none() {
+        visit.patient_key = visit
+            .patient_fhir_id
+            .as_deref()
+            .map(|id| keys.patient(configuration, id).as_str().to_owned());
+    }
+    if visit.appointment_key.is_none() {
+        visit.appointment_key = visit
+            .appointment_fhir_id
+            .as_deref()
+            .map(|id| keys.appointment(configuration, id).as_str().to_owned());
+    }
+    visit
 }
 
 /// The visit a clinician's path opens: its key, who organises its meeting, and what the EHR
@@ -57,8 +95,13 @@ pub(crate) struct VisitTarget<'a> {
 }
 
 /// The clinician's visit under `key` must be the appointment the EHR attested.
-fn clinician_fits(attested: &Attested, key: &VisitKey, visit: &Visit) -> Result<(), VisitError> {
-    match attested.clinician_fit(key, stored_ids(visit)) {
+fn clinician_fits(
+    keys: &ReferenceKeys,
+    attested: &Attested,
+    key: &VisitKey,
+    visit: &Visit,
+) -> Result<(), VisitError> {
+    match attested.clinician_fit(key, stored_ids(keys, visit)) {
         Fit::Different => Err(VisitError::ContextMismatch),
         Fit::Same | Fit::Unknown => Ok(()),
     }
@@ -85,6 +128,11 @@ impl Ports<'_> {
         key: &VisitKey,
     ) -> ExternalMeetingId {
         external_id(self.deployment_secret, configuration, key)
+    }
+
+    /// The keys of stored patient and appointment ids (under the deployment secret).
+    pub(crate) fn reference_keys(&self) -> ReferenceKeys {
+        ReferenceKeys::new(self.deployment_secret)
     }
 
     /// Reads the visit through FHIR (timed as `fhir`) and checks it is the one the EHR attested.
@@ -126,7 +174,10 @@ impl Ports<'_> {
             conference_id: facts.conference_id.clone(),
             created_at: self.clock.now(),
             ended_at: None,
+            patient_key: None,
+            appointment_key: None,
         };
+        let visit = with_keys(&self.reference_keys(), visit);
         Ok(self.visits.upsert_visit(&visit).await?)
     }
 
@@ -189,6 +240,7 @@ impl Ports<'_> {
             conference_id: visit.conference_id.clone().or(facts.conference_id.clone()),
             ..visit
         };
+        let filled = with_keys(&self.reference_keys(), filled);
         let stored = self.visits.upsert_visit(&filled).await?;
         self.meetings()?.meeting_ready(&stored);
         Ok((stored, meeting))
@@ -216,7 +268,12 @@ impl Ports<'_> {
             .visit_by_key(target.configuration, external.as_str())
             .await?
         {
-            clinician_fits(target.attested, target.key, &existing)?;
+            clinician_fits(
+                &self.reference_keys(),
+                target.attested,
+                target.key,
+                &existing,
+            )?;
         }
         let conference = facts.conference_id.take();
         let visit = self
@@ -227,7 +284,7 @@ impl Ports<'_> {
                 Some(target.organizer),
             )
             .await?;
-        clinician_fits(target.attested, target.key, &visit)?;
+        clinician_fits(&self.reference_keys(), target.attested, target.key, &visit)?;
         let outcome = match read {
             Some(read) => {
                 let (resolved, outcome) =

@@ -89,7 +89,7 @@ pub async fn patient_launch(
             .await?
         {
             if visit.organizer_object_id.is_some()
-                && attested.stored_fit(stored_ids(&visit)) == Fit::Same
+                && attested.stored_fit(stored_ids(&ports.reference_keys(), &visit)) == Fit::Same
             {
                 let url = ports.patient_meeting(visit, &VisitFacts::default()).await?;
                 return Ok(PatientOutcome::Meeting(url));
@@ -107,7 +107,11 @@ pub async fn patient_launch(
         .await?;
     if let Some(existing) = &existing {
         // Checked before the claim, which would fill the row's empty fields.
-        attested.check_claimed(&resolved.key, &resolved, stored_ids(existing))?;
+        attested.check_claimed(
+            &resolved.key,
+            &resolved,
+            stored_ids(&ports.reference_keys(), existing),
+        )?;
     }
     let mut facts = VisitFacts::from_launch(launch.record, launch.context, None);
     facts.add(&resolved);
@@ -126,7 +130,11 @@ pub async fn patient_launch(
             performer.as_deref(),
         )
         .await?;
-    attested.check_claimed(&resolved.key, &resolved, stored_ids(&visit))?;
+    attested.check_claimed(
+        &resolved.key,
+        &resolved,
+        stored_ids(&ports.reference_keys(), &visit),
+    )?;
     if visit.organizer_object_id.is_some() {
         let url = ports.patient_meeting(visit, &facts).await?;
         return Ok(PatientOutcome::Meeting(url));
@@ -224,7 +232,8 @@ pub async fn device_test(
         return Ok(None);
     };
     if !(has_meeting(&visit)
-        && Attested::from_context(context).stored_fit(stored_ids(&visit)) == Fit::Same)
+        && Attested::from_context(context).stored_fit(stored_ids(&ports.reference_keys(), &visit))
+            == Fit::Same)
     {
         return Ok(None);
     }

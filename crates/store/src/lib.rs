@@ -93,6 +93,7 @@ pub use sqlite::SqliteStore;
 pub use visits::{
     AuditRepo, AuditStore, ClaimedDelivery, EventId, EventOrigin, EventParticipant, EventSummary,
     GraphSubscriptionId, MAX_ERROR_LEN, NewDelivery, OutboxDepth, OutboxId, OutboxItem, OutboxRepo,
-    OutboxState, ParticipantClass, Reconciliation, ReconciliationClaim, RecordOutcome, SinkName,
-    StoredEvent, Visit, VisitChange, VisitEventKind, VisitId, VisitRepo, VisitSubscription,
+    OutboxState, ParticipantClass, PurgedReferences, Reconciliation, ReconciliationClaim,
+    RecordOutcome, RetentionRepo, SinkName, StoredEvent, Visit, VisitChange, VisitEventKind,
+    VisitId, VisitRepo, VisitSubscription,
 };

@@ -56,7 +56,59 @@ pub(crate) fn from_json<T: serde::de::DeserializeOwned>(
 pub(crate) const VISIT_COLUMNS: &str = "v.id, v.configuration_id, v.external_meeting_id, \
      v.graph_meeting_id, v.join_web_url, v.organizer_object_id, v.practitioner_fhir_id, \
      v.appointment_fhir_id, v.encounter_fhir_id, v.patient_fhir_id, v.conference_id, \
-     v.created_at, v.ended_at";
+     v.created_at, v.ended_at, v.patient_key, v.appointment_key";
+
+/// The retention purge's statements, with `{before}`, `{open_before}` and `{limit}` for each
+/// backend's parameters and `{null}` for its JSON `null` (see [`crate::RetentionRepo`]).
+pub(crate) mod retention {
+    /// Visit `v` is past retention at `{before}`: nothing will build or send its AuditEvents.
+    const PAST: &str = "(CASE WHEN v.ended_at IS NULL THEN v.created_at < {open_before}
+              ELSE v.ended_at < {before} END)
+        AND v.reconcile_after IS NULL
+        AND NOT EXISTS (SELECT 1 FROM visit_events n
+                        WHERE n.visit_id = v.id AND n.recorded_at >= {before})
+        AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.visit_id = v.id AND o.state = 'pending')";
+
+    /// Visit `v` still has a clear id (the condition of the `visits_with_references` index).
+    pub(crate) const HAS_REFERENCES: &str = "(v.patient_fhir_id IS NOT NULL \
+        OR v.appointment_fhir_id IS NOT NULL OR v.encounter_fhir_id IS NOT NULL \
+        OR v.conference_id IS NOT NULL)";
+
+    /// The statement that replaces the AuditEvents of events past retention.
+    pub(crate) fn purge_events(before: &str, open_before: &str, limit: &str, null: &str) -> String {
+        format!(
+            "UPDATE visit_events SET audit_event = {null}
+             WHERE event_id IN (
+                 SELECT e.event_id FROM visit_events e JOIN visits v ON v.id = e.visit_id
+                 WHERE e.audit_event <> {null} AND e.recorded_at < {before} AND {PAST}
+                 LIMIT {limit})"
+        )
+        .replace("{before}", before)
+        .replace("{open_before}", open_before)
+    }
+
+    /// The statement that removes the clear ids of visits past retention (those keyed only).
+    pub(crate) fn purge_visits(before: &str, open_before: &str, limit: &str) -> String {
+        format!(
+            "UPDATE visits SET patient_fhir_id = NULL, appointment_fhir_id = NULL,
+                 encounter_fhir_id = NULL, conference_id = NULL
+             WHERE id IN (
+                 SELECT v.id FROM visits v
+                 WHERE {HAS_REFERENCES} AND v.created_at < {before}
+                     AND (v.patient_fhir_id IS NULL OR v.patient_key IS NOT NULL)
+                     AND (v.appointment_fhir_id IS NULL OR v.appointment_key IS NOT NULL)
+                     AND {PAST}
+                 LIMIT {limit})"
+        )
+        .replace("{before}", before)
+        .replace("{open_before}", open_before)
+    }
+
+    /// The condition of a visit with a clear patient or appointment id but no keyed hash of it.
+    pub(crate) const WITHOUT_KEYS: &str =
+        "((v.patient_fhir_id IS NOT NULL AND v.patient_key IS NULL)
+        OR (v.appointment_fhir_id IS NOT NULL AND v.appointment_key IS NULL))";
+}
 
 /// A visit row as read, before its values are checked.
 pub(crate) struct RawVisit {
@@ -73,6 +125,8 @@ pub(crate) struct RawVisit {
     pub(crate) conference_id: Option<String>,
     pub(crate) created_at: i64,
     pub(crate) ended_at: Option<i64>,
+    pub(crate) patient_key: Option<String>,
+    pub(crate) appointment_key: Option<String>,
 }
 
 impl RawVisit {
@@ -92,6 +146,8 @@ impl RawVisit {
             conference_id: row.opt_text(at + 10)?,
             created_at: row.int(at + 11)?,
             ended_at: row.opt_int(at + 12)?,
+            patient_key: row.opt_text(at + 13)?,
+            appointment_key: row.opt_text(at + 14)?,
         })
     }
 
@@ -118,6 +174,8 @@ impl RawVisit {
             conference_id: self.conference_id,
             created_at: from_millis(VISIT, self.created_at)?,
             ended_at: self.ended_at.map(|t| from_millis(VISIT, t)).transpose()?,
+            patient_key: self.patient_key,
+            appointment_key: self.appointment_key,
         })
     }
 }
@@ -174,6 +232,8 @@ pub(crate) fn check_visit(v: &Visit) -> Result<(), StoreError> {
         (&v.encounter_fhir_id, "the encounter id is not a valid id"),
         (&v.patient_fhir_id, "the patient id is not a valid id"),
         (&v.conference_id, "the conference id is not a valid id"),
+        (&v.patient_key, "the patient key is not a valid id"),
+        (&v.appointment_key, "the appointment key is not a valid id"),
     ];
     for (value, what) in ids {
         if let Some(value) = value {
@@ -464,6 +524,11 @@ pub(crate) fn fills_in(existing: &Visit, new: &Visit) -> bool {
         (
             existing.encounter_fhir_id.is_some(),
             new.encounter_fhir_id.is_some(),
+        ),
+        (existing.patient_key.is_some(), new.patient_key.is_some()),
+        (
+            existing.appointment_key.is_some(),
+            new.appointment_key.is_some(),
         ),
         (
             existing.patient_fhir_id.is_some(),

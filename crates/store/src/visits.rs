@@ -75,8 +75,10 @@ impl fmt::Display for OutboxId {
 
 /// A visit: one EHR visit and its one Teams meeting.
 ///
-/// FHIR ids and the conference id are kept as the EHR gave them; they identify records in the EHR
-/// and carry no demographics. Optional fields are filled in as the launch learns them.
+/// The patient's, appointment's and encounter's FHIR ids and the conference id are kept as the EHR
+/// gave them only while the visit's AuditEvents need them: [`RetentionRepo::purge_references`]
+/// removes them after the retention period, leaving the keyed hashes of the patient and
+/// appointment ids. Optional fields are filled in as the launch learns them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Visit {
     /// Our id.
@@ -102,6 +104,13 @@ pub struct Visit {
     pub patient_fhir_id: Option<String>,
     /// Epic's conference id / CSN from the launch context, for the connection-status service.
     pub conference_id: Option<String>,
+    /// The keyed hash of the patient's FHIR id (`visitbridge_visit::ReferenceKeys`): what a
+    /// later launch's attested patient is compared with, kept after the clear ids are purged.
+    #[serde(default)]
+    pub patient_key: Option<String>,
+    /// The keyed hash of the Appointment's FHIR id, likewise.
+    #[serde(default)]
+    pub appointment_key: Option<String>,
     /// When the row was created.
     pub created_at: DateTime<Utc>,
     /// When the meeting's call last ended, if it did.
@@ -639,7 +648,8 @@ pub trait OutboxRepo: Send + Sync {
     async fn mark_dead(&self, id: OutboxId, attempt: u32, error: &str) -> Result<bool, StoreError>;
     /// Dead letters, oldest first, at most `limit`.
     async fn list_dead(&self, limit: u32) -> Result<Vec<OutboxItem>, StoreError>;
-    /// Puts a dead row back to pending with its attempts reset, due at `now`. Whether it was dead.
+    /// Puts a dead row back to pending with its attempts reset, due at `now`. Whether it was dead
+    /// (and its event still has its AuditEvent: one purged after retention has nothing to send).
     async fn redrive(&self, id: OutboxId, now: DateTime<Utc>) -> Result<bool, StoreError>;
     /// The outbox rows of one event (one per sink).
     async fn outbox_for_event(&self, event: &EventId) -> Result<Vec<OutboxItem>, StoreError>;
@@ -652,7 +662,42 @@ pub trait OutboxRepo: Send + Sync {
     async fn purge_delivered(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
 }
 
-/// The visit, event and outbox repositories together, for `Arc<dyn AuditStore>`.
-pub trait AuditStore: VisitRepo + AuditRepo + OutboxRepo {}
+/// What one [`RetentionRepo::purge_references`] call removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PurgedReferences {
+    /// Visits whose clear patient, appointment, encounter and conference ids were removed.
+    pub visits: u64,
+    /// Events whose AuditEvent was removed (the event itself stays, for reports).
+    pub events: u64,
+}
 
-impl<T> AuditStore for T where T: VisitRepo + AuditRepo + OutboxRepo + ?Sized {}
+/// What the store keeps about a visit's patient, and for how long.
+///
+/// A visit is *past retention* when its call ended before `ended_before` (or, if no end was ever
+/// heard, it was created before `open_created_before`: a call that is no longer watched), nothing
+/// was recorded for it since `ended_before`, none of its outbox rows is still pending and no
+/// reconciliation is scheduled: nothing will build or send an AuditEvent of it any more. Its AuditEvents (which name the patient for the EHR) and clear ids are then
+/// purged; the event summaries, the outbox rows and the keyed hashes stay.
+#[async_trait]
+pub trait RetentionRepo: Send + Sync {
+    /// Visits that keep a clear patient or appointment id without its keyed hash (rows from
+    /// before the hashes existed), at most `limit`: to key (with [`VisitRepo::upsert_visit`])
+    /// before [`Self::purge_references`] can remove the clear ids.
+    async fn visits_without_keys(&self, limit: u32) -> Result<Vec<Visit>, StoreError>;
+    /// For up to `limit` visits past retention: replaces their events' AuditEvents
+    /// by JSON `null`, and removes their clear patient, appointment, encounter and conference
+    /// ids when the patient and appointment ids have their keyed hashes. Deleted content does
+    /// not linger in the database's free space or journal (SQLite: `secure_delete` and a
+    /// checkpoint after a purge; PostgreSQL: autovacuum reclaims the old row versions).
+    async fn purge_references(
+        &self,
+        ended_before: DateTime<Utc>,
+        open_created_before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<PurgedReferences, StoreError>;
+}
+
+/// The visit, event, outbox and retention repositories together, for `Arc<dyn AuditStore>`.
+pub trait AuditStore: VisitRepo + AuditRepo + OutboxRepo + RetentionRepo {}
+
+impl<T> AuditStore for T where T: VisitRepo + AuditRepo + OutboxRepo + RetentionRepo + ?Sized {}

@@ -15,7 +15,11 @@
 
 use visitbridge_smart::LaunchContext;
 
-use crate::{RecordContext, ResolvedVisit, VisitError, VisitKey, context::context_appointment};
+use crate::{
+    RecordContext, ResolvedVisit, VisitError, VisitKey,
+    context::context_appointment,
+    reference::{ReferenceKey, ReferenceKeys, ReferenceKind},
+};
 
 /// The ids the EHR attested in its token response (never the launch URL's).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -26,13 +30,45 @@ pub struct Attested {
     pub appointment: Option<String>,
 }
 
-/// The ids kept on a stored visit (the registry row).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// What a stored visit (the registry row) keeps of its patient and appointment: their keyed
+/// hashes, which an attested id is hashed to compare with.
+#[derive(Debug, Clone)]
 pub struct StoredIds<'a> {
-    /// The visit's patient FHIR id.
-    pub patient: Option<&'a str>,
-    /// The visit's Appointment FHIR id.
-    pub appointment: Option<&'a str>,
+    /// The keys the row's were made with.
+    pub keys: &'a ReferenceKeys,
+    /// The visit's configuration (keys are bound to it).
+    pub configuration: &'a str,
+    /// The key of the visit's patient FHIR id.
+    pub patient: Option<ReferenceKey>,
+    /// The key of the visit's Appointment FHIR id.
+    pub appointment: Option<ReferenceKey>,
+}
+
+impl StoredIds<'_> {
+    fn patient_fit(&self, attested: Option<&str>) -> Fit {
+        self.fit(ReferenceKind::Patient, attested, self.patient.as_ref())
+    }
+
+    fn appointment_fit(&self, attested: Option<&str>) -> Fit {
+        self.fit(
+            ReferenceKind::Appointment,
+            attested,
+            self.appointment.as_ref(),
+        )
+    }
+
+    fn fit(
+        &self,
+        kind: ReferenceKind,
+        attested: Option<&str>,
+        stored: Option<&ReferenceKey>,
+    ) -> Fit {
+        match (attested.map(str::trim).filter(|a| !a.is_empty()), stored) {
+            (Some(a), Some(s)) if self.keys.key(self.configuration, kind, a) == *s => Fit::Same,
+            (Some(_), Some(_)) => Fit::Different,
+            _ => Fit::Unknown,
+        }
+    }
 }
 
 /// How a stored visit compares with the attested context.
@@ -80,9 +116,9 @@ impl Attested {
     /// Whether a stored visit is the patient's visit the EHR attested: its patient must be the
     /// token's `patient`, and when the token names an appointment, its appointment too.
     pub fn stored_fit(&self, stored: StoredIds<'_>) -> Fit {
-        let patient = compare(self.patient.as_deref(), stored.patient);
+        let patient = stored.patient_fit(self.patient.as_deref());
         match &self.appointment {
-            Some(appointment) => both(patient, compare(Some(appointment), stored.appointment)),
+            Some(appointment) => both(patient, stored.appointment_fit(Some(appointment))),
             None => patient,
         }
     }
@@ -94,7 +130,7 @@ impl Attested {
         if key.is_conference() {
             return Fit::Same;
         }
-        match compare(self.appointment.as_deref(), stored.appointment) {
+        match stored.appointment_fit(self.appointment.as_deref()) {
             Fit::Different => Fit::Different,
             _ => Fit::Same,
         }
@@ -148,8 +184,8 @@ impl Attested {
         if key.is_conference() {
             return Ok(());
         }
-        let appointment = compare(Some(resolved.appointment.as_str()), stored.appointment);
-        let patient = compare(self.patient.as_deref(), stored.patient);
+        let appointment = stored.appointment_fit(Some(resolved.appointment.as_str()));
+        let patient = stored.patient_fit(self.patient.as_deref());
         if appointment == Fit::Different || patient == Fit::Different {
             return Err(VisitError::ContextMismatch);
         }
@@ -169,10 +205,20 @@ mod tests {
         Attested::from_context(&serde_json::from_value(context).unwrap())
     }
 
-    fn ids<'a>(patient: Option<&'a str>, appointment: Option<&'a str>) -> StoredIds<'a> {
+    static KEYS: std::sync::LazyLock<ReferenceKeys> = std::sync::LazyLock::new(|| {
+        ReferenceKeys::new(&visitbridge_http::Secret::new(
+            "0123456789abcdef0123456789abcdef".to_owned(),
+        ))
+    });
+
+    /// A stored row's ids as the store keeps them: keyed.
+    fn ids(patient: Option<&str>, appointment: Option<&str>) -> StoredIds<'static> {
+        let key = |kind, id: Option<&str>| id.map(|id| KEYS.key("cfg", kind, id));
         StoredIds {
-            patient,
-            appointment,
+            keys: &KEYS,
+            configuration: "cfg",
+            patient: key(ReferenceKind::Patient, patient),
+            appointment: key(ReferenceKind::Appointment, appointment),
         }
     }
 

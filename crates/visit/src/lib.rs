@@ -49,6 +49,7 @@ mod attest;
 mod context;
 mod identity;
 mod link;
+mod reference;
 mod resolve;
 mod roster;
 
@@ -56,5 +57,6 @@ pub use attest::{Attested, Fit, StoredIds};
 pub use context::{RecordContext, RecordContextError, VisitKey, context_appointment, visit_key};
 pub use identity::{NotStaff, StaffRule};
 pub use link::{LinkError, PatientLink, at_unix};
+pub use reference::{ReferenceKey, ReferenceKeys, ReferenceKind};
 pub use resolve::{FoundBy, LaunchFacts, ResolvedVisit, VisitDirectory, VisitError, resolve_visit};
 pub use roster::{PanelEntry, PanelView, Party, PartyClass, Presence, RosterChange, RosterState};

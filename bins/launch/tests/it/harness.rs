@@ -161,6 +161,8 @@ pub(crate) struct Env {
     pub(crate) graph: FakeGraph,
     /// A second handle on the service's database.
     pub(crate) store: Arc<dyn Store>,
+    /// The service's database: the SQLite file's path or the PostgreSQL URL.
+    pub(crate) database: String,
     /// `http://127.0.0.1:{port}` (a new port after a restart).
     pub(crate) base: String,
     /// The configuration file, without `public_base_url` (which follows the port).
@@ -395,6 +397,7 @@ impl Env {
             entra,
             graph,
             store,
+            database,
             base: String::new(),
             config,
             running: None,

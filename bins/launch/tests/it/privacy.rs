@@ -4,11 +4,11 @@
 use visitbridge_testkit::{
     entra::EntraUser,
     fixtures::PHI_PROBES,
-    graph::{acs_participant, plain_notification, roster_update, user_participant},
+    graph::{acs_participant, call_event, plain_notification, roster_update, user_participant},
 };
 
 use crate::{
-    harness::{CLIENT_STATE, Env, logs},
+    harness::{Backend, CLIENT_STATE, Env, Options, logs},
     provider::provider_launch,
 };
 
@@ -119,4 +119,149 @@ async fn neither_the_database_nor_the_logs_hold_phi() {
     for token in env.entra.issued_tokens() {
         assert!(!logs.contains(&token), "an app token was logged");
     }
+}
+
+/// Everything the service's database holds, as text: on SQLite the bytes of the file and its
+/// write-ahead log (free space included), on PostgreSQL every row of every table.
+async fn database_text(env: &Env, backend: Backend) -> String {
+    match backend {
+        Backend::Sqlite => {
+            let mut bytes = Vec::new();
+            for name in ["visitbridge.sqlite", "visitbridge.sqlite-wal"] {
+                if let Ok(file) = std::fs::read(env.dir.path().join(name)) {
+                    bytes.extend(file);
+                }
+            }
+            String::from_utf8_lossy(&bytes).into_owned()
+        }
+        Backend::Postgres => {
+            let (client, connection) =
+                tokio_postgres::connect(&env.database, tokio_postgres::NoTls)
+                    .await
+                    .unwrap();
+            tokio::spawn(connection);
+            let tables = client
+                .query(
+                    "SELECT table_name::text FROM information_schema.tables
+                     WHERE table_schema = 'public' AND table_type = 'BASE TABLE'",
+                    &[],
+                )
+                .await
+                .unwrap();
+            let mut text = String::new();
+            for table in tables {
+                let name: String = table.get(0);
+                let rows = client
+                    .query(&format!("SELECT t::text FROM \"{name}\" t"), &[])
+                    .await
+                    .unwrap();
+                for row in rows {
+                    text.push_str(row.get::<_, &str>(0));
+                    text.push('\n');
+                }
+            }
+            text
+        }
+    }
+}
+
+#[tokio::test]
+async fn past_retention_the_sqlite_file_holds_no_clear_patient_appointment_encounter_or_csn() {
+    past_retention_the_database_holds_no_clear_ids(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn past_retention_postgresql_holds_no_clear_patient_appointment_encounter_or_csn() {
+    past_retention_the_database_holds_no_clear_ids(Backend::Postgres).await;
+}
+
+async fn past_retention_the_database_holds_no_clear_ids(backend: Backend) {
+    use visitbridge_testkit::fhir::{APPOINTMENT_ID, ENCOUNTER_ID, PATIENT_ID};
+    const CSN: &str = "10000001234";
+    let env = Env::start_with(Options {
+        extra_config: "audit_retention_days = 0\nhousekeeping_seconds = 1".into(),
+        backend,
+        ..Options::default()
+    })
+    .await;
+    let clinician = env.browser();
+    let page = provider_launch(&env, &clinician).await;
+    let visit = env.visit(&page.visit_id()).await;
+    assert_eq!(visit.patient_fhir_id.as_deref(), Some(PATIENT_ID));
+    assert!(
+        visit
+            .patient_key
+            .as_deref()
+            .is_some_and(|k| k.starts_with("rk1-"))
+    );
+    let patient = env
+        .browser()
+        .navigate(&env.launch_url("patient", &Env::visit_context()))
+        .await;
+    assert!(patient.teams.is_some());
+
+    let about = |payload| {
+        plain_notification(
+            "sub",
+            CLIENT_STATE,
+            visit.join_web_url.as_deref().unwrap(),
+            payload,
+        )
+    };
+    for payload in [
+        call_event("CallStarted", "2026-03-05T18:00:00Z"),
+        roster_update(
+            "2026-03-05T18:02:11.512Z",
+            vec![
+                user_participant("leg-doc", &EntraUser::default().oid, "Dr. Ross"),
+                acs_participant("leg-guest", "8:acs:guest-1", "Camila Lopez"),
+            ],
+            vec![],
+        ),
+        call_event("CallEnded", "2026-03-05T18:30:00Z"),
+    ] {
+        assert_eq!(env.post_notification(&about(payload)).await, 202);
+    }
+    env.wait_nothing_pending("write-back done").await;
+    // The EHR got AuditEvents that name the patient: the ids were there while needed.
+    let patient_reference = format!("Patient/{PATIENT_ID}");
+    assert!(
+        env.fhir
+            .audit_events()
+            .iter()
+            .any(|e| e.to_string().contains(&patient_reference)),
+        "no AuditEvent named the patient"
+    );
+
+    // Housekeeping runs every second; the call's reconciliation gives up after its attempts.
+    let text = database_text(&env, backend).await;
+    assert!(text.contains("8:acs:guest-1"), "read the database");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let text = database_text(&env, backend).await;
+        let left: Vec<&str> = [PATIENT_ID, APPOINTMENT_ID, ENCOUNTER_ID, CSN]
+            .into_iter()
+            .filter(|id| text.contains(id))
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still in the database past retention: {left:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let visit = env.visit(&page.visit_id()).await;
+    assert_eq!(visit.patient_fhir_id, None);
+    assert!(visit.patient_key.is_some(), "the keyed hash stays");
+    let events = env.store.events_for_visit(&visit.id).await.unwrap();
+    assert!(
+        events.len() >= 4,
+        "the events stay, for reports: {events:?}"
+    );
+    assert!(events.iter().all(|e| e.audit_event.is_null()));
+    assert!(logs().contains("patient references past retention purged"));
+    // The clinician's page still opens (it shows no patient id anyway).
+    assert_eq!(clinician.get(&page.url).await.status(), 200);
 }

@@ -157,6 +157,8 @@ async fn an_event_of_a_configuration_this_process_never_set_up_is_written_back()
             conference_id: Some("10000001234".into()),
             created_at: Utc::now(),
             ended_at: None,
+            patient_key: None,
+            appointment_key: None,
         })
         .await
         .unwrap();

@@ -62,6 +62,8 @@ fn visit(n: usize, configuration: &str) -> Visit {
         conference_id: None,
         created_at: Utc::now() - chrono::Duration::minutes(n as i64),
         ended_at: None,
+        patient_key: None,
+        appointment_key: None,
     }
 }
 

@@ -79,6 +79,8 @@ async fn add_visit(
         conference_id: None,
         created_at: launched,
         ended_at: None,
+        patient_key: None,
+        appointment_key: None,
     };
     portal.store.upsert_visit(&visit).await.unwrap();
     let deliveries: Vec<NewDelivery> = SINKS

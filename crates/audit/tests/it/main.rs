@@ -132,6 +132,8 @@ impl Env {
                 conference_id: Some(CONFERENCE_ID.into()),
                 created_at: at(0),
                 ended_at: None,
+                patient_key: None,
+                appointment_key: None,
             })
             .await
             .unwrap();

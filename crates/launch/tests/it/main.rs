@@ -8,5 +8,6 @@ mod issuers;
 mod notifications;
 mod patient;
 mod reconcile;
+mod retention;
 mod subscriptions;
 mod writeback;

@@ -13,7 +13,7 @@ use visitbridge_visit::{LinkError, PatientLink, VisitError};
 
 use crate::{clinician::clinician_opens_visit, fakes::*};
 
-async fn patient_launches(
+pub(crate) async fn patient_launches(
     world: &World,
     context: &LaunchContext,
 ) -> Result<PatientOutcome, LaunchCoreError> {

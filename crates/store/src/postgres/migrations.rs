@@ -49,7 +49,34 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         description: "an outbox index by state and latest-state-only flag",
         sql: V6,
     },
+    Migration {
+        description: "keyed hashes of a visit's patient and appointment ids, and the indexes of \
+                      what the retention purge removes",
+        sql: V7,
+    },
 ];
+
+const V7: &str = r#"
+ALTER TABLE visits ADD COLUMN patient_key TEXT;
+ALTER TABLE visits ADD COLUMN appointment_key TEXT;
+CREATE INDEX visits_with_references ON visits (created_at)
+    WHERE patient_fhir_id IS NOT NULL OR appointment_fhir_id IS NOT NULL
+        OR encounter_fhir_id IS NOT NULL OR conference_id IS NOT NULL;
+CREATE INDEX visit_events_with_body ON visit_events (recorded_at)
+    WHERE audit_event <> 'null'::jsonb;
+
+-- An audit trail is not edited; the one change allowed is the retention purge of an AuditEvent.
+DROP TRIGGER visit_events_immutable ON visit_events;
+CREATE TRIGGER visit_events_immutable
+    BEFORE UPDATE ON visit_events
+    FOR EACH ROW
+    WHEN (NOT (NEW.audit_event = 'null'::jsonb
+        AND (NEW.event_id, NEW.visit_id, NEW.kind, NEW.occurred_at, NEW.recorded_at, NEW.origin)
+            = (OLD.event_id, OLD.visit_id, OLD.kind, OLD.occurred_at, OLD.recorded_at, OLD.origin)
+        AND NEW.participant_class IS NOT DISTINCT FROM OLD.participant_class
+        AND NEW.participant_id IS NOT DISTINCT FROM OLD.participant_id))
+    EXECUTE FUNCTION visitbridge_refuse_change('visit events are immutable');
+"#;
 
 const V1: &str = r#"
 CREATE FUNCTION visitbridge_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$

@@ -9,13 +9,13 @@ use visitbridge_approval::ConfigurationId;
 use super::{PostgresStore, Violation, serializable, violated_constraint};
 use crate::records::{
     RawVisit, VISIT as WHAT, VISIT_COLUMNS, check_visit, fills_in, from_millis, join_url_key,
-    to_millis,
+    retention, to_millis,
 };
 use crate::{
     MicrosoftObjectId, StoreError,
     visits::{
-        GraphSubscriptionId, Reconciliation, ReconciliationClaim, Visit, VisitId, VisitRepo,
-        VisitSubscription,
+        GraphSubscriptionId, PurgedReferences, Reconciliation, ReconciliationClaim, RetentionRepo,
+        Visit, VisitId, VisitRepo, VisitSubscription,
     },
 };
 
@@ -65,8 +65,9 @@ impl VisitRepo for PostgresStore {
             "INSERT INTO visits AS v
                  (id, configuration_id, external_meeting_id, graph_meeting_id, join_web_url,
                   join_url_key, organizer_object_id, practitioner_fhir_id, appointment_fhir_id,
-                  encounter_fhir_id, patient_fhir_id, conference_id, created_at, ended_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+                  encounter_fhir_id, patient_fhir_id, conference_id, created_at, ended_at,
+                  patient_key, appointment_key)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
              ON CONFLICT (configuration_id, external_meeting_id) DO UPDATE SET
                  graph_meeting_id = COALESCE(v.graph_meeting_id, excluded.graph_meeting_id),
                  join_web_url = COALESCE(v.join_web_url, excluded.join_web_url),
@@ -79,7 +80,9 @@ impl VisitRepo for PostgresStore {
                      COALESCE(v.appointment_fhir_id, excluded.appointment_fhir_id),
                  encounter_fhir_id = COALESCE(v.encounter_fhir_id, excluded.encounter_fhir_id),
                  patient_fhir_id = COALESCE(v.patient_fhir_id, excluded.patient_fhir_id),
-                 conference_id = COALESCE(v.conference_id, excluded.conference_id)
+                 conference_id = COALESCE(v.conference_id, excluded.conference_id),
+                 patient_key = COALESCE(v.patient_key, excluded.patient_key),
+                 appointment_key = COALESCE(v.appointment_key, excluded.appointment_key)
              RETURNING {returning}"
         );
         let key = v.join_web_url.as_deref().map(join_url_key);
@@ -127,6 +130,8 @@ impl VisitRepo for PostgresStore {
                         &v.conference_id,
                         &to_millis(v.created_at),
                         &ended_at,
+                        &v.patient_key,
+                        &v.appointment_key,
                     ],
                 )
                 .await
@@ -509,5 +514,47 @@ async fn subscription_row(
             _ => Ok(None),
         },
         None => Ok(None),
+    }
+}
+
+#[async_trait]
+impl RetentionRepo for PostgresStore {
+    async fn visits_without_keys(&self, limit: u32) -> Result<Vec<Visit>, StoreError> {
+        let client = self.client().await?;
+        let sql = format!(
+            "SELECT {VISIT_COLUMNS} FROM visits v WHERE {} AND {} LIMIT $1",
+            retention::HAS_REFERENCES,
+            retention::WITHOUT_KEYS
+        );
+        let statement = client.prepare_cached(&sql).await?;
+        client
+            .query(&statement, &[&i64::from(limit)])
+            .await?
+            .iter()
+            .map(|row| visit_of(row, 0))
+            .collect()
+    }
+
+    async fn purge_references(
+        &self,
+        ended_before: DateTime<Utc>,
+        open_created_before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<PurgedReferences, StoreError> {
+        let (before, open_before, limit) = (
+            to_millis(ended_before),
+            to_millis(open_created_before),
+            i64::from(limit),
+        );
+        let events_sql = retention::purge_events("$1", "$2", "$3", "'null'::jsonb");
+        let visits_sql = retention::purge_visits("$1", "$2", "$3");
+        // Serializable: a visit that gets a new event or outbox row meanwhile is not purged.
+        serializable!(self, |tx| {
+            let args: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
+                [&before, &open_before, &limit];
+            let events = tx.execute(&events_sql, &args).await?;
+            let visits = tx.execute(&visits_sql, &args).await?;
+            Ok(PurgedReferences { visits, events })
+        })
     }
 }

@@ -227,6 +227,31 @@ const V6: &str = r#"
 CREATE INDEX outbox_latest_only ON outbox (state, latest_only);
 "#;
 
+/// Version 7: what a visit keeps of its patient after the retention period — the keyed hashes of
+/// the patient and appointment ids (filled in by the launch service, which holds the key) — and
+/// the indexes that find what is still to purge: visits with clear ids, events with AuditEvents.
+const V7: &str = r#"
+ALTER TABLE visits ADD COLUMN patient_key TEXT;
+ALTER TABLE visits ADD COLUMN appointment_key TEXT;
+CREATE INDEX visits_with_references ON visits (created_at)
+    WHERE patient_fhir_id IS NOT NULL OR appointment_fhir_id IS NOT NULL
+        OR encounter_fhir_id IS NOT NULL OR conference_id IS NOT NULL;
+CREATE INDEX visit_events_with_body ON visit_events (recorded_at) WHERE audit_event <> 'null';
+
+-- An audit trail is not edited; the one change allowed is the retention purge of an AuditEvent.
+DROP TRIGGER visit_events_no_update;
+CREATE TRIGGER visit_events_no_update
+    BEFORE UPDATE ON visit_events
+    WHEN NOT (NEW.audit_event = 'null' AND NEW.event_id = OLD.event_id
+        AND NEW.visit_id = OLD.visit_id AND NEW.kind = OLD.kind
+        AND NEW.participant_class IS OLD.participant_class
+        AND NEW.participant_id IS OLD.participant_id AND NEW.occurred_at = OLD.occurred_at
+        AND NEW.recorded_at = OLD.recorded_at AND NEW.origin = OLD.origin)
+BEGIN
+    SELECT RAISE(ABORT, 'visit events are immutable');
+END;
+"#;
+
 const MIGRATIONS_SLICE: &[M<'static>] = &[
     M::up(V1),
     M::up(V2),
@@ -234,6 +259,7 @@ const MIGRATIONS_SLICE: &[M<'static>] = &[
     M::up(V4),
     M::up(V5),
     M::up(V6),
+    M::up(V7),
 ];
 
 /// All migrations, oldest first.

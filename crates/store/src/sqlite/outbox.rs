@@ -332,7 +332,9 @@ impl OutboxRepo for SqliteStore {
             let n = tx.execute(
                 "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = ?2,
                                    lease_until = NULL
-                 WHERE id = ?1 AND state = 'dead'",
+                 WHERE id = ?1 AND state = 'dead'
+                     AND EXISTS (SELECT 1 FROM visit_events e
+                                 WHERE e.event_id = outbox.event_id AND e.audit_event <> 'null')",
                 params![id.0, to_millis(now)],
             )?;
             Ok(n > 0)

@@ -6,12 +6,14 @@ use rusqlite::{OptionalExtension, params};
 use visitbridge_approval::ConfigurationId;
 
 use super::{SqliteStore, Violation, from_millis, to_millis, violation};
-use crate::records::{RawVisit, VISIT as WHAT, VISIT_COLUMNS, check_visit, fills_in, join_url_key};
+use crate::records::{
+    RawVisit, VISIT as WHAT, VISIT_COLUMNS, check_visit, fills_in, join_url_key, retention,
+};
 use crate::{
     MicrosoftObjectId, StoreError,
     visits::{
-        GraphSubscriptionId, Reconciliation, ReconciliationClaim, Visit, VisitId, VisitRepo,
-        VisitSubscription,
+        GraphSubscriptionId, PurgedReferences, Reconciliation, ReconciliationClaim, RetentionRepo,
+        Visit, VisitId, VisitRepo, VisitSubscription,
     },
 };
 
@@ -79,8 +81,9 @@ impl VisitRepo for SqliteStore {
                 "INSERT INTO visits AS v
                      (id, configuration_id, external_meeting_id, graph_meeting_id, join_web_url,
                       join_url_key, organizer_object_id, practitioner_fhir_id, appointment_fhir_id,
-                      encounter_fhir_id, patient_fhir_id, conference_id, created_at, ended_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+                      encounter_fhir_id, patient_fhir_id, conference_id, created_at, ended_at,
+                      patient_key, appointment_key)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
                  ON CONFLICT (configuration_id, external_meeting_id) DO UPDATE SET
                      graph_meeting_id = COALESCE(v.graph_meeting_id, excluded.graph_meeting_id),
                      join_web_url = COALESCE(v.join_web_url, excluded.join_web_url),
@@ -93,7 +96,9 @@ impl VisitRepo for SqliteStore {
                          COALESCE(v.appointment_fhir_id, excluded.appointment_fhir_id),
                      encounter_fhir_id = COALESCE(v.encounter_fhir_id, excluded.encounter_fhir_id),
                      patient_fhir_id = COALESCE(v.patient_fhir_id, excluded.patient_fhir_id),
-                     conference_id = COALESCE(v.conference_id, excluded.conference_id)
+                     conference_id = COALESCE(v.conference_id, excluded.conference_id),
+                     patient_key = COALESCE(v.patient_key, excluded.patient_key),
+                     appointment_key = COALESCE(v.appointment_key, excluded.appointment_key)
                  RETURNING {returning}"
             );
             let raw = tx
@@ -116,6 +121,8 @@ impl VisitRepo for SqliteStore {
                         v.conference_id,
                         to_millis(v.created_at),
                         v.ended_at.map(to_millis),
+                        v.patient_key,
+                        v.appointment_key,
                     ],
                     |row| RawVisit::from_row(row, 0),
                 )
@@ -550,5 +557,53 @@ fn subscription_row(
             expires_at,
         )?)),
         _ => Ok(None),
+    }
+}
+
+#[async_trait]
+impl RetentionRepo for SqliteStore {
+    async fn visits_without_keys(&self, limit: u32) -> Result<Vec<Visit>, StoreError> {
+        self.read(move |conn| {
+            let sql = format!(
+                "SELECT {VISIT_COLUMNS} FROM visits v
+                 WHERE {} AND {} LIMIT ?1",
+                retention::HAS_REFERENCES,
+                retention::WITHOUT_KEYS
+            );
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let rows =
+                stmt.query_map(params![i64::from(limit)], |row| RawVisit::from_row(row, 0))?;
+            rows.map(|raw| raw?.into_visit()).collect()
+        })
+        .await
+    }
+
+    async fn purge_references(
+        &self,
+        ended_before: DateTime<Utc>,
+        open_created_before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<PurgedReferences, StoreError> {
+        let purged = self
+            .write(move |tx| {
+                let args = params![
+                    to_millis(ended_before),
+                    to_millis(open_created_before),
+                    i64::from(limit)
+                ];
+                let events =
+                    tx.execute(&retention::purge_events("?1", "?2", "?3", "'null'"), args)?;
+                let visits = tx.execute(&retention::purge_visits("?1", "?2", "?3"), args)?;
+                Ok(PurgedReferences {
+                    visits: visits as u64,
+                    events: events as u64,
+                })
+            })
+            .await?;
+        if purged != PurgedReferences::default() {
+            // The old row versions are in the write-ahead log until it is checkpointed.
+            self.checkpoint().await?;
+        }
+        Ok(purged)
     }
 }

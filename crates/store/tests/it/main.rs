@@ -34,6 +34,7 @@ mod leases;
 mod migrations;
 mod outbox;
 mod pending;
+mod retention;
 mod sessions;
 mod tenants;
 mod upkeep;

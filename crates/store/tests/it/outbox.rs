@@ -534,6 +534,28 @@ async fn events_and_outbox_survive_reopening_and_events_are_immutable(db: TestDb
         .await
         .unwrap_err();
     assert!(err.contains("immutable"), "{err}");
+    // The retention purge's change is the only one allowed, and only on its own.
+    let null = match db.backend {
+        Backend::Sqlite => "'null'",
+        Backend::Postgres => "'null'::jsonb",
+    };
+    let err = db
+        .execute_raw(&format!(
+            "UPDATE visit_events SET audit_event = {null}, occurred_at = 0"
+        ))
+        .await
+        .unwrap_err();
+    assert!(err.contains("immutable"), "{err}");
+    let err = db
+        .execute_raw("UPDATE visit_events SET audit_event = '{\"resourceType\": \"Basic\"}'")
+        .await
+        .unwrap_err();
+    assert!(err.contains("immutable"), "{err}");
+    assert_eq!(
+        db.execute_raw(&format!("UPDATE visit_events SET audit_event = {null}"))
+            .await,
+        Ok(1)
+    );
 }
 
 async fn the_events_of_many_visits_are_read_at_once_without_their_bodies(db: TestDb) {

@@ -32,6 +32,8 @@ pub(crate) fn visit(id: &str, configuration: &ConfigurationId, key: &str) -> Vis
         conference_id: None,
         created_at: at(0),
         ended_at: None,
+        patient_key: None,
+        appointment_key: None,
     }
 }
 
