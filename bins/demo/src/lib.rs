@@ -84,7 +84,8 @@ impl RunningDemo {
         format!(
             "VisitBridge demo is running (sandbox EHR and Microsoft 365, all on this machine):\n\
              \n  EHR schedule:   {schedule}\n  Portal:         {portal}\n  Meeting rooms:  {rooms}\n  \
-             EHR audit log:  {audit}\n  Launch service: {launch}\n  Metrics:        {metrics}\n\
+             EHR audit log:  {audit}\n  Launch service: {launch}\n  Metrics:        {metrics}\n  \
+             Auditor (FHIR): {auditor} (signed in to the portal as the admin)\n\
              \nWalk-through: open the EHR schedule and click \"Begin virtual visit\" as the clinician\n\
              (first time: pick the clinician at the Microsoft sign-in), then as the patient; admit the\n\
              patient in the meeting room and watch the clinician's live panel.\n\
@@ -96,6 +97,10 @@ impl RunningDemo {
             audit = self.ehr_audit_url,
             launch = self.launch_url,
             metrics = self.metrics_url,
+            auditor = format_args!(
+                "{}/fhir/AuditEvent",
+                self.portal_url.as_str().trim_end_matches('/')
+            ),
             admin = self.admin,
             approver = self.approver,
             db = self.database,
@@ -212,8 +217,14 @@ lobby_status = "sandbox-in-lobby"
         client = toml_str(DEMO_EHR_CLIENT_ID),
     ))
     .context("the demo's launch configuration")?;
+    // One deployment secret for both services, as a deployment shares it: the portal's auditor
+    // endpoint finds visits by the keyed hashes the launch service makes with it.
+    let deployment_secret = visitbridge_http::Secret::new(
+        visitbridge_http::random_token(32).context("generating the deployment secret")?,
+    );
     let launch_config = LaunchConfig {
         database: database.clone(),
+        deployment_secret: deployment_secret.clone(),
         ..launch_config
     };
     let launch = LaunchService::build(launch_config, launch_url.clone())
@@ -259,6 +270,7 @@ usernames = [{admin}]
     .context("the demo's portal configuration")?;
     let portal_config = PortalConfig {
         database: database.clone(),
+        deployment_secret,
         ..portal_config
     };
     let portal = PortalState::new(portal_config, store).context("starting the portal")?;

@@ -105,6 +105,12 @@ pub struct AppState {
 
 /// The lease of the replica that renews Graph subscriptions.
 const RENEWAL_LEASE: &str = "graph-subscription-renewals";
+/// The lease of the retention purge (one replica purges at a time).
+const RETENTION_LEASE: &str = "patient-reference-retention";
+/// How long the retention lease outlives its holder's last renewal: renewed while a purge runs,
+/// so it only needs to outlast a renewal period; when the holder dies, another replica purges
+/// from its next round after this.
+const RETENTION_LEASE_TTL: Duration = Duration::from_secs(10);
 /// The shortest renewal lease (it is three upkeep ticks, at least this): a replica that died
 /// holding it delays renewals by at most that, well inside the renewal margin.
 const RENEWAL_LEASE_MIN: Duration = Duration::from_secs(2);
@@ -516,11 +522,19 @@ impl LaunchService {
             Arc::clone(&store) as Arc<dyn AuditStore>,
             ReferenceKeys::new(&state.inner.deployment_secret),
             Duration::from_secs(u64::from(config.audit_retention_days) * 24 * 3600),
-            // A call whose end was never heard is watched this long (its subscription's age).
+            // A meeting is watched this long (its subscription's age): a call may be rejoined.
             Duration::from_secs(config.upkeep.subscription_max_age_hours * 3600),
             Arc::new(SystemClock),
         );
         let every = Duration::from_secs(config.housekeeping_seconds.max(1));
+        let housekeeper = format!(
+            "launch-{}",
+            random_token(12).map_err(|source| BuildError::Generate {
+                what: "instance id",
+                source,
+            })?
+        );
+        let leases = Arc::clone(&store);
         tasks.push(tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             loop {
@@ -533,17 +547,31 @@ impl LaunchService {
                 if let Err(e) = inner.store.purge_expired_sessions(now).await {
                     tracing::warn!(error = %e, "cannot purge expired sessions");
                 }
-                match retention.run().await {
-                    Ok(run) if run.keyed + run.purged.visits + run.purged.events > 0 => {
-                        tracing::info!(
-                            keyed = run.keyed,
-                            visits = run.purged.visits,
-                            events = run.purged.events,
-                            "patient references past retention purged"
-                        );
+                // On one replica at a time: the purge's serializable batches would only conflict.
+                let purge = async {
+                    match retention.run().await {
+                        Ok(run) if run.keyed + run.purged.visits + run.purged.events > 0 => {
+                            tracing::info!(
+                                keyed = run.keyed,
+                                visits = run.purged.visits,
+                                events = run.purged.events,
+                                "patient references past retention purged"
+                            );
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "cannot purge patient references"),
                     }
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "cannot purge patient references"),
+                };
+                if let Err(e) = while_leased(
+                    &*leases,
+                    RETENTION_LEASE,
+                    &housekeeper,
+                    RETENTION_LEASE_TTL,
+                    purge,
+                )
+                .await
+                {
+                    tracing::warn!(error = %e, "cannot take the retention lease");
                 }
                 inner.writeback.configure_all().await;
                 inner.live.evict_idle();

@@ -50,17 +50,22 @@ pub(crate) struct ApiClient {
     actor: Actor,
 }
 
-impl FromRequestParts<AppState> for ApiClient {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let presented = parts
+impl ApiClient {
+    /// The client of a request's `Authorization: Bearer <API key>`; `None` without a bearer
+    /// token, [`PortalError::SignInRequired`] for an unknown key.
+    pub(crate) async fn of_bearer(
+        parts: &Parts,
+        state: &AppState,
+    ) -> Result<Option<Self>, PortalError> {
+        let Some(presented) = parts
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim)
-            .ok_or(PortalError::SignInRequired)?;
+        else {
+            return Ok(None);
+        };
         // Every key is compared (in constant time), so the time taken does not tell which
         // key came close.
         let mut matched = None;
@@ -71,15 +76,30 @@ impl FromRequestParts<AppState> for ApiClient {
         }
         let Some(key) = matched else {
             tracing::warn!("api request with an unknown key");
-            return Err(PortalError::SignInRequired.into());
+            return Err(PortalError::SignInRequired);
         };
         let username =
             Username::new(format!("api-key:{}", key.name)).map_err(PortalError::internal)?;
         let tenant = tenant_for(state, &key.microsoft_tenant_id, Some(&username)).await?;
-        Ok(Self {
+        Ok(Some(Self {
             actor: Actor::admin(tenant.clone(), username),
             tenant,
-        })
+        }))
+    }
+
+    /// The key's organisation.
+    pub(crate) fn tenant(&self) -> &TenantId {
+        &self.tenant
+    }
+}
+
+impl FromRequestParts<AppState> for ApiClient {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        Ok(Self::of_bearer(parts, state)
+            .await?
+            .ok_or(PortalError::SignInRequired)?)
     }
 }
 

@@ -72,9 +72,16 @@ pub struct PortalConfig {
     /// Who is an admin, per Microsoft (Entra) tenant.
     #[serde(default)]
     pub admins: Vec<TenantAdmins>,
-    /// Keys of the JSON API, each acting as an admin of one tenant.
+    /// Keys of the JSON API, each acting as an admin of one tenant (also for the auditor's FHIR
+    /// endpoint, `/fhir`).
     #[serde(default)]
     pub api_keys: Vec<ApiKeyConfig>,
+    /// The launch service's deployment secret (the same value): the store keeps a visit's
+    /// patient and appointment ids only as keyed hashes under it, so the auditor's FHIR search
+    /// by `entity` or `patient` needs it. Without it those searches are refused; searches by date
+    /// still work. Better from `VISITBRIDGE_PORTAL_DEPLOYMENT_SECRET` than in the file.
+    #[serde(default)]
+    pub deployment_secret: Secret,
     /// Timeouts of outbound calls (Entra, the EHR's SMART and FHIR endpoints).
     #[serde(default)]
     pub http: HttpTimeouts,
@@ -253,6 +260,11 @@ impl PortalConfig {
 
     /// Checks the values that cannot be checked by their types alone.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if !self.deployment_secret.is_empty() && self.deployment_secret.expose().len() < 32 {
+            return Err(ConfigError::invalid(
+                "the deployment secret must be at least 32 characters (the launch service's)",
+            ));
+        }
         let base = &self.public_base_url;
         if base.host().is_none()
             || base.query().is_some()
@@ -390,6 +402,13 @@ pub struct Cli {
         hide_env_values = true
     )]
     pub entra_client_secret: Option<String>,
+    /// The launch service's deployment secret, over the file's `deployment_secret`.
+    #[arg(
+        long,
+        env = "VISITBRIDGE_PORTAL_DEPLOYMENT_SECRET",
+        hide_env_values = true
+    )]
+    pub deployment_secret: Option<String>,
     /// Not allowed (the EHR sign-in uses no client secret): read only so that a deployment still
     /// setting it is refused with the reason at start-up.
     #[arg(
@@ -454,6 +473,9 @@ impl Cli {
         }
         if let Some(secret) = &self.ehr_client_secret {
             config.ehr_sign_in.client_secret = Secret::new(secret.clone());
+        }
+        if let Some(secret) = &self.deployment_secret {
+            config.deployment_secret = Secret::new(secret.clone());
         }
         if self.dev_mode {
             config.dev_mode = true;

@@ -347,6 +347,7 @@ fn is_api(path: &str) -> bool {
 /// probes' plain-text `503`) passes unchanged.
 pub(crate) async fn render_layer_rejections(request: Request, next: Next) -> Response {
     let api = is_api(request.uri().path());
+    let fhir = request.uri().path().starts_with("/fhir/");
     let method = request.method().clone();
     let response = next.run(request).await;
     let status = response.status();
@@ -380,7 +381,9 @@ pub(crate) async fn render_layer_rejections(request: Request, next: Next) -> Res
         }
     };
     let allow = response.headers().get(header::ALLOW).cloned();
-    let mut rendered = if api {
+    let mut rendered = if fhir {
+        crate::fhir::refusal(error)
+    } else if api {
         ApiError(error).into_response()
     } else {
         error.into_response()

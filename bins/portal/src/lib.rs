@@ -77,6 +77,7 @@ mod config;
 mod ehr;
 mod error;
 mod extract;
+mod fhir;
 mod forms;
 mod pages;
 mod probe;
@@ -161,6 +162,7 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .nest("/api/v1", api::router())
+        .nest("/fhir", fhir::router())
         .fallback(|| async { PortalError::NoSuchPage })
         // After the nest: the API's routes keep their own (problem JSON) fallback.
         .method_not_allowed_fallback(|method: Method| async move {

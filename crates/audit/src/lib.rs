@@ -77,6 +77,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod auditor;
 mod error;
 mod event_id;
 mod record;

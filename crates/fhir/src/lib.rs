@@ -70,6 +70,7 @@ mod client;
 mod error;
 mod model;
 mod search;
+pub mod server;
 
 pub use auth::{StaticToken, TokenSource, TokenSourceError};
 pub use base_url::FhirBaseUrl;

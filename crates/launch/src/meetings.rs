@@ -62,9 +62,22 @@ pub(crate) fn stored_ids<'a>(keys: &'a ReferenceKeys, visit: &'a Visit) -> Store
 }
 
 /// `visit` with the keyed hashes of its clear patient and appointment ids filled in where it has
-/// none.
+/// none, and without a clear id that is not the one its stored key was made of (a row whose ids
+/// were purged keeps its keys; the ids a later launch brings must be the same ones, or the
+/// AuditEvents would name one patient while attestation holds to another).
 pub(crate) fn with_keys(keys: &ReferenceKeys, mut visit: Visit) -> Visit {
-    let configuration = visit.configuration_id.as_str();
+    let configuration = visit.configuration_id.as_str().to_owned();
+    let configuration = configuration.as_str();
+    if let (Some(key), Some(id)) = (&visit.patient_key, &visit.patient_fhir_id)
+        && keys.patient(configuration, id).as_str() != key
+    {
+        visit.patient_fhir_id = None;
+    }
+    if let (Some(key), Some(id)) = (&visit.appointment_key, &visit.appointment_fhir_id)
+        && keys.appointment(configuration, id).as_str() != key
+    {
+        visit.appointment_fhir_id = None;
+    }
     if visit.patient_key.is_none() {
         visit.patient_key = visit
             .patient_fhir_id
@@ -370,5 +383,82 @@ impl Ports<'_> {
             tracing::warn!(error = %e, visit_id = %visit.id, "cannot keep the patient's join url");
         }
         Ok(url.url)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+
+    use super::*;
+
+    fn visit() -> Visit {
+        Visit {
+            id: VisitId::new("v-1").unwrap(),
+            configuration_id: ConfigurationId::new("cfg-1").unwrap(),
+            external_meeting_id: "vb-1".into(),
+            graph_meeting_id: None,
+            join_web_url: None,
+            organizer_object_id: None,
+            practitioner_fhir_id: None,
+            appointment_fhir_id: None,
+            encounter_fhir_id: None,
+            patient_fhir_id: None,
+            conference_id: None,
+            created_at: Utc::now(),
+            ended_at: None,
+            patient_key: None,
+            appointment_key: None,
+        }
+    }
+
+    #[test]
+    fn keys_are_filled_in_and_a_clear_id_that_is_not_the_keyed_one_is_dropped() {
+        let keys = ReferenceKeys::new(&Secret::new("0123456789abcdef0123456789abcdef"));
+        let fresh = with_keys(
+            &keys,
+            Visit {
+                patient_fhir_id: Some("pat-1".into()),
+                appointment_fhir_id: Some("appt-1".into()),
+                ..visit()
+            },
+        );
+        assert_eq!(
+            fresh.patient_key.as_deref(),
+            Some(keys.patient("cfg-1", "pat-1").as_str())
+        );
+        assert_eq!(
+            fresh.appointment_key.as_deref(),
+            Some(keys.appointment("cfg-1", "appt-1").as_str())
+        );
+        // Purged, then a launch brings ids again: the same ones are kept, other ones are not.
+        let purged = Visit {
+            patient_fhir_id: None,
+            appointment_fhir_id: None,
+            ..fresh
+        };
+        let same = with_keys(
+            &keys,
+            Visit {
+                patient_fhir_id: Some("pat-1".into()),
+                appointment_fhir_id: Some("appt-1".into()),
+                ..purged.clone()
+            },
+        );
+        assert_eq!(same.patient_fhir_id.as_deref(), Some("pat-1"));
+        assert_eq!(same.appointment_fhir_id.as_deref(), Some("appt-1"));
+        let other = with_keys(
+            &keys,
+            Visit {
+                patient_fhir_id: Some("pat-2".into()),
+                appointment_fhir_id: Some("appt-2".into()),
+                ..purged.clone()
+            },
+        );
+        assert_eq!(
+            (other.patient_fhir_id, other.appointment_fhir_id),
+            (None, None)
+        );
+        assert_eq!(other.patient_key, purged.patient_key, "the key stays");
     }
 }

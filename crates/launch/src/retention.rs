@@ -41,8 +41,8 @@ pub struct Retention {
 
 impl Retention {
     /// Purges what names a visit's patient `period` after the visit's last use
-    /// (`audit_retention_days`): its call's end, or, when no end was heard, `open_visit_lifetime`
-    /// after its creation (when its meeting stops being watched). `keys` are the deployment's
+    /// (`audit_retention_days`): its call's last end, or, if later, `open_visit_lifetime` after
+    /// its creation, when its meeting stops being watched (until then a call may be rejoined). `keys` are the deployment's
     /// (see [`ReferenceKeys`]).
     pub fn new(
         store: Arc<dyn AuditStore>,
@@ -69,11 +69,20 @@ impl Retention {
             if unkeyed.is_empty() {
                 break;
             }
+            let batch = unkeyed.len();
+            let mut failed = 0;
             for visit in unkeyed {
-                self.store
-                    .upsert_visit(&with_keys(&self.keys, visit))
-                    .await?;
-                run.keyed += 1;
+                // One row that cannot be keyed (a corrupt one) must not hold every other back.
+                match self.store.upsert_visit(&with_keys(&self.keys, visit)).await {
+                    Ok(_) => run.keyed += 1,
+                    Err(e) => {
+                        failed += 1;
+                        tracing::warn!(error = %e, "cannot key a visit's patient references");
+                    }
+                }
+            }
+            if failed == batch {
+                break;
             }
         }
         let now = self.clock.now();

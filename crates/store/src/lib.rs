@@ -91,9 +91,9 @@ pub use repo::{
 };
 pub use sqlite::SqliteStore;
 pub use visits::{
-    AuditRepo, AuditStore, ClaimedDelivery, EventId, EventOrigin, EventParticipant, EventSummary,
-    GraphSubscriptionId, MAX_ERROR_LEN, NewDelivery, OutboxDepth, OutboxId, OutboxItem, OutboxRepo,
-    OutboxState, ParticipantClass, PurgedReferences, Reconciliation, ReconciliationClaim,
-    RecordOutcome, RetentionRepo, SinkName, StoredEvent, Visit, VisitChange, VisitEventKind,
-    VisitId, VisitRepo, VisitSubscription,
+    AuditEventFilter, AuditRepo, AuditStore, ClaimedDelivery, EventId, EventOrigin,
+    EventParticipant, EventSummary, GraphSubscriptionId, MAX_ERROR_LEN, NewDelivery, OutboxDepth,
+    OutboxId, OutboxItem, OutboxRepo, OutboxState, ParticipantClass, PurgedReferences,
+    Reconciliation, ReconciliationClaim, RecordOutcome, RetentionRepo, SinkName, StoredEvent,
+    Visit, VisitChange, VisitEventKind, VisitId, VisitRepo, VisitSubscription,
 };

@@ -62,8 +62,10 @@ pub(crate) const VISIT_COLUMNS: &str = "v.id, v.configuration_id, v.external_mee
 /// backend's parameters and `{null}` for its JSON `null` (see [`crate::RetentionRepo`]).
 pub(crate) mod retention {
     /// Visit `v` is past retention at `{before}`: nothing will build or send its AuditEvents.
-    const PAST: &str = "(CASE WHEN v.ended_at IS NULL THEN v.created_at < {open_before}
-              ELSE v.ended_at < {before} END)
+    /// Its meeting is no longer watched (created before `{open_before}`: a call that ended may
+    /// be joined again while it is), and its last call ended before `{before}`.
+    const PAST: &str = "v.created_at < {open_before}
+        AND (v.ended_at IS NULL OR v.ended_at < {before})
         AND v.reconcile_after IS NULL
         AND NOT EXISTS (SELECT 1 FROM visit_events n
                         WHERE n.visit_id = v.id AND n.recorded_at >= {before})

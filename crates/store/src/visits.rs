@@ -567,6 +567,13 @@ pub trait AuditRepo: Send + Sync {
     ) -> Result<HashMap<VisitId, Vec<EventSummary>>, StoreError>;
     /// One event.
     async fn get_event(&self, id: &EventId) -> Result<Option<StoredEvent>, StoreError>;
+    /// What an auditor's search finds: the events that still have their AuditEvent (not purged
+    /// after retention) and match `filter`, by recorded time then id, at most `limit`. One read.
+    async fn search_audit_events(
+        &self,
+        filter: &AuditEventFilter,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, StoreError>;
     /// Visits that got new events from other processes on this database, as they commit: how a
     /// replica's live panels learn of events another replica recorded (its own recordings it
     /// has already shown, so they are not announced to it). `None` where one process
@@ -577,6 +584,24 @@ pub trait AuditRepo: Send + Sync {
     fn visit_changes(&self) -> Option<tokio::sync::broadcast::Receiver<VisitChange>> {
         None
     }
+}
+
+/// Which events an auditor's search asks for ([`AuditRepo::search_audit_events`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditEventFilter {
+    /// Events of visits of these configurations only (none: nothing matches).
+    pub configurations: Vec<ConfigurationId>,
+    /// When not empty: only of visits whose patient key ([`Visit::patient_key`]) is one of these.
+    pub patient_keys: Vec<String>,
+    /// When not empty: only of visits whose appointment key is one of these.
+    pub appointment_keys: Vec<String>,
+    /// Recorded at or after this.
+    pub recorded_from: Option<DateTime<Utc>>,
+    /// Recorded before this.
+    pub recorded_before: Option<DateTime<Utc>>,
+    /// Only events after this one in the search's order (recorded time, then id): a page's
+    /// cursor.
+    pub after: Option<(DateTime<Utc>, EventId)>,
 }
 
 /// An item of [`AuditRepo::visit_changes`].
@@ -673,10 +698,11 @@ pub struct PurgedReferences {
 
 /// What the store keeps about a visit's patient, and for how long.
 ///
-/// A visit is *past retention* when its call ended before `ended_before` (or, if no end was ever
-/// heard, it was created before `open_created_before`: a call that is no longer watched), nothing
-/// was recorded for it since `ended_before`, none of its outbox rows is still pending and no
-/// reconciliation is scheduled: nothing will build or send an AuditEvent of it any more. Its AuditEvents (which name the patient for the EHR) and clear ids are then
+/// A visit is *past retention* when it was created before `open_created_before` (its meeting is
+/// no longer watched: a call that ended may be joined again while it is), its last call ended
+/// (if an end was heard) before `ended_before`, nothing was recorded for it since
+/// `ended_before`, none of its outbox rows is still pending and no reconciliation is scheduled:
+/// nothing will build or send an AuditEvent of it any more. Its AuditEvents (which name the patient for the EHR) and clear ids are then
 /// purged; the event summaries, the outbox rows and the keyed hashes stay.
 #[async_trait]
 pub trait RetentionRepo: Send + Sync {
@@ -686,9 +712,11 @@ pub trait RetentionRepo: Send + Sync {
     async fn visits_without_keys(&self, limit: u32) -> Result<Vec<Visit>, StoreError>;
     /// For up to `limit` visits past retention: replaces their events' AuditEvents
     /// by JSON `null`, and removes their clear patient, appointment, encounter and conference
-    /// ids when the patient and appointment ids have their keyed hashes. Deleted content does
-    /// not linger in the database's free space or journal (SQLite: `secure_delete` and a
-    /// checkpoint after a purge; PostgreSQL: autovacuum reclaims the old row versions).
+    /// ids when the patient and appointment ids have their keyed hashes. On SQLite deleted
+    /// content does not linger in free space (`secure_delete`) or the write-ahead log (each call
+    /// checkpoints it while one is owed). On PostgreSQL old row versions stay in the table's
+    /// pages until vacuum reuses them, and in its WAL archives and backups for as long as those
+    /// are kept: an operator keeps those no longer than the retention.
     async fn purge_references(
         &self,
         ended_before: DateTime<Utc>,

@@ -45,6 +45,7 @@ pub mod entra;
 pub mod epic;
 pub mod faults;
 pub mod fhir;
+pub mod fhir_schema;
 pub mod fixtures;
 pub mod fuzz;
 pub mod graph;

@@ -475,6 +475,13 @@ impl Env {
         self.resume().await;
     }
 
+    /// Restarts the service with its configuration file changed by `edit` (as a deployment of a
+    /// new configuration would).
+    pub(crate) async fn restart_with_config(&mut self, edit: impl FnOnce(&str) -> String) {
+        self.config = edit(&self.config);
+        self.restart().await;
+    }
+
     /// A launch URL of a record, with the EHR's `iss` and a `launch`, the record context, and
     /// `extra` parameters.
     pub(crate) fn launch_url(&self, record: &str, extra: &[(&str, &str)]) -> String {

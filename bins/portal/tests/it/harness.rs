@@ -25,6 +25,8 @@ use wiremock::{
 pub(crate) const PUBLIC: &str = "https://portal.example.test";
 /// The portal's client registration at the EHR, for approvers' sign-ins.
 pub(crate) const EHR_CLIENT_ID: &str = "visitbridge-portal";
+/// The deployment secret the portal shares with the launch service (visit ids are keyed with it).
+pub(crate) const DEPLOYMENT_SECRET: &str = "portal-test-deployment-secret-0123456789abcdef";
 /// The JSON API key of the first organisation.
 pub(crate) const API_KEY: &str = "api-key-of-contoso-0123456789abcdef0123";
 /// A second organisation, with its own admin.
@@ -170,6 +172,7 @@ impl Portal {
             database = "{db}"
             launch_base_url = "https://visits.example.test"
             dev_mode = true
+            deployment_secret = "{DEPLOYMENT_SECRET}"
 
             [entra]
             authority = "{base}/organizations"

@@ -6,6 +6,7 @@ mod approval;
 mod bad_input;
 mod binary;
 mod binary_crash;
+mod fhir;
 mod fuzz;
 mod harness;
 mod process;

@@ -183,3 +183,70 @@ fn odd_but_real_ehr_values_are_kept() {
         "re-emitted as the number FHIR wants"
     );
 }
+
+#[test]
+fn what_we_serve_is_valid_r4_by_hl7s_schema_and_fhir_sdk() {
+    use visitbridge_fhir::server::{DateRange, RequestError, SearchMatch, searchset};
+    use visitbridge_testkit::fhir_schema::r4_schema_errors;
+
+    let mut matches = Vec::new();
+    for (n, action) in [
+        ParticipantAction::Connected,
+        ParticipantAction::Disconnected,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let id = format!("0b1f6c1e-2f6a-5b1a-9d8e-00000000000{n}");
+        let mut resource = serde_json::to_value(participant_event(
+            &id,
+            action,
+            AuditAgent::Patient(fhir::PATIENT_ID.parse().unwrap()),
+        ))
+        .unwrap();
+        resource["id"] = Value::String(id.clone());
+        matches.push(SearchMatch {
+            full_url: format!("https://portal.example/fhir/AuditEvent/{id}"),
+            resource,
+        });
+    }
+    let page = searchset(
+        "https://portal.example/fhir/AuditEvent?date=ge2026-03-05&_count=2",
+        Some("https://portal.example/fhir/AuditEvent?date=ge2026-03-05&_count=2&ct=abc"),
+        matches,
+        chrono::Utc::now(),
+    );
+    let empty = searchset(
+        "https://portal.example/fhir/AuditEvent",
+        None,
+        Vec::new(),
+        chrono::Utc::now(),
+    );
+    let refusals = [
+        DateRange::parse("soon").unwrap_err(),
+        RequestError::NotSupported("x".into()),
+        RequestError::NotFound("x".into()),
+        RequestError::Login("x".into()),
+        RequestError::Forbidden("x".into()),
+        RequestError::Exception,
+    ];
+    let mut documents = vec![page, empty];
+    documents.extend(refusals.iter().map(RequestError::outcome));
+    for document in documents {
+        assert_eq!(
+            r4_schema_errors(&document),
+            Vec::<String>::new(),
+            "{document}"
+        );
+        sdk_parses(&document.to_string());
+    }
+    // The check can fail: a page whose entry lost its resource type is not R4.
+    let mut broken = searchset(
+        "https://p/fhir/AuditEvent",
+        None,
+        Vec::new(),
+        chrono::Utc::now(),
+    );
+    broken["type"] = Value::String("search-results".into());
+    assert!(!r4_schema_errors(&broken).is_empty());
+}

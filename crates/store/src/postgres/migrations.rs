@@ -54,7 +54,18 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
                       what the retention purge removes",
         sql: V7,
     },
+    Migration {
+        description: "indexes of visits by patient and appointment key, for the auditor's search",
+        sql: V8,
+    },
 ];
+
+// Version 8: the auditor's FHIR search by patient or appointment finds visits by their keys.
+const V8: &str = r#"
+CREATE INDEX visits_by_patient_key ON visits (patient_key) WHERE patient_key IS NOT NULL;
+CREATE INDEX visits_by_appointment_key ON visits (appointment_key)
+    WHERE appointment_key IS NOT NULL;
+"#;
 
 const V7: &str = r#"
 ALTER TABLE visits ADD COLUMN patient_key TEXT;

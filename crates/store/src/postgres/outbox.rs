@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tokio_postgres::IsolationLevel;
+use visitbridge_approval::ConfigurationId;
 
 use super::{PostgresStore, Violation, serializable, transaction, violated_constraint};
 use crate::records::{
@@ -15,8 +16,9 @@ use crate::records::{
 use crate::{
     StoreError,
     visits::{
-        AuditRepo, ClaimedDelivery, EventId, EventSummary, NewDelivery, OutboxDepth, OutboxId,
-        OutboxItem, OutboxRepo, RecordOutcome, StoredEvent, VisitEventKind, VisitId,
+        AuditEventFilter, AuditRepo, ClaimedDelivery, EventId, EventSummary, NewDelivery,
+        OutboxDepth, OutboxId, OutboxItem, OutboxRepo, RecordOutcome, StoredEvent, VisitEventKind,
+        VisitId,
     },
 };
 
@@ -177,6 +179,64 @@ impl AuditRepo for PostgresStore {
             .await?
             .map(|row| event_of(&row, 0))
             .transpose()
+    }
+
+    async fn search_audit_events(
+        &self,
+        filter: &AuditEventFilter,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        if filter.configurations.is_empty() {
+            return Ok(Vec::new());
+        }
+        let configurations: Vec<&str> = filter
+            .configurations
+            .iter()
+            .map(ConfigurationId::as_str)
+            .collect();
+        let list = |items: &[String]| -> Option<Vec<String>> {
+            (!items.is_empty()).then(|| items.to_vec())
+        };
+        let patients = list(&filter.patient_keys);
+        let appointments = list(&filter.appointment_keys);
+        let from = filter.recorded_from.map_or(i64::MIN, to_millis);
+        let before = filter.recorded_before.map_or(i64::MAX, to_millis);
+        let (after_at, after_id) = filter
+            .after
+            .as_ref()
+            .map_or((i64::MIN, String::new()), |(at, id)| {
+                (to_millis(*at), id.as_str().to_owned())
+            });
+        let client = self.client().await?;
+        let sql = format!(
+            "SELECT {} FROM visit_events e JOIN visits v ON v.id = e.visit_id
+             WHERE e.audit_event <> 'null'::jsonb
+                 AND v.configuration_id = ANY($1)
+                 AND ($2::text[] IS NULL OR v.patient_key = ANY($2))
+                 AND ($3::text[] IS NULL OR v.appointment_key = ANY($3))
+                 AND e.recorded_at >= $4 AND e.recorded_at < $5
+                 AND (e.recorded_at, e.event_id) > ($6, $7)
+             ORDER BY e.recorded_at, e.event_id LIMIT $8",
+            event_columns()
+        );
+        client
+            .query(
+                &sql,
+                &[
+                    &configurations,
+                    &patients,
+                    &appointments,
+                    &from,
+                    &before,
+                    &after_at,
+                    &after_id,
+                    &i64::from(limit),
+                ],
+            )
+            .await?
+            .iter()
+            .map(|row| event_of(row, 0))
+            .collect()
     }
 }
 

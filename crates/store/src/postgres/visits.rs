@@ -522,7 +522,7 @@ impl RetentionRepo for PostgresStore {
     async fn visits_without_keys(&self, limit: u32) -> Result<Vec<Visit>, StoreError> {
         let client = self.client().await?;
         let sql = format!(
-            "SELECT {VISIT_COLUMNS} FROM visits v WHERE {} AND {} LIMIT $1",
+            "SELECT {VISIT_COLUMNS} FROM visits v WHERE {} AND {} ORDER BY v.created_at, v.id LIMIT $1",
             retention::HAS_REFERENCES,
             retention::WITHOUT_KEYS
         );

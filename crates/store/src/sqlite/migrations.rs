@@ -252,6 +252,13 @@ BEGIN
 END;
 "#;
 
+/// Version 8: the auditor's FHIR search by patient or appointment finds visits by their keys.
+const V8: &str = r#"
+CREATE INDEX visits_by_patient_key ON visits (patient_key) WHERE patient_key IS NOT NULL;
+CREATE INDEX visits_by_appointment_key ON visits (appointment_key)
+    WHERE appointment_key IS NOT NULL;
+"#;
+
 const MIGRATIONS_SLICE: &[M<'static>] = &[
     M::up(V1),
     M::up(V2),
@@ -260,6 +267,7 @@ const MIGRATIONS_SLICE: &[M<'static>] = &[
     M::up(V5),
     M::up(V6),
     M::up(V7),
+    M::up(V8),
 ];
 
 /// All migrations, oldest first.

@@ -20,6 +20,8 @@ use crate::StoreError;
 
 /// How long a connection waits for another process's write lock before failing with `BUSY`.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a checkpoint after a purge waits for readers before it is put off.
+const CHECKPOINT_WAIT: Duration = Duration::from_millis(200);
 /// Idle read connections kept open.
 const MAX_IDLE_READERS: usize = 4;
 
@@ -38,6 +40,9 @@ struct Inner {
     writer: Mutex<Connection>,
     /// `None` for an in-memory database, whose other connections would see another database.
     readers: Option<ReadPool>,
+    /// A purge changed rows whose old versions may still be in the write-ahead log, and no
+    /// checkpoint has emptied it since.
+    checkpoint_owed: std::sync::atomic::AtomicBool,
 }
 
 struct ReadPool {
@@ -67,6 +72,7 @@ impl SqliteStore {
                         path,
                         idle: Mutex::new(Vec::new()),
                     }),
+                    checkpoint_owed: std::sync::atomic::AtomicBool::new(false),
                 }),
             })
         })
@@ -83,6 +89,7 @@ impl SqliteStore {
                 inner: Arc::new(Inner {
                     writer: Mutex::new(writer),
                     readers: None,
+                    checkpoint_owed: std::sync::atomic::AtomicBool::new(false),
                 }),
             })
         })
@@ -129,13 +136,35 @@ impl SqliteStore {
         .await
     }
 
-    /// Copies the write-ahead log into the database and empties it (best effort: readers in
-    /// the middle of a read keep the frames they need; the next checkpoint takes them).
-    pub(crate) async fn checkpoint(&self) -> Result<(), StoreError> {
+    /// Notes that the write-ahead log holds old versions of purged rows until a checkpoint.
+    pub(crate) fn owe_checkpoint(&self) {
+        self.inner
+            .checkpoint_owed
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// When one is owed ([`Self::owe_checkpoint`]): copies the write-ahead log into the database
+    /// and empties it. Waits at most `CHECKPOINT_WAIT` for readers (the writer is held
+    /// meanwhile); when a reader is still in the way it stays owed, for the next call.
+    pub(crate) async fn checkpoint_if_owed(&self) -> Result<(), StoreError> {
+        use std::sync::atomic::Ordering;
+        if !self.inner.checkpoint_owed.load(Ordering::SeqCst) || self.inner.readers.is_none() {
+            return Ok(());
+        }
         let inner = Arc::clone(&self.inner);
         blocking(move || {
             let conn = inner.writer.lock().unwrap_or_else(PoisonError::into_inner);
-            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+            conn.busy_timeout(CHECKPOINT_WAIT)?;
+            // (busy, frames in the log, frames checkpointed)
+            let outcome = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {
+                row.get::<_, i64>(0)
+            });
+            conn.busy_timeout(BUSY_TIMEOUT)?;
+            if outcome? == 0 {
+                inner.checkpoint_owed.store(false, Ordering::SeqCst);
+            } else {
+                tracing::debug!("write-ahead log checkpoint put off: a reader is in the way");
+            }
             Ok(())
         })
         .await

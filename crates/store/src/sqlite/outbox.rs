@@ -14,8 +14,9 @@ use crate::records::{
 use crate::{
     StoreError,
     visits::{
-        AuditRepo, ClaimedDelivery, EventId, EventSummary, NewDelivery, OutboxDepth, OutboxId,
-        OutboxItem, OutboxRepo, RecordOutcome, StoredEvent, VisitEventKind, VisitId,
+        AuditEventFilter, AuditRepo, ClaimedDelivery, EventId, EventSummary, NewDelivery,
+        OutboxDepth, OutboxId, OutboxItem, OutboxRepo, RecordOutcome, StoredEvent, VisitEventKind,
+        VisitId,
     },
 };
 
@@ -155,6 +156,70 @@ impl AuditRepo for SqliteStore {
                 .query_row(params![id], |row| RawEvent::from_row(row, 0))
                 .optional()?;
             raw.map(RawEvent::into_event).transpose()
+        })
+        .await
+    }
+
+    async fn search_audit_events(
+        &self,
+        filter: &AuditEventFilter,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        if filter.configurations.is_empty() {
+            return Ok(Vec::new());
+        }
+        let json_list =
+            |what: &'static str, items: &[String]| -> Result<Option<String>, StoreError> {
+                if items.is_empty() {
+                    Ok(None)
+                } else {
+                    to_json(what, &items).map(Some)
+                }
+            };
+        let configurations = to_json(
+            "configuration ids",
+            &filter
+                .configurations
+                .iter()
+                .map(|c| c.as_str())
+                .collect::<Vec<_>>(),
+        )?;
+        let patients = json_list("patient keys", &filter.patient_keys)?;
+        let appointments = json_list("appointment keys", &filter.appointment_keys)?;
+        let from = filter.recorded_from.map_or(i64::MIN, to_millis);
+        let before = filter.recorded_before.map_or(i64::MAX, to_millis);
+        let (after_at, after_id) = filter
+            .after
+            .as_ref()
+            .map_or((i64::MIN, String::new()), |(at, id)| {
+                (to_millis(*at), id.as_str().to_owned())
+            });
+        self.read(move |conn| {
+            let sql = format!(
+                "SELECT {EVENT_COLUMNS} FROM visit_events e JOIN visits v ON v.id = e.visit_id
+                 WHERE e.audit_event <> 'null'
+                     AND v.configuration_id IN (SELECT value FROM json_each(?1))
+                     AND (?2 IS NULL OR v.patient_key IN (SELECT value FROM json_each(?2)))
+                     AND (?3 IS NULL OR v.appointment_key IN (SELECT value FROM json_each(?3)))
+                     AND e.recorded_at >= ?4 AND e.recorded_at < ?5
+                     AND (e.recorded_at > ?6 OR (e.recorded_at = ?6 AND e.event_id > ?7))
+                 ORDER BY e.recorded_at, e.event_id LIMIT ?8"
+            );
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let rows = stmt.query_map(
+                params![
+                    configurations,
+                    patients,
+                    appointments,
+                    from,
+                    before,
+                    after_at,
+                    after_id,
+                    i64::from(limit)
+                ],
+                |row| RawEvent::from_row(row, 0),
+            )?;
+            rows.map(|raw| raw?.into_event()).collect()
         })
         .await
     }

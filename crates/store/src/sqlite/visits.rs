@@ -566,7 +566,7 @@ impl RetentionRepo for SqliteStore {
         self.read(move |conn| {
             let sql = format!(
                 "SELECT {VISIT_COLUMNS} FROM visits v
-                 WHERE {} AND {} LIMIT ?1",
+                 WHERE {} AND {} ORDER BY v.created_at, v.id LIMIT ?1",
                 retention::HAS_REFERENCES,
                 retention::WITHOUT_KEYS
             );
@@ -602,8 +602,9 @@ impl RetentionRepo for SqliteStore {
             .await?;
         if purged != PurgedReferences::default() {
             // The old row versions are in the write-ahead log until it is checkpointed.
-            self.checkpoint().await?;
+            self.owe_checkpoint();
         }
+        self.checkpoint_if_owed().await?;
         Ok(purged)
     }
 }

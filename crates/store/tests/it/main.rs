@@ -26,6 +26,7 @@ macro_rules! on_both_backends {
     };
 }
 
+mod audit_search;
 mod concurrency;
 mod configurations;
 mod crash;

@@ -114,11 +114,14 @@ async fn visits_past_retention_lose_audit_events_and_clear_ids_but_keep_keys_and
         ("reconciling", true),
         ("open", true),
     ] {
-        store
-            .upsert_visit(&with_ids(id, &cfg, keyed))
-            .await
-            .unwrap();
-        record(&store, id, 1, VisitEventKind::CallStarted, 1).await;
+        // open: launched at 30, its call started and never ended.
+        let created = if id == "open" { 30 } else { 0 };
+        let visit = Visit {
+            created_at: at(created),
+            ..with_ids(id, &cfg, keyed)
+        };
+        store.upsert_visit(&visit).await.unwrap();
+        record(&store, id, 1, VisitEventKind::CallStarted, created + 1).await;
         if id != "open" {
             let end = if id == "recent" { 100 } else { 5 };
             record(&store, id, 2, VisitEventKind::CallEnded, end).await;
@@ -134,7 +137,13 @@ async fn visits_past_retention_lose_audit_events_and_clear_ids_but_keep_keys_and
         ["unkeyed"]
     );
 
-    let purged = store.purge_references(at(50), at(0), 100).await.unwrap();
+    // While the meetings are watched (created after the cut-off of the watch), a call that
+    // ended may still be rejoined: nothing goes.
+    assert_eq!(
+        store.purge_references(at(50), at(0), 100).await.unwrap(),
+        PurgedReferences::default()
+    );
+    let purged = store.purge_references(at(50), at(10), 100).await.unwrap();
     assert_eq!(
         purged,
         PurgedReferences {
@@ -172,7 +181,7 @@ async fn visits_past_retention_lose_audit_events_and_clear_ids_but_keep_keys_and
         "clear ids without keys stay until keyed"
     );
     assert_eq!(bodies(&store, "unkeyed").await, [json!(null), json!(null)]);
-    // A call whose end was never heard is kept until it is no longer watched.
+    // A call whose end was never heard is kept while its meeting is watched.
     for kept in ["retrying", "recent", "reconciling", "open"] {
         let v = store.get_visit(&vid(kept)).await.unwrap().unwrap();
         assert!(v.patient_fhir_id.is_some(), "{kept} lost its ids");
@@ -194,14 +203,14 @@ async fn visits_past_retention_lose_audit_events_and_clear_ids_but_keep_keys_and
         .unwrap();
     assert!(store.visits_without_keys(10).await.unwrap().is_empty());
     assert_eq!(
-        store.purge_references(at(50), at(0), 100).await.unwrap(),
+        store.purge_references(at(50), at(10), 100).await.unwrap(),
         PurgedReferences {
             visits: 1,
             events: 0
         }
     );
     assert_eq!(
-        store.purge_references(at(50), at(0), 100).await.unwrap(),
+        store.purge_references(at(50), at(10), 100).await.unwrap(),
         PurgedReferences::default()
     );
 
@@ -226,16 +235,16 @@ async fn visits_past_retention_lose_audit_events_and_clear_ids_but_keep_keys_and
         }
     }
     assert_eq!(dead.len(), 2);
-    let purged = store.purge_references(at(50), at(0), 100).await.unwrap();
+    let purged = store.purge_references(at(50), at(10), 100).await.unwrap();
     assert_eq!(purged.visits, 1, "retrying, now dead, is purged");
     assert!(!store.redrive(dead[0], at(2001)).await.unwrap());
     assert_eq!(
-        store.purge_references(at(50), at(1), 100).await.unwrap(),
+        store.purge_references(at(50), at(31), 100).await.unwrap(),
         PurgedReferences {
             visits: 1,
             events: 1
         },
-        "open, created before the watch ended"
+        "open, no longer watched"
     );
 
     if let Some(dir) = db.dir() {
