@@ -157,6 +157,7 @@ pub fn app(state: AppState) -> Router {
         .route("/visits", get(visit_pages::list))
         .route("/visits.csv", get(visit_pages::csv))
         .route("/visits/{id}", get(visit_pages::detail))
+        .route("/visits/{id}/redrive", post(visit_pages::redrive))
         .route("/static/portal.css", get(css))
         .route("/static/portal.js", get(js))
         .route("/healthz", get(|| async { "ok" }))

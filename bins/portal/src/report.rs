@@ -211,6 +211,8 @@ impl From<OutboxState> for DeliveryState {
 /// The write-back of one event to one sink.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct DeliveryView {
+    /// The outbox row (what a re-drive names).
+    pub(crate) id: i64,
     pub(crate) sink: String,
     pub(crate) state: DeliveryState,
     pub(crate) attempts: u32,
@@ -224,6 +226,7 @@ pub(crate) struct DeliveryView {
 impl DeliveryView {
     fn of(item: &OutboxItem) -> Self {
         Self {
+            id: item.id.0,
             sink: item.sink.to_string(),
             state: item.state.into(),
             attempts: item.attempts,

@@ -274,6 +274,10 @@ impl HistoryRow {
             ),
             HistoryAction::Approved => ("Approved", String::new()),
             HistoryAction::Rejected { reason } => ("Rejected", reason.clone()),
+            HistoryAction::WritebackRedriven { event_id, sink } => (
+                "Write-back sent again",
+                format!("event {event_id} to {sink}"),
+            ),
         };
         Self {
             revision: e.revision,

@@ -6,12 +6,13 @@ use askama_web::WebTemplate;
 use axum::{
     extract::{RawQuery, State},
     http::{StatusCode, header},
-    response::{IntoResponse, Response},
+    response::{IntoResponse, Redirect, Response},
 };
 use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Deserialize;
 use visitbridge_approval::Configuration;
 use visitbridge_audit::{ParticipantRole, VisitStatus};
-use visitbridge_store::{EventOrigin, VisitEventKind};
+use visitbridge_store::{EventOrigin, OutboxId, OutboxState, VisitEventKind, VisitId};
 
 use crate::{
     AppState,
@@ -22,7 +23,8 @@ use crate::{
         self, DeliveryState, EventView, MAX_VISITS, ParticipantView, Period, Report, VisitDetail,
         VisitSummary, duration_text, status_code, status_label,
     },
-    session::User,
+    service,
+    session::{CsrfForm, User},
     views::{Layout, render},
 };
 
@@ -304,6 +306,8 @@ pub(crate) struct DeliveryRow {
     pub(crate) state: &'static str,
     pub(crate) state_class: &'static str,
     pub(crate) detail: String,
+    /// For an admin, a dead letter's outbox row: the "send again" button sends its id.
+    pub(crate) redrive: Option<i64>,
 }
 
 /// One recorded event, as shown.
@@ -326,7 +330,7 @@ fn event_label(kind: VisitEventKind) -> &'static str {
 }
 
 impl EventRow {
-    fn of(e: &EventView) -> Self {
+    fn of(e: &EventView, admin: bool) -> Self {
         Self {
             at: TimeCell::second(e.occurred_at),
             what: event_label(e.kind),
@@ -384,6 +388,7 @@ impl EventRow {
                         state,
                         state_class,
                         detail,
+                        redrive: (admin && d.state == DeliveryState::DeadLetter).then_some(d.id),
                     }
                 })
                 .collect(),
@@ -403,6 +408,23 @@ pub(crate) struct VisitPage {
     pub(crate) people: Vec<(String, &'static str)>,
     pub(crate) timeline: Vec<TimelineRow>,
     pub(crate) events: Vec<EventRow>,
+    /// What the last action did (after a re-drive).
+    pub(crate) notice: Option<&'static str>,
+}
+
+/// The notice a redirect back to the visit names (`?notice=…`).
+fn notice_of(query: Option<&str>) -> Option<&'static str> {
+    let notice = url::form_urlencoded::parse(query?.as_bytes())
+        .find(|(k, _)| k == "notice")
+        .map(|(_, v)| v.into_owned())?;
+    match notice.as_str() {
+        "redriven" => Some("The write-back is on its way again; its state shows below."),
+        "not-redriven" => Some(
+            "The write-back was not sent again: it was no longer given up on, or its AuditEvent \
+             was removed after the retention period.",
+        ),
+        _ => None,
+    }
 }
 
 fn role_label(role: ParticipantRole) -> &'static str {
@@ -437,7 +459,12 @@ impl VisitPage {
                 .map(|p| (p.label.clone(), role_label(p.role)))
                 .collect(),
             timeline: timeline.into_iter().map(|(_, _, row)| row).collect(),
-            events: d.events.iter().map(EventRow::of).collect(),
+            events: d
+                .events
+                .iter()
+                .map(|e| EventRow::of(e, user.is_admin))
+                .collect(),
+            notice: None,
         }
     }
 }
@@ -447,13 +474,69 @@ pub(crate) async fn detail(
     State(state): State<AppState>,
     user: User,
     PagePath(id): PagePath<String>,
+    RawQuery(query): RawQuery,
 ) -> Result<Response, PortalError> {
     let detail = report::detail(&state, &user.data.tenant, &id, |c| {
         check_visit_visible(&user, c)
     })
     .await?;
-    Ok(render(
-        StatusCode::OK,
-        VisitPage::of(&user, &detail, Utc::now()),
-    ))
+    let page = VisitPage {
+        notice: notice_of(query.as_deref()),
+        ..VisitPage::of(&user, &detail, Utc::now())
+    };
+    Ok(render(StatusCode::OK, page))
+}
+
+/// The re-drive form of a dead letter.
+#[derive(Debug, Deserialize)]
+pub(crate) struct RedriveForm {
+    outbox_id: i64,
+}
+
+/// `POST /visits/{id}/redrive`: an admin sends a dead-lettered write-back of the visit again.
+/// Recorded in the configuration's history first (who, which event, which sink), then re-driven.
+pub(crate) async fn redrive(
+    State(state): State<AppState>,
+    PagePath(id): PagePath<String>,
+    CsrfForm(user, form): CsrfForm<RedriveForm>,
+) -> Result<Response, PortalError> {
+    if !user.is_admin {
+        return Err(PortalError::Forbidden(
+            "only your organisation's VisitBridge admins can send a write-back again".to_owned(),
+        ));
+    }
+    let store = state.store();
+    let visit_id = VisitId::new(id.as_str()).map_err(|_| PortalError::VisitNotFound)?;
+    let visit = store
+        .get_visit(&visit_id)
+        .await?
+        .ok_or(PortalError::VisitNotFound)?;
+    let configuration = service::load(&state, &user.data.tenant, visit.configuration_id.as_str())
+        .await
+        .map_err(|_| PortalError::VisitNotFound)?;
+    let row = store
+        .outbox_for_visit(&visit_id)
+        .await?
+        .into_iter()
+        .find(|row| row.id == OutboxId(form.outbox_id))
+        .ok_or_else(|| PortalError::BadRequest("no such write-back of this visit".to_owned()))?;
+    if row.state != OutboxState::Dead {
+        return Err(PortalError::BadRequest(
+            "only a write-back that was given up on can be sent again".to_owned(),
+        ));
+    }
+    let now = Utc::now();
+    service::save(
+        &state,
+        configuration.record_redrive(&user.actor(), row.event_id.as_str(), row.sink.as_str(), now),
+    )
+    .await?;
+    let outcome = if store.redrive(row.id, now).await? {
+        tracing::info!(visit_id = %visit_id, sink = %row.sink, "write-back re-driven");
+        "redriven"
+    } else {
+        // Re-driven meanwhile by someone else, or its AuditEvent purged after the retention.
+        "not-redriven"
+    };
+    Ok(Redirect::to(&format!("/visits/{visit_id}?notice={outcome}")).into_response())
 }

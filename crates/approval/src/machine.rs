@@ -241,6 +241,15 @@ pub enum HistoryAction {
         /// The approver's reason.
         reason: String,
     },
+    /// An admin sent a write-back that had been given up on (a dead letter) again. Changes
+    /// nothing of the configuration; recorded here because it is the configuration's EHR that
+    /// gets it.
+    WritebackRedriven {
+        /// The participant event whose delivery was re-driven (our opaque event id).
+        event_id: String,
+        /// The sink it goes to (e.g. `fhir-audit-event`).
+        sink: String,
+    },
 }
 
 impl HistoryAction {
@@ -253,6 +262,7 @@ impl HistoryAction {
             Self::EhrValidated { .. } => ActionKind::RecordEhrValidation,
             Self::Approved => ActionKind::Approve,
             Self::Rejected { .. } => ActionKind::Reject,
+            Self::WritebackRedriven { .. } => ActionKind::RedriveWriteback,
         }
     }
 }
@@ -273,6 +283,8 @@ pub enum ActionKind {
     Approve,
     /// [`Configuration::reject`].
     Reject,
+    /// [`Configuration::record_redrive`].
+    RedriveWriteback,
 }
 
 impl ActionKind {
@@ -285,6 +297,7 @@ impl ActionKind {
             Self::RecordEhrValidation => "record_ehr_validation",
             Self::Approve => "approve",
             Self::Reject => "reject",
+            Self::RedriveWriteback => "redrive_writeback",
         }
     }
 }
@@ -298,6 +311,7 @@ impl fmt::Display for ActionKind {
             Self::RecordEhrValidation => "record the EHR sign-in",
             Self::Approve => "approve",
             Self::Reject => "reject",
+            Self::RedriveWriteback => "send a write-back again",
         })
     }
 }
@@ -386,6 +400,9 @@ pub enum TransitionError {
     /// A rejection without a usable reason.
     #[error("give a reason for the rejection, of at most {MAX_REASON_CHARS} characters")]
     InvalidReason,
+    /// A re-drive whose event or sink is not an id.
+    #[error("a re-drive names an event and a sink by their ids")]
+    InvalidRedrive,
     /// The approver is the admin who last changed the configuration, and the policy wants
     /// another person for this environment. The message names nobody but the reader.
     #[error(
@@ -744,6 +761,39 @@ impl Configuration {
         ))
     }
 
+    /// An admin of the organisation re-drives a dead-lettered write-back of this configuration's
+    /// visits: recorded in its history, nothing else changes (state, version, settings, and who
+    /// last changed them, which the approval rules look at). `event_id` and `sink` must be ids
+    /// (1 to 512 characters, no spaces): they are shown in the history.
+    pub fn record_redrive(
+        &self,
+        actor: &Actor,
+        event_id: &str,
+        sink: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Transitioned, TransitionError> {
+        self.admin_check(actor, ActionKind::RedriveWriteback)?;
+        let id_like = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 512
+                && !s.chars().any(|c| c.is_whitespace() || c.is_control())
+        };
+        if !id_like(event_id) || !id_like(sink) {
+            return Err(TransitionError::InvalidRedrive);
+        }
+        Ok(self.commit(
+            actor,
+            Role::Admin,
+            at,
+            self.state,
+            HistoryAction::WritebackRedriven {
+                event_id: event_id.to_owned(),
+                sink: sink.to_owned(),
+            },
+            |_| {},
+        ))
+    }
+
     /// Rebuilds a configuration from its history by re-running every transition, which must each be
     /// legal and reproduce the recorded entry.
     pub fn replay(
@@ -782,6 +832,9 @@ impl Configuration {
                     c.approve_under(&actor, &ApprovalPolicy::SAME_PERSON_ALLOWED, at)
                 }
                 (Some(c), HistoryAction::Rejected { reason }) => c.reject(&actor, reason, at),
+                (Some(c), HistoryAction::WritebackRedriven { event_id, sink }) => {
+                    c.record_redrive(&actor, event_id, sink, at)
+                }
             };
             let transitioned =
                 result.map_err(|source| ReplayError::Refused { revision, source })?;

@@ -723,3 +723,84 @@ async fn the_json_api_lists_visits_and_shows_one_with_its_write_back() {
             .ends_with("#problem-not-found")
     );
 }
+
+#[tokio::test]
+async fn an_admin_sends_a_dead_letter_again_from_the_visit_page_and_the_history_says_so() {
+    let portal = Portal::start().await;
+    let v = set_up(&portal).await;
+    let visit = VisitId::new(v.completed).unwrap();
+    let dead = |rows: &[visitbridge_store::OutboxItem]| {
+        rows.iter()
+            .find(|r| r.state == visitbridge_store::OutboxState::Dead)
+            .cloned()
+    };
+    let row = dead(&portal.store.outbox_for_visit(&visit).await.unwrap()).expect("a dead letter");
+    let path = format!("/visits/{}/redrive", v.completed);
+    let outbox_id = row.id.0.to_string();
+
+    // The approver sees the visit but no button, and cannot send it again.
+    let mut analyst = portal.signed_in(approver()).await;
+    let page = analyst.get(&format!("/visits/{}", v.completed)).await;
+    assert_eq!(page.status, 200);
+    assert!(!page.body.contains("Send again"));
+    let refused = analyst.post(&path, &[("outbox_id", &outbox_id)]).await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    // Another organisation's admin: not found.
+    let mut fabrikam = portal.signed_in(other_admin()).await;
+    let foreign = fabrikam.post(&path, &[("outbox_id", &outbox_id)]).await;
+    assert_eq!(foreign.status, 404, "{}", foreign.body);
+
+    let mut contoso = portal.signed_in(admin()).await;
+    let page = contoso.get(&format!("/visits/{}", v.completed)).await;
+    let form = format!("name=\"outbox_id\" value=\"{outbox_id}\"");
+    assert!(page.body.contains(&form), "no button for the dead letter");
+    assert!(page.body.contains("Send again"));
+    // Without the session's CSRF token: refused, nothing changes.
+    let forged = contoso.post_raw(&path, &[("outbox_id", &outbox_id)]).await;
+    assert_eq!(forged.status, 403, "{}", forged.body);
+    assert_eq!(
+        dead(&portal.store.outbox_for_visit(&visit).await.unwrap()),
+        Some(row.clone())
+    );
+
+    let sent = contoso.post(&path, &[("outbox_id", &outbox_id)]).await;
+    assert_eq!(sent.status, 303, "{}", sent.body);
+    assert_eq!(
+        sent.location.as_deref(),
+        Some(format!("/visits/{}?notice=redriven", v.completed).as_str())
+    );
+    let again = portal
+        .store
+        .outbox_for_visit(&visit)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|r| r.id == row.id)
+        .unwrap();
+    assert_eq!(again.state, visitbridge_store::OutboxState::Pending);
+    assert_eq!(again.attempts, 0);
+    let shown = contoso.get(sent.location.as_deref().unwrap()).await;
+    assert!(shown.body.contains("on its way again"), "{}", shown.body);
+
+    // Recorded in the configuration's history: who, which event, which sink.
+    let configuration = portal
+        .store
+        .get_visit(&visit)
+        .await
+        .unwrap()
+        .unwrap()
+        .configuration_id;
+    let history = contoso
+        .get(&format!("/configurations/{configuration}/history"))
+        .await;
+    let text = unescape(&history.body);
+    assert!(text.contains("Write-back sent again"), "{text}");
+    assert!(text.contains(&format!("event {} to {}", row.event_id, row.sink)));
+    assert!(text.contains("admin@contoso.example"));
+
+    // Not a dead letter any more: a second send is refused.
+    let twice = contoso.post(&path, &[("outbox_id", &outbox_id)]).await;
+    assert_eq!(twice.status, 400, "{}", twice.body);
+    let unknown = contoso.post(&path, &[("outbox_id", "999999")]).await;
+    assert_eq!(unknown.status, 400);
+}

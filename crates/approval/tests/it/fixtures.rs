@@ -107,6 +107,8 @@ pub(crate) enum Act {
     /// Approve under a policy other than the default.
     ApproveUnder(ApprovalPolicy),
     Reject(&'static str),
+    /// Re-drive a dead-lettered write-back of (event, sink).
+    Redrive(&'static str, &'static str),
 }
 
 impl Act {
@@ -124,6 +126,7 @@ impl Act {
                 p.require_distinct_approver_production, p.require_distinct_approver_test
             ),
             Act::Reject(r) => format!("reject({r:?})"),
+            Act::Redrive(e, s) => format!("redrive({e}, {s})"),
         }
     }
 }
@@ -148,6 +151,7 @@ pub(crate) fn apply(
         Act::Approve => config.approve(&actor, at(n)),
         Act::ApproveUnder(policy) => config.approve_under(&actor, policy, at(n)),
         Act::Reject(r) => config.reject(&actor, r, at(n)),
+        Act::Redrive(e, s) => config.record_redrive(&actor, e, s, at(n)),
     }
 }
 

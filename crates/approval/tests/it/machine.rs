@@ -472,3 +472,30 @@ fn state_names_round_trip() {
         assert_eq!(Environment::from_name(env.as_str()), Some(env));
     }
 }
+
+#[test]
+fn a_redrive_is_recorded_by_an_admin_and_changes_nothing_else() {
+    let config = check(
+        &[
+            (Who::Admin, Act::Submit),
+            (Who::Approver, Act::Validate(URL)),
+            (Who::Approver, Act::Approve),
+            (Who::Approver, Act::Redrive("evt-1", "fhir-audit-event")),
+            (Who::Foreign, Act::Redrive("evt-1", "fhir-audit-event")),
+            (Who::Admin, Act::Redrive("evt 1", "fhir-audit-event")),
+            (Who::Admin, Act::Redrive("evt-1", "fhir-audit-event")),
+        ],
+        "
+        admin submit -> awaiting_approval
+        approver validate(https://ehr.contoso.org/api/FHIR/R4) -> ehr_validated
+        approver approve -> approved
+        approver redrive(evt-1, fhir-audit-event) -> error: only someone with the admin role can send a write-back again
+        foreign redrive(evt-1, fhir-audit-event) -> error: this configuration belongs to another organisation
+        admin redrive(evt 1, fhir-audit-event) -> error: a re-drive names an event and a sink by their ids
+        admin redrive(evt-1, fhir-audit-event) -> approved
+        ",
+    );
+    assert_eq!(config.revision(), 5);
+    assert_eq!(config.version(), 1);
+    assert_eq!(config.approved().unwrap().version, 1);
+}

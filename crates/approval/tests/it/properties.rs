@@ -26,6 +26,7 @@ fn act() -> impl Strategy<Value = Act> {
         3 => Just(Act::Approve),
         1 => Just(Act::ApproveUnder(ApprovalPolicy::SAME_PERSON_ALLOWED)),
         1 => prop::sample::select(vec!["", "not our server"]).prop_map(Act::Reject),
+        1 => Just(Act::Redrive("evt-1", "fhir-audit-event")),
     ]
 }
 
@@ -144,6 +145,14 @@ proptest! {
                 Act::Approve | Act::ApproveUnder(_) | Act::Reject(_) => {
                     prop_assert!(actor.has_role(Role::Approver));
                     prop_assert_eq!(&actor.username, &before.settings().approver);
+                }
+                // A re-drive changes nothing but the revision.
+                Act::Redrive(..) => {
+                    prop_assert!(actor.has_role(Role::Admin));
+                    prop_assert_eq!(t.configuration.state(), before.state());
+                    prop_assert_eq!(t.configuration.version(), before.version());
+                    prop_assert_eq!(t.configuration.settings(), before.settings());
+                    prop_assert_eq!(t.configuration.last_changed_by(), before.last_changed_by());
                 }
             }
             // Under the default policy, nobody approves a production change they made.
