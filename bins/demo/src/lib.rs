@@ -217,14 +217,14 @@ lobby_status = "sandbox-in-lobby"
         client = toml_str(DEMO_EHR_CLIENT_ID),
     ))
     .context("the demo's launch configuration")?;
-    // One deployment secret for both services, as a deployment shares it: the portal's auditor
+    // One reference secret for both services, as a deployment shares it: the portal's auditor
     // endpoint finds visits by the keyed hashes the launch service makes with it.
-    let deployment_secret = visitbridge_http::Secret::new(
-        visitbridge_http::random_token(32).context("generating the deployment secret")?,
+    let reference_secret = visitbridge_http::Secret::new(
+        visitbridge_http::random_token(32).context("generating the reference secret")?,
     );
     let launch_config = LaunchConfig {
         database: database.clone(),
-        deployment_secret: deployment_secret.clone(),
+        reference_secret: reference_secret.clone(),
         ..launch_config
     };
     let launch = LaunchService::build(launch_config, launch_url.clone())
@@ -270,7 +270,7 @@ usernames = [{admin}]
     .context("the demo's portal configuration")?;
     let portal_config = PortalConfig {
         database: database.clone(),
-        deployment_secret,
+        reference_secret,
         ..portal_config
     };
     let portal = PortalState::new(portal_config, store).context("starting the portal")?;

@@ -97,6 +97,13 @@ pub struct LaunchConfig {
     /// every patient link).
     #[serde(default)]
     pub deployment_secret: Secret,
+    /// What the keyed hashes of stored patient and appointment ids are made with: set the same
+    /// value (≥ 32 random characters) in the portal's `reference_secret` for its auditor's
+    /// FHIR search by patient or appointment. Without it one is derived from the deployment
+    /// secret (which the portal must never hold). Set it before the first launch and never
+    /// change it: visits keyed under another value no longer match their own patient.
+    #[serde(default)]
+    pub reference_secret: Secret,
     /// How long a patient link stays valid, in minutes.
     #[serde(default = "default_link_ttl")]
     pub patient_link_ttl_minutes: u64,
@@ -593,6 +600,16 @@ impl LaunchConfig {
                 "the deployment secret must be at least 32 characters",
             ));
         }
+        if !self.reference_secret.is_empty() && self.reference_secret.expose().len() < 32 {
+            return Err(ConfigError::invalid(
+                "the reference secret must be at least 32 characters",
+            ));
+        }
+        if !self.reference_secret.is_empty() && self.reference_secret == self.deployment_secret {
+            return Err(ConfigError::invalid(
+                "the reference secret must not be the deployment secret (the portal holds it)",
+            ));
+        }
         if !self.dev_mode {
             if self.deployment_secret.is_empty() {
                 return Err(ConfigError::invalid(
@@ -652,6 +669,13 @@ pub struct Cli {
         hide_env_values = true
     )]
     pub deployment_secret: Option<String>,
+    /// The reference secret, over the file's `reference_secret`.
+    #[arg(
+        long,
+        env = "VISITBRIDGE_LAUNCH_REFERENCE_SECRET",
+        hide_env_values = true
+    )]
+    pub reference_secret: Option<String>,
     /// The address serving only `/metrics`, over the file's `metrics_listen`.
     #[arg(long, env = "VISITBRIDGE_LAUNCH_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
@@ -728,6 +752,9 @@ impl Cli {
         }
         if let Some(database) = &self.database {
             config.database = database.clone();
+        }
+        if let Some(secret) = &self.reference_secret {
+            config.reference_secret = Secret::new(secret.clone());
         }
         if let Some(secret) = &self.deployment_secret {
             config.deployment_secret = Secret::new(secret.clone());

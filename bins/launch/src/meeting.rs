@@ -76,6 +76,7 @@ impl AppState {
             clock: &CLOCK,
             timer: self.inner.metrics.as_ref(),
             deployment_secret: &self.inner.deployment_secret,
+            reference_keys: &self.inner.reference_keys,
         }
     }
 }

@@ -127,6 +127,8 @@ pub(crate) struct Inner {
     /// Who may launch as a clinician.
     pub(crate) staff: StaffRule,
     pub(crate) deployment_secret: Secret,
+    /// What stored patient and appointment ids are keyed with.
+    pub(crate) reference_keys: ReferenceKeys,
     pub(crate) signing_keys: Vec<ClientAssertionKey>,
     pub(crate) clients: SmartClients,
     pub(crate) pending: Arc<LaunchCookies>,
@@ -233,6 +235,12 @@ impl LaunchService {
             generated_secret("deployment_secret")?
         } else {
             config.deployment_secret.clone()
+        };
+        // Its own secret when configured (the portal shares it); else one only we can derive.
+        let reference_keys = if config.reference_secret.is_empty() {
+            ReferenceKeys::derived_from(&deployment_secret)
+        } else {
+            ReferenceKeys::new(&config.reference_secret)
         };
         let cookies = CookiePolicy {
             secure: config.cookie_secure(&public_base),
@@ -497,6 +505,7 @@ impl LaunchService {
                     extra_user_types: config.staff_user_types.clone(),
                 },
                 deployment_secret,
+                reference_keys: reference_keys.clone(),
                 signing_keys: vec![key],
                 clients,
                 pending,
@@ -520,7 +529,7 @@ impl LaunchService {
         let housekeeping = state.clone();
         let retention = Retention::new(
             Arc::clone(&store) as Arc<dyn AuditStore>,
-            ReferenceKeys::new(&state.inner.deployment_secret),
+            reference_keys,
             Duration::from_secs(u64::from(config.audit_retention_days) * 24 * 3600),
             // A meeting is watched this long (its subscription's age): a call may be rejoined.
             Duration::from_secs(config.upkeep.subscription_max_age_hours * 3600),

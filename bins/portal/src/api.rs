@@ -22,8 +22,10 @@ use crate::{
     error::{ApiError, PortalError},
     extract::{ApiJson, ApiPath},
     forms::SettingsInput,
-    report::{self, EventView, ParticipantView, Period, Report, VisitDetail, VisitSummary},
     service,
+};
+use visitbridge_report::{
+    self as report, EventView, ParticipantView, Period, Report, VisitDetail, VisitSummary,
 };
 
 /// The routes under `/api/v1`.
@@ -48,6 +50,8 @@ pub(crate) fn router() -> Router<AppState> {
 pub(crate) struct ApiClient {
     tenant: TenantId,
     actor: Actor,
+    /// The key may read AuditEvents at `/fhir` (`audit = true`).
+    audit: bool,
 }
 
 impl ApiClient {
@@ -84,12 +88,19 @@ impl ApiClient {
         Ok(Some(Self {
             actor: Actor::admin(tenant.clone(), username),
             tenant,
+            audit: key.audit,
         }))
     }
 
     /// The key's organisation.
     pub(crate) fn tenant(&self) -> &TenantId {
         &self.tenant
+    }
+
+    /// Whether the key may read AuditEvents (they name patients by id: not every automation
+    /// that manages configurations needs them).
+    pub(crate) fn may_audit(&self) -> bool {
+        self.audit
     }
 }
 
@@ -341,7 +352,7 @@ async fn visits(
         truncated,
         visits,
         ..
-    } = report::recent(&state, &client.tenant, |_| true, period, Utc::now()).await?;
+    } = report::recent(state.store(), &client.tenant, |_| true, period, Utc::now()).await?;
     let visits = visits.iter().map(|v| visit_view(&state, v)).collect();
     Ok(Json(VisitList {
         days,
@@ -373,7 +384,10 @@ async fn visit(
         call_ended_at,
         participants,
         events,
-    } = report::detail(&state, &client.tenant, &id, |_| Ok(())).await?;
+    } = report::detail(state.store(), &client.tenant, &id, |_| {
+        Ok::<(), PortalError>(())
+    })
+    .await?;
     Ok(Json(VisitDetailView {
         visit: visit_view(&state, &visit),
         call_started_at,

@@ -76,12 +76,13 @@ pub struct PortalConfig {
     /// endpoint, `/fhir`).
     #[serde(default)]
     pub api_keys: Vec<ApiKeyConfig>,
-    /// The launch service's deployment secret (the same value): the store keeps a visit's
-    /// patient and appointment ids only as keyed hashes under it, so the auditor's FHIR search
-    /// by `entity` or `patient` needs it. Without it those searches are refused; searches by date
-    /// still work. Better from `VISITBRIDGE_PORTAL_DEPLOYMENT_SECRET` than in the file.
+    /// The launch service's `reference_secret` (the same value; never its deployment secret):
+    /// the store keeps a visit's patient and appointment ids only as keyed hashes under it, so
+    /// the auditor's FHIR search by `entity` or `patient` needs it. Without it those searches are
+    /// refused; searches by date still work. Better from `VISITBRIDGE_PORTAL_REFERENCE_SECRET`
+    /// than in the file.
     #[serde(default)]
-    pub deployment_secret: Secret,
+    pub reference_secret: Secret,
     /// Timeouts of outbound calls (Entra, the EHR's SMART and FHIR endpoints).
     #[serde(default)]
     pub http: HttpTimeouts,
@@ -250,6 +251,10 @@ pub struct ApiKeyConfig {
     pub microsoft_tenant_id: MicrosoftTenantId,
     /// The key itself (at least 32 characters), sent as `Authorization: Bearer <key>`.
     pub key: Secret,
+    /// The key may also read the AuditEvents of the auditor's FHIR endpoint (`/fhir`), which
+    /// name patients by id. Off unless given.
+    #[serde(default)]
+    pub audit: bool,
 }
 
 impl PortalConfig {
@@ -260,9 +265,9 @@ impl PortalConfig {
 
     /// Checks the values that cannot be checked by their types alone.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if !self.deployment_secret.is_empty() && self.deployment_secret.expose().len() < 32 {
+        if !self.reference_secret.is_empty() && self.reference_secret.expose().len() < 32 {
             return Err(ConfigError::invalid(
-                "the deployment secret must be at least 32 characters (the launch service's)",
+                "the reference secret must be at least 32 characters (the launch service's)",
             ));
         }
         let base = &self.public_base_url;
@@ -402,13 +407,13 @@ pub struct Cli {
         hide_env_values = true
     )]
     pub entra_client_secret: Option<String>,
-    /// The launch service's deployment secret, over the file's `deployment_secret`.
+    /// The launch service's reference secret, over the file's `reference_secret`.
     #[arg(
         long,
-        env = "VISITBRIDGE_PORTAL_DEPLOYMENT_SECRET",
+        env = "VISITBRIDGE_PORTAL_REFERENCE_SECRET",
         hide_env_values = true
     )]
-    pub deployment_secret: Option<String>,
+    pub reference_secret: Option<String>,
     /// Not allowed (the EHR sign-in uses no client secret): read only so that a deployment still
     /// setting it is refused with the reason at start-up.
     #[arg(
@@ -474,8 +479,8 @@ impl Cli {
         if let Some(secret) = &self.ehr_client_secret {
             config.ehr_sign_in.client_secret = Secret::new(secret.clone());
         }
-        if let Some(secret) = &self.deployment_secret {
-            config.deployment_secret = Secret::new(secret.clone());
+        if let Some(secret) = &self.reference_secret {
+            config.reference_secret = Secret::new(secret.clone());
         }
         if self.dev_mode {
             config.dev_mode = true;

@@ -233,6 +233,17 @@ impl From<StoreError> for PortalError {
     }
 }
 
+impl From<visitbridge_report::ReportError> for PortalError {
+    fn from(e: visitbridge_report::ReportError) -> Self {
+        use visitbridge_report::ReportError;
+        match e {
+            ReportError::InvalidPeriod => Self::BadRequest(e.to_string()),
+            ReportError::VisitNotFound => Self::VisitNotFound,
+            ReportError::Store(source) => source.into(),
+        }
+    }
+}
+
 impl IntoResponse for PortalError {
     fn into_response(self) -> Response {
         self.log();

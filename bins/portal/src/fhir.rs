@@ -12,7 +12,6 @@ use axum::{
     routing::get,
 };
 use chrono::Utc;
-use serde_json::Value;
 use visitbridge_approval::{ConfigurationId, TenantId};
 use visitbridge_audit::auditor::{
     AuditEventSearch, capability_statement, read_audit_event, search_audit_events,
@@ -34,15 +33,15 @@ pub(crate) fn router() -> Router<AppState> {
             ))
         })
         .method_not_allowed_fallback(|| async {
-            Refusal(RequestError::NotSupported(
+            Refusal(RequestError::MethodNotAllowed(
                 "this FHIR endpoint is read-only (GET)".to_owned(),
             ))
         })
 }
 
 /// A FHIR answer.
-fn fhir_json(status: StatusCode, body: &Value) -> Response {
-    let mut response = (status, body.to_string()).into_response();
+fn fhir_json(status: StatusCode, body: String) -> Response {
+    let mut response = (status, body).into_response();
     response
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
@@ -56,7 +55,12 @@ impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
         let status =
             StatusCode::from_u16(self.0.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let mut response = fhir_json(status, &self.0.outcome());
+        let mut response = fhir_json(status, self.0.outcome().to_string());
+        if status == StatusCode::METHOD_NOT_ALLOWED {
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET"));
+        }
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -78,8 +82,10 @@ impl From<PortalError> for Refusal {
             PortalError::BadRequest(why) => RequestError::invalid("request", why),
             PortalError::NoSuchPage => RequestError::NotFound("no such resource".to_owned()),
             PortalError::MethodNotAllowed(_) => {
-                RequestError::NotSupported("this FHIR endpoint is read-only (GET)".to_owned())
+                RequestError::MethodNotAllowed("this FHIR endpoint is read-only (GET)".to_owned())
             }
+            PortalError::TooLarge => RequestError::TooLarge,
+            PortalError::TimedOut => RequestError::Timeout,
             PortalError::SignInRequired => RequestError::Login(
                 "sign in to the portal as an admin, or send an API key as a bearer token"
                     .to_owned(),
@@ -107,6 +113,13 @@ impl FromRequestParts<AppState> for Auditor {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Refusal> {
         if let Some(client) = ApiClient::of_bearer(parts, state).await? {
+            if !client.may_audit() {
+                return Err(Refusal(RequestError::Forbidden(
+                    "this API key may not read AuditEvents (give it audit = true in the portal's \
+                     configuration)"
+                        .to_owned(),
+                )));
+            }
             return Ok(Self {
                 tenant: client.tenant().clone(),
             });
@@ -165,7 +178,7 @@ fn strict(headers: &HeaderMap) -> bool {
 async fn metadata(State(state): State<AppState>) -> Response {
     fhir_json(
         StatusCode::OK,
-        &capability_statement(&base(&state), env!("CARGO_PKG_VERSION"), Utc::now()),
+        capability_statement(&base(&state), env!("CARGO_PKG_VERSION"), Utc::now()).to_string(),
     )
 }
 
@@ -177,11 +190,12 @@ async fn search(
     RawQuery(query): RawQuery,
 ) -> Result<Response, Refusal> {
     let search = AuditEventSearch::parse(query.as_deref(), strict(&headers)).map_err(Refusal)?;
-    let secret = &state.config().deployment_secret;
+    let secret = &state.config().reference_secret;
     if secret.is_empty() && search.by_reference() {
         return Err(Refusal(RequestError::NotSupported(
-            "searching by entity or patient needs the deployment secret (deployment_secret in \
-             the portal's configuration): the store keeps those ids only as keyed hashes"
+            "searching by entity or patient needs the launch service's reference secret \
+             (reference_secret in the portal's configuration): the store keeps those ids only \
+             as keyed hashes"
                 .to_owned(),
         )));
     }
@@ -196,7 +210,7 @@ async fn search(
     )
     .await
     .map_err(PortalError::from)?;
-    Ok(fhir_json(StatusCode::OK, &bundle))
+    Ok(fhir_json(StatusCode::OK, bundle.to_string()))
 }
 
 /// `GET /fhir/AuditEvent/{id}`.
@@ -209,5 +223,5 @@ async fn read(
     let resource = read_audit_event(state.store(), &configurations, &id)
         .await
         .map_err(Refusal)?;
-    Ok(fhir_json(StatusCode::OK, &resource))
+    Ok(fhir_json(StatusCode::OK, resource.to_string()))
 }

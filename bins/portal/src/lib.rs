@@ -81,7 +81,6 @@ mod fhir;
 mod forms;
 mod pages;
 mod probe;
-mod report;
 mod service;
 mod session;
 mod state;

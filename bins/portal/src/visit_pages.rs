@@ -12,6 +12,12 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Deserialize;
 use visitbridge_approval::Configuration;
 use visitbridge_audit::{ParticipantRole, VisitStatus};
+use visitbridge_report::{
+    self as report, DeliveryState, EventView, MAX_VISITS, ParticipantView, Period, Report,
+    VisitDetail, VisitSummary,
+    charts::{self, Chart},
+    duration_text, status_code, status_label,
+};
 use visitbridge_store::{EventOrigin, OutboxId, OutboxState, VisitEventKind, VisitId};
 
 use crate::{
@@ -19,10 +25,6 @@ use crate::{
     error::PortalError,
     extract::PagePath,
     pages::check_visible,
-    report::{
-        self, DeliveryState, EventView, MAX_VISITS, ParticipantView, Period, Report, VisitDetail,
-        VisitSummary, duration_text, status_code, status_label,
-    },
     service,
     session::{CsrfForm, User},
     views::{Layout, render},
@@ -169,10 +171,12 @@ pub(crate) struct VisitsPage {
     pub(crate) max: usize,
     /// Why the list is empty.
     pub(crate) empty: String,
+    /// Visits per day, lobby waits per day, no-shows per week.
+    pub(crate) charts: Vec<Chart>,
 }
 
 impl VisitsPage {
-    fn of(user: &User, report: &Report) -> Self {
+    fn of(user: &User, report: &Report, now: DateTime<Utc>) -> Self {
         let days = report.days.days();
         let empty = if report.configurations == 0 && !user.is_admin {
             "No configuration names you as its approver, so there are no visits for you to see. Ask your organisation's VisitBridge admin if you expected some.".to_owned()
@@ -198,6 +202,7 @@ impl VisitsPage {
             truncated: report.truncated,
             max: MAX_VISITS,
             empty,
+            charts: charts::of(report, now.date_naive()),
         }
     }
 }
@@ -209,15 +214,16 @@ pub(crate) async fn list(
     RawQuery(query): RawQuery,
 ) -> Result<Response, PortalError> {
     let period = Period::from_query(query.as_deref())?;
+    let now = Utc::now();
     let report = report::recent(
-        &state,
+        state.store(),
         &user.data.tenant,
         |c| sees(&user, c),
         period,
-        Utc::now(),
+        now,
     )
     .await?;
-    Ok(render(StatusCode::OK, VisitsPage::of(&user, &report)))
+    Ok(render(StatusCode::OK, VisitsPage::of(&user, &report, now)))
 }
 
 /// `GET /visits.csv?days=30`: the same visits and columns as the list.
@@ -228,7 +234,7 @@ pub(crate) async fn csv(
 ) -> Result<Response, PortalError> {
     let period = Period::from_query(query.as_deref())?;
     let report = report::recent(
-        &state,
+        state.store(),
         &user.data.tenant,
         |c| sees(&user, c),
         period,
@@ -476,7 +482,7 @@ pub(crate) async fn detail(
     PagePath(id): PagePath<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, PortalError> {
-    let detail = report::detail(&state, &user.data.tenant, &id, |c| {
+    let detail = report::detail(state.store(), &user.data.tenant, &id, |c| {
         check_visit_visible(&user, c)
     })
     .await?;

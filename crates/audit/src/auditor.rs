@@ -74,6 +74,13 @@ impl AuditEventSearch {
                 .collect::<Vec<_>>()
         });
         for (name, value) in pairs {
+            // A modifier changes what a parameter means; one this server does not know must not
+            // be ignored (it would widen the search), whatever the handling.
+            if name.contains(':') {
+                return Err(RequestError::NotSupported(
+                    "search parameter modifiers (name:modifier) are not supported".to_owned(),
+                ));
+            }
             match name.as_str() {
                 "entity" => {
                     let (mut appointments, mut patients) = (BTreeSet::new(), BTreeSet::new());
@@ -125,7 +132,10 @@ impl AuditEventSearch {
                     }
                     search.patients = and(search.patients, patients);
                 }
-                "date" => search.date = search.date.and(DateRange::parse(&value)?),
+                // A `+` of a zone offset that was not percent-encoded arrives as a space.
+                "date" => {
+                    search.date = search.date.and(DateRange::parse(&value.replace(' ', "+"))?)
+                }
                 "_count" => {
                     let count: u32 = value.parse().map_err(|_| {
                         RequestError::invalid("_count", "expected a whole number from 1")
@@ -196,6 +206,16 @@ impl AuditEventSearch {
     }
 }
 
+/// `at`, rounded up to a whole millisecond.
+fn ceil_millis(at: DateTime<Utc>) -> DateTime<Utc> {
+    let floor = DateTime::<Utc>::from_timestamp_millis(at.timestamp_millis()).unwrap_or(at);
+    if floor < at {
+        floor + chrono::Duration::milliseconds(1)
+    } else {
+        floor
+    }
+}
+
 fn encode_cursor(at: DateTime<Utc>, event: &EventId) -> String {
     URL_SAFE_NO_PAD.encode(format!("{}:{}", at.timestamp_millis(), event.as_str()))
 }
@@ -246,8 +266,9 @@ pub async fn search_audit_events(
         appointment_keys: search.appointments.as_ref().map_or_else(Vec::new, |ids| {
             key_all(ids, &|c, id| keys.appointment(c, id).as_str().to_owned())
         }),
-        recorded_from: search.date.from,
-        recorded_before: search.date.before,
+        // The store keeps milliseconds: a bound between two is the next one.
+        recorded_from: search.date.from.map(ceil_millis),
+        recorded_before: search.date.before.map(ceil_millis),
         after: search.cursor.clone(),
     };
     let nothing = search.date.is_empty()
@@ -363,7 +384,7 @@ pub fn capability_statement(base: &str, software_version: &str, now: DateTime<Ut
                     param(
                         "patient",
                         "reference",
-                        Some("http://hl7.org/fhir/SearchParameter/clinical-patient"),
+                        Some("http://hl7.org/fhir/SearchParameter/AuditEvent-patient"),
                         "Patient/{id} or {id}",
                     ),
                     param(
@@ -416,6 +437,8 @@ mod tests {
             ("date=ne2026", "not-supported"),
             ("ct=garbage!", "invalid"),
             ("_format=xml", "not-supported"),
+            ("patient:exact=p-1", "not-supported"),
+            ("date:missing=true", "not-supported"),
         ] {
             let err = AuditEventSearch::parse(Some(query), false).unwrap_err();
             assert_eq!(err.code(), code, "{query}: {err}");
@@ -432,6 +455,53 @@ mod tests {
         assert_eq!(s.appointments, Some(BTreeSet::from(["b".to_owned()])));
         let none = AuditEventSearch::parse(Some("patient=p-1&entity=Patient/p-2"), false).unwrap();
         assert_eq!(none.patients, Some(BTreeSet::new()));
+    }
+
+    #[test]
+    fn a_bound_between_two_milliseconds_is_the_next_one_and_a_raw_plus_is_one() {
+        let t = DateTime::parse_from_rfc3339("2026-03-05T18:00:00.2505Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(
+            ceil_millis(t),
+            DateTime::parse_from_rfc3339("2026-03-05T18:00:00.251Z").unwrap()
+        );
+        assert_eq!(ceil_millis(ceil_millis(t)), ceil_millis(t));
+        let s = AuditEventSearch::parse(Some("date=ge2026-03-05T18:00:00+01:00"), false).unwrap();
+        assert_eq!(
+            s.date.from,
+            Some(
+                DateTime::parse_from_rfc3339("2026-03-05T17:00:00Z")
+                    .unwrap()
+                    .with_timezone(&Utc)
+            )
+        );
+    }
+
+    #[test]
+    fn the_capability_statement_is_valid_r4_and_names_the_standard_parameters() {
+        let cs = capability_statement("https://p.example/fhir", "1.0.0", Utc::now());
+        assert_eq!(
+            visitbridge_testkit::fhir_schema::r4_schema_errors(&cs),
+            Vec::<String>::new()
+        );
+        // cpb-1, cpb-2 and the instance rule: rest present, implementation for kind instance.
+        assert_eq!(cs["kind"], "instance");
+        assert_eq!(cs["implementation"]["url"], "https://p.example/fhir");
+        let params: Vec<&str> = cs["rest"][0]["resource"][0]["searchParam"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|p| p["definition"].as_str())
+            .collect();
+        assert_eq!(
+            params,
+            [
+                "http://hl7.org/fhir/SearchParameter/AuditEvent-entity",
+                "http://hl7.org/fhir/SearchParameter/AuditEvent-patient",
+                "http://hl7.org/fhir/SearchParameter/AuditEvent-date",
+            ]
+        );
     }
 
     #[test]

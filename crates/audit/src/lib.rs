@@ -84,6 +84,7 @@ mod record;
 mod recorder;
 mod sink;
 pub mod sinks;
+pub mod stats;
 mod timeline;
 mod worker;
 

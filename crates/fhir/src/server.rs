@@ -37,6 +37,15 @@ pub enum RequestError {
     /// The caller may not do this (`forbidden`, HTTP 403).
     #[error("{0}")]
     Forbidden(String),
+    /// The method is not one this endpoint serves (`not-supported`, HTTP 405).
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    /// The request is larger than the server takes (`too-long`, HTTP 413).
+    #[error("the request is too large")]
+    TooLarge,
+    /// The answer took too long (`timeout`, HTTP 504).
+    #[error("the server did not answer in time")]
+    Timeout,
     /// The server failed (`exception`, HTTP 500); the detail stays in the log.
     #[error("the server could not answer")]
     Exception,
@@ -58,6 +67,9 @@ impl RequestError {
             Self::Login(_) => 401,
             Self::Forbidden(_) => 403,
             Self::NotFound(_) => 404,
+            Self::MethodNotAllowed(_) => 405,
+            Self::TooLarge => 413,
+            Self::Timeout => 504,
             Self::Exception => 500,
         }
     }
@@ -66,7 +78,9 @@ impl RequestError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::Invalid { .. } => "invalid",
-            Self::NotSupported(_) => "not-supported",
+            Self::NotSupported(_) | Self::MethodNotAllowed(_) => "not-supported",
+            Self::TooLarge => "too-long",
+            Self::Timeout => "timeout",
             Self::NotFound(_) => "not-found",
             Self::Login(_) => "login",
             Self::Forbidden(_) => "forbidden",
@@ -203,17 +217,21 @@ fn date_time_range(text: &str) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
         .rfind(['Z', '+'])
         .or_else(|| text.rfind('-').filter(|&i| i > 10))?;
     let (local, zone) = text.split_at(zone_at);
-    let offset = match zone {
-        "Z" => FixedOffset::east_opt(0)?,
-        _ => {
-            let sign = if zone.starts_with('-') { -1 } else { 1 };
-            let (h, m) = zone.get(1..)?.split_once(':')?;
-            let (h, m): (i32, i32) = (h.parse().ok()?, m.parse().ok()?);
-            if h > 14 || m > 59 {
+    let offset = match zone.as_bytes() {
+        b"Z" => FixedOffset::east_opt(0)?,
+        // `±hh:mm`, hours to 14 (FHIR's and ISO 8601's widest).
+        [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2]
+            if [h1, h2, m1, m2].iter().all(|b| b.is_ascii_digit()) =>
+        {
+            let digit = |b: &u8| i32::from(b - b'0');
+            let (h, m) = (digit(h1) * 10 + digit(h2), digit(m1) * 10 + digit(m2));
+            if h > 14 || m > 59 || (h == 14 && m > 0) {
                 return None;
             }
+            let sign = if *sign == b'-' { -1 } else { 1 };
             FixedOffset::east_opt(sign * (h * 3600 + m * 60))?
         }
+        _ => return None,
     };
     let (format, step) = match local.len() {
         16 => ("%Y-%m-%dT%H:%M", Duration::minutes(1)),
@@ -360,6 +378,11 @@ mod tests {
             "2026-03-05T18:00:00",
             "2026-03-05 18:00:00Z",
             "2026-03-05T18:00:00+25:00",
+            "2026-03-05T18:00:00+-5:00",
+            "2026-03-05T18:00:00+05:-3",
+            "2026-03-05T18:00:00+14:30",
+            "2026-03-05T18:00:00\u{e9}",
+            "\u{e9}\u{e9}2026",
             "yesterday",
         ] {
             let err = DateRange::parse(bad).unwrap_err();

@@ -106,6 +106,9 @@ pub struct Ports<'a> {
     pub timer: &'a dyn UpstreamTimer,
     /// The deployment secret meeting `externalId`s and patient links are keyed with.
     pub deployment_secret: &'a Secret,
+    /// What stored patient and appointment ids are keyed with (see
+    /// [`ReferenceKeys`](visitbridge_visit::ReferenceKeys)).
+    pub reference_keys: &'a visitbridge_visit::ReferenceKeys,
 }
 
 impl<'a> Ports<'a> {

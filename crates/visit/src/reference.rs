@@ -54,7 +54,8 @@ impl fmt::Display for ReferenceKey {
     }
 }
 
-/// Makes [`ReferenceKey`]s under the deployment secret.
+/// Makes [`ReferenceKey`]s under the reference secret.
+#[derive(Clone)]
 pub struct ReferenceKeys {
     key: aws_lc_rs::hmac::Key,
 }
@@ -66,13 +67,30 @@ impl fmt::Debug for ReferenceKeys {
 }
 
 impl ReferenceKeys {
-    /// Keys under `secret` (the deployment secret: every replica, and the portal, must share it).
+    /// Keys under `secret` (the reference secret: every replica, and the portal, share it; it is
+    /// not the deployment secret, which signs patient links and must stay with the launch
+    /// service).
     pub fn new(secret: &Secret) -> Self {
         Self {
             key: aws_lc_rs::hmac::Key::new(
                 aws_lc_rs::hmac::HMAC_SHA256,
                 secret.expose().as_bytes(),
             ),
+        }
+    }
+
+    /// Keys under a secret derived from the deployment secret (HMAC-SHA256 of a fixed label):
+    /// what the launch service uses when no reference secret of its own is configured. The
+    /// derived value tells nothing of the deployment secret, but only the launch service can
+    /// make it.
+    pub fn derived_from(deployment_secret: &Secret) -> Self {
+        let key = aws_lc_rs::hmac::Key::new(
+            aws_lc_rs::hmac::HMAC_SHA256,
+            deployment_secret.expose().as_bytes(),
+        );
+        let derived = aws_lc_rs::hmac::sign(&key, b"visitbridge-reference-keys-v1");
+        Self {
+            key: aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, derived.as_ref()),
         }
     }
 
@@ -133,5 +151,11 @@ mod tests {
         );
         // Parts cannot slide into each other.
         assert_ne!(k.patient("cfg", "1x"), k.patient("cfg1", "x"));
+        // Derived keys are not the deployment secret's own.
+        let secret = Secret::new("0123456789abcdef0123456789abcdef".to_owned());
+        assert_ne!(
+            ReferenceKeys::derived_from(&secret).patient("cfg-1", "p"),
+            k.patient("cfg-1", "p")
+        );
     }
 }

@@ -3,7 +3,7 @@
 //! answer valid R4 by HL7's schema.
 
 use axum::{body::Body, http::Request};
-use chrono::{DateTime, Duration, SubsecRound, Utc};
+use chrono::{DateTime, Duration, Utc};
 use serde_json::Value;
 use visitbridge_approval::ConfigurationId;
 use visitbridge_fhir::{AuditAgent, AuditEvent, ParticipantAction, ParticipantAudit, Reference};
@@ -15,7 +15,10 @@ use visitbridge_store::{
 use visitbridge_testkit::fhir_schema::r4_schema_errors;
 use visitbridge_visit::ReferenceKeys;
 
-use crate::harness::{API_KEY, Browser, DEPLOYMENT_SECRET, OTHER_API_KEY, Portal, admin, approver};
+use crate::harness::{
+    API_KEY, Browser, CONFIGURATIONS_ONLY_API_KEY, OTHER_API_KEY, Portal, REFERENCE_SECRET, admin,
+    approver,
+};
 
 /// Adds a visit of `configuration` for `appointment` and `patient`, keyed the way the launch
 /// service keys them, with one AuditEvent a minute from `start`, as the recorder stores them.
@@ -28,7 +31,7 @@ async fn add_visit(
     start: DateTime<Utc>,
     events: usize,
 ) -> Vec<String> {
-    let keys = ReferenceKeys::new(&Secret::new(DEPLOYMENT_SECRET));
+    let keys = ReferenceKeys::new(&Secret::new(REFERENCE_SECRET));
     let visit = Visit {
         id: VisitId::new(id).unwrap(),
         configuration_id: ConfigurationId::new(configuration).unwrap(),
@@ -176,7 +179,11 @@ async fn an_auditor_searches_pages_and_reads_their_organisations_audit_events_on
     let portal = Portal::start().await;
     let mut contoso = portal.signed_in(admin()).await;
     let ours = portal.added_configuration(&mut contoso).await;
-    let start = Utc::now().trunc_subsecs(0) - Duration::days(3);
+    // Three days ago at 08:00 UTC: every visit's events fall on its own day.
+    let start = (Utc::now().date_naive() - Duration::days(3))
+        .and_hms_opt(8, 0, 0)
+        .unwrap()
+        .and_utc();
     let a = add_visit(&portal, &ours, "0a0a0a0a", "appt-A", "pat-1", start, 5).await;
     let b = add_visit(
         &portal,
@@ -218,6 +225,14 @@ async fn an_auditor_searches_pages_and_reads_their_organisations_audit_events_on
     )
     .await;
     assert_eq!(wrong_key.status, 401);
+    // A key for the configurations only does not read AuditEvents.
+    let not_audit = get(
+        &mut client,
+        "/fhir/AuditEvent",
+        Some(CONFIGURATIONS_ONLY_API_KEY),
+    )
+    .await;
+    assert_eq!(not_audit.status, 403);
 
     // By appointment, two a page: the next links lead through all five, in recorded order.
     let mut path = "/fhir/AuditEvent?entity=Appointment/appt-A&_count=2".to_owned();
@@ -273,8 +288,11 @@ async fn an_auditor_searches_pages_and_reads_their_organisations_audit_events_on
     assert!(link(&window.body, "self").unwrap().contains("date=ge"));
 
     // An admin's portal session reads them too; the named approver (no admin) does not.
-    let signed_in = get(&mut contoso, "/fhir/AuditEvent/".to_owned().as_str(), None).await;
-    assert_eq!(signed_in.status, 404, "no search here: {}", signed_in.body);
+    let signed_in = get(&mut contoso, "/fhir/AuditEvent?patient=pat-1", None).await;
+    assert_eq!(signed_in.status, 200, "{}", signed_in.body);
+    assert_eq!(entry_ids(&signed_in.body), a);
+    let trailing = get(&mut contoso, "/fhir/AuditEvent/", None).await;
+    assert_eq!(trailing.status, 404, "{}", trailing.body);
     let read = get(&mut contoso, &format!("/fhir/AuditEvent/{}", a[0]), None).await;
     assert_eq!(read.status, 200, "{}", read.body);
     assert_eq!(read.body["id"], a[0].as_str());
@@ -322,6 +340,13 @@ async fn an_auditor_searches_pages_and_reads_their_organisations_audit_events_on
     .await;
     assert_eq!(bad_date.status, 400);
     assert_eq!(bad_date.body["issue"][0]["code"], "invalid");
+    let modifier = get(
+        &mut client,
+        "/fhir/AuditEvent?patient:exact=pat-1",
+        Some(API_KEY),
+    )
+    .await;
+    assert_eq!(modifier.status, 400, "a modifier is never ignored");
     let written = {
         let request = Request::post("/fhir/AuditEvent")
             .header("authorization", format!("Bearer {API_KEY}"))
@@ -330,10 +355,10 @@ async fn an_auditor_searches_pages_and_reads_their_organisations_audit_events_on
             .unwrap();
         client.request(request).await
     };
-    assert!(
-        matches!(written.status, 400 | 403 | 405),
-        "{}",
-        written.status
+    assert_eq!(written.status, 405, "{}", written.body);
+    assert_eq!(
+        written.headers.get("allow").and_then(|v| v.to_str().ok()),
+        Some("GET")
     );
     assert!(
         written.body.contains("OperationOutcome"),

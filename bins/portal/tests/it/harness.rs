@@ -25,10 +25,12 @@ use wiremock::{
 pub(crate) const PUBLIC: &str = "https://portal.example.test";
 /// The portal's client registration at the EHR, for approvers' sign-ins.
 pub(crate) const EHR_CLIENT_ID: &str = "visitbridge-portal";
-/// The deployment secret the portal shares with the launch service (visit ids are keyed with it).
-pub(crate) const DEPLOYMENT_SECRET: &str = "portal-test-deployment-secret-0123456789abcdef";
+/// The reference secret the portal shares with the launch service (visit ids are keyed with it).
+pub(crate) const REFERENCE_SECRET: &str = "portal-test-reference-secret-0123456789abcdef";
 /// The JSON API key of the first organisation.
 pub(crate) const API_KEY: &str = "api-key-of-contoso-0123456789abcdef0123";
+/// A key of the first organisation for its configurations only (no `audit`).
+pub(crate) const CONFIGURATIONS_ONLY_API_KEY: &str = "api-key-of-contoso-configs-0123456789abc";
 /// A second organisation, with its own admin.
 pub(crate) const OTHER_TID: &str = "9d3b2f4e-1111-4c4e-9d0a-000000000002";
 pub(crate) const OTHER_API_KEY: &str = "api-key-of-fabrikam-0123456789abcdef012";
@@ -172,7 +174,7 @@ impl Portal {
             database = "{db}"
             launch_base_url = "https://visits.example.test"
             dev_mode = true
-            deployment_secret = "{DEPLOYMENT_SECRET}"
+            reference_secret = "{REFERENCE_SECRET}"
 
             [entra]
             authority = "{base}/organizations"
@@ -195,11 +197,18 @@ impl Portal {
             name = "ci"
             microsoft_tenant_id = "{tenant}"
             key = "{API_KEY}"
+            audit = true
+
+            [[api_keys]]
+            name = "contoso-configurations"
+            microsoft_tenant_id = "{tenant}"
+            key = "{CONFIGURATIONS_ONLY_API_KEY}"
 
             [[api_keys]]
             name = "fabrikam-ci"
             microsoft_tenant_id = "{OTHER_TID}"
             key = "{OTHER_API_KEY}"
+            audit = true
 
             {extra}
             "#,

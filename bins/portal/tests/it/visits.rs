@@ -5,7 +5,7 @@
 use std::time::Duration as StdDuration;
 
 use axum::{body::Body, http::Request};
-use chrono::{DateTime, Duration, SubsecRound, Utc};
+use chrono::{DateTime, Datelike, Duration, SubsecRound, Utc};
 use serde_json::{Value, json};
 use visitbridge_approval::ConfigurationId;
 use visitbridge_store::{
@@ -283,9 +283,10 @@ fn cells(row: &str) -> Vec<String> {
     out
 }
 
-/// The rows of the page's first table body: (the row's HTML, the text of each cell).
+/// The rows of the page's visits table, or else its first table body: (the row's HTML, the text
+/// of each cell).
 fn table_rows(page: &Page) -> Vec<(String, Vec<String>)> {
-    let body = &page.body;
+    let body = &page.body[page.body.find("<table class=\"visits\"").unwrap_or(0)..];
     let Some(start) = body.find("<tbody>") else {
         return Vec::new();
     };
@@ -803,4 +804,91 @@ async fn an_admin_sends_a_dead_letter_again_from_the_visit_page_and_the_history_
     assert_eq!(twice.status, 400, "{}", twice.body);
     let unknown = contoso.post(&path, &[("outbox_id", "999999")]).await;
     assert_eq!(unknown.status, 400);
+}
+
+/// The rows of the numbers table of chart `id`: (first column, the other columns).
+fn chart_rows(page: &Page, id: &str) -> Vec<(String, Vec<String>)> {
+    let start = page
+        .body
+        .find(&format!("id=\"{id}-data\""))
+        .unwrap_or_else(|| panic!("no table of {id}"));
+    let end = start + page.body[start..].find("</table>").unwrap();
+    page.body[start..end]
+        .split("<tr><th scope=\"row\">")
+        .skip(1)
+        .map(|row| {
+            let label = row[..row.find("</th>").unwrap()].to_owned();
+            let values = row
+                .split("<td>")
+                .skip(1)
+                .map(|c| unescape(&c[..c.find("</td>").unwrap()]))
+                .collect();
+            (label, values)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_visits_page_draws_its_charts_with_the_numbers_beside_them() {
+    let portal = Portal::start().await;
+    let v = set_up(&portal).await;
+    let mut browser = portal.signed_in(admin()).await;
+    let page = browser.get("/visits?days=30").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+
+    // Three SVG charts, each with its title and description for screen readers.
+    assert_eq!(page.body.matches("<svg ").count(), 3);
+    for id in ["chart-visits", "chart-waits", "chart-no-shows"] {
+        assert!(
+            page.body
+                .contains(&format!("aria-labelledby=\"{id}-title {id}-desc\"")),
+            "{id}"
+        );
+        assert!(page.body.contains(&format!("<title id=\"{id}-title\">")));
+    }
+
+    // Visits per day, by hand: the completed visit two days ago, the no-show ten days ago, the
+    // one in progress today; the 40-day-old one and the other organisation's are not counted.
+    let per_day = chart_rows(&page, "chart-visits");
+    assert_eq!(per_day.len(), 31, "every day of the period, today included");
+    let day = |at: DateTime<Utc>| at.date_naive().to_string();
+    let count = |d: &str| {
+        per_day
+            .iter()
+            .find(|(label, _)| label == d)
+            .map(|(_, values)| values[0].clone())
+    };
+    assert_eq!(count(&day(v.completed_launched)).as_deref(), Some("1"));
+    assert_eq!(count(&day(v.in_progress_launched)).as_deref(), Some("1"));
+    let total: u32 = per_day
+        .iter()
+        .map(|(_, v)| v[0].parse::<u32>().unwrap())
+        .sum();
+    assert_eq!(total, 3);
+
+    // The completed visit's patient waited three minutes in the lobby (1 → 4 min).
+    let waits = chart_rows(&page, "chart-waits");
+    let completed_day = waits
+        .iter()
+        .find(|(label, _)| *label == day(v.completed_launched))
+        .unwrap();
+    assert_eq!(completed_day.1, ["180 s", "180 s"]);
+
+    // No-show rate per week: the no-show's week is all no-show, the completed visit's none.
+    let weeks = chart_rows(&page, "chart-no-shows");
+    let week_of = |at: DateTime<Utc>| {
+        let d = at.date_naive();
+        (d - Duration::days(i64::from(d.weekday().num_days_from_monday()))).to_string()
+    };
+    let no_show_launched = Utc::now() - Duration::days(10);
+    let week = |w: String| {
+        weeks
+            .iter()
+            .find(|(label, _)| *label == w)
+            .unwrap()
+            .1
+            .clone()
+    };
+    assert_eq!(week(week_of(no_show_launched)), ["1", "1", "100 %"]);
+    assert_eq!(week(week_of(v.completed_launched)), ["1", "0", "0 %"]);
 }

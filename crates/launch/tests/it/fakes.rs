@@ -358,6 +358,8 @@ pub(crate) struct World {
     pub(crate) graph: FakeMeetings,
     pub(crate) ehr: FakeDirectory,
     pub(crate) secret: Secret,
+    /// What stored patient and appointment ids are keyed with.
+    pub(crate) reference_keys: visitbridge_visit::ReferenceKeys,
     pub(crate) configuration: ConfigurationId,
     pub(crate) issuer: FhirBaseUrl,
 }
@@ -404,6 +406,9 @@ impl World {
                 .with_appointment("appt-1", "pat-1", "doc-1", CSN)
                 .with_appointment("appt-2", "pat-2", "doc-1", "10000009999"),
             secret: Secret::new("a-deployment-secret-of-enough-length-for-hmac"),
+            reference_keys: visitbridge_visit::ReferenceKeys::new(&Secret::new(
+                "a-reference-secret-of-enough-length-for-hmac",
+            )),
             configuration: created.configuration.id().clone(),
             issuer,
         }
@@ -453,6 +458,7 @@ impl World {
             clock: &FixedClock,
             timer: &NoTimer,
             deployment_secret: &self.secret,
+            reference_keys: &self.reference_keys,
         }
     }
 

@@ -5,7 +5,7 @@ use std::{sync::Arc, time::Duration};
 
 use visitbridge_launch_core::{Clock, LaunchCoreError, PatientOutcome, Retention};
 use visitbridge_store::{AuditStore, Visit, VisitId, VisitRepo};
-use visitbridge_visit::{ReferenceKeys, VisitError};
+use visitbridge_visit::VisitError;
 
 use crate::{clinician::clinician_opens_visit, fakes::*, patient::patient_launches};
 
@@ -14,7 +14,7 @@ async fn past_retention_a_visit_keeps_only_keys_which_still_tell_its_patient_fro
     let world = World::new().await;
     world.link("doc-1", CLINICIAN_OID).await;
     clinician_opens_visit(&world).await;
-    let keys = ReferenceKeys::new(&world.secret);
+    let keys = world.reference_keys.clone();
     let [visit] = world.visits().await.try_into().unwrap();
     let cfg = world.configuration.as_str();
     assert_eq!(visit.patient_fhir_id.as_deref(), Some("pat-1"));
@@ -47,7 +47,7 @@ async fn past_retention_a_visit_keeps_only_keys_which_still_tell_its_patient_fro
     let clock = Arc::new(MovingClock::at(FixedClock.now()));
     let retention = Retention::new(
         Arc::clone(&world.store) as Arc<dyn AuditStore>,
-        ReferenceKeys::new(&world.secret),
+        world.reference_keys.clone(),
         Duration::from_secs(24 * 3600),
         Duration::from_secs(3600),
         Arc::clone(&clock) as Arc<dyn Clock>,

@@ -72,7 +72,8 @@ impl SqliteStore {
                         path,
                         idle: Mutex::new(Vec::new()),
                     }),
-                    checkpoint_owed: std::sync::atomic::AtomicBool::new(false),
+                    // A process that stopped before its checkpoint may have left one owed.
+                    checkpoint_owed: std::sync::atomic::AtomicBool::new(true),
                 }),
             })
         })

@@ -202,6 +202,7 @@ impl AuditRepo for SqliteStore {
                      AND (?2 IS NULL OR v.patient_key IN (SELECT value FROM json_each(?2)))
                      AND (?3 IS NULL OR v.appointment_key IN (SELECT value FROM json_each(?3)))
                      AND e.recorded_at >= ?4 AND e.recorded_at < ?5
+                     AND e.recorded_at >= ?6
                      AND (e.recorded_at > ?6 OR (e.recorded_at = ?6 AND e.event_id > ?7))
                  ORDER BY e.recorded_at, e.event_id LIMIT ?8"
             );

@@ -1,7 +1,13 @@
-//! The visits report, shared by the pages, the CSV export and the JSON API: the recent visits of
-//! the configurations someone may see, each with what its stored events say (start, duration,
-//! lobby wait, attendees, status, from `visitbridge_audit::VisitTimeline`), and one visit's
-//! timeline and write-back. Only what the store holds is shown: no names, no visit keys.
+//! The visits report, shared by the portal's pages, its CSV export and its JSON API: the recent
+//! visits of the configurations someone may see, each with what its stored events say (start,
+//! duration, lobby wait, attendees, status, from `visitbridge_audit::VisitTimeline`), one visit's
+//! timeline and write-back, and the report's charts ([`charts`]). Each is a bounded number of
+//! store reads whatever the number of visits (a report: configurations, visits, their events).
+//! Only what the store holds is shown: no names, no visit keys.
+
+#![deny(missing_docs)]
+
+pub mod charts;
 
 use std::collections::HashMap;
 
@@ -15,22 +21,36 @@ use visitbridge_store::{
     EventOrigin, EventParticipant, OutboxItem, OutboxState, Visit, VisitEventKind, VisitId,
 };
 
-use crate::{AppState, error::PortalError};
+use visitbridge_store::{Store, StoreError};
+
+/// Why a report could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// `days` is not one of the periods offered.
+    #[error("days must be 7, 30 or 90")]
+    InvalidPeriod,
+    /// No such visit (or another organisation's: the same answer).
+    #[error("no such visit")]
+    VisitNotFound,
+    /// The store failed.
+    #[error("the store failed")]
+    Store(#[from] StoreError),
+}
 
 /// At most this many visits in one report (newest first); the report says when there were more.
-pub(crate) const MAX_VISITS: usize = 500;
+pub const MAX_VISITS: usize = 500;
 
 /// How far back a report looks: the reference product's 7, 30 or 90 days.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
-pub(crate) struct Period(u16);
+pub struct Period(u16);
 
 impl Period {
     /// The periods offered.
-    pub(crate) const CHOICES: [u16; 3] = [7, 30, 90];
+    pub const CHOICES: [u16; 3] = [7, 30, 90];
 
     /// `days` from a query string: 7, 30 or 90; 30 when absent.
-    pub(crate) fn from_query(query: Option<&str>) -> Result<Self, PortalError> {
+    pub fn from_query(query: Option<&str>) -> Result<Self, ReportError> {
         let days = query
             .map(|q| url::form_urlencoded::parse(q.as_bytes()))
             .and_then(|mut pairs| pairs.find(|(k, _)| k == "days"))
@@ -42,22 +62,25 @@ impl Period {
                 .ok()
                 .filter(|d| Self::CHOICES.contains(d))
                 .map(Self)
-                .ok_or_else(|| PortalError::BadRequest("days must be 7, 30 or 90".to_owned())),
+                .ok_or(ReportError::InvalidPeriod),
         }
     }
 
     /// The number of days.
-    pub(crate) fn days(self) -> u16 {
+    pub fn days(self) -> u16 {
         self.0
     }
 }
 
 /// The configuration a visit was launched through, as reports show it.
 #[derive(Debug, Clone, Serialize)]
-pub(crate) struct ConfigurationRef {
-    pub(crate) id: String,
-    pub(crate) fhir_base_url: String,
-    pub(crate) environment: String,
+pub struct ConfigurationRef {
+    /// Its id.
+    pub id: String,
+    /// The FHIR base URL that served launches.
+    pub fhir_base_url: String,
+    /// `test` or `production`.
+    pub environment: String,
 }
 
 impl ConfigurationRef {
@@ -74,25 +97,27 @@ impl ConfigurationRef {
 
 /// One line of the report.
 #[derive(Debug, Clone, Serialize)]
-pub(crate) struct VisitSummary {
+pub struct VisitSummary {
     /// Our id of the visit (the EHR's visit key is kept only hashed, so it cannot be shown).
-    pub(crate) id: String,
+    pub id: String,
     /// When the first launch created the visit.
-    pub(crate) launched_at: DateTime<Utc>,
+    pub launched_at: DateTime<Utc>,
     /// When a staff member and a patient or guest were first both connected.
-    pub(crate) start: Option<DateTime<Utc>>,
+    pub start: Option<DateTime<Utc>>,
     /// When the last person left.
-    pub(crate) end: Option<DateTime<Utc>>,
+    pub end: Option<DateTime<Utc>>,
     /// From `start` to `end`.
-    pub(crate) duration_seconds: Option<i64>,
+    pub duration_seconds: Option<i64>,
     /// The meeting organiser's Entra object id (the launching clinician).
-    pub(crate) organizer_object_id: Option<String>,
-    pub(crate) configuration: ConfigurationRef,
+    pub organizer_object_id: Option<String>,
+    /// The configuration the visit was launched through.
+    pub configuration: ConfigurationRef,
     /// People who connected at least once (bots not counted).
-    pub(crate) attendees: usize,
+    pub attendees: usize,
     /// The first patient's wait: lobby arrival to admission, or in the call until staff came.
-    pub(crate) lobby_wait_seconds: Option<i64>,
-    pub(crate) status: VisitStatus,
+    pub lobby_wait_seconds: Option<i64>,
+    /// Where the visit stands.
+    pub status: VisitStatus,
 }
 
 impl VisitSummary {
@@ -114,28 +139,28 @@ impl VisitSummary {
 
 /// The recent visits of the configurations someone may see.
 #[derive(Debug, Clone)]
-pub(crate) struct Report {
-    pub(crate) days: Period,
+pub struct Report {
+    /// The period.
+    pub days: Period,
     /// Visits launched at or after this time are listed.
-    pub(crate) since: DateTime<Utc>,
+    pub since: DateTime<Utc>,
     /// More visits than [`MAX_VISITS`] were launched in the period: only the newest are listed.
-    pub(crate) truncated: bool,
+    pub truncated: bool,
     /// How many configurations the report covers.
-    pub(crate) configurations: usize,
+    pub configurations: usize,
     /// Newest launch first.
-    pub(crate) visits: Vec<VisitSummary>,
+    pub visits: Vec<VisitSummary>,
 }
 
 /// The visits launched in `period` before `now` through the configurations of `tenant` that
 /// `visible` accepts, with their timelines.
-pub(crate) async fn recent(
-    state: &AppState,
+pub async fn recent(
+    store: &dyn Store,
     tenant: &TenantId,
     visible: impl Fn(&Configuration) -> bool,
     period: Period,
     now: DateTime<Utc>,
-) -> Result<Report, PortalError> {
-    let store = state.store();
+) -> Result<Report, ReportError> {
     let since = now - Duration::days(i64::from(period.days()));
     let configurations: Vec<Configuration> = store
         .list_configurations(tenant)
@@ -172,20 +197,21 @@ pub(crate) async fn recent(
 
 /// A visit's participant, named by role and order of arrival, never by who they are.
 #[derive(Debug, Clone, Serialize)]
-pub(crate) struct ParticipantView {
+pub struct ParticipantView {
     /// "Clinician" (the organiser), "Staff member 2", "Patient / guest 1", "App 1".
-    pub(crate) label: String,
-    pub(crate) role: ParticipantRole,
+    pub label: String,
+    /// What the participant is to the visit.
+    pub role: ParticipantRole,
     /// Connected from … to (open while still connected).
-    pub(crate) connected: Vec<ConnectedInterval>,
+    pub connected: Vec<ConnectedInterval>,
     /// Waits in the lobby, where Graph reported the lobby.
-    pub(crate) lobby: Vec<LobbyWait>,
+    pub lobby: Vec<LobbyWait>,
 }
 
 /// Where the write-back of one event to one sink stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub(crate) enum DeliveryState {
+pub enum DeliveryState {
     /// The sink has it.
     Delivered,
     /// Not yet: on its way, or waiting for its next attempt.
@@ -210,17 +236,21 @@ impl From<OutboxState> for DeliveryState {
 
 /// The write-back of one event to one sink.
 #[derive(Debug, Clone, Serialize)]
-pub(crate) struct DeliveryView {
+pub struct DeliveryView {
     /// The outbox row (what a re-drive names).
-    pub(crate) id: i64,
-    pub(crate) sink: String,
-    pub(crate) state: DeliveryState,
-    pub(crate) attempts: u32,
-    pub(crate) delivered_at: Option<DateTime<Utc>>,
+    pub id: i64,
+    /// The sink.
+    pub sink: String,
+    /// Where it stands.
+    pub state: DeliveryState,
+    /// Deliveries started so far.
+    pub attempts: u32,
+    /// When the sink took it.
+    pub delivered_at: Option<DateTime<Utc>>,
     /// When a pending row is tried next.
-    pub(crate) next_attempt_at: Option<DateTime<Utc>>,
+    pub next_attempt_at: Option<DateTime<Utc>>,
     /// The last failure's short reason (no tokens, no PHI: the store keeps nothing else).
-    pub(crate) last_error: Option<String>,
+    pub last_error: Option<String>,
 }
 
 impl DeliveryView {
@@ -239,51 +269,66 @@ impl DeliveryView {
 
 /// One recorded event with its write-back.
 #[derive(Debug, Clone, Serialize)]
-pub(crate) struct EventView {
-    pub(crate) id: String,
-    pub(crate) kind: VisitEventKind,
-    pub(crate) occurred_at: DateTime<Utc>,
-    pub(crate) recorded_at: DateTime<Utc>,
-    pub(crate) origin: EventOrigin,
+pub struct EventView {
+    /// Its id.
+    pub id: String,
+    /// What happened.
+    pub kind: VisitEventKind,
+    /// When it happened.
+    pub occurred_at: DateTime<Utc>,
+    /// When we stored it.
+    pub recorded_at: DateTime<Utc>,
+    /// Live or from the attendance report.
+    pub origin: EventOrigin,
     /// The participant's label (none for the call's start and end).
-    pub(crate) participant: Option<String>,
+    pub participant: Option<String>,
     /// One per sink the event was enqueued for.
-    pub(crate) deliveries: Vec<DeliveryView>,
+    pub deliveries: Vec<DeliveryView>,
 }
 
 /// One visit in full.
 #[derive(Debug, Clone)]
-pub(crate) struct VisitDetail {
-    pub(crate) visit: VisitSummary,
-    pub(crate) call_started_at: Option<DateTime<Utc>>,
-    pub(crate) call_ended_at: Option<DateTime<Utc>>,
+pub struct VisitDetail {
+    /// The visit's line of the report.
+    pub visit: VisitSummary,
+    /// When Graph said the call started.
+    pub call_started_at: Option<DateTime<Utc>>,
+    /// When Graph said the call ended.
+    pub call_ended_at: Option<DateTime<Utc>>,
     /// In order of arrival.
-    pub(crate) participants: Vec<ParticipantView>,
+    pub participants: Vec<ParticipantView>,
     /// In time order.
-    pub(crate) events: Vec<EventView>,
+    pub events: Vec<EventView>,
 }
 
 /// One visit of `tenant`, if `visible` allows its configuration; another organisation's visit
 /// is "not found", exactly like one that does not exist.
-pub(crate) async fn detail(
-    state: &AppState,
+pub async fn detail<E: From<ReportError>>(
+    store: &dyn Store,
     tenant: &TenantId,
     id: &str,
-    visible: impl Fn(&Configuration) -> Result<(), PortalError>,
-) -> Result<VisitDetail, PortalError> {
-    let store = state.store();
-    let id = VisitId::new(id).map_err(|_| PortalError::VisitNotFound)?;
+    visible: impl Fn(&Configuration) -> Result<(), E>,
+) -> Result<VisitDetail, E> {
+    let id = VisitId::new(id).map_err(|_| ReportError::VisitNotFound)?;
     let visit = store
         .get_visit(&id)
-        .await?
-        .ok_or(PortalError::VisitNotFound)?;
+        .await
+        .map_err(ReportError::from)?
+        .ok_or(ReportError::VisitNotFound)?;
     let configuration = store
         .get_configuration(tenant, &visit.configuration_id)
-        .await?
-        .ok_or(PortalError::VisitNotFound)?;
+        .await
+        .map_err(ReportError::from)?
+        .ok_or(ReportError::VisitNotFound)?;
     visible(&configuration)?;
-    let events = store.events_for_visit(&id).await?;
-    let outbox = store.outbox_for_visit(&id).await?;
+    let events = store
+        .events_for_visit(&id)
+        .await
+        .map_err(ReportError::from)?;
+    let outbox = store
+        .outbox_for_visit(&id)
+        .await
+        .map_err(ReportError::from)?;
     let timeline = VisitTimeline::from_events(&events);
 
     let organizer = visit.organizer_object_id.as_ref().map(|o| o.as_str());
@@ -338,7 +383,7 @@ pub(crate) async fn detail(
 }
 
 /// How the report names a status.
-pub(crate) fn status_label(status: VisitStatus) -> &'static str {
+pub fn status_label(status: VisitStatus) -> &'static str {
     match status {
         VisitStatus::Completed => "Completed",
         VisitStatus::NoShow => "No-show",
@@ -349,7 +394,7 @@ pub(crate) fn status_label(status: VisitStatus) -> &'static str {
 }
 
 /// The machine name of a status (as in the JSON API and the CSV).
-pub(crate) fn status_code(status: VisitStatus) -> &'static str {
+pub fn status_code(status: VisitStatus) -> &'static str {
     match status {
         VisitStatus::Completed => "completed",
         VisitStatus::NoShow => "no-show",
@@ -360,7 +405,7 @@ pub(crate) fn status_code(status: VisitStatus) -> &'static str {
 }
 
 /// The CSV export's header, one column per report column.
-pub(crate) const CSV_HEADER: [&str; 10] = [
+pub const CSV_HEADER: [&str; 10] = [
     "visit_id",
     "launched_utc",
     "start_utc",
@@ -375,7 +420,7 @@ pub(crate) const CSV_HEADER: [&str; 10] = [
 
 /// The report as CSV (RFC 4180: CRLF line ends, quoted where needed): times in RFC 3339 UTC,
 /// durations in seconds, empty where unknown.
-pub(crate) fn csv(report: &Report) -> Result<String, csv::Error> {
+pub fn csv(report: &Report) -> Result<String, csv::Error> {
     let time = |t: Option<DateTime<Utc>>| {
         t.map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
             .unwrap_or_default()
@@ -438,7 +483,7 @@ fn formula_safe(value: String) -> String {
 }
 
 /// A duration as a person reads it: `45s`, `4m 05s`, `1h 02m`.
-pub(crate) fn duration_text(seconds: i64) -> String {
+pub fn duration_text(seconds: i64) -> String {
     let s = seconds.max(0);
     match s {
         0..60 => format!("{s}s"),
@@ -461,7 +506,7 @@ mod tests {
             assert!(
                 matches!(
                     Period::from_query(Some(bad)),
-                    Err(PortalError::BadRequest(_))
+                    Err(ReportError::InvalidPeriod)
                 ),
                 "{bad}"
             );
