@@ -164,6 +164,36 @@ fn base(state: &AppState) -> String {
     )
 }
 
+/// Refuses a request whose `Accept` takes no JSON (FHIR's XML, say): this endpoint answers JSON
+/// only. No `Accept`, `*/*`, `application/*` or any JSON type is fine.
+fn accepts_json(headers: &HeaderMap) -> Result<(), Refusal> {
+    let accept: Vec<String> = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| {
+            t.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .filter(|t| !t.is_empty())
+        .collect();
+    if accept.is_empty()
+        || accept
+            .iter()
+            .any(|t| t == "*/*" || t == "application/*" || t.ends_with("json"))
+    {
+        Ok(())
+    } else {
+        Err(Refusal(RequestError::NotAcceptable(
+            "this endpoint answers application/fhir+json only".to_owned(),
+        )))
+    }
+}
+
 /// `Prefer: handling=strict`.
 fn strict(headers: &HeaderMap) -> bool {
     headers
@@ -189,6 +219,7 @@ async fn search(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Result<Response, Refusal> {
+    accepts_json(&headers)?;
     let search = AuditEventSearch::parse(query.as_deref(), strict(&headers)).map_err(Refusal)?;
     let secret = &state.config().reference_secret;
     if secret.is_empty() && search.by_reference() {
@@ -217,8 +248,10 @@ async fn search(
 async fn read(
     State(state): State<AppState>,
     auditor: Auditor,
+    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, Refusal> {
+    accepts_json(&headers)?;
     let configurations = auditor.configurations(&state).await?;
     let resource = read_audit_event(state.store(), &configurations, &id)
         .await

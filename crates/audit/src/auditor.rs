@@ -157,7 +157,7 @@ impl AuditEventSearch {
                         value.as_str(),
                         "json" | "application/json" | "application/fhir+json"
                     ) {
-                        return Err(RequestError::NotSupported(
+                        return Err(RequestError::NotAcceptable(
                             "_format: this server answers JSON only".to_owned(),
                         ));
                     }
@@ -442,6 +442,9 @@ mod tests {
         ] {
             let err = AuditEventSearch::parse(Some(query), false).unwrap_err();
             assert_eq!(err.code(), code, "{query}: {err}");
+            if query.starts_with("_format") {
+                assert_eq!(err.status(), 406);
+            }
         }
     }
 

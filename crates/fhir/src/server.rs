@@ -40,6 +40,9 @@ pub enum RequestError {
     /// The method is not one this endpoint serves (`not-supported`, HTTP 405).
     #[error("{0}")]
     MethodNotAllowed(String),
+    /// The client accepts no format this server answers in (`not-supported`, HTTP 406).
+    #[error("{0}")]
+    NotAcceptable(String),
     /// The request is larger than the server takes (`too-long`, HTTP 413).
     #[error("the request is too large")]
     TooLarge,
@@ -68,6 +71,7 @@ impl RequestError {
             Self::Forbidden(_) => 403,
             Self::NotFound(_) => 404,
             Self::MethodNotAllowed(_) => 405,
+            Self::NotAcceptable(_) => 406,
             Self::TooLarge => 413,
             Self::Timeout => 504,
             Self::Exception => 500,
@@ -78,7 +82,9 @@ impl RequestError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::Invalid { .. } => "invalid",
-            Self::NotSupported(_) | Self::MethodNotAllowed(_) => "not-supported",
+            Self::NotSupported(_) | Self::MethodNotAllowed(_) | Self::NotAcceptable(_) => {
+                "not-supported"
+            }
             Self::TooLarge => "too-long",
             Self::Timeout => "timeout",
             Self::NotFound(_) => "not-found",

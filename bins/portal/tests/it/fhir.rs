@@ -340,6 +340,22 @@ async fn an_auditor_searches_pages_and_reads_their_organisations_audit_events_on
     .await;
     assert_eq!(bad_date.status, 400);
     assert_eq!(bad_date.body["issue"][0]["code"], "invalid");
+    let xml = get_with(
+        &mut client,
+        "/fhir/AuditEvent",
+        Some(API_KEY),
+        &[("accept", "application/fhir+xml")],
+    )
+    .await;
+    assert_eq!(xml.status, 406);
+    let browser_like = get_with(
+        &mut client,
+        "/fhir/AuditEvent",
+        Some(API_KEY),
+        &[("accept", "application/fhir+json;q=0.9, */*;q=0.1")],
+    )
+    .await;
+    assert_eq!(browser_like.status, 200);
     let modifier = get(
         &mut client,
         "/fhir/AuditEvent?patient:exact=pat-1",
