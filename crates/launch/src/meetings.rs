@@ -143,11 +143,6 @@ impl Ports<'_> {
         external_id(self.deployment_secret, configuration, key)
     }
 
-    /// The keys of stored patient and appointment ids.
-    pub(crate) fn reference_keys(&self) -> &ReferenceKeys {
-        self.reference_keys
-    }
-
     /// Reads the visit through FHIR (timed as `fhir`) and checks it is the one the EHR attested.
     pub(crate) async fn resolve(
         &self,
@@ -190,7 +185,7 @@ impl Ports<'_> {
             patient_key: None,
             appointment_key: None,
         };
-        let visit = with_keys(self.reference_keys(), visit);
+        let visit = with_keys(self.reference_keys, visit);
         Ok(self.visits.upsert_visit(&visit).await?)
     }
 
@@ -253,7 +248,7 @@ impl Ports<'_> {
             conference_id: visit.conference_id.clone().or(facts.conference_id.clone()),
             ..visit
         };
-        let filled = with_keys(self.reference_keys(), filled);
+        let filled = with_keys(self.reference_keys, filled);
         let stored = self.visits.upsert_visit(&filled).await?;
         self.meetings()?.meeting_ready(&stored);
         Ok((stored, meeting))
@@ -281,12 +276,7 @@ impl Ports<'_> {
             .visit_by_key(target.configuration, external.as_str())
             .await?
         {
-            clinician_fits(
-                self.reference_keys(),
-                target.attested,
-                target.key,
-                &existing,
-            )?;
+            clinician_fits(self.reference_keys, target.attested, target.key, &existing)?;
         }
         let conference = facts.conference_id.take();
         let visit = self
@@ -297,7 +287,7 @@ impl Ports<'_> {
                 Some(target.organizer),
             )
             .await?;
-        clinician_fits(self.reference_keys(), target.attested, target.key, &visit)?;
+        clinician_fits(self.reference_keys, target.attested, target.key, &visit)?;
         let outcome = match read {
             Some(read) => {
                 let (resolved, outcome) =

@@ -89,7 +89,7 @@ pub async fn patient_launch(
             .await?
         {
             if visit.organizer_object_id.is_some()
-                && attested.stored_fit(stored_ids(ports.reference_keys(), &visit)) == Fit::Same
+                && attested.stored_fit(stored_ids(ports.reference_keys, &visit)) == Fit::Same
             {
                 let url = ports.patient_meeting(visit, &VisitFacts::default()).await?;
                 return Ok(PatientOutcome::Meeting(url));
@@ -110,7 +110,7 @@ pub async fn patient_launch(
         attested.check_claimed(
             &resolved.key,
             &resolved,
-            stored_ids(ports.reference_keys(), existing),
+            stored_ids(ports.reference_keys, existing),
         )?;
     }
     let mut facts = VisitFacts::from_launch(launch.record, launch.context, None);
@@ -133,7 +133,7 @@ pub async fn patient_launch(
     attested.check_claimed(
         &resolved.key,
         &resolved,
-        stored_ids(ports.reference_keys(), &visit),
+        stored_ids(ports.reference_keys, &visit),
     )?;
     if visit.organizer_object_id.is_some() {
         let url = ports.patient_meeting(visit, &facts).await?;
@@ -232,7 +232,7 @@ pub async fn device_test(
         return Ok(None);
     };
     if !(has_meeting(&visit)
-        && Attested::from_context(context).stored_fit(stored_ids(ports.reference_keys(), &visit))
+        && Attested::from_context(context).stored_fit(stored_ids(ports.reference_keys, &visit))
             == Fit::Same)
     {
         return Ok(None);

@@ -604,6 +604,27 @@ pub struct AuditEventFilter {
     pub after: Option<(DateTime<Utc>, EventId)>,
 }
 
+impl AuditEventFilter {
+    /// The filter's time bounds as both backends bind them: recorded from, recorded before, and
+    /// the cursor's time and event id (unbounded ends as the widest values).
+    pub(crate) fn bounds(&self) -> (i64, i64, i64, String) {
+        let (after_at, after_id) = self
+            .after
+            .as_ref()
+            .map_or((i64::MIN, String::new()), |(at, id)| {
+                (crate::records::to_millis(*at), id.as_str().to_owned())
+            });
+        (
+            self.recorded_from
+                .map_or(i64::MIN, crate::records::to_millis),
+            self.recorded_before
+                .map_or(i64::MAX, crate::records::to_millis),
+            after_at,
+            after_id,
+        )
+    }
+}
+
 /// An item of [`AuditRepo::visit_changes`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VisitChange {

@@ -16,20 +16,24 @@ use serde_json::Value;
 /// The schema's text.
 pub const FHIR_R4_SCHEMA: &str = include_str!("../fixtures/fhir/fhir.schema.json");
 
-fn validator_for(resource_type: &str) -> Arc<jsonschema::Validator> {
+fn validator_for(resource_type: &str) -> Result<Arc<jsonschema::Validator>, String> {
     static VALIDATORS: OnceLock<Mutex<HashMap<String, Arc<jsonschema::Validator>>>> =
         OnceLock::new();
     let cache = VALIDATORS.get_or_init(Mutex::default);
     let mut cache = cache.lock().unwrap_or_else(PoisonError::into_inner);
     if let Some(v) = cache.get(resource_type) {
-        return Arc::clone(v);
+        return Ok(Arc::clone(v));
     }
-    let mut schema: Value = serde_json::from_str(FHIR_R4_SCHEMA).expect("the R4 schema is JSON");
-    let root = schema.as_object_mut().expect("the R4 schema is an object");
-    assert!(
-        root["definitions"].get(resource_type).is_some(),
-        "the R4 schema has no definition of {resource_type}"
-    );
+    let mut schema: Value = serde_json::from_str(FHIR_R4_SCHEMA)
+        .map_err(|e| format!("the R4 schema is not JSON: {e}"))?;
+    let root = schema
+        .as_object_mut()
+        .ok_or("the R4 schema is not an object")?;
+    if root["definitions"].get(resource_type).is_none() {
+        return Err(format!(
+            "the R4 schema has no definition of {resource_type}"
+        ));
+    }
     // The definition of this type, with every other definition there for its references.
     root.remove("oneOf");
     root.remove("discriminator");
@@ -41,10 +45,10 @@ fn validator_for(resource_type: &str) -> Arc<jsonschema::Validator> {
         jsonschema::options()
             .with_draft(jsonschema::Draft::Draft6)
             .build(&schema)
-            .expect("the R4 schema compiles"),
+            .map_err(|e| format!("the R4 schema does not compile: {e}"))?,
     );
     cache.insert(resource_type.to_owned(), Arc::clone(&validator));
-    validator
+    Ok(validator)
 }
 
 /// What HL7's R4 JSON schema finds wrong with `document` (by its `resourceType`), one line per
@@ -53,10 +57,14 @@ pub fn r4_schema_errors(document: &Value) -> Vec<String> {
     let Some(resource_type) = document["resourceType"].as_str() else {
         return vec!["no resourceType".to_owned()];
     };
-    validator_for(resource_type)
-        .iter_errors(document)
-        .map(|e| format!("{}: {e}", e.instance_path()))
-        .collect()
+    match validator_for(resource_type) {
+        Ok(validator) => validator
+            .iter_errors(document)
+            .map(|e| format!("{}: {e}", e.instance_path()))
+            .collect(),
+        // Not a resource type of R4 (or the schema file is broken): an error, not a panic.
+        Err(why) => vec![why],
+    }
 }
 
 #[cfg(test)]
@@ -79,5 +87,7 @@ mod tests {
         });
         let errors = r4_schema_errors(&broken);
         assert!(errors.len() >= 2, "{errors:?}");
+        let unknown = r4_schema_errors(&json!({ "resourceType": "NotAResource" }));
+        assert_eq!(unknown, ["the R4 schema has no definition of NotAResource"]);
     }
 }

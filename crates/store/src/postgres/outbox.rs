@@ -199,14 +199,7 @@ impl AuditRepo for PostgresStore {
         };
         let patients = list(&filter.patient_keys);
         let appointments = list(&filter.appointment_keys);
-        let from = filter.recorded_from.map_or(i64::MIN, to_millis);
-        let before = filter.recorded_before.map_or(i64::MAX, to_millis);
-        let (after_at, after_id) = filter
-            .after
-            .as_ref()
-            .map_or((i64::MIN, String::new()), |(at, id)| {
-                (to_millis(*at), id.as_str().to_owned())
-            });
+        let (from, before, after_at, after_id) = filter.bounds();
         let client = self.client().await?;
         let sql = format!(
             "SELECT {} FROM visit_events e JOIN visits v ON v.id = e.visit_id
