@@ -162,9 +162,20 @@ impl Browser {
 
     /// Clicks the link or button whose visible text contains `label` (waiting for it to appear).
     pub async fn click(&self, label: &str) -> Result<(), BrowserError> {
-        let element = self.wait_for_clickable(label).await?;
-        element.click().await?;
-        Ok(())
+        // A page that re-renders between the find and the click (a live panel, the sandbox
+        // meeting's roster) leaves the element found detached: find it again, a few times.
+        let mut attempts = 0;
+        loop {
+            let element = self.wait_for_clickable(label).await?;
+            match element.click().await {
+                Ok(()) => return Ok(()),
+                Err(_) if attempts < 3 => {
+                    attempts += 1;
+                    tokio::time::sleep(Duration::from_millis(150)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     async fn wait_for_clickable(&self, label: &str) -> Result<Element, BrowserError> {
