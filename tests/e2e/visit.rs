@@ -37,7 +37,7 @@ async fn started_visit_row(browser: &Browser) -> Vec<String> {
             }
         }
         let started = cells
-            .get(8)
+            .get(9)
             .is_some_and(|status| status == "In progress" || status == "Completed");
         if started {
             return cells;
@@ -159,7 +159,10 @@ async fn clinician_and_patient_meet_in_one_visit_and_the_ehr_hears_of_it() {
     admin.click("Casey Admin").await.unwrap();
     admin.wait_for_text("Configurations").await.unwrap();
     admin.click("Visits").await.unwrap();
-    admin.wait_for_text("Visits launched since").await.unwrap();
+    admin
+        .wait_for_text("launched in the last 30 days match")
+        .await
+        .unwrap();
     let row = started_visit_row(&admin).await;
     let headers = [
         "Visit",
@@ -168,6 +171,7 @@ async fn clinician_and_patient_meet_in_one_visit_and_the_ehr_hears_of_it() {
         "Duration",
         "Organiser",
         "Configuration",
+        "Department",
         "Attendees",
         "Lobby wait",
         "Status",
@@ -193,6 +197,75 @@ async fn clinician_and_patient_meet_in_one_visit_and_the_ehr_hears_of_it() {
     );
     admin.screenshot("10-portal-visits").await.unwrap();
 
+    // The charts render in Chromium: three images with their titles, laid out with a size, a
+    // bar for today's visit, and their numbers in a table beside them.
+    let charts = admin
+        .client()
+        .find_all(Locator::Css("svg.chart[role=img]"))
+        .await
+        .unwrap();
+    assert_eq!(charts.len(), 3, "three charts");
+    for chart in &charts {
+        let (_, _, width, height) = chart.rectangle().await.unwrap();
+        assert!(
+            width > 100.0 && height > 20.0,
+            "a chart drawn {width}×{height}"
+        );
+    }
+    let drawn = admin
+        .client()
+        .execute(
+            "return [...document.querySelectorAll('#chart-visits rect')]
+                 .filter(r => r.getBBox().height > 0).length;",
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(drawn, serde_json::json!(1), "one day with a visit: one bar");
+    let titles = admin
+        .client()
+        .execute(
+            "return [...document.querySelectorAll('svg.chart title')].map(t => t.textContent);",
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        titles,
+        serde_json::json!([
+            "Visits per day",
+            "Lobby wait per day: median and 90th percentile",
+            "No-show rate per week"
+        ])
+    );
+    let visits_table = admin
+        .client()
+        .find(Locator::Id("chart-visits-data"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    assert!(
+        visits_table.contains(&format!("{today} 1")),
+        "{visits_table}"
+    );
+
+    // A write-back the EHR refused for good (made so in the database, as the worker would after
+    // its last attempt), for the admin to send again.
+    let href = admin
+        .client()
+        .find(Locator::Css("table.visits tbody tr th a"))
+        .await
+        .unwrap()
+        .attr("href")
+        .await
+        .unwrap()
+        .unwrap();
+    let visit_id = href.trim_start_matches("/visits/").to_owned();
+    dead_letter(&demo, &visit_id).await;
+
     // Its page: the timeline by role and the write-back of each event.
     admin.click("visit details").await.unwrap();
     let detail = admin.wait_for_text("Patient / guest 1").await.unwrap();
@@ -204,6 +277,36 @@ async fn clinician_and_patient_meet_in_one_visit_and_the_ehr_hears_of_it() {
         "the visit page must not show the patient's name: {detail}"
     );
     admin.screenshot("11-portal-visit").await.unwrap();
+
+    // The re-drive: the dead letter shows with its reason and a button; sent again, the worker
+    // delivers it to the EHR.
+    assert!(
+        detail.contains("dead letter") && detail.contains("the EHR answered 400 (end-to-end test)"),
+        "{detail}"
+    );
+    admin.click("Send again").await.unwrap();
+    admin
+        .wait_for_text("The write-back is on its way again")
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let page = admin.text().await.unwrap();
+        if !page.contains("dead letter") && !page.contains("pending") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the re-driven write-back was never delivered: {page}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        admin.client().refresh().await.unwrap();
+    }
+    assert!(
+        !admin.text().await.unwrap().contains("Send again"),
+        "no button once delivered"
+    );
+    admin.screenshot("12-portal-redriven").await.unwrap();
 
     clinician.close().await;
     patient.close().await;
@@ -241,4 +344,74 @@ async fn clinician_and_patient_meet_in_one_visit_and_the_ehr_hears_of_it() {
             );
         }
     }
+}
+
+/// Makes a copy of the visit's last event whose write-back the EHR refused for good: recorded for
+/// the same sink as its original, claimed and marked dead through a second store on the demo's
+/// database. Recorded as if an hour ahead, so that the demo's own worker does not send it first.
+async fn dead_letter(demo: &visitbridge_demo::RunningDemo, visit: &str) {
+    use visitbridge_store::{AuditRepo, EventId, NewDelivery, OutboxRepo, SqliteStore, VisitId};
+    let path = demo
+        .database
+        .sqlite_path()
+        .expect("the demo runs on SQLite");
+    let store = SqliteStore::open(&path.display().to_string())
+        .await
+        .expect("the demo's database");
+    let id = VisitId::new(visit).unwrap();
+    let original = store
+        .events_for_visit(&id)
+        .await
+        .unwrap()
+        .into_iter()
+        .next_back()
+        .expect("the visit has events");
+    let sink = store
+        .outbox_for_event(&original.event_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .next()
+        .expect("the event was written back")
+        .sink;
+    let later = chrono::Utc::now() + chrono::Duration::hours(1);
+    let copy = visitbridge_store::StoredEvent {
+        event_id: EventId::new(format!("{}-e2e-dead", original.event_id.as_str())).unwrap(),
+        recorded_at: later,
+        ..original
+    };
+    store
+        .record_event(
+            &copy,
+            &[NewDelivery {
+                sink,
+                idempotency_key: format!("{}-e2e", copy.event_id.as_str()),
+                latest_only: false,
+            }],
+        )
+        .await
+        .unwrap();
+    let claimed = store
+        .claim_due(
+            later + chrono::Duration::seconds(1),
+            std::time::Duration::from_secs(60),
+            100,
+        )
+        .await
+        .unwrap();
+    let item = claimed
+        .into_iter()
+        .find(|c| c.event.event_id == copy.event_id)
+        .expect("the copy is claimed")
+        .item;
+    assert!(
+        store
+            .mark_dead(
+                item.id,
+                item.attempts,
+                "the EHR answered 400 (end-to-end test)"
+            )
+            .await
+            .unwrap()
+    );
 }

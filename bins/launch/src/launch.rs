@@ -357,7 +357,7 @@ async fn provider(
     match outcome {
         ClinicianOutcome::Meeting(opened) => open_page(state, headers, *opened).await,
         ClinicianOutcome::MicrosoftSignIn(pending) => {
-            microsoft_sign_in(state, &done, issuer, pending).await
+            microsoft_sign_in(state, &done, issuer, *pending).await
         }
     }
 }

@@ -4,7 +4,9 @@ use std::{sync::Arc, time::Duration};
 
 use axum::Router;
 use url::Url;
-use visitbridge_audit::{AuditRecorder, DeliveryPolicy, DeliveryWorker};
+use visitbridge_audit::{
+    AuditRecorder, DeliveryPolicy, DeliveryWorker, outcomes::refresh_outcomes,
+};
 use visitbridge_graph::{
     ClientStateSecret, DecryptionKeys, EncryptionCertificate, EntraAppTokens, EntraConfig,
     GraphClient, GraphConfig, NotificationEncryption, SubscriptionConfig, TokenCredential,
@@ -558,6 +560,12 @@ impl LaunchService {
                 }
                 // On one replica at a time: the purge's serializable batches would only conflict.
                 let purge = async {
+                    // Reports find the visits' outcomes as their events say (the portal also
+                    // brings them up to date before it reads).
+                    let audit: &dyn AuditStore = &*inner.store;
+                    if let Err(e) = refresh_outcomes(audit, None, 20).await {
+                        tracing::warn!(error = %e, "cannot bring the visits' outcomes up to date");
+                    }
                     match retention.run().await {
                         Ok(run) if run.keyed + run.purged.visits + run.purged.events > 0 => {
                             tracing::info!(

@@ -25,7 +25,8 @@ use crate::{
     service,
 };
 use visitbridge_report::{
-    self as report, EventView, ParticipantView, Period, Report, VisitDetail, VisitSummary,
+    self as report, EventView, Include, ParticipantView, Period, ReportFilter, VisitDetail,
+    VisitSummary,
 };
 
 /// The routes under `/api/v1`.
@@ -333,32 +334,64 @@ fn visit_view<'a>(state: &AppState, visit: &'a VisitSummary) -> VisitView<'a> {
 
 #[derive(Serialize)]
 struct VisitList<'a> {
-    days: Period,
+    /// The last so many days, when the period is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    days: Option<u16>,
     since: DateTime<Utc>,
-    truncated: bool,
+    before: DateTime<Utc>,
+    total: u64,
+    page: u32,
+    per_page: u32,
+    pages: u32,
+    /// The next page's URL, while there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next: Option<String>,
     visits: Vec<VisitView<'a>>,
 }
 
-/// `GET /api/v1/visits?days=30`: every visit of the key's organisation launched in the period.
+/// `GET /api/v1/visits?days=30&per_page=500&page=2…`: the visits of the key's organisation
+/// that the filter picks (the same parameters as the portal's report), a page at a time.
 async fn visits(
     State(state): State<AppState>,
     client: ApiClient,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    let period = Period::from_query(query.as_deref())?;
-    let Report {
-        days,
-        since,
-        truncated,
-        visits,
-        ..
-    } = report::recent(state.store(), &client.tenant, |_| true, period, Utc::now()).await?;
-    let visits = visits.iter().map(|v| visit_view(&state, v)).collect();
+    let filter = ReportFilter::from_query(query.as_deref())?;
+    let report = report::recent(
+        state.store(),
+        &client.tenant,
+        |_| true,
+        &filter,
+        Utc::now(),
+        Include::default(),
+    )
+    .await?;
+    let next = (filter.page < report.pages).then(|| {
+        public_url(
+            &state,
+            &format!(
+                "/api/v1/visits?{}",
+                filter.on_page(filter.page + 1).to_query()
+            ),
+        )
+    });
     Ok(Json(VisitList {
-        days,
-        since,
-        truncated,
-        visits,
+        days: match filter.period {
+            Period::LastDays(days) => Some(days),
+            Period::Dates { .. } => None,
+        },
+        since: report.since,
+        before: report.before,
+        total: report.total,
+        page: filter.page,
+        per_page: filter.per_page,
+        pages: report.pages,
+        next,
+        visits: report
+            .visits
+            .iter()
+            .map(|v| visit_view(&state, v))
+            .collect(),
     })
     .into_response())
 }

@@ -237,9 +237,10 @@ impl From<visitbridge_report::ReportError> for PortalError {
     fn from(e: visitbridge_report::ReportError) -> Self {
         use visitbridge_report::ReportError;
         match e {
-            ReportError::InvalidPeriod => Self::BadRequest(e.to_string()),
+            ReportError::InvalidFilter(_) => Self::BadRequest(e.to_string()),
             ReportError::VisitNotFound => Self::VisitNotFound,
             ReportError::Store(source) => source.into(),
+            ReportError::Csv(_) | ReportError::Outcomes(_) => Self::internal(e),
         }
     }
 }

@@ -1,5 +1,6 @@
-//! The visits pages: the recent visits of the configurations the signed-in person may see (7, 30
-//! or 90 days), their CSV export, and one visit's timeline and write-back.
+//! The visits pages: the visits of the configurations the signed-in person may see (the last 7,
+//! 30 or 90 days or a range of dates, filtered by configuration, department and status, sorted
+//! and paged), their CSV export, and one visit's timeline and write-back.
 
 use askama::Template;
 use askama_web::WebTemplate;
@@ -13,10 +14,12 @@ use serde::Deserialize;
 use visitbridge_approval::Configuration;
 use visitbridge_audit::{ParticipantRole, VisitStatus};
 use visitbridge_report::{
-    self as report, DeliveryState, EventView, MAX_VISITS, ParticipantView, Period, Report,
-    VisitDetail, VisitSummary,
+    self as report, DeliveryState, EventView, Include, MAX_CSV_ROWS, ParticipantView, Period,
+    Report, ReportFilter, VisitDetail, VisitSummary,
     charts::{self, Chart},
-    duration_text, status_code, status_label,
+    duration_text,
+    nav::{self, ColumnSort, FilterForm, Pager},
+    status_code, status_label,
 };
 use visitbridge_store::{EventOrigin, OutboxId, OutboxState, VisitEventKind, VisitId};
 
@@ -98,7 +101,8 @@ pub(crate) struct VisitRow {
     pub(crate) configuration_id: String,
     pub(crate) fhir_base_url: String,
     pub(crate) environment: String,
-    pub(crate) attendees: usize,
+    pub(crate) department: String,
+    pub(crate) attendees: u32,
     pub(crate) lobby_wait: String,
     pub(crate) status: &'static str,
     pub(crate) status_class: &'static str,
@@ -142,6 +146,7 @@ impl VisitRow {
             configuration_id: v.configuration.id.clone(),
             fhir_base_url: v.configuration.fhir_base_url.clone(),
             environment: v.configuration.environment.clone(),
+            department: v.department.clone().unwrap_or_else(|| "unknown".to_owned()),
             attendees: v.attendees,
             lobby_wait: v
                 .lobby_wait_seconds
@@ -152,105 +157,114 @@ impl VisitRow {
     }
 }
 
-/// A choice of period above the table.
-pub(crate) struct PeriodLink {
-    pub(crate) days: u16,
-    pub(crate) current: bool,
-}
-
-/// The visits list.
+/// The visits report.
 #[derive(Template, WebTemplate)]
 #[template(path = "visits.html")]
 pub(crate) struct VisitsPage {
     pub(crate) layout: Layout,
-    pub(crate) days: u16,
-    pub(crate) periods: Vec<PeriodLink>,
-    pub(crate) since: String,
+    /// What the report covers, as a heading says it.
+    pub(crate) period: String,
+    pub(crate) form: FilterForm,
+    pub(crate) sorts: Vec<ColumnSort>,
+    pub(crate) pager: Pager,
+    pub(crate) total: u64,
+    pub(crate) page: u32,
+    pub(crate) pages: u32,
+    /// The CSV export of the same filter and order.
+    pub(crate) csv_query: String,
+    pub(crate) csv_max: u64,
     pub(crate) rows: Vec<VisitRow>,
-    pub(crate) truncated: bool,
-    pub(crate) max: usize,
-    /// Why the list is empty.
+    /// Why the table is empty.
     pub(crate) empty: String,
     /// Visits per day, lobby waits per day, no-shows per week.
     pub(crate) charts: Vec<Chart>,
 }
 
 impl VisitsPage {
-    fn of(user: &User, report: &Report, now: DateTime<Utc>) -> Self {
-        let days = report.days.days();
-        let empty = if report.configurations == 0 && !user.is_admin {
+    fn of(user: &User, report: &Report) -> Self {
+        let period = report.filter.period.describe();
+        let empty = if report.configurations.is_empty() && !user.is_admin {
             "No configuration names you as its approver, so there are no visits for you to see. Ask your organisation's VisitBridge admin if you expected some.".to_owned()
+        } else if report.filter.narrows() {
+            format!("No visits launched in {period} match this filter.")
         } else {
-            format!("No visits were launched in the last {days} days.")
+            format!("No visits were launched in {period}.")
         };
         Self {
             layout: user.layout(),
-            days,
-            periods: Period::CHOICES
-                .iter()
-                .map(|&d| PeriodLink {
-                    days: d,
-                    current: d == days,
-                })
-                .collect(),
-            since: minute(report.since),
+            form: nav::filter_form(report),
+            sorts: nav::column_sorts(report),
+            pager: nav::pager(report),
+            total: report.total,
+            page: report.filter.page,
+            pages: report.pages.max(1),
+            csv_query: report.filter.on_page(1).to_query(),
+            csv_max: u64::from(MAX_CSV_ROWS),
+            period,
             rows: report
                 .visits
                 .iter()
                 .map(|v| VisitRow::of(v, false))
                 .collect(),
-            truncated: report.truncated,
-            max: MAX_VISITS,
             empty,
-            charts: charts::of(report, now.date_naive()),
+            charts: charts::of(report),
         }
     }
 }
 
-/// `GET /visits?days=30`.
+/// `GET /visits?days=30&status=no-show&sort=lobby-wait&page=2…` (see `ReportFilter`).
 pub(crate) async fn list(
     State(state): State<AppState>,
     user: User,
     RawQuery(query): RawQuery,
 ) -> Result<Response, PortalError> {
-    let period = Period::from_query(query.as_deref())?;
-    let now = Utc::now();
+    let filter = ReportFilter::from_query(query.as_deref())?;
+    let include = Include {
+        charts: true,
+        departments: true,
+    };
     let report = report::recent(
         state.store(),
         &user.data.tenant,
         |c| sees(&user, c),
-        period,
-        now,
+        &filter,
+        Utc::now(),
+        include,
     )
     .await?;
-    Ok(render(StatusCode::OK, VisitsPage::of(&user, &report, now)))
+    Ok(render(StatusCode::OK, VisitsPage::of(&user, &report)))
 }
 
-/// `GET /visits.csv?days=30`: the same visits and columns as the list.
+/// `GET /visits.csv?…`: every visit the same filter matches, in the same order and columns.
 pub(crate) async fn csv(
     State(state): State<AppState>,
     user: User,
     RawQuery(query): RawQuery,
 ) -> Result<Response, PortalError> {
-    let period = Period::from_query(query.as_deref())?;
-    let report = report::recent(
+    let filter = ReportFilter::from_query(query.as_deref())?;
+    let (report, text) = report::csv_export(
         state.store(),
         &user.data.tenant,
         |c| sees(&user, c),
-        period,
+        &filter,
         Utc::now(),
     )
     .await?;
-    let disposition = format!(
-        "attachment; filename=\"visitbridge-visits-last-{}-days.csv\"",
-        period.days()
-    );
+    let name = match report.filter.period {
+        Period::LastDays(days) => format!("last-{days}-days"),
+        Period::Dates { from, to } => format!("{from}-to-{to}"),
+    };
+    let disposition = format!("attachment; filename=\"visitbridge-visits-{name}.csv\"");
     Ok((
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
             (header::CONTENT_DISPOSITION, disposition),
+            (
+                header::HeaderName::from_static("x-total-count"),
+                report.total.to_string(),
+            ),
         ],
-        report::csv(&report).map_err(PortalError::internal)?,
+        text,
     )
         .into_response())
 }

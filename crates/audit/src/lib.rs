@@ -80,6 +80,7 @@
 pub mod auditor;
 mod error;
 mod event_id;
+pub mod outcomes;
 mod record;
 mod recorder;
 mod sink;

@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
+pub use visitbridge_store::VisitStatus;
 use visitbridge_store::{
-    EventParticipant, EventSummary, ParticipantClass, StoredEvent, VisitEventKind,
+    EventParticipant, EventSummary, ParticipantClass, StoredEvent, VisitEventKind, VisitOutcome,
 };
 
 /// What a timeline reads of an event: a stored event, or its summary without the AuditEvent
@@ -129,22 +130,6 @@ impl ParticipantTimeline {
             .map(|i| i.to.unwrap_or(now) - i.from)
             .fold(Duration::zero(), |a, b| a + b)
     }
-}
-
-/// Where a visit stands, as reports show it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum VisitStatus {
-    /// Nothing happened yet.
-    NotStarted,
-    /// Someone is connected or in the lobby, but staff and patient have not been in together yet.
-    Waiting,
-    /// Staff and patient have been in together and someone is still connected (or waiting).
-    InProgress,
-    /// Staff and patient were in together; everyone has left.
-    Completed,
-    /// Everyone left (or the call ended) without staff and patient ever being in together.
-    NoShow,
 }
 
 /// The timeline of one visit, derived from its stored events.
@@ -352,6 +337,17 @@ impl VisitTimeline {
             .iter()
             .filter(|p| p.role != ParticipantRole::Application && !p.intervals.is_empty())
             .count()
+    }
+
+    /// What reports filter and sort on (stored on the visit's row).
+    pub fn outcome(&self) -> VisitOutcome {
+        VisitOutcome {
+            status: self.status,
+            start: self.start,
+            end: self.end,
+            lobby_wait: self.lobby_wait,
+            attendees: u32::try_from(self.attendee_count()).unwrap_or(u32::MAX),
+        }
     }
 
     /// People connected now.

@@ -83,7 +83,7 @@ pub enum ClinicianOutcome {
     Meeting(Box<OpenedVisit>),
     /// The clinician has no Microsoft account linked yet: sign in, then
     /// [`after_microsoft_sign_in`].
-    MicrosoftSignIn(SignInToContinue),
+    MicrosoftSignIn(Box<SignInToContinue>),
 }
 
 /// A clinician's launch after the SMART callback.
@@ -120,11 +120,13 @@ pub async fn clinician_launch(
         // First launch: read the visit now (the EHR token stays in memory only).
         let resolved = ports.resolve(read).await?;
         facts.add(&resolved);
-        return Ok(ClinicianOutcome::MicrosoftSignIn(SignInToContinue {
-            ehr_user_id: user_id,
-            key: resolved.key,
-            facts,
-        }));
+        return Ok(ClinicianOutcome::MicrosoftSignIn(Box::new(
+            SignInToContinue {
+                ehr_user_id: user_id,
+                key: resolved.key,
+                facts,
+            },
+        )));
     };
     let organizer = link.microsoft_object_id.as_str().to_owned();
     let attested = Attested::from_context(launch.context);

@@ -25,6 +25,9 @@ pub struct VisitFacts {
     pub start: Option<DateTime<Utc>>,
     /// The Appointment's end (or start + `minutesDuration`), when this launch read it.
     pub end: Option<DateTime<Utc>>,
+    /// The department: the Appointment's Location's name when read, else the integration
+    /// record's department id. Kept on the row only once attested, like the conference id.
+    pub department: Option<String>,
 }
 
 fn non_empty(s: Option<&str>) -> Option<String> {
@@ -51,6 +54,10 @@ impl VisitFacts {
             patient: non_empty(context.patient.as_deref()),
             start: None,
             end: None,
+            department: record
+                .department_id
+                .as_deref()
+                .and_then(visitbridge_visit::department_name),
         }
     }
 
@@ -74,6 +81,10 @@ impl VisitFacts {
         if self.patient.is_none() {
             self.patient = resolved.patient.as_ref().map(|p| p.as_str().to_owned());
         }
+        // The EHR's name of the department beats the launch URL's id.
+        if resolved.department.is_some() {
+            self.department.clone_from(&resolved.department);
+        }
         if self.practitioner.is_none() {
             self.practitioner = resolved
                 .practitioners
@@ -92,6 +103,8 @@ pub struct KeptFacts {
     appointment: Option<String>,
     encounter: Option<String>,
     patient: Option<String>,
+    #[serde(default)]
+    department: Option<String>,
 }
 
 impl From<&VisitFacts> for KeptFacts {
@@ -102,6 +115,7 @@ impl From<&VisitFacts> for KeptFacts {
             appointment: f.appointment.clone(),
             encounter: f.encounter.clone(),
             patient: f.patient.clone(),
+            department: f.department.clone(),
         }
     }
 }
@@ -114,6 +128,7 @@ impl From<KeptFacts> for VisitFacts {
             appointment: f.appointment,
             encounter: f.encounter,
             patient: f.patient,
+            department: f.department,
             // Deliberately not kept across the sign-in.
             start: None,
             end: None,

@@ -184,6 +184,8 @@ impl Ports<'_> {
             ended_at: None,
             patient_key: None,
             appointment_key: None,
+            // Filled in when the meeting is settled, after the visit was attested.
+            department: None,
         };
         let visit = with_keys(self.reference_keys, visit);
         Ok(self.visits.upsert_visit(&visit).await?)
@@ -246,6 +248,7 @@ impl Ports<'_> {
             encounter_fhir_id: visit.encounter_fhir_id.clone().or(facts.encounter.clone()),
             patient_fhir_id: visit.patient_fhir_id.clone().or(facts.patient.clone()),
             conference_id: visit.conference_id.clone().or(facts.conference_id.clone()),
+            department: visit.department.clone().or(facts.department.clone()),
             ..visit
         };
         let filled = with_keys(self.reference_keys, filled);
@@ -279,6 +282,7 @@ impl Ports<'_> {
             clinician_fits(self.reference_keys, target.attested, target.key, &existing)?;
         }
         let conference = facts.conference_id.take();
+        let department = facts.department.take();
         let visit = self
             .claim(
                 target.configuration,
@@ -298,6 +302,10 @@ impl Ports<'_> {
             None => self.create_or_get(&visit, facts).await?,
         };
         facts.conference_id = conference;
+        // FHIR's name (read above) wins over the launch URL's id.
+        if facts.department.is_none() {
+            facts.department = department;
+        }
         self.settle(visit, outcome, facts).await
     }
 
@@ -399,6 +407,7 @@ mod tests {
             ended_at: None,
             patient_key: None,
             appointment_key: None,
+            department: None,
         }
     }
 

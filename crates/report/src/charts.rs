@@ -4,7 +4,7 @@
 //! page puts its numbers in a table beside it. The numbers are `visitbridge_audit::stats`'s.
 
 use chrono::NaiveDate;
-use visitbridge_audit::stats::{DayStats, VisitPoint, WeekStats, per_day, per_week};
+use visitbridge_audit::stats::{DayStats, WeekStats, per_day, per_week};
 
 use crate::Report;
 
@@ -111,20 +111,15 @@ fn seconds_text(seconds: Option<i64>) -> String {
     seconds.map_or_else(|| "–".to_owned(), |s| format!("{s} s"))
 }
 
-/// The three charts of a report's visits, over the report's days.
-pub fn of(report: &Report, today: NaiveDate) -> Vec<Chart> {
-    let points: Vec<VisitPoint> = report
-        .visits
-        .iter()
-        .map(|v| VisitPoint {
-            launched_at: v.launched_at,
-            status: v.status,
-            lobby_wait: v.lobby_wait_seconds.map(chrono::Duration::seconds),
-        })
-        .collect();
-    let first = report.since.date_naive();
-    let days: Vec<DayStats> = per_day(&points, first, today);
-    let weeks: Vec<WeekStats> = per_week(&points, first, today);
+/// The three charts of a report's visits (its points: every visit the filter matches, not only
+/// the page's), over the report's days; none when the report was made without its points.
+pub fn of(report: &Report) -> Vec<Chart> {
+    let Some(points) = &report.points else {
+        return Vec::new();
+    };
+    let (first, today) = report.days_shown;
+    let days: Vec<DayStats> = per_day(points, first, today);
+    let weeks: Vec<WeekStats> = per_week(points, first, today);
     let period = format!("{first} to {today} (UTC)");
 
     let visit_groups: Vec<(String, Vec<f64>)> = days

@@ -78,6 +78,7 @@ mod open;
 mod postgres;
 mod records;
 mod repo;
+mod report;
 mod sqlite;
 mod visits;
 
@@ -88,6 +89,10 @@ pub use postgres::{MigrationReport, PostgresOptions, PostgresStore};
 pub use repo::{
     ConfigurationRepo, LeaseRepo, PendingRepo, SessionRepo, Store, StoredSession, Tenant,
     TenantRepo, UserLink, UserLinkRepo,
+};
+pub use report::{
+    ReportPage, ReportPoint, ReportQuery, ReportRepo, ReportSort, StaleOutcome, VisitOutcome,
+    VisitStatus,
 };
 pub use sqlite::SqliteStore;
 pub use visits::{

@@ -56,7 +56,7 @@ pub(crate) fn from_json<T: serde::de::DeserializeOwned>(
 pub(crate) const VISIT_COLUMNS: &str = "v.id, v.configuration_id, v.external_meeting_id, \
      v.graph_meeting_id, v.join_web_url, v.organizer_object_id, v.practitioner_fhir_id, \
      v.appointment_fhir_id, v.encounter_fhir_id, v.patient_fhir_id, v.conference_id, \
-     v.created_at, v.ended_at, v.patient_key, v.appointment_key";
+     v.created_at, v.ended_at, v.patient_key, v.appointment_key, v.department";
 
 /// The retention purge's statements, with `{before}`, `{open_before}` and `{limit}` for each
 /// backend's parameters and `{null}` for its JSON `null` (see [`crate::RetentionRepo`]).
@@ -129,6 +129,7 @@ pub(crate) struct RawVisit {
     pub(crate) ended_at: Option<i64>,
     pub(crate) patient_key: Option<String>,
     pub(crate) appointment_key: Option<String>,
+    pub(crate) department: Option<String>,
 }
 
 impl RawVisit {
@@ -150,6 +151,7 @@ impl RawVisit {
             ended_at: row.opt_int(at + 12)?,
             patient_key: row.opt_text(at + 13)?,
             appointment_key: row.opt_text(at + 14)?,
+            department: row.opt_text(at + 15)?,
         })
     }
 
@@ -178,6 +180,7 @@ impl RawVisit {
             ended_at: self.ended_at.map(|t| from_millis(VISIT, t)).transpose()?,
             patient_key: self.patient_key,
             appointment_key: self.appointment_key,
+            department: self.department,
         })
     }
 }
@@ -212,6 +215,9 @@ pub(crate) fn join_url_key(url: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Longest department name kept.
+pub(crate) const MAX_DEPARTMENT_LEN: usize = 200;
+
 pub(crate) fn check_visit(v: &Visit) -> Result<(), StoreError> {
     if v.external_meeting_id.is_empty() || v.external_meeting_id.len() > 512 {
         return Err(StoreError::InvalidRecord(
@@ -241,6 +247,15 @@ pub(crate) fn check_visit(v: &Visit) -> Result<(), StoreError> {
         if let Some(value) = value {
             check_id(value, what)?;
         }
+    }
+    if let Some(department) = &v.department
+        && (department.trim().is_empty()
+            || department.len() > MAX_DEPARTMENT_LEN
+            || department.chars().any(char::is_control))
+    {
+        return Err(StoreError::InvalidRecord(
+            "a department must be 1 to 200 characters without control characters",
+        ));
     }
     if let Some(url) = &v.join_web_url
         && (url.is_empty() || url.len() > 2048)
@@ -540,6 +555,7 @@ pub(crate) fn fills_in(existing: &Visit, new: &Visit) -> bool {
             existing.conference_id.is_some(),
             new.conference_id.is_some(),
         ),
+        (existing.department.is_some(), new.department.is_some()),
     ]
     .into_iter()
     .any(|(had, brings)| !had && brings)

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use visitbridge_approval::ConfigurationId;
 
-use crate::{MicrosoftObjectId, StoreError, ids::check_bounded_id};
+use crate::{MicrosoftObjectId, ReportRepo, StoreError, ids::check_bounded_id};
 
 /// Longest identifier kept in these records.
 const MAX_ID_LEN: usize = 512;
@@ -111,6 +111,11 @@ pub struct Visit {
     /// The keyed hash of the Appointment's FHIR id, likewise.
     #[serde(default)]
     pub appointment_key: Option<String>,
+    /// The department the visit was launched from, as the EHR names it (the Appointment's
+    /// Location, or the integration record's department id): what reports filter on. Not
+    /// patient data.
+    #[serde(default)]
+    pub department: Option<String>,
     /// When the row was created.
     pub created_at: DateTime<Utc>,
     /// When the meeting's call last ended, if it did.
@@ -747,6 +752,9 @@ pub trait RetentionRepo: Send + Sync {
 }
 
 /// The visit, event, outbox and retention repositories together, for `Arc<dyn AuditStore>`.
-pub trait AuditStore: VisitRepo + AuditRepo + OutboxRepo + RetentionRepo {}
+pub trait AuditStore: VisitRepo + AuditRepo + OutboxRepo + RetentionRepo + ReportRepo {}
 
-impl<T> AuditStore for T where T: VisitRepo + AuditRepo + OutboxRepo + RetentionRepo + ?Sized {}
+impl<T> AuditStore for T where
+    T: VisitRepo + AuditRepo + OutboxRepo + RetentionRepo + ReportRepo + ?Sized
+{
+}

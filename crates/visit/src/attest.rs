@@ -229,6 +229,7 @@ mod tests {
             encounter: None,
             patient: Some(PatientId::new(patient).unwrap()),
             practitioners: Vec::new(),
+            department: None,
             start: None,
             end: None,
             identifiers: identifiers.iter().map(|s| (*s).to_owned()).collect(),

@@ -58,5 +58,7 @@ pub use context::{RecordContext, RecordContextError, VisitKey, context_appointme
 pub use identity::{NotStaff, StaffRule};
 pub use link::{LinkError, PatientLink, at_unix};
 pub use reference::{ReferenceKey, ReferenceKeys, ReferenceKind};
-pub use resolve::{FoundBy, LaunchFacts, ResolvedVisit, VisitDirectory, VisitError, resolve_visit};
+pub use resolve::{
+    FoundBy, LaunchFacts, ResolvedVisit, VisitDirectory, VisitError, department_name, resolve_visit,
+};
 pub use roster::{PanelEntry, PanelView, Party, PartyClass, Presence, RosterChange, RosterState};

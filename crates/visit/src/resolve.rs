@@ -38,6 +38,9 @@ pub struct ResolvedVisit {
     /// The practitioners of the Appointment, in document order (the performer first, as Epic
     /// lists it).
     pub practitioners: Vec<PractitionerId>,
+    /// The department: the Appointment's Location's name, when it has one (not patient data).
+    #[serde(default)]
+    pub department: Option<String>,
     /// The planned start.
     pub start: Option<DateTime<Utc>>,
     /// The planned end.
@@ -286,12 +289,24 @@ pub async fn resolve_visit(
         encounter,
         patient,
         practitioners: appointment.practitioner_ids(),
+        department: appointment.location_name().and_then(department_name),
         start,
         end,
         identifiers,
         appointment: appointment_id,
         found_by,
     })
+}
+
+/// A department name as reports keep it: at most 200 characters, no control characters.
+pub fn department_name(text: &str) -> Option<String> {
+    let name: String = text
+        .trim()
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(200)
+        .collect();
+    (!name.is_empty()).then_some(name)
 }
 
 /// The Appointment's planned times: `start`, and `end` or else `start + minutesDuration`. An end

@@ -170,11 +170,11 @@ async fn migrate_brings_the_schema_up_to_date_and_exits() {
         "{text}{}",
         String::from_utf8_lossy(&first.stderr)
     );
-    assert!(text.contains("schema at version 8 (was 0)"), "{text}");
+    assert!(text.contains("schema at version 9 (was 0)"), "{text}");
     assert!(!text.contains("not-printed-secret"), "{text}");
     let again = migrate();
     let text = String::from_utf8_lossy(&again.stdout).into_owned();
-    assert!(text.contains("schema at version 8 (was 8)"), "{text}");
+    assert!(text.contains("schema at version 9 (was 9)"), "{text}");
 
     // An unreachable database: a clear error and a failure exit, no panic.
     let refused = Command::new(env!("CARGO_BIN_EXE_visitbridge-launch"))
@@ -214,6 +214,6 @@ fn migrate_on_sqlite_reports_the_versions_it_went_between() {
         assert!(output.status.success());
         String::from_utf8_lossy(&output.stdout).into_owned()
     };
-    assert!(migrate().contains("schema at version 8 (was 0)"));
-    assert!(migrate().contains("schema at version 8 (was 8)"));
+    assert!(migrate().contains("schema at version 9 (was 0)"));
+    assert!(migrate().contains("schema at version 9 (was 9)"));
 }

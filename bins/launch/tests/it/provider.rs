@@ -61,6 +61,9 @@ async fn first_launch_links_the_microsoft_account_then_opens_the_visit_page() {
     );
     assert_eq!(visit.appointment_fhir_id.as_deref(), Some(APPOINTMENT_ID));
     assert_eq!(visit.conference_id.as_deref(), Some("10000001234"));
+    // The department reports filter on: the Appointment's Location, by its name in the EHR
+    // (rather than the launch URL's unsigned departmentId).
+    assert_eq!(visit.department.as_deref(), Some("EMC FAMILY MEDICINE"));
     let meeting = env
         .graph
         .meeting(visit.graph_meeting_id.as_deref().unwrap())

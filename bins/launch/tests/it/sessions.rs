@@ -159,6 +159,7 @@ async fn an_event_of_a_configuration_this_process_never_set_up_is_written_back()
             ended_at: None,
             patient_key: None,
             appointment_key: None,
+            department: None,
         })
         .await
         .unwrap();

@@ -52,6 +52,7 @@ async fn add_visit(
                 .as_str()
                 .to_owned(),
         ),
+        department: None,
     };
     portal.store.upsert_visit(&visit).await.unwrap();
     let mut ids = Vec::new();

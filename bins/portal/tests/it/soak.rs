@@ -64,6 +64,7 @@ fn visit(n: usize, configuration: &str) -> Visit {
         ended_at: None,
         patient_key: None,
         appointment_key: None,
+        department: None,
     }
 }
 

@@ -42,6 +42,8 @@ struct Visits {
     old: &'static str,
     /// Another organisation's, yesterday.
     foreign: &'static str,
+    /// Contoso's configuration.
+    configuration: String,
 }
 
 fn staff(id: &str) -> Option<EventParticipant> {
@@ -81,6 +83,7 @@ async fn add_visit(
         ended_at: None,
         patient_key: None,
         appointment_key: None,
+        department: None,
     };
     portal.store.upsert_visit(&visit).await.unwrap();
     let deliveries: Vec<NewDelivery> = SINKS
@@ -244,6 +247,7 @@ async fn set_up(portal: &Portal) -> Visits {
         no_show: "visit-no-show",
         old: "visit-old",
         foreign: "visit-of-fabrikam",
+        configuration: ours,
     }
 }
 
@@ -330,12 +334,22 @@ async fn the_list_shows_each_visits_computed_columns_for_the_chosen_period() {
     let page = browser.get("/visits").await;
     assert_eq!(page.status, 200, "{}", page.body);
     assert!(page.body.contains("<caption"), "an accessible table");
-    assert!(page.body.contains("<th scope=\"col\">Lobby wait</th>"));
+    assert!(
+        page.body.contains(
+            "<th scope=\"col\" aria-sort=\"none\"><a href=\"/visits?days=30&#38;sort=lobby-wait&#38;order=desc\">Lobby wait"
+        ),
+        "a sortable column"
+    );
+    assert!(page.body.contains("<th scope=\"col\" aria-sort=\"descending\"><a href=\"/visits?days=30&#38;sort=launched&#38;order=asc\">Launched (UTC)"));
     // 30 days by default, newest launch first; older visits and Fabrikam's are not there.
     assert_eq!(listed(&page), [v.in_progress, v.completed, v.no_show]);
     assert!(
         page.body
-            .contains("aria-current=\"page\"><strong>Last 30 days")
+            .contains("<option value=\"30\" selected>Last 30 days</option>")
+    );
+    assert!(
+        page.body
+            .contains("3 visits launched in the last 30 days match.")
     );
 
     let rows = table_rows(&page);
@@ -348,6 +362,7 @@ async fn the_list_shows_each_visits_computed_columns_for_the_chosen_period() {
             "17m 00s".to_owned(),
             "7a1c9e42…".to_owned(),
             format!("{} (test)", portal.fhir_base()),
+            "unknown".to_owned(),
             "2".to_owned(),
             "3m 00s".to_owned(),
             "Completed".to_owned(),
@@ -356,17 +371,17 @@ async fn the_list_shows_each_visits_computed_columns_for_the_chosen_period() {
     );
     let in_progress = &rows[0].1;
     assert_eq!(in_progress[3], "ongoing");
-    assert_eq!(in_progress[6], "2");
+    assert_eq!(in_progress[7], "2");
     assert_eq!(
-        in_progress[7], "2m 00s",
+        in_progress[8], "2m 00s",
         "the wait in the call until staff came"
     );
-    assert_eq!(in_progress[8], "In progress");
+    assert_eq!(in_progress[9], "In progress");
     let no_show = &rows[2].1;
     assert_eq!(no_show[2], "never");
-    assert_eq!(no_show[6], "1");
-    assert_eq!(no_show[7], "none");
-    assert_eq!(no_show[8], "No-show");
+    assert_eq!(no_show[7], "1");
+    assert_eq!(no_show[8], "none");
+    assert_eq!(no_show[9], "No-show");
 
     // No identifier beyond what the report needs: not the visit key, not a guest's meeting id.
     for hidden in [VISIT_KEY, GUEST, "patient-1", "appointment-"] {
@@ -555,8 +570,9 @@ async fn the_csv_export_has_the_lists_columns_for_the_period() {
     let lines: Vec<&str> = csv.body.split("\r\n").collect();
     assert_eq!(
         lines[0],
-        "visit_id,launched_utc,start_utc,duration_seconds,organizer_object_id,fhir_base_url,environment,attendees,lobby_wait_seconds,status"
+        "visit_id,launched_utc,start_utc,end_utc,duration_seconds,organizer_object_id,configuration_id,fhir_base_url,environment,department,attendees,lobby_wait_seconds,status"
     );
+    let configuration = &v.configuration;
     let iso = |t: DateTime<Utc>| t.format("%Y-%m-%dT%H:%M:%SZ").to_string();
     assert_eq!(
         lines.len(),
@@ -566,17 +582,18 @@ async fn the_csv_export_has_the_lists_columns_for_the_period() {
     assert_eq!(
         lines[2],
         format!(
-            "{},{},{},1020,{ORGANIZER},{},test,2,180,completed",
+            "{},{},{},{},1020,{ORGANIZER},{configuration},{},test,,2,180,completed",
             v.completed,
             iso(v.completed_launched),
             iso(v.completed_start),
+            iso(v.completed_launched + Duration::minutes(21)),
             portal.fhir_base()
         )
     );
     assert_eq!(
         lines[1],
         format!(
-            "{},{},{},,{ORGANIZER},{},test,2,120,in-progress",
+            "{},{},{},,,{ORGANIZER},{configuration},{},test,,2,120,in-progress",
             v.in_progress,
             iso(v.in_progress_launched),
             iso(v.in_progress_launched + Duration::minutes(2)),
@@ -585,7 +602,7 @@ async fn the_csv_export_has_the_lists_columns_for_the_period() {
         "no duration while it goes on"
     );
     assert!(lines[3].starts_with(&format!("{},", v.no_show)));
-    assert!(lines[3].ends_with(",test,1,,no-show"), "{}", lines[3]);
+    assert!(lines[3].ends_with(",test,,1,,no-show"), "{}", lines[3]);
     assert_eq!(lines[4], "");
 
     let week = browser.get("/visits.csv?days=7").await;
@@ -611,7 +628,11 @@ async fn the_json_api_lists_visits_and_shows_one_with_its_write_back() {
     let (status, list) = api(&mut client, "/api/v1/visits?days=30", API_KEY).await;
     assert_eq!(status, 200, "{list}");
     assert_eq!(list["days"], 30);
-    assert_eq!(list["truncated"], false);
+    assert_eq!(
+        (list["total"].as_u64(), list["pages"].as_u64()),
+        (Some(3), Some(1))
+    );
+    assert_eq!(list["next"], Value::Null);
     let ids: Vec<&str> = list["visits"]
         .as_array()
         .unwrap()
@@ -635,6 +656,7 @@ async fn the_json_api_lists_visits_and_shows_one_with_its_write_back() {
                 "fhir_base_url": portal.fhir_base(),
                 "environment": "test",
             },
+            "department": null,
             "attendees": 2,
             "lobby_wait_seconds": 180,
             "status": "completed",
@@ -891,4 +913,394 @@ async fn the_visits_page_draws_its_charts_with_the_numbers_beside_them() {
     };
     assert_eq!(week(week_of(no_show_launched)), ["1", "1", "100 %"]);
     assert_eq!(week(week_of(v.completed_launched)), ["1", "0", "0 %"]);
+}
+
+/// A visit's launch and events, as a seeded set gives them.
+type Seed = (
+    &'static str,
+    Option<&'static str>,
+    &'static str,
+    Vec<(VisitEventKind, Option<EventParticipant>, &'static str)>,
+);
+
+fn utc(text: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(text)
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+/// Four visits of June 2026 whose columns were worked out by hand (see each).
+async fn seed_june(portal: &Portal, configuration: &str) {
+    use VisitEventKind::*;
+    let seeds: Vec<Seed> = vec![
+        // Re-join: admitted after 3 minutes, leaves and comes back; lasts until the last leave.
+        // Start 09:05, end 09:31 (26 min), wait 3 min, 2 people, completed.
+        (
+            "june-rejoin",
+            Some("Cardiology"),
+            "2026-06-01T09:00:00Z",
+            vec![
+                (ParticipantJoined, staff(ORGANIZER), "2026-06-01T09:00:00Z"),
+                (
+                    ParticipantInLobby,
+                    guest("8:acs:p-1"),
+                    "2026-06-01T09:02:00Z",
+                ),
+                (
+                    ParticipantJoined,
+                    guest("8:acs:p-1"),
+                    "2026-06-01T09:05:00Z",
+                ),
+                (ParticipantLeft, guest("8:acs:p-1"), "2026-06-01T09:10:00Z"),
+                (
+                    ParticipantJoined,
+                    guest("8:acs:p-1"),
+                    "2026-06-01T09:12:00Z",
+                ),
+                (ParticipantLeft, guest("8:acs:p-1"), "2026-06-01T09:30:00Z"),
+                (ParticipantLeft, staff(ORGANIZER), "2026-06-01T09:31:00Z"),
+            ],
+        ),
+        // Two patients: the wait is the first one's (2 min); 3 people; 10:03 to 10:26 (23 min).
+        (
+            "june-two-patients",
+            Some("Family medicine"),
+            "2026-06-01T10:00:00Z",
+            vec![
+                (ParticipantJoined, staff(ORGANIZER), "2026-06-01T10:00:00Z"),
+                (
+                    ParticipantInLobby,
+                    guest("8:acs:p-2"),
+                    "2026-06-01T10:01:00Z",
+                ),
+                (
+                    ParticipantJoined,
+                    guest("8:acs:p-2"),
+                    "2026-06-01T10:03:00Z",
+                ),
+                (
+                    ParticipantInLobby,
+                    guest("8:acs:p-3"),
+                    "2026-06-01T10:04:00Z",
+                ),
+                (
+                    ParticipantJoined,
+                    guest("8:acs:p-3"),
+                    "2026-06-01T10:10:00Z",
+                ),
+                (ParticipantLeft, guest("8:acs:p-2"), "2026-06-01T10:20:00Z"),
+                (ParticipantLeft, guest("8:acs:p-3"), "2026-06-01T10:25:00Z"),
+                (ParticipantLeft, staff(ORGANIZER), "2026-06-01T10:26:00Z"),
+            ],
+        ),
+        // Overnight: launched on 1 June, started on the 2nd at 00:05 after a 7-minute wait,
+        // 36 minutes. A report of 1 June has it (by its launch), one of 2 June does not.
+        (
+            "june-overnight",
+            Some("Cardiology"),
+            "2026-06-01T23:50:00Z",
+            vec![
+                (ParticipantJoined, staff(ORGANIZER), "2026-06-01T23:55:00Z"),
+                (
+                    ParticipantInLobby,
+                    guest("8:acs:p-4"),
+                    "2026-06-01T23:58:00Z",
+                ),
+                (
+                    ParticipantJoined,
+                    guest("8:acs:p-4"),
+                    "2026-06-02T00:05:00Z",
+                ),
+                (ParticipantLeft, guest("8:acs:p-4"), "2026-06-02T00:40:00Z"),
+                (ParticipantLeft, staff(ORGANIZER), "2026-06-02T00:41:00Z"),
+            ],
+        ),
+        // Another time zone: 23:30 on 1 June in New York is 03:30 on 2 June UTC, the day the
+        // report counts it on. Nobody from staff came: a no-show, no wait, 1 person.
+        (
+            "june-no-show",
+            None,
+            "2026-06-01T23:30:00-04:00",
+            vec![
+                (
+                    ParticipantJoined,
+                    guest("8:acs:p-5"),
+                    "2026-06-01T23:31:00-04:00",
+                ),
+                (
+                    ParticipantLeft,
+                    guest("8:acs:p-5"),
+                    "2026-06-01T23:46:00-04:00",
+                ),
+            ],
+        ),
+    ];
+    for (id, department, launched, events) in seeds {
+        let events: Vec<_> = events
+            .into_iter()
+            .map(|(kind, who, at)| (kind, who, utc(at)))
+            .collect();
+        add_visit(portal, id, configuration, utc(launched), &events).await;
+        if let Some(department) = department {
+            let visit = portal
+                .store
+                .get_visit(&VisitId::new(id).unwrap())
+                .await
+                .unwrap()
+                .unwrap();
+            let named = Visit {
+                department: Some(department.to_owned()),
+                ..visit
+            };
+            portal.store.upsert_visit(&named).await.unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_report_filters_sorts_pages_and_exports_hand_computed_columns() {
+    let portal = Portal::start().await;
+    let v = set_up(&portal).await;
+    seed_june(&portal, &v.configuration).await;
+    let mut browser = portal.signed_in(admin()).await;
+    let june = "from=2026-06-01&to=2026-06-02";
+
+    let page = browser.get(&format!("/visits?{june}")).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(
+        listed(&page),
+        [
+            "june-no-show",
+            "june-overnight",
+            "june-two-patients",
+            "june-rejoin"
+        ]
+    );
+    assert!(
+        page.body
+            .contains("4 visits launched in 2026-06-01 to 2026-06-02 match.")
+    );
+    // Start, duration, department, attendees, wait, status of each, by hand.
+    let columns: Vec<Vec<String>> = table_rows(&page)
+        .into_iter()
+        .map(|(_, c)| [2, 3, 6, 7, 8, 9].iter().map(|&i| c[i].clone()).collect())
+        .collect();
+    assert_eq!(
+        columns,
+        [
+            ["never", "none", "unknown", "1", "none", "No-show"],
+            [
+                "2026-06-02 00:05",
+                "36m 00s",
+                "Cardiology",
+                "2",
+                "7m 00s",
+                "Completed"
+            ],
+            [
+                "2026-06-01 10:03",
+                "23m 00s",
+                "Family medicine",
+                "3",
+                "2m 00s",
+                "Completed"
+            ],
+            [
+                "2026-06-01 09:05",
+                "26m 00s",
+                "Cardiology",
+                "2",
+                "3m 00s",
+                "Completed"
+            ],
+        ]
+    );
+    // The charts count the filtered visits by launch day: 3 on 1 June, 1 on the 2nd; waits
+    // 2, 3 and 7 minutes on the 1st: median 180 s, p90 (nearest rank) 420 s.
+    assert!(
+        page.body
+            .contains("<th scope=\"row\">2026-06-01</th><td>3</td>"),
+        "visits per day"
+    );
+    assert!(
+        page.body
+            .contains("<th scope=\"row\">2026-06-02</th><td>1</td>")
+    );
+    assert!(
+        page.body
+            .contains("<th scope=\"row\">2026-06-01</th><td>180 s</td><td>420 s</td>"),
+        "median and p90 wait"
+    );
+
+    // Filters: a day by launch (the overnight visit belongs to 1 June), a status, a department,
+    // a configuration; the form shows them chosen.
+    let second = browser.get("/visits?from=2026-06-02&to=2026-06-02").await;
+    assert_eq!(listed(&second), ["june-no-show"]);
+    let no_shows = browser.get(&format!("/visits?{june}&status=no-show")).await;
+    assert_eq!(listed(&no_shows), ["june-no-show"]);
+    assert!(no_shows.body.contains("value=\"no-show\" checked"));
+    let cardiology = browser
+        .get(&format!("/visits?{june}&department=Cardiology"))
+        .await;
+    assert_eq!(listed(&cardiology), ["june-overnight", "june-rejoin"]);
+    assert!(
+        cardiology
+            .body
+            .contains("<option value=\"Cardiology\" selected>Cardiology</option>")
+    );
+    let both = browser
+        .get(&format!(
+            "/visits?{june}&configuration={}&status=completed&status=no-show",
+            v.configuration
+        ))
+        .await;
+    assert_eq!(listed(&both).len(), 4);
+    let nothing = browser
+        .get(&format!("/visits?{june}&department=Radiology"))
+        .await;
+    assert!(
+        nothing
+            .body
+            .contains("No visits launched in 2026-06-01 to 2026-06-02 match this filter.")
+    );
+    assert_eq!(
+        browser.get("/visits?configuration=not-ours").await.status,
+        400
+    );
+    assert_eq!(
+        browser
+            .get("/visits?from=2026-06-03&to=2026-06-01")
+            .await
+            .status,
+        400
+    );
+
+    // Sorting: longest wait first, unknown last; a header's link turns it round.
+    let by_wait = browser
+        .get(&format!("/visits?{june}&sort=lobby-wait&order=desc"))
+        .await;
+    assert_eq!(
+        listed(&by_wait),
+        [
+            "june-overnight",
+            "june-rejoin",
+            "june-two-patients",
+            "june-no-show"
+        ]
+    );
+    assert!(by_wait.body.contains("aria-sort=\"descending\"><a href=\"/visits?from=2026-06-01&#38;to=2026-06-02&#38;sort=lobby-wait&#38;order=asc\">Lobby wait"));
+    let by_department = browser
+        .get(&format!("/visits?{june}&sort=department"))
+        .await;
+    assert_eq!(
+        listed(&by_department),
+        [
+            "june-overnight",
+            "june-rejoin",
+            "june-two-patients",
+            "june-no-show"
+        ]
+    );
+
+    // Pages: two of two, with links both ways; the count is of all of them.
+    let first = browser.get(&format!("/visits?{june}&per_page=2")).await;
+    assert_eq!(listed(&first), ["june-no-show", "june-overnight"]);
+    assert!(first.body.contains("page 1 of 2"));
+    let next =
+        "href=\"/visits?from=2026-06-01&#38;to=2026-06-02&#38;per_page=2&#38;page=2\" rel=\"next\"";
+    assert!(first.body.contains(next), "a link to the next page");
+    let second_page = browser
+        .get(&format!("/visits?{june}&per_page=2&page=2"))
+        .await;
+    assert_eq!(listed(&second_page), ["june-two-patients", "june-rejoin"]);
+    assert!(second_page.body.contains("rel=\"prev\""));
+    assert!(
+        listed(
+            &browser
+                .get(&format!("/visits?{june}&per_page=2&page=3"))
+                .await
+        )
+        .is_empty()
+    );
+
+    // The CSV of the same filter and order: every row (not one page), parsed back.
+    assert!(by_wait.body.contains(
+        "href=\"/visits.csv?from=2026-06-01&#38;to=2026-06-02&#38;sort=lobby-wait&#38;order=desc\""
+    ));
+    let csv = browser
+        .get(&format!(
+            "/visits.csv?{june}&sort=lobby-wait&order=desc&per_page=2&page=2"
+        ))
+        .await;
+    assert_eq!(csv.status, 200);
+    assert_eq!(
+        csv.headers["content-disposition"],
+        "attachment; filename=\"visitbridge-visits-2026-06-01-to-2026-06-02.csv\""
+    );
+    let mut reader = csv::Reader::from_reader(csv.body.as_bytes());
+    let header: Vec<String> = reader
+        .headers()
+        .unwrap()
+        .iter()
+        .map(str::to_owned)
+        .collect();
+    let records: Vec<std::collections::HashMap<String, String>> = reader
+        .records()
+        .map(|r| {
+            header
+                .iter()
+                .cloned()
+                .zip(r.unwrap().iter().map(str::to_owned))
+                .collect()
+        })
+        .collect();
+    let column = |name: &str| -> Vec<&str> { records.iter().map(|r| r[name].as_str()).collect() };
+    assert_eq!(
+        column("visit_id"),
+        [
+            "june-overnight",
+            "june-rejoin",
+            "june-two-patients",
+            "june-no-show"
+        ]
+    );
+    assert_eq!(column("launched_utc")[0], "2026-06-01T23:50:00Z");
+    assert_eq!(column("start_utc")[0], "2026-06-02T00:05:00Z");
+    assert_eq!(column("end_utc")[0], "2026-06-02T00:41:00Z");
+    assert_eq!(column("launched_utc")[3], "2026-06-02T03:30:00Z", "in UTC");
+    assert_eq!(column("duration_seconds"), ["2160", "1560", "1380", ""]);
+    assert_eq!(column("lobby_wait_seconds"), ["420", "180", "120", ""]);
+    assert_eq!(column("attendees"), ["2", "2", "3", "1"]);
+    assert_eq!(
+        column("department"),
+        ["Cardiology", "Cardiology", "Family medicine", ""]
+    );
+    assert_eq!(
+        column("status"),
+        ["completed", "completed", "completed", "no-show"]
+    );
+    assert!(
+        column("configuration_id")
+            .iter()
+            .all(|c| *c == v.configuration)
+    );
+
+    // The JSON API pages the same way, with a link to the next page.
+    let mut client = portal.browser();
+    let (status, list) = api(
+        &mut client,
+        &format!("/api/v1/visits?{june}&per_page=3"),
+        API_KEY,
+    )
+    .await;
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(
+        (list["total"].as_u64(), list["pages"].as_u64()),
+        (Some(4), Some(2))
+    );
+    assert_eq!(
+        list["next"],
+        "https://portal.example.test/api/v1/visits?from=2026-06-01&to=2026-06-02&per_page=3&page=2"
+    );
+    assert_eq!(list["visits"][1]["department"], "Cardiology");
 }

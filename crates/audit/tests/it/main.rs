@@ -134,6 +134,7 @@ impl Env {
                 ended_at: None,
                 patient_key: None,
                 appointment_key: None,
+                department: None,
             })
             .await
             .unwrap();

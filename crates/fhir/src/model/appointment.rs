@@ -87,6 +87,15 @@ impl Appointment {
         self.actors().find_map(Reference::id_of)
     }
 
+    /// The location participant's display name (an Epic department's name), when it has one.
+    pub fn location_name(&self) -> Option<&str> {
+        self.actors()
+            .find(|r| Reference::id_of::<super::Location>(r).is_some())
+            .and_then(|r| r.display.as_deref())
+            .map(str::trim)
+            .filter(|d| !d.is_empty())
+    }
+
     fn actors(&self) -> impl Iterator<Item = &Reference> {
         self.participant.iter().filter_map(|p| p.actor.as_ref())
     }

@@ -39,6 +39,7 @@ async fn past_retention_a_visit_keeps_only_keys_which_still_tell_its_patient_fro
             appointment_fhir_id: Some("appt-9".into()),
             patient_key: None,
             appointment_key: None,
+            department: None,
             ..visit.clone()
         })
         .await

@@ -58,7 +58,36 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         description: "indexes of visits by patient and appointment key, for the auditor's search",
         sql: V8,
     },
+    Migration {
+        description: "what reports filter and sort on: a visit's department and outcome, with \
+                      the events version it was derived from",
+        sql: V9,
+    },
 ];
+
+// Version 9: what reports filter and sort on, on the visit's row — the department it was
+// launched from and its outcome derived from its events, with the events version it was
+// derived from (each recorded event bumps `events_version`; existing visits start with their
+// event count, so their outcomes are stale and derived at the next report).
+const V9: &str = r#"
+ALTER TABLE visits ADD COLUMN department TEXT;
+ALTER TABLE visits ADD COLUMN status TEXT NOT NULL DEFAULT 'not-started'
+    CONSTRAINT visits_status_check
+    CHECK (status IN ('not-started', 'waiting', 'in-progress', 'completed', 'no-show'));
+ALTER TABLE visits ADD COLUMN visit_start_at BIGINT;
+ALTER TABLE visits ADD COLUMN visit_end_at BIGINT;
+ALTER TABLE visits ADD COLUMN lobby_wait_ms BIGINT;
+ALTER TABLE visits ADD COLUMN attendees BIGINT NOT NULL DEFAULT 0
+    CONSTRAINT visits_attendees_check CHECK (attendees >= 0);
+ALTER TABLE visits ADD COLUMN events_version BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE visits ADD COLUMN outcome_version BIGINT NOT NULL DEFAULT 0;
+UPDATE visits SET events_version =
+    (SELECT COUNT(*) FROM visit_events e WHERE e.visit_id = visits.id);
+CREATE INDEX visits_outcome_stale ON visits (configuration_id)
+    WHERE events_version > outcome_version;
+CREATE INDEX visits_by_status ON visits (configuration_id, status, created_at);
+CREATE INDEX visits_by_department ON visits (configuration_id, department, created_at);
+"#;
 
 // Version 8: the auditor's FHIR search by patient or appointment finds visits by their keys.
 const V8: &str = r#"

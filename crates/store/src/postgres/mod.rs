@@ -14,6 +14,7 @@ mod leases;
 mod migrations;
 mod outbox;
 mod pending;
+mod report;
 mod sessions;
 mod tenants;
 mod user_links;

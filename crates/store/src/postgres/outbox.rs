@@ -106,11 +106,19 @@ impl AuditRepo for PostgresStore {
                     _ => StoreError::Postgres(e),
                 })?;
             }
+            // The visit's outcome is now older than its events (see `ReportRepo`).
             if event.kind == VisitEventKind::CallEnded {
                 tx.execute(
-                    "UPDATE visits SET ended_at = GREATEST(COALESCE(ended_at, $2), $2)
+                    "UPDATE visits SET ended_at = GREATEST(COALESCE(ended_at, $2), $2),
+                         events_version = events_version + 1
                      WHERE id = $1",
                     &[&event.visit_id.as_str(), &occurred_at],
+                )
+                .await?;
+            } else {
+                tx.execute(
+                    "UPDATE visits SET events_version = events_version + 1 WHERE id = $1",
+                    &[&event.visit_id.as_str()],
                 )
                 .await?;
             }

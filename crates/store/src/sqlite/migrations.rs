@@ -259,6 +259,29 @@ CREATE INDEX visits_by_appointment_key ON visits (appointment_key)
     WHERE appointment_key IS NOT NULL;
 "#;
 
+/// Version 9: what reports filter and sort on, on the visit's row — the department it was
+/// launched from and its *outcome* (status, start, end, lobby wait, attendees) derived from its
+/// events, with the events version it was derived from (each recorded event bumps
+/// `events_version`; existing visits start with their event count, so their outcomes are stale
+/// and derived at the next report).
+const V9: &str = r#"
+ALTER TABLE visits ADD COLUMN department TEXT;
+ALTER TABLE visits ADD COLUMN status TEXT NOT NULL DEFAULT 'not-started'
+    CHECK (status IN ('not-started', 'waiting', 'in-progress', 'completed', 'no-show'));
+ALTER TABLE visits ADD COLUMN visit_start_at INTEGER;
+ALTER TABLE visits ADD COLUMN visit_end_at INTEGER;
+ALTER TABLE visits ADD COLUMN lobby_wait_ms INTEGER;
+ALTER TABLE visits ADD COLUMN attendees INTEGER NOT NULL DEFAULT 0 CHECK (attendees >= 0);
+ALTER TABLE visits ADD COLUMN events_version INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE visits ADD COLUMN outcome_version INTEGER NOT NULL DEFAULT 0;
+UPDATE visits SET events_version =
+    (SELECT COUNT(*) FROM visit_events e WHERE e.visit_id = visits.id);
+CREATE INDEX visits_outcome_stale ON visits (configuration_id)
+    WHERE events_version > outcome_version;
+CREATE INDEX visits_by_status ON visits (configuration_id, status, created_at);
+CREATE INDEX visits_by_department ON visits (configuration_id, department, created_at);
+"#;
+
 const MIGRATIONS_SLICE: &[M<'static>] = &[
     M::up(V1),
     M::up(V2),
@@ -268,6 +291,7 @@ const MIGRATIONS_SLICE: &[M<'static>] = &[
     M::up(V6),
     M::up(V7),
     M::up(V8),
+    M::up(V9),
 ];
 
 /// All migrations, oldest first.

@@ -89,10 +89,18 @@ impl AuditRepo for SqliteStore {
                     _ => StoreError::Sqlite(e),
                 })?;
             }
+            // The visit's outcome is now older than its events (see `ReportRepo`).
             if event.kind == VisitEventKind::CallEnded {
                 tx.execute(
-                    "UPDATE visits SET ended_at = MAX(COALESCE(ended_at, ?2), ?2) WHERE id = ?1",
+                    "UPDATE visits SET ended_at = MAX(COALESCE(ended_at, ?2), ?2),
+                         events_version = events_version + 1
+                     WHERE id = ?1",
                     params![event.visit_id.as_str(), to_millis(event.occurred_at)],
+                )?;
+            } else {
+                tx.execute(
+                    "UPDATE visits SET events_version = events_version + 1 WHERE id = ?1",
+                    params![event.visit_id.as_str()],
                 )?;
             }
             Ok(RecordOutcome::Recorded)

@@ -82,8 +82,9 @@ impl VisitRepo for SqliteStore {
                      (id, configuration_id, external_meeting_id, graph_meeting_id, join_web_url,
                       join_url_key, organizer_object_id, practitioner_fhir_id, appointment_fhir_id,
                       encounter_fhir_id, patient_fhir_id, conference_id, created_at, ended_at,
-                      patient_key, appointment_key)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+                      patient_key, appointment_key, department)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+                         ?17)
                  ON CONFLICT (configuration_id, external_meeting_id) DO UPDATE SET
                      graph_meeting_id = COALESCE(v.graph_meeting_id, excluded.graph_meeting_id),
                      join_web_url = COALESCE(v.join_web_url, excluded.join_web_url),
@@ -98,7 +99,8 @@ impl VisitRepo for SqliteStore {
                      patient_fhir_id = COALESCE(v.patient_fhir_id, excluded.patient_fhir_id),
                      conference_id = COALESCE(v.conference_id, excluded.conference_id),
                      patient_key = COALESCE(v.patient_key, excluded.patient_key),
-                     appointment_key = COALESCE(v.appointment_key, excluded.appointment_key)
+                     appointment_key = COALESCE(v.appointment_key, excluded.appointment_key),
+                     department = COALESCE(v.department, excluded.department)
                  RETURNING {returning}"
             );
             let raw = tx
@@ -123,6 +125,7 @@ impl VisitRepo for SqliteStore {
                         v.ended_at.map(to_millis),
                         v.patient_key,
                         v.appointment_key,
+                        v.department,
                     ],
                     |row| RawVisit::from_row(row, 0),
                 )

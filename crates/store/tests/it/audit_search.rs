@@ -11,6 +11,7 @@ fn keyed(id: &str, cfg: &visitbridge_approval::ConfigurationId) -> Visit {
     Visit {
         patient_key: Some(format!("pk-{id}")),
         appointment_key: Some(format!("ak-{id}")),
+        department: None,
         ..visit(id, cfg, &format!("vb-{id}"))
     }
 }

@@ -35,6 +35,7 @@ mod leases;
 mod migrations;
 mod outbox;
 mod pending;
+mod report;
 mod retention;
 mod sessions;
 mod tenants;

@@ -9,7 +9,7 @@ use crate::fixtures::*;
 async fn migrations_are_idempotent_and_data_survives_reopening(db: TestDb) {
     let first = db.open().await;
     let version = db.schema_version().await;
-    assert_eq!(version, 8);
+    assert_eq!(version, 9);
     let t = with_tenant(&first, "contoso").await;
     drop(first);
 
@@ -82,8 +82,8 @@ async fn postgres_replicas_starting_together_migrate_once() {
         1,
         "{reports:?}"
     );
-    assert!(reports.iter().all(|r| r.to == 8), "{reports:?}");
-    assert_eq!(db.schema_version().await, 8);
+    assert!(reports.iter().all(|r| r.to == 9), "{reports:?}");
+    assert_eq!(db.schema_version().await, 9);
     let (client, connection) = tokio_postgres::connect(db.url(), tokio_postgres::NoTls)
         .await
         .unwrap();
@@ -96,7 +96,7 @@ async fn postgres_replicas_starting_together_migrate_once() {
         .await
         .unwrap();
     let versions: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
-    assert_eq!(versions, vec![1, 2, 3, 4, 5, 6, 7, 8]);
+    assert_eq!(versions, vec![1, 2, 3, 4, 5, 6, 7, 8, 9]);
 }
 
 #[tokio::test]
@@ -104,7 +104,7 @@ async fn postgres_refuses_a_schema_newer_than_this_release() {
     let db = TestDb::postgres().await;
     drop(db.store().await);
     db.execute_raw(
-        "INSERT INTO schema_migrations (version, description, applied_at) VALUES (9, 'future', 0)",
+        "INSERT INTO schema_migrations (version, description, applied_at) VALUES (10, 'future', 0)",
     )
     .await
     .unwrap();
@@ -112,7 +112,13 @@ async fn postgres_refuses_a_schema_newer_than_this_release() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, StoreError::SchemaTooNew { found: 9, known: 8 }),
+        matches!(
+            err,
+            StoreError::SchemaTooNew {
+                found: 10,
+                known: 9
+            }
+        ),
         "{err}"
     );
     assert!(err.to_string().contains("newer release"), "{err}");

@@ -27,6 +27,7 @@ fn with_ids(id: &str, cfg: &visitbridge_approval::ConfigurationId, keyed: bool) 
         conference_id: Some(format!("{CSN}-{id}")),
         patient_key: keyed.then(|| format!("rk1-patient-{id}")),
         appointment_key: keyed.then(|| format!("rk1-appointment-{id}")),
+        department: None,
         ..visit(id, cfg, &format!("vb-{id}"))
     }
 }
@@ -197,6 +198,7 @@ async fn visits_past_retention_lose_audit_events_and_clear_ids_but_keep_keys_and
         .upsert_visit(&Visit {
             patient_key: Some("rk1-patient-unkeyed".into()),
             appointment_key: Some("rk1-appointment-unkeyed".into()),
+            department: None,
             ..unkeyed
         })
         .await

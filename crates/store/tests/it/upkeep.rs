@@ -366,8 +366,8 @@ async fn visits_with_a_meeting_but_no_subscription_are_listed_to_subscribe_again
 
 async fn the_schema_has_the_visit_upkeep_migration(db: TestDb) {
     drop(db.store().await);
-    // 3: visit upkeep; 4: superseded outbox rows; 5: leases; 6: an outbox index; 7: keyed ids; 8: their indexes.
-    assert_eq!(db.schema_version().await, 8);
+    // 3: visit upkeep; 4: superseded outbox rows; 5: leases; 6: an outbox index; 7: keyed ids; 8: their indexes; 9: report outcomes.
+    assert_eq!(db.schema_version().await, 9);
 }
 
 crate::on_both_backends!(

@@ -34,6 +34,7 @@ pub(crate) fn visit(id: &str, configuration: &ConfigurationId, key: &str) -> Vis
         ended_at: None,
         patient_key: None,
         appointment_key: None,
+        department: None,
     }
 }
 
