@@ -107,6 +107,8 @@ pub struct AppState {
 
 /// The lease of the replica that renews Graph subscriptions.
 const RENEWAL_LEASE: &str = "graph-subscription-renewals";
+/// Batches of stale visit outcomes (1,000 each) one housekeeping round derives at most.
+const OUTCOME_BACKLOG_BATCHES: usize = 100;
 /// The lease of the retention purge (one replica purges at a time).
 const RETENTION_LEASE: &str = "patient-reference-retention";
 /// How long the retention lease outlives its holder's last renewal: renewed while a purge runs,
@@ -563,7 +565,7 @@ impl LaunchService {
                     // Reports find the visits' outcomes as their events say (the portal also
                     // brings them up to date before it reads).
                     let audit: &dyn AuditStore = &*inner.store;
-                    if let Err(e) = refresh_outcomes(audit, None, 20).await {
+                    if let Err(e) = refresh_outcomes(audit, None, OUTCOME_BACKLOG_BATCHES).await {
                         tracing::warn!(error = %e, "cannot bring the visits' outcomes up to date");
                     }
                     match retention.run().await {

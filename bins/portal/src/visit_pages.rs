@@ -178,6 +178,8 @@ pub(crate) struct VisitsPage {
     pub(crate) empty: String,
     /// Visits per day, lobby waits per day, no-shows per week.
     pub(crate) charts: Vec<Chart>,
+    /// Some visits' figures are still being derived from their events.
+    pub(crate) outcomes_pending: bool,
 }
 
 impl VisitsPage {
@@ -185,6 +187,11 @@ impl VisitsPage {
         let period = report.filter.period.describe();
         let empty = if report.configurations.is_empty() && !user.is_admin {
             "No configuration names you as its approver, so there are no visits for you to see. Ask your organisation's VisitBridge admin if you expected some.".to_owned()
+        } else if report.total > 0 {
+            format!(
+                "There is no page {} of these {} visits.",
+                report.filter.page, report.total
+            )
         } else if report.filter.narrows() {
             format!("No visits launched in {period} match this filter.")
         } else {
@@ -208,6 +215,7 @@ impl VisitsPage {
                 .collect(),
             empty,
             charts: charts::of(report),
+            outcomes_pending: report.outcomes_pending,
         }
     }
 }

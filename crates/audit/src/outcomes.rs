@@ -11,21 +11,33 @@ use crate::{AuditError, VisitTimeline};
 /// Visits derived per batch: one read of the stale visits, one of their events, one write.
 pub const OUTCOME_BATCH: u32 = 1_000;
 
+/// What [`refresh_outcomes`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutcomeRefresh {
+    /// Outcomes stored.
+    pub stored: u64,
+    /// No outcome was left stale (else `max_batches` ran out first).
+    pub complete: bool,
+}
+
 /// Derives again the outcomes of the visits (of `configurations`, or of all when `None`) whose
 /// events changed since theirs was stored, until none is stale or `max_batches` batches were
-/// done. Returns how many were stored. Safe to run anywhere at any time, by several processes at
+/// done. Safe to run anywhere at any time, by several processes at
 /// once: an outcome is stored with the events version it was derived from, and never over a
 /// newer one.
 pub async fn refresh_outcomes(
     store: &dyn AuditStore,
     configurations: Option<&[ConfigurationId]>,
     max_batches: usize,
-) -> Result<u64, AuditError> {
+) -> Result<OutcomeRefresh, AuditError> {
     let mut stored = 0;
     for _ in 0..max_batches {
         let stale = store.stale_outcomes(configurations, OUTCOME_BATCH).await?;
         if stale.is_empty() {
-            break;
+            return Ok(OutcomeRefresh {
+                stored,
+                complete: true,
+            });
         }
         let done = stale.len() < OUTCOME_BATCH as usize;
         // The versions were read before the events: an event recorded in between is in the
@@ -46,11 +58,20 @@ pub async fn refresh_outcomes(
             .collect();
         let written = store.store_outcomes(&outcomes).await?;
         stored += written;
+        if done {
+            return Ok(OutcomeRefresh {
+                stored,
+                complete: true,
+            });
+        }
         // Nothing could be stored (another process is storing the same ones): stop rather
         // than spin.
-        if done || written == 0 {
+        if written == 0 {
             break;
         }
     }
-    Ok(stored)
+    Ok(OutcomeRefresh {
+        stored,
+        complete: false,
+    })
 }

@@ -2,8 +2,8 @@
 //! 100,000 visits (`VISITBRIDGE_BENCH_VISITS`) over 90 days in two configurations and eight
 //! departments, through the store's own writes (each visit launched, then 2 or 4 participant
 //! events recorded), on a SQLite file and on a throwaway PostgreSQL, and prints one Markdown
-//! table: the time to derive every visit's outcome once (what a first report after an upgrade
-//! does), then p50/p99 of the report as the portal asks for it — a page with its count, the
+//! table: the time to derive every visit's outcome once (what the launch service's housekeeping
+//! does after the upgrade), then p50/p99 of the report as the portal asks for it — a page with its count, the
 //! charts' points and the departments — for the default 30 days, each filter, a sort on a
 //! derived column deep in the pages, 90 days, and the CSV export. docs/performance.md holds the
 //! latest table.
@@ -20,10 +20,12 @@ use visitbridge_approval::{
     EhrClientSettings, EhrVendor, Environment, FhirBaseUrl, ScopeStyle, TenantId, UrlPolicy,
     Username,
 };
+use visitbridge_audit::outcomes::refresh_outcomes;
 use visitbridge_report::{Include, ReportFilter, csv_export, recent};
 use visitbridge_store::{
-    EventId, EventOrigin, EventParticipant, MicrosoftTenantId, ParticipantClass, PostgresOptions,
-    PostgresStore, SqliteStore, Store, StoredEvent, Tenant, Visit, VisitEventKind, VisitId,
+    AuditStore, EventId, EventOrigin, EventParticipant, MicrosoftTenantId, ParticipantClass,
+    PostgresOptions, PostgresStore, SqliteStore, Store, StoredEvent, Tenant, Visit, VisitEventKind,
+    VisitId,
 };
 
 const DEPARTMENTS: [&str; 8] = [
@@ -142,7 +144,7 @@ async fn seed_one(store: &dyn Store, configurations: &[ConfigurationId], n: usiz
     };
     let wait = i64::try_from(n % 600).unwrap_or(0);
     let minute = |m: i64| launched + Duration::minutes(m);
-    let events: Vec<(VisitEventKind, &EventParticipant, DateTime<Utc>)> = if n % 5 == 0 {
+    let events: Vec<(VisitEventKind, &EventParticipant, DateTime<Utc>)> = if n.is_multiple_of(5) {
         vec![
             (VisitEventKind::ParticipantJoined, &guest, minute(1)),
             (VisitEventKind::ParticipantLeft, &guest, minute(16)),
@@ -170,12 +172,32 @@ async fn seed_one(store: &dyn Store, configurations: &[ConfigurationId], n: usiz
             origin: EventOrigin::Notification,
             audit_event: json!({ "resourceType": "AuditEvent" }),
         };
-        store
-            .record_event(&event, &[])
-            .await
-            .expect("the event is stored");
+        retried("the event is stored", || store.record_event(&event, &[])).await;
     }
 }
+
+/// `write` until it succeeds: seeding is set-up, not what is measured, and several writers at
+/// once on PostgreSQL may exhaust the store's own retries of serialization failures. How many
+/// writes had to be repeated is printed.
+async fn retried<T, F, Fut>(what: &str, mut write: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, visitbridge_store::StoreError>>,
+{
+    for attempt in 1.. {
+        match write().await {
+            Ok(value) => return value,
+            Err(_) if attempt < 20 => {
+                REPEATED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep(std::time::Duration::from_millis(5 * attempt)).await;
+            }
+            Err(e) => panic!("{what}: {e}"),
+        }
+    }
+    unreachable!("the loop returns or panics")
+}
+
+static REPEATED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 async fn seed(
     store: Arc<dyn Store>,
@@ -229,7 +251,10 @@ async fn measure(
     rows: &mut Vec<String>,
 ) {
     let (tenant, configurations) = organisation(&*store).await;
-    let writers = if backend == "SQLite" { 1 } else { 8 };
+    // One writer: several at once on PostgreSQL conflict as serializable transactions inserting
+    // next to each other (retried), which is not what this measures.
+    let writers = 1;
+    REPEATED.store(0, std::sync::atomic::Ordering::Relaxed);
     let started = Instant::now();
     seed(Arc::clone(&store), &configurations, count, writers).await;
     let seeded = started.elapsed();
@@ -238,22 +263,24 @@ async fn measure(
         seeded.as_secs_f64()
     );
 
-    // The first report derives every outcome (as after the upgrade to schema 9).
+    // Every outcome derived once, as the launch service's housekeeping does after the upgrade
+    // to schema 9 (a report derives at most two batches itself).
     let started = Instant::now();
-    let filter = ReportFilter::default();
+    let audit: &dyn AuditStore = &*store;
+    let refreshed = refresh_outcomes(audit, None, usize::MAX)
+        .await
+        .expect("the outcomes are derived");
+    let derive = started.elapsed();
+    rows.push(format!(
+        "| {backend}: {} outcomes derived from their events (once, after the upgrade) | {:.1} s ({:.0} visits/s) | — |",
+        refreshed.stored,
+        derive.as_secs_f64(),
+        refreshed.stored as f64 / derive.as_secs_f64().max(1e-9)
+    ));
     let all = Include {
         charts: true,
         departments: true,
     };
-    let first = recent(&*store, &tenant, |_| true, &filter, now(), all)
-        .await
-        .expect("the first report");
-    let derive = started.elapsed();
-    rows.push(format!(
-        "| {backend}: first report, deriving {count} outcomes | {:.0} ms (once) | — |",
-        derive.as_secs_f64() * 1000.0
-    ));
-    eprintln!("{backend}: first report {} visits", first.total);
 
     let cases: [(&str, &str); 7] = [
         (
@@ -318,6 +345,10 @@ async fn measure(
         rows.push(format!(
             "| {backend}: CSV export, {name} ({what}) | p50 {p50:.1} ms / p99 {p99:.1} ms | p99 < 200 ms |"
         ));
+    }
+    // As they come, should a later backend fail.
+    for row in rows.iter() {
+        eprintln!("{row}");
     }
 }
 

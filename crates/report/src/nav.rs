@@ -217,6 +217,7 @@ mod tests {
             departments: vec!["EMC FAMILY MEDICINE".to_owned()],
             visits: Vec::new(),
             points: None,
+            outcomes_pending: false,
         }
     }
 

@@ -254,7 +254,7 @@ pub(crate) fn check_visit(v: &Visit) -> Result<(), StoreError> {
             || department.chars().any(char::is_control))
     {
         return Err(StoreError::InvalidRecord(
-            "a department must be 1 to 200 characters without control characters",
+            "a department must be 1 to 200 bytes without control characters",
         ));
     }
     if let Some(url) = &v.join_web_url

@@ -295,12 +295,12 @@ pub(crate) fn report_where(
 }
 
 /// The `ORDER BY` of a report query: the sort (unknown values last, whatever the direction),
-/// then newest launch first, then id. `collate` follows a text column (PostgreSQL's `COLLATE
-/// "C"`, so that both backends order text by its bytes).
-pub(crate) fn report_order(query: &ReportQuery, collate: &str) -> String {
+/// then newest launch first, then `tiebreak` (the row's key). `collate` follows a text column
+/// (PostgreSQL's `COLLATE "C"`, so that both backends order text by its bytes).
+pub(crate) fn report_order(query: &ReportQuery, collate: &str, tiebreak: &str) -> String {
     let direction = if query.descending { "DESC" } else { "ASC" };
     match query.sort {
-        ReportSort::Launched => format!("v.created_at {direction}, v.id{collate}"),
+        ReportSort::Launched => format!("v.created_at {direction}, {tiebreak}"),
         sort => {
             let e = sort.sql();
             let text = if matches!(sort, ReportSort::Status | ReportSort::Department) {
@@ -310,10 +310,52 @@ pub(crate) fn report_order(query: &ReportQuery, collate: &str) -> String {
             };
             format!(
                 "CASE WHEN {e} IS NULL THEN 1 ELSE 0 END, {e}{text} {direction}, \
-                 v.created_at DESC, v.id{collate}"
+                 v.created_at DESC, {tiebreak}"
             )
         }
     }
+}
+
+/// The statements of one report page over `visits v`, for both backends: the page's rows and
+/// the count of all that match, and their parameters (the page's limit and offset last, which
+/// the count does not use). The page's order is found in `visits_report` alone (every column it
+/// filters and sorts on, and the row's `key`: SQLite's `rowid`, PostgreSQL's `id`); only the
+/// page's rows are then read from the table.
+pub(crate) fn report_page_sql(
+    query: &ReportQuery,
+    placeholder: fn(usize) -> String,
+    key: &str,
+    collate: &str,
+) -> (String, String, Vec<ReportParam>) {
+    let (condition, params) = report_where(query, placeholder);
+    let order = report_order(query, collate, &format!("v.{key}"));
+    let (limit, offset) = (placeholder(params.len() + 1), placeholder(params.len() + 2));
+    let rows = format!(
+        "SELECT {}, {OUTCOME_COLUMNS}
+         FROM (SELECT v.{key} AS page_key FROM visits v WHERE {condition}
+               ORDER BY {order} LIMIT {limit} OFFSET {offset}) p
+         JOIN visits v ON v.{key} = p.page_key
+         ORDER BY {order}",
+        crate::records::VISIT_COLUMNS
+    );
+    let count = format!("SELECT COUNT(*) FROM visits v WHERE {condition}");
+    (rows, count, params)
+}
+
+/// The departments of one configuration's visits, one index probe each (a skip scan of
+/// `visits_by_department`): parameters the configuration and the limit.
+pub(crate) fn departments_sql(p1: &str, p2: &str) -> String {
+    format!(
+        "WITH RECURSIVE d(name) AS (
+             SELECT (SELECT MIN(department) FROM visits
+                     WHERE configuration_id = {p1} AND department IS NOT NULL)
+             UNION ALL
+             SELECT (SELECT MIN(department) FROM visits
+                     WHERE configuration_id = {p1} AND department IS NOT NULL
+                         AND department > d.name)
+             FROM d WHERE d.name IS NOT NULL)
+         SELECT name FROM d WHERE name IS NOT NULL LIMIT {p2}"
+    )
 }
 
 /// A parameter of [`report_where`].

@@ -298,15 +298,44 @@ pub async fn resolve_visit(
     })
 }
 
-/// A department name as reports keep it: at most 200 characters, no control characters.
+/// A department name as reports keep it: control characters removed, trimmed, at most 200
+/// bytes (cut on a character boundary).
 pub fn department_name(text: &str) -> Option<String> {
-    let name: String = text
-        .trim()
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(200)
-        .collect();
-    (!name.is_empty()).then_some(name)
+    let cleaned: String = text.chars().filter(|c| !c.is_control()).collect();
+    let mut name = cleaned.trim();
+    if name.len() > 200 {
+        let mut end = 200;
+        while !name.is_char_boundary(end) {
+            end -= 1;
+        }
+        name = name[..end].trim_end();
+    }
+    (!name.is_empty()).then(|| name.to_owned())
+}
+
+#[cfg(test)]
+mod department_tests {
+    use super::department_name;
+
+    #[test]
+    fn a_department_name_is_cleaned_and_cut_to_what_the_store_keeps() {
+        assert_eq!(
+            department_name("  EMC FAMILY MEDICINE "),
+            Some("EMC FAMILY MEDICINE".into())
+        );
+        assert_eq!(
+            department_name("\u{7}Cardiology"),
+            Some("Cardiology".into())
+        );
+        assert_eq!(department_name(" \n "), None);
+        let long = "é".repeat(150);
+        let cut = department_name(&long).unwrap();
+        assert!(
+            cut.len() <= 200 && cut.chars().all(|c| c == 'é'),
+            "{}",
+            cut.len()
+        );
+    }
 }
 
 /// The Appointment's planned times: `start`, and `end` or else `start + minutesDuration`. An end

@@ -7,10 +7,10 @@ use visitbridge_approval::ConfigurationId;
 use super::PostgresStore;
 use crate::{
     StoreError, VisitId,
-    records::{RawVisit, VISIT_COLUMNS},
+    records::RawVisit,
     report::{
-        OUTCOME_COLUMNS, RawOutcome, ReportPage, ReportParam, ReportPoint, ReportQuery, ReportRepo,
-        StaleOutcome, VisitOutcome, outcome_params, point, report_order, report_where,
+        RawOutcome, ReportPage, ReportParam, ReportPoint, ReportQuery, ReportRepo, StaleOutcome,
+        VisitOutcome, departments_sql, outcome_params, point, report_page_sql, report_where,
     },
 };
 
@@ -19,6 +19,18 @@ fn placeholder(n: usize) -> String {
 }
 
 type Bound = Vec<Box<dyn ToSql + Sync + Send>>;
+
+/// A batch of outcomes as `unnest` reads it: one array per column.
+#[derive(Default)]
+struct OutcomeColumns {
+    ids: Vec<String>,
+    statuses: Vec<String>,
+    starts: Vec<Option<i64>>,
+    ends: Vec<Option<i64>>,
+    waits: Vec<Option<i64>>,
+    attendees: Vec<i64>,
+    versions: Vec<i64>,
+}
 
 fn bound(params: Vec<ReportParam>) -> Bound {
     params
@@ -52,7 +64,9 @@ impl ReportRepo for PostgresStore {
             return Ok(Vec::new());
         }
         let client = self.client().await?;
-        // The `visits_outcome_stale` index holds exactly the stale rows.
+        // No index holds the stale rows (it would make every event's bump a non-HOT update, see
+        // the V9 migration): the visits of the configurations are read through
+        // `visits_by_configuration`, the stale ones kept.
         let rows = client
             .query(
                 "SELECT id, events_version FROM visits
@@ -79,35 +93,43 @@ impl ReportRepo for PostgresStore {
         if outcomes.is_empty() {
             return Ok(0);
         }
-        // Read committed: each row's condition is checked on its latest version, so a slower
-        // writer of an older outcome changes nothing.
+        // One statement for the batch, one round trip (a deadlock between two refreshers is
+        // retried by `transaction!`). Read committed: each row's condition is checked on its latest version, so a
+        // slower writer of an older outcome changes nothing.
+        let mut sorted: Vec<&(StaleOutcome, VisitOutcome)> = outcomes.iter().collect();
+        sorted.sort_by(|a, b| a.0.visit.as_str().cmp(b.0.visit.as_str()));
+        let mut columns = OutcomeColumns::default();
+        for (stale, outcome) in sorted {
+            let (status, start, end, wait, attendees) = outcome_params(outcome);
+            columns.ids.push(stale.visit.as_str().to_owned());
+            columns.statuses.push(status.to_owned());
+            columns.starts.push(start);
+            columns.ends.push(end);
+            columns.waits.push(wait);
+            columns.attendees.push(attendees);
+            columns.versions.push(stale.events_version);
+        }
         super::transaction!(self, IsolationLevel::ReadCommitted, |tx| {
-            let stmt = tx
-                .prepare(
-                    "UPDATE visits SET status = $2, visit_start_at = $3, visit_end_at = $4,
-                         lobby_wait_ms = $5, attendees = $6, outcome_version = $7
-                     WHERE id = $1 AND outcome_version < $7",
+            Ok(tx
+                .execute(
+                    "UPDATE visits v SET status = u.status, visit_start_at = u.start_at,
+                         visit_end_at = u.end_at, lobby_wait_ms = u.wait_ms,
+                         attendees = u.attendees, outcome_version = u.version
+                     FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[],
+                                 $5::bigint[], $6::bigint[], $7::bigint[])
+                         AS u(id, status, start_at, end_at, wait_ms, attendees, version)
+                     WHERE v.id = u.id AND v.outcome_version < u.version",
+                    &[
+                        &columns.ids,
+                        &columns.statuses,
+                        &columns.starts,
+                        &columns.ends,
+                        &columns.waits,
+                        &columns.attendees,
+                        &columns.versions,
+                    ],
                 )
-                .await?;
-            let mut stored = 0;
-            for (stale, outcome) in outcomes {
-                let (status, start, end, wait, attendees) = outcome_params(outcome);
-                stored += tx
-                    .execute(
-                        &stmt,
-                        &[
-                            &stale.visit.as_str(),
-                            &status,
-                            &start,
-                            &end,
-                            &wait,
-                            &attendees,
-                            &stale.events_version,
-                        ],
-                    )
-                    .await?;
-            }
-            Ok(stored)
+                .await?)
         })
     }
 
@@ -123,16 +145,8 @@ impl ReportRepo for PostgresStore {
                 total: 0,
             });
         }
-        let (condition, params) = report_where(query, placeholder);
-        let order = report_order(query, " COLLATE \"C\"");
-        let n = params.len();
-        let rows_sql = format!(
-            "SELECT {VISIT_COLUMNS}, {OUTCOME_COLUMNS} FROM visits v WHERE {condition}
-             ORDER BY {order} LIMIT ${} OFFSET ${}",
-            n + 1,
-            n + 2
-        );
-        let count_sql = format!("SELECT COUNT(*) FROM visits v WHERE {condition}");
+        let (rows_sql, count_sql, params) =
+            report_page_sql(query, placeholder, "id", " COLLATE \"C\"");
         let mut page_params = bound(params.clone());
         page_params.push(Box::new(i64::from(limit)));
         page_params.push(Box::new(i64::try_from(offset).unwrap_or(i64::MAX)));
@@ -197,21 +211,20 @@ impl ReportRepo for PostgresStore {
         configurations: &[ConfigurationId],
         limit: u32,
     ) -> Result<Vec<String>, StoreError> {
-        if configurations.is_empty() {
-            return Ok(Vec::new());
-        }
-        let ids: Vec<&str> = configurations.iter().map(ConfigurationId::as_str).collect();
         let client = self.client().await?;
-        client
-            .query(
-                "SELECT DISTINCT department COLLATE \"C\" AS d FROM visits
-                 WHERE configuration_id = ANY($1) AND department IS NOT NULL
-                 ORDER BY d LIMIT $2",
-                &[&ids, &i64::from(limit)],
-            )
-            .await?
-            .iter()
-            .map(|row| Ok(row.try_get(0)?))
-            .collect()
+        let stmt = client.prepare(&departments_sql("$1", "$2")).await?;
+        let mut names = Vec::new();
+        for c in configurations {
+            for row in client
+                .query(&stmt, &[&c.as_str(), &i64::from(limit)])
+                .await?
+            {
+                names.push(row.try_get::<_, String>(0)?);
+            }
+        }
+        names.sort();
+        names.dedup();
+        names.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        Ok(names)
     }
 }

@@ -7,10 +7,10 @@ use visitbridge_approval::ConfigurationId;
 use super::SqliteStore;
 use crate::{
     StoreError, VisitId,
-    records::{RawVisit, VISIT_COLUMNS},
+    records::RawVisit,
     report::{
-        OUTCOME_COLUMNS, RawOutcome, ReportPage, ReportParam, ReportPoint, ReportQuery, ReportRepo,
-        StaleOutcome, VisitOutcome, outcome_params, point, report_order, report_where,
+        RawOutcome, ReportPage, ReportParam, ReportPoint, ReportQuery, ReportRepo, StaleOutcome,
+        VisitOutcome, departments_sql, outcome_params, point, report_page_sql, report_where,
     },
 };
 
@@ -87,7 +87,8 @@ impl ReportRepo for SqliteStore {
         if outcomes.is_empty() {
             return Ok(0);
         }
-        let outcomes = outcomes.to_vec();
+        let mut outcomes = outcomes.to_vec();
+        outcomes.sort_by(|a, b| a.0.visit.as_str().cmp(b.0.visit.as_str()));
         self.write(move |tx| {
             let mut stmt = tx.prepare_cached(
                 "UPDATE visits SET status = ?2, visit_start_at = ?3, visit_end_at = ?4,
@@ -124,16 +125,7 @@ impl ReportRepo for SqliteStore {
                 total: 0,
             });
         }
-        let (condition, params) = report_where(query, placeholder);
-        let order = report_order(query, "");
-        let n = params.len();
-        let rows_sql = format!(
-            "SELECT {VISIT_COLUMNS}, {OUTCOME_COLUMNS} FROM visits v WHERE {condition}
-             ORDER BY {order} LIMIT ?{} OFFSET ?{}",
-            n + 1,
-            n + 2
-        );
-        let count_sql = format!("SELECT COUNT(*) FROM visits v WHERE {condition}");
+        let (rows_sql, count_sql, params) = report_page_sql(query, placeholder, "rowid", "");
         let bound = values(params);
         let offset = i64::try_from(offset).unwrap_or(i64::MAX);
         self.read(move |conn| {
@@ -204,28 +196,28 @@ impl ReportRepo for SqliteStore {
         configurations: &[ConfigurationId],
         limit: u32,
     ) -> Result<Vec<String>, StoreError> {
-        if configurations.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut bound: Vec<Value> = configurations
+        let ids: Vec<String> = configurations
             .iter()
-            .map(|c| Value::Text(c.as_str().to_owned()))
+            .map(|c| c.as_str().to_owned())
             .collect();
-        let list = (1..=bound.len())
-            .map(placeholder)
-            .collect::<Vec<_>>()
-            .join(", ");
-        let sql = format!(
-            "SELECT DISTINCT department FROM visits
-             WHERE configuration_id IN ({list}) AND department IS NOT NULL
-             ORDER BY department LIMIT ?{}",
-            bound.len() + 1
-        );
-        bound.push(Value::Integer(i64::from(limit)));
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
         self.read(move |conn| {
+            let sql = departments_sql("?1", "?2");
             let mut stmt = conn.prepare_cached(&sql)?;
-            let rows = stmt.query_map(params_from_iter(bound), |row| row.get::<_, String>(0))?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            let mut names = Vec::new();
+            for id in &ids {
+                let rows = stmt.query_map(
+                    params![id, i64::try_from(limit).unwrap_or(i64::MAX)],
+                    |row| row.get::<_, String>(0),
+                )?;
+                for name in rows {
+                    names.push(name?);
+                }
+            }
+            names.sort();
+            names.dedup();
+            names.truncate(limit);
+            Ok(names)
         })
         .await
     }
