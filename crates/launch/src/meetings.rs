@@ -282,7 +282,6 @@ impl Ports<'_> {
             clinician_fits(self.reference_keys, target.attested, target.key, &existing)?;
         }
         let conference = facts.conference_id.take();
-        let department = facts.department.take();
         let visit = self
             .claim(
                 target.configuration,
@@ -302,10 +301,6 @@ impl Ports<'_> {
             None => self.create_or_get(&visit, facts).await?,
         };
         facts.conference_id = conference;
-        // FHIR's name (read above) wins over the launch URL's id.
-        if facts.department.is_none() {
-            facts.department = department;
-        }
         self.settle(visit, outcome, facts).await
     }
 

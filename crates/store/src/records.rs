@@ -52,6 +52,9 @@ pub(crate) fn from_json<T: serde::de::DeserializeOwned>(
     serde_json::from_str(text).map_err(|e| StoreError::corrupt(what, &e))
 }
 
+/// How many columns [`VISIT_COLUMNS`] names (what follows them in a row starts here).
+pub(crate) const VISIT_COLUMN_COUNT: usize = 16;
+
 /// The columns of a visit, in the order [`RawVisit::from_row`] reads them.
 pub(crate) const VISIT_COLUMNS: &str = "v.id, v.configuration_id, v.external_meeting_id, \
      v.graph_meeting_id, v.join_web_url, v.organizer_object_id, v.practitioner_fhir_id, \

@@ -243,11 +243,8 @@ pub(crate) fn report_where(
     placeholder: fn(usize) -> String,
 ) -> (String, Vec<ReportParam>) {
     let mut params = Vec::new();
-    let next = |p: ReportParam, params: &mut Vec<ReportParam>| {
-        params.push(p);
-        placeholder(params.len())
-    };
-    let list = |items: Vec<ReportParam>, params: &mut Vec<ReportParam>| {
+    // Binds each item, giving their placeholders as a list.
+    let mut bind = |items: Vec<ReportParam>| {
         items
             .into_iter()
             .map(|p| {
@@ -257,38 +254,28 @@ pub(crate) fn report_where(
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let configurations = list(
+    let text = |t: &str| ReportParam::Text(t.to_owned());
+    let time = |t: DateTime<Utc>| ReportParam::Int(crate::records::to_millis(t));
+    let configurations = bind(
         query
             .configurations
             .iter()
-            .map(|c| ReportParam::Text(c.as_str().to_owned()))
+            .map(|c| text(c.as_str()))
             .collect(),
-        &mut params,
     );
-    let from = next(
-        ReportParam::Int(crate::records::to_millis(query.launched_from)),
-        &mut params,
-    );
-    let before = next(
-        ReportParam::Int(crate::records::to_millis(query.launched_before)),
-        &mut params,
-    );
+    let from = bind(vec![time(query.launched_from)]);
+    let before = bind(vec![time(query.launched_before)]);
     let mut sql = format!(
         "v.configuration_id IN ({configurations}) AND v.created_at >= {from} AND v.created_at < {before}"
     );
     if let Some(department) = &query.department {
-        let d = next(ReportParam::Text(department.clone()), &mut params);
-        sql.push_str(&format!(" AND v.department = {d}"));
+        sql.push_str(&format!(
+            " AND v.department = {}",
+            bind(vec![text(department)])
+        ));
     }
     if !query.statuses.is_empty() {
-        let statuses = list(
-            query
-                .statuses
-                .iter()
-                .map(|s| ReportParam::Text(s.as_str().to_owned()))
-                .collect(),
-            &mut params,
-        );
+        let statuses = bind(query.statuses.iter().map(|s| text(s.as_str())).collect());
         sql.push_str(&format!(" AND v.status IN ({statuses})"));
     }
     (sql, params)
@@ -441,4 +428,14 @@ pub(crate) fn point(
         })?,
         lobby_wait: lobby_wait_ms.map(chrono::Duration::milliseconds),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::records::{VISIT_COLUMN_COUNT, VISIT_COLUMNS};
+
+    #[test]
+    fn the_outcome_columns_start_after_the_visits() {
+        assert_eq!(VISIT_COLUMNS.split(',').count(), VISIT_COLUMN_COUNT);
+    }
 }

@@ -7,7 +7,7 @@ use visitbridge_approval::ConfigurationId;
 use super::PostgresStore;
 use crate::{
     StoreError, VisitId,
-    records::RawVisit,
+    records::{RawVisit, VISIT_COLUMN_COUNT},
     report::{
         RawOutcome, ReportPage, ReportParam, ReportPoint, ReportQuery, ReportRepo, StaleOutcome,
         VisitOutcome, departments_sql, outcome_params, point, report_page_sql, report_where,
@@ -164,7 +164,7 @@ impl ReportRepo for PostgresStore {
                 .map(|row| {
                     Ok((
                         RawVisit::from_row(row, 0)?.into_visit()?,
-                        RawOutcome::from_row(row, 16)?.into_outcome()?,
+                        RawOutcome::from_row(row, VISIT_COLUMN_COUNT)?.into_outcome()?,
                     ))
                 })
                 .collect::<Result<Vec<_>, StoreError>>()?;

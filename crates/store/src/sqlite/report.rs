@@ -7,7 +7,7 @@ use visitbridge_approval::ConfigurationId;
 use super::SqliteStore;
 use crate::{
     StoreError, VisitId,
-    records::RawVisit,
+    records::{RawVisit, VISIT_COLUMN_COUNT},
     report::{
         RawOutcome, ReportPage, ReportParam, ReportPoint, ReportQuery, ReportRepo, StaleOutcome,
         VisitOutcome, departments_sql, outcome_params, point, report_page_sql, report_where,
@@ -140,7 +140,10 @@ impl ReportRepo for SqliteStore {
             let rows = {
                 let mut stmt = tx.prepare_cached(&rows_sql)?;
                 let raw = stmt.query_map(params_from_iter(page_params), |row| {
-                    Ok((RawVisit::from_row(row, 0)?, RawOutcome::from_row(row, 16)?))
+                    Ok((
+                        RawVisit::from_row(row, 0)?,
+                        RawOutcome::from_row(row, VISIT_COLUMN_COUNT)?,
+                    ))
                 })?;
                 raw.map(|r| {
                     let (visit, outcome) = r?;
